@@ -1,0 +1,412 @@
+//! `McpConnectionSpec`: how to reach one upstream MCP server and what to expose.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::{Duration, McpConnectionStatus, SecretValue};
+
+/// An upstream MCP server that Hawser connects to and re-exports.
+///
+/// The config file and the admin API use the same fields; there secret values may
+/// also be written inline.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "hawser.dev",
+    version = "v1alpha1",
+    kind = "McpConnection",
+    namespaced,
+    shortname = "mcpc",
+    category = "hawser",
+    status = "McpConnectionStatus",
+    derive = "PartialEq",
+    doc = "An upstream MCP server exposed through the Hawser gateway.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Tools", type_ = "integer", json_path = ".status.tools"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("has(self.transport) && self.transport == 'stdio' ? has(self.command) : has(self.url)")
+    .message("url is required unless transport is stdio, which requires command"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpConnectionSpec {
+    /// The connection's name. Only the config file's `connections:` entries carry it;
+    /// the admin API takes it from the path and the CRD from `metadata.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub name: Option<String>,
+
+    /// Endpoint of the upstream: the Streamable HTTP endpoint (e.g.
+    /// `https://mcp.example.com/mcp`) or, for `transport: sse`, the SSE endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), regex(pattern = r"^https?://"))]
+    pub url: Option<String>,
+
+    /// How Hawser talks to the upstream. Default `streamableHttp`.
+    #[serde(default, skip_serializing_if = "Transport::is_default")]
+    pub transport: Transport,
+
+    /// Program to run for `transport: stdio`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+
+    /// Arguments for `command`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+
+    /// Extra environment for `command`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+
+    /// Credentials Hawser presents to the upstream. Default `{type: none}`.
+    #[serde(default, skip_serializing_if = "Auth::is_none")]
+    pub auth: Auth,
+
+    /// Prefix of this connection's tools and prompts on the aggregated endpoint
+    /// (`<prefix>__<name>`). Default: the connection's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"))]
+    pub tool_prefix: Option<String>,
+
+    /// Which of the upstream's tools are exposed.
+    #[serde(default, skip_serializing_if = "ToolFilter::is_default")]
+    pub tools: ToolFilter,
+
+    /// Time limits for reaching the upstream and for each call.
+    #[serde(default, skip_serializing_if = "Timeouts::is_default")]
+    pub timeouts: Timeouts,
+}
+
+/// Transport towards the upstream.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Transport {
+    /// MCP Streamable HTTP (revisions 2025-03-26 and later).
+    #[default]
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport (revision 2024-11-05).
+    Sse,
+    /// A local process speaking MCP on stdin/stdout.
+    Stdio,
+}
+
+impl Transport {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Credentials towards the upstream. Hawser never forwards the client's own
+/// credential to an upstream.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The bearer token.
+        token: SecretValue,
+    },
+    /// Static request headers, e.g. `X-API-Key`.
+    Header {
+        /// Header name to value.
+        headers: BTreeMap<String, SecretValue>,
+    },
+    /// OAuth 2 (authorization_code with PKCE, or client_credentials).
+    Oauth2(OAuth2Auth),
+}
+
+impl Auth {
+    fn is_none(&self) -> bool {
+        matches!(self, Self::None)
+    }
+}
+
+/// A Kubernetes structural schema cannot express "one object shape per `type`", so the
+/// CRD sees one object with every variant's fields, and CEL rules that tie each field
+/// to its `type` (the API server then rejects `{type: bearer}` without a token).
+impl schemars::JsonSchema for Auth {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Auth".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let secret = generator.subschema_for::<SecretValue>();
+        let mut properties = serde_json::Map::new();
+        properties.insert(
+            "type".into(),
+            serde_json::json!({
+                "type": "string",
+                "enum": ["none", "bearer", "header", "oauth2"],
+                "description": "none | bearer | header | oauth2"
+            }),
+        );
+        properties.insert("token".into(), serde_json::json!(secret));
+        properties.insert(
+            "headers".into(),
+            serde_json::json!({
+                "type": "object",
+                "description": "Header name to value (type header).",
+                "additionalProperties": secret
+            }),
+        );
+        let oauth = generator.root_schema_for::<OAuth2Auth>();
+        if let Some(oauth_props) = oauth.get("properties").and_then(|p| p.as_object()) {
+            properties.extend(oauth_props.clone());
+        }
+        let rules = [
+            (
+                "self.type != 'bearer' || has(self.token)",
+                "auth type bearer requires token",
+            ),
+            (
+                "self.type != 'header' || has(self.headers)",
+                "auth type header requires headers",
+            ),
+            (
+                "self.type != 'oauth2' || (has(self.grant) && has(self.clientId))",
+                "auth type oauth2 requires grant and clientId",
+            ),
+            (
+                "self.type == 'bearer' || !has(self.token)",
+                "token is only valid with auth type bearer",
+            ),
+            (
+                "self.type == 'header' || !has(self.headers)",
+                "headers is only valid with auth type header",
+            ),
+            (
+                "self.type == 'oauth2' || !(has(self.grant) || has(self.clientId) || has(self.clientSecret) || has(self.scopes) || has(self.tokenUrl) || has(self.authorizationUrl))",
+                "OAuth fields are only valid with auth type oauth2",
+            ),
+        ];
+        let validations: Vec<_> = rules
+            .iter()
+            .map(|(rule, message)| serde_json::json!({"rule": rule, "message": message}))
+            .collect();
+        schemars::json_schema!({
+            "type": "object",
+            "description": "Credentials Hawser presents to the upstream.",
+            "required": ["type"],
+            "properties": properties,
+            "x-kubernetes-validations": validations
+        })
+    }
+}
+
+/// OAuth 2 client settings for an upstream.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuth2Auth {
+    /// The grant Hawser uses to obtain tokens.
+    pub grant: OAuth2Grant,
+    /// Client identifier registered with the authorization server.
+    #[schemars(length(min = 1))]
+    pub client_id: String,
+    /// Client secret; omit for a public client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretValue>,
+    /// Scopes to request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Authorization endpoint; discovered from the upstream when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub authorization_url: Option<String>,
+    /// Token endpoint; discovered from the upstream when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub token_url: Option<String>,
+    /// How the client authenticates at the token endpoint. Default `basic`.
+    #[serde(default)]
+    pub endpoint_auth: EndpointAuth,
+    /// Extra parameters for the authorization request (e.g. `audience`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_params: BTreeMap<String, String>,
+    /// RFC 8707 resource indicator. Default: the connection's `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+/// OAuth 2 grant types Hawser can drive.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuth2Grant {
+    /// An operator authorizes once in a browser; Hawser keeps and refreshes the token.
+    AuthorizationCode,
+    /// Machine-to-machine: Hawser fetches tokens with its client credentials.
+    ClientCredentials,
+}
+
+/// Client authentication at the token endpoint.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum EndpointAuth {
+    /// HTTP Basic (`client_secret_basic`).
+    #[default]
+    Basic,
+    /// Credentials in the form body (`client_secret_post`).
+    Post,
+}
+
+/// Glob lists over the upstream's tool names (`*` and `?`); `exclude` wins.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolFilter {
+    /// Tools to expose. Default `["*"]`.
+    #[serde(default = "ToolFilter::all")]
+    #[schemars(inner(length(min = 1, max = 256)))]
+    pub include: Vec<String>,
+    /// Tools to hide.
+    #[serde(default)]
+    #[schemars(inner(length(min = 1, max = 256)))]
+    pub exclude: Vec<String>,
+}
+
+impl ToolFilter {
+    fn all() -> Vec<String> {
+        vec!["*".to_owned()]
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for ToolFilter {
+    fn default() -> Self {
+        Self {
+            include: Self::all(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// Time limits towards the upstream.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timeouts {
+    /// Connecting and initializing. Default `10s`.
+    #[serde(default = "Timeouts::default_connect")]
+    pub connect: Duration,
+    /// One request, from sending it to its response. Default `60s`.
+    #[serde(default = "Timeouts::default_call")]
+    pub call: Duration,
+}
+
+impl Timeouts {
+    fn default_connect() -> Duration {
+        Duration::from_secs(10)
+    }
+
+    fn default_call() -> Duration {
+        Duration::from_secs(60)
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Self::default_connect(),
+            call: Self::default_call(),
+        }
+    }
+}
+
+impl McpConnectionSpec {
+    /// Every secret value in the spec with its JSON pointer (`/auth/token`,
+    /// `/auth/headers/X-API-Key`, `/auth/clientSecret`), in a stable order.
+    ///
+    /// Storage seals the values found here and blanks them in the stored spec; the
+    /// operator resolves the `secretKeyRef`s found here.
+    pub fn secrets(&self) -> Vec<(String, &SecretValue)> {
+        match &self.auth {
+            Auth::None => Vec::new(),
+            Auth::Bearer { token } => vec![("/auth/token".to_owned(), token)],
+            Auth::Header { headers } => headers
+                .iter()
+                .map(|(name, value)| (format!("/auth/headers/{}", escape_pointer(name)), value))
+                .collect(),
+            Auth::Oauth2(oauth) => oauth
+                .client_secret
+                .iter()
+                .map(|v| ("/auth/clientSecret".to_owned(), v))
+                .collect(),
+        }
+    }
+
+    /// Mutable form of [`Self::secrets`].
+    pub fn secrets_mut(&mut self) -> Vec<(String, &mut SecretValue)> {
+        match &mut self.auth {
+            Auth::None => Vec::new(),
+            Auth::Bearer { token } => vec![("/auth/token".to_owned(), token)],
+            Auth::Header { headers } => headers
+                .iter_mut()
+                .map(|(name, value)| (format!("/auth/headers/{}", escape_pointer(name)), value))
+                .collect(),
+            Auth::Oauth2(oauth) => oauth
+                .client_secret
+                .iter_mut()
+                .map(|v| ("/auth/clientSecret".to_owned(), v))
+                .collect(),
+        }
+    }
+}
+
+/// RFC 6901 escaping of one pointer segment.
+fn escape_pointer(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_lists_every_secret_with_its_pointer() {
+        let spec: McpConnectionSpec = serde_json::from_value(serde_json::json!({
+            "url": "http://x",
+            "auth": {"type": "header", "headers": {"X-Key": "a", "a/b": {"env": "B"}}}
+        }))
+        .unwrap();
+        let found: Vec<_> = spec.secrets().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(found, ["/auth/headers/X-Key", "/auth/headers/a~1b"]);
+        let json = serde_json::to_value(&spec).unwrap();
+        for pointer in found {
+            assert!(
+                json.pointer(&pointer).is_some(),
+                "{pointer} must address the value"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_are_omitted_when_serialized() {
+        let spec: McpConnectionSpec =
+            serde_json::from_value(serde_json::json!({"url": "http://x"})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap(),
+            serde_json::json!({"url": "http://x"})
+        );
+        assert_eq!(spec.timeouts.call.get().as_secs(), 60);
+        assert_eq!(spec.tools.include, ["*"]);
+    }
+}
