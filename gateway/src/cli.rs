@@ -1,0 +1,125 @@
+//! The `hawser` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Flags, ProcessEnv, Settings};
+use crate::crypto::Keyring;
+use crate::telemetry::{self, LogFormat};
+
+/// Hawser: one MCP endpoint for many upstream MCP servers.
+#[derive(Debug, Parser)]
+#[command(name = "hawser", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "HAWSER_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway. Without DATABASE_URL it runs embedded (one replica, in-memory
+    /// state, connections from the config file); with it, shared (Postgres).
+    Serve {
+        /// Config file (YAML).
+        #[arg(long, env = "HAWSER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 0.0.0.0:8080].
+        #[arg(long, env = "HAWSER_LISTEN")]
+        listen: Option<String>,
+        /// Accept stdio connections from the admin API and McpConnection resources.
+        #[arg(long)]
+        allow_stdio_from_api: bool,
+    },
+    /// Apply database migrations (DATABASE_URL) and exit.
+    Migrate,
+    /// Print a new encryption key entry for HAWSER_ENCRYPTION_KEYS.
+    Keygen,
+    /// Re-seal every stored secret under the first key of HAWSER_ENCRYPTION_KEYS.
+    Reseal,
+}
+
+/// Entry point of the `hawser` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            allow_stdio_from_api,
+        } => {
+            let flags = Flags {
+                config,
+                listen,
+                allow_stdio_from_api,
+            };
+            let settings = Settings::load(&flags, &ProcessEnv).context("invalid configuration")?;
+            crate::server::serve(settings, crate::server::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let url = database_url()?;
+            let pool = crate::store::postgres::connect(&url, &Default::default())
+                .await
+                .context("connecting to the database")?;
+            crate::store::postgres::migrate(&pool)
+                .await
+                .context("applying migrations")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Keygen => {
+            println!("{}", Keyring::generate_entry());
+            Ok(())
+        }
+        Command::Reseal => {
+            let url = database_url()?;
+            let keys = std::env::var("HAWSER_ENCRYPTION_KEYS")
+                .context("HAWSER_ENCRYPTION_KEYS is not set")?;
+            let keyring = Keyring::parse(&keys)?;
+            let pool = crate::store::postgres::connect(&url, &Default::default())
+                .await
+                .context("connecting to the database")?;
+            let report = crate::store::postgres::reseal_all(&pool, &keyring)
+                .await
+                .context("re-sealing")?;
+            println!(
+                "re-sealed {} value(s) under key {}",
+                report,
+                keyring.sealing_key_id()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn database_url() -> anyhow::Result<String> {
+    std::env::var("DATABASE_URL")
+        .context("DATABASE_URL is not set (e.g. postgres://user:pass@host/db)")
+}

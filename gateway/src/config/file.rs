@@ -1,0 +1,166 @@
+//! The YAML config file: its raw shape and the parser that reports errors with the
+//! field path and the line/column they are at.
+
+use std::path::{Path, PathBuf};
+
+use hawser_crds::{McpConnectionSpec, SecretValue};
+use serde::Deserialize;
+
+/// The config file as written (camelCase, unknown fields rejected).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address to listen on (`HAWSER_LISTEN`, `--listen`).
+    pub listen: Option<String>,
+    /// External base URL, used for OAuth redirect URIs (`HAWSER_PUBLIC_URL`).
+    pub public_url: Option<String>,
+    /// This replica's name (`HAWSER_REPLICA_ID`; default: hostname).
+    pub replica_id: Option<String>,
+    /// Bearer token for the admin API (`HAWSER_ADMIN_TOKEN`).
+    pub admin_token: Option<SecretValue>,
+    /// DNS-rebinding protection for the MCP endpoints.
+    #[serde(default)]
+    pub security: RawSecurity,
+    /// How MCP clients authenticate to Hawser.
+    #[serde(default)]
+    pub client_auth: RawClientAuth,
+    /// Upstream MCP servers.
+    #[serde(default)]
+    pub connections: Vec<McpConnectionSpec>,
+}
+
+/// Host/Origin allow-lists for `/mcp`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawSecurity {
+    /// Accepted `Host` values (`name` or `name:port`; `*` accepts any).
+    /// Default: loopback names (`HAWSER_ALLOWED_HOSTS`).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Accepted `Origin` values (`scheme://host[:port]`; `*` accepts any). Requests
+    /// without `Origin` (non-browser clients) are not affected. Default: loopback
+    /// origins (`HAWSER_ALLOWED_ORIGINS`).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Accept `transport: stdio` connections from the admin API and CRDs.
+    #[serde(default)]
+    pub allow_stdio_from_api: bool,
+}
+
+/// Client authentication, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum RawClientAuth {
+    /// Every client is `anonymous`.
+    #[default]
+    None,
+    /// Static bearer tokens, one per subject.
+    Bearer { tokens: Vec<RawClientToken> },
+}
+
+/// One accepted client token.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawClientToken {
+    /// Who presents this token (recorded in sessions and audit rows).
+    pub subject: String,
+    /// The token itself (use `{env: VAR}` to keep it out of the file), or
+    pub token: Option<SecretValue>,
+    /// its lowercase hex SHA-256.
+    pub sha256: Option<String>,
+}
+
+/// A config file that could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {field}: {message}")]
+    Parse {
+        path: PathBuf,
+        /// Dotted path of the offending field (`connections[0].timeouts.call`).
+        field: String,
+        /// The parser's message, with line, column and a snippet of the file.
+        message: String,
+    },
+}
+
+/// Reads and parses the file at `path`.
+pub fn load(path: &Path) -> Result<RawConfig, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses config text; `path` only labels errors.
+pub fn parse(text: &str, path: &Path) -> Result<RawConfig, FileError> {
+    if text.trim().is_empty() {
+        return Ok(RawConfig::default());
+    }
+    let mut field = String::new();
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            field = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| FileError::Parse {
+        path: path.to_owned(),
+        field: if field.is_empty() || field == "." {
+            "(document)".to_owned()
+        } else {
+            field
+        },
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(text: &str) -> (String, String) {
+        match parse(text, Path::new("hawser.yaml")) {
+            Err(FileError::Parse { field, message, .. }) => (field, message),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_position() {
+        let (field, message) =
+            parse_err("connections:\n  - name: a\n    url: http://x\n    toolz: {}\n");
+        assert_eq!(field, "connections[0].toolz");
+        assert!(message.contains("unknown field `toolz`"), "{message}");
+        assert!(message.contains("line 4"), "{message}");
+    }
+
+    #[test]
+    fn bad_duration_is_named_with_its_position() {
+        let (field, message) = parse_err(
+            "connections:\n  - name: a\n    url: http://x\n    timeouts: { call: 10 seconds }\n",
+        );
+        assert_eq!(field, "connections[0].timeouts.call");
+        assert!(
+            message.contains("invalid duration \"10 seconds\""),
+            "{message}"
+        );
+        assert!(message.contains("line 4"), "{message}");
+    }
+
+    #[test]
+    fn unknown_top_level_field_is_rejected() {
+        let (field, message) = parse_err("listne: 127.0.0.1:8080\n");
+        assert_eq!(field, "listne");
+        assert!(message.contains("unknown field"), "{message}");
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let raw = parse("", Path::new("x")).unwrap();
+        assert!(raw.connections.is_empty());
+    }
+}

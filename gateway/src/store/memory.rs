@@ -1,0 +1,291 @@
+//! The in-memory store of embedded mode: one replica, nothing outlives the process.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use super::{
+    ConnectionStatus, PutOutcome, Result, SessionRecord, Store, StoreEvent, StoredConnection,
+    UpstreamSession,
+};
+use crate::config::{ConnectionConfig, Source};
+
+struct Row {
+    source: Source,
+    generation: Option<i64>,
+    revision: i64,
+    spec: hawser_crds::McpConnectionSpec,
+}
+
+#[derive(Default)]
+struct State {
+    revision: i64,
+    connections: BTreeMap<String, Row>,
+    status: BTreeMap<(String, String), ConnectionStatus>,
+    sessions: BTreeMap<[u8; 32], (SessionRecord, Instant)>,
+}
+
+/// Embedded-mode store.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    events: broadcast::Sender<StoreEvent>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            events: broadcast::channel(1024).0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn emit(&self, event: StoreEvent) {
+        // No receivers is fine.
+        let _ = self.events.send(event);
+    }
+}
+
+fn stored(name: &str, row: &Row) -> StoredConnection {
+    StoredConnection {
+        name: name.to_owned(),
+        source: row.source,
+        revision: row.revision,
+        generation: row.generation,
+        spec: Ok(row.spec.clone()),
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    async fn list_connections(&self) -> Result<Vec<StoredConnection>> {
+        let state = self.lock();
+        Ok(state
+            .connections
+            .iter()
+            .map(|(n, r)| stored(n, r))
+            .collect())
+    }
+
+    async fn get_connection(&self, name: &str) -> Result<Option<StoredConnection>> {
+        Ok(self.lock().connections.get(name).map(|r| stored(name, r)))
+    }
+
+    async fn put_connection(
+        &self,
+        conn: &ConnectionConfig,
+        generation: Option<i64>,
+    ) -> Result<PutOutcome> {
+        let outcome = {
+            let mut state = self.lock();
+            let existing = state.connections.get(&conn.name);
+            if let Some(row) = existing
+                && row.spec == conn.spec
+                && row.source == conn.source
+                && row.generation == generation
+            {
+                return Ok(PutOutcome::Unchanged {
+                    revision: row.revision,
+                });
+            }
+            let created = existing.is_none();
+            state.revision += 1;
+            let revision = state.revision;
+            state.connections.insert(
+                conn.name.clone(),
+                Row {
+                    source: conn.source,
+                    generation,
+                    revision,
+                    spec: conn.spec.clone(),
+                },
+            );
+            if created {
+                PutOutcome::Created { revision }
+            } else {
+                PutOutcome::Updated { revision }
+            }
+        };
+        self.emit(StoreEvent::ConnectionChanged {
+            name: conn.name.clone(),
+            revision: outcome.revision(),
+        });
+        Ok(outcome)
+    }
+
+    async fn delete_connection(&self, name: &str) -> Result<bool> {
+        let existed = self.lock().connections.remove(name).is_some();
+        if existed {
+            self.emit(StoreEvent::ConnectionDeleted {
+                name: name.to_owned(),
+            });
+        }
+        Ok(existed)
+    }
+
+    async fn prune_connections(&self, source: Source, keep: &[String]) -> Result<Vec<String>> {
+        let removed: Vec<String> = {
+            let mut state = self.lock();
+            let doomed: Vec<String> = state
+                .connections
+                .iter()
+                .filter(|(n, r)| r.source == source && !keep.contains(n))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in &doomed {
+                state.connections.remove(n);
+            }
+            doomed
+        };
+        for name in &removed {
+            self.emit(StoreEvent::ConnectionDeleted { name: name.clone() });
+        }
+        Ok(removed)
+    }
+
+    async fn write_status(&self, status: &ConnectionStatus) -> Result<()> {
+        self.lock().status.insert(
+            (status.connection.clone(), status.replica.clone()),
+            status.clone(),
+        );
+        Ok(())
+    }
+
+    async fn read_status(&self, connection: &str) -> Result<Vec<ConnectionStatus>> {
+        Ok(self
+            .lock()
+            .status
+            .values()
+            .filter(|s| s.connection == connection)
+            .cloned()
+            .collect())
+    }
+
+    async fn clear_replica_status(&self, replica: &str) -> Result<()> {
+        self.lock().status.retain(|(_, r), _| r != replica);
+        Ok(())
+    }
+
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        self.lock()
+            .sessions
+            .insert(session.id_hash, (session.clone(), Instant::now()));
+        Ok(())
+    }
+
+    async fn get_session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        Ok(self.lock().sessions.get(id_hash).map(|(s, _)| s.clone()))
+    }
+
+    async fn end_session(&self, id_hash: &[u8; 32]) -> Result<bool> {
+        let existed = self.lock().sessions.remove(id_hash).is_some();
+        if existed {
+            self.emit(StoreEvent::SessionEnded { id_hash: *id_hash });
+        }
+        Ok(existed)
+    }
+
+    async fn set_upstream_session(
+        &self,
+        id_hash: &[u8; 32],
+        connection: &str,
+        upstream: &UpstreamSession,
+    ) -> Result<UpstreamSession> {
+        let mut state = self.lock();
+        let Some((session, _)) = state.sessions.get_mut(id_hash) else {
+            return Ok(upstream.clone());
+        };
+        match session.upstreams.get(connection) {
+            Some(current) if current.revision >= upstream.revision => Ok(current.clone()),
+            _ => {
+                session
+                    .upstreams
+                    .insert(connection.to_owned(), upstream.clone());
+                Ok(upstream.clone())
+            }
+        }
+    }
+
+    async fn clear_upstream_session(
+        &self,
+        id_hash: &[u8; 32],
+        connection: &str,
+        stale_id: Option<&str>,
+    ) -> Result<()> {
+        if let Some((session, _)) = self.lock().sessions.get_mut(id_hash)
+            && session
+                .upstreams
+                .get(connection)
+                .is_some_and(|u| u.id.as_deref() == stale_id)
+        {
+            session.upstreams.remove(connection);
+        }
+        Ok(())
+    }
+
+    async fn set_log_level(&self, id_hash: &[u8; 32], level: &str) -> Result<()> {
+        if let Some((session, _)) = self.lock().sessions.get_mut(id_hash) {
+            session.log_level = Some(level.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn touch_sessions(&self, id_hashes: &[[u8; 32]]) -> Result<()> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        for id in id_hashes {
+            if let Some((_, seen)) = state.sessions.get_mut(id) {
+                *seen = now;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sweep_sessions(&self, idle: Duration) -> Result<Vec<SessionRecord>> {
+        let swept: Vec<SessionRecord> = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            let doomed: Vec<[u8; 32]> = state
+                .sessions
+                .iter()
+                .filter(|(_, (_, seen))| now.duration_since(*seen) > idle)
+                .map(|(id, _)| *id)
+                .collect();
+            doomed
+                .iter()
+                .filter_map(|id| state.sessions.remove(id).map(|(s, _)| s))
+                .collect()
+        };
+        for s in &swept {
+            self.emit(StoreEvent::SessionEnded { id_hash: s.id_hash });
+        }
+        Ok(swept)
+    }
+}

@@ -1,0 +1,222 @@
+//! Shared state behind one trait: the in-memory store of embedded mode and the
+//! Postgres store of shared mode implement the same operations, so everything above
+//! this module runs unchanged in both.
+
+mod memory;
+pub mod postgres;
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use hawser_crds::McpConnectionSpec;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+pub use memory::MemoryStore;
+pub use postgres::PgStore;
+
+use crate::config::{ConnectionConfig, Source};
+use crate::crypto::CryptoError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A store operation that failed. `Display` is safe to log; it is not shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+impl Error {
+    /// Short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Database(_) => "database",
+            Self::Migrate(_) => "migrate",
+            Self::Corrupt(_) => "corrupt",
+            Self::Crypto(_) => "crypto",
+        }
+    }
+}
+
+/// A connection as stored, secrets unsealed.
+#[derive(Debug, Clone)]
+pub struct StoredConnection {
+    pub name: String,
+    pub source: Source,
+    pub revision: i64,
+    pub generation: Option<i64>,
+    /// The spec, or why it could not be read (e.g. sealed with a key this replica
+    /// does not have); the connection is then reported in error, not dropped.
+    pub spec: Result<McpConnectionSpec, String>,
+}
+
+/// Outcome of writing a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created {
+        revision: i64,
+    },
+    Updated {
+        revision: i64,
+    },
+    /// Same spec, source and generation as stored: nothing written, nobody notified.
+    Unchanged {
+        revision: i64,
+    },
+}
+
+impl PutOutcome {
+    pub fn revision(self) -> i64 {
+        match self {
+            Self::Created { revision }
+            | Self::Updated { revision }
+            | Self::Unchanged { revision } => revision,
+        }
+    }
+}
+
+/// One replica's view of one connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionStatus {
+    pub connection: String,
+    pub replica: String,
+    pub state: String,
+    pub tools: i32,
+    pub last_error: Option<String>,
+    pub auth_state: Option<String>,
+    pub revision: i64,
+    #[serde(with = "unix_seconds")]
+    pub updated_at: SystemTime,
+}
+
+mod unix_seconds {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Ok(UNIX_EPOCH + std::time::Duration::from_secs_f64(secs.max(0.0)))
+    }
+}
+
+/// A client session as shared between replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    /// SHA-256 of the session id; the id itself is never stored.
+    pub id_hash: [u8; 32],
+    /// Identity the session is bound to.
+    pub subject: String,
+    /// `""` for the aggregated endpoint, else the connection of `/mcp/{connection}`.
+    pub endpoint: String,
+    pub protocol_version: String,
+    pub client_info: Option<serde_json::Value>,
+    pub client_capabilities: Option<serde_json::Value>,
+    /// Upstream sessions opened for this client session, by connection name.
+    pub upstreams: BTreeMap<String, UpstreamSession>,
+    pub log_level: Option<String>,
+}
+
+/// The session an upstream issued for one (client session, connection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamSession {
+    /// The upstream's `Mcp-Session-Id`; `None` when it issued none (stateless server).
+    pub id: Option<String>,
+    pub protocol_version: String,
+    /// Revision of the connection this session was opened against; a session from an
+    /// older revision is replaced after the connection changes.
+    pub revision: i64,
+}
+
+/// Something another replica (or this one) changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreEvent {
+    /// A connection was written.
+    ConnectionChanged { name: String, revision: i64 },
+    /// A connection was deleted.
+    ConnectionDeleted { name: String },
+    /// Notifications may have been missed (listener reconnected, receiver lagged):
+    /// compare everything.
+    Resync,
+    /// A client session ended.
+    SessionEnded { id_hash: [u8; 32] },
+}
+
+/// The operations every store provides.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"memory"` or `"postgres"`.
+    fn kind(&self) -> &'static str;
+
+    /// Checks the store is reachable (readiness).
+    async fn ping(&self) -> Result<()>;
+
+    /// Events from every replica. A lagging receiver sees `Resync`.
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent>;
+
+    // --- connections
+    async fn list_connections(&self) -> Result<Vec<StoredConnection>>;
+    async fn get_connection(&self, name: &str) -> Result<Option<StoredConnection>>;
+    /// Creates or replaces a connection; `generation` is the resource's
+    /// `metadata.generation` for source `crd`.
+    async fn put_connection(
+        &self,
+        conn: &ConnectionConfig,
+        generation: Option<i64>,
+    ) -> Result<PutOutcome>;
+    /// Deletes a connection; whether it existed.
+    async fn delete_connection(&self, name: &str) -> Result<bool>;
+    /// Deletes the connections of `source` whose names are not in `keep`.
+    async fn prune_connections(&self, source: Source, keep: &[String]) -> Result<Vec<String>>;
+
+    // --- status
+    async fn write_status(&self, status: &ConnectionStatus) -> Result<()>;
+    async fn read_status(&self, connection: &str) -> Result<Vec<ConnectionStatus>>;
+    /// Removes this replica's status rows (graceful shutdown).
+    async fn clear_replica_status(&self, replica: &str) -> Result<()>;
+
+    // --- sessions
+    async fn create_session(&self, session: &SessionRecord) -> Result<()>;
+    /// A live (not ended) session.
+    async fn get_session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>>;
+    /// Ends a session everywhere; whether it was live.
+    async fn end_session(&self, id_hash: &[u8; 32]) -> Result<bool>;
+    /// Records the upstream session for `(session, connection)` unless one was recorded
+    /// for the same revision meanwhile; returns the one that is recorded now.
+    async fn set_upstream_session(
+        &self,
+        id_hash: &[u8; 32],
+        connection: &str,
+        upstream: &UpstreamSession,
+    ) -> Result<UpstreamSession>;
+    /// Forgets an upstream session (it expired upstream) if it is still `stale_id`.
+    async fn clear_upstream_session(
+        &self,
+        id_hash: &[u8; 32],
+        connection: &str,
+        stale_id: Option<&str>,
+    ) -> Result<()>;
+    async fn set_log_level(&self, id_hash: &[u8; 32], level: &str) -> Result<()>;
+    /// Marks sessions as used; sessions unused for the idle timeout are swept.
+    async fn touch_sessions(&self, id_hashes: &[[u8; 32]]) -> Result<()>;
+    /// Ends sessions idle for longer than `idle`; returns them.
+    async fn sweep_sessions(&self, idle: std::time::Duration) -> Result<Vec<SessionRecord>>;
+}

@@ -1,0 +1,292 @@
+//! The Postgres store of shared mode.
+//!
+//! Every table access of the project lives in this module (the operator writes
+//! through it too). One background task holds a `LISTEN` connection and turns
+//! notifications into [`StoreEvent`]s; after it reconnects it emits `Resync`, because
+//! notifications sent while it was away are lost.
+
+mod connections;
+mod sessions;
+mod status;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgPool, migrate::Migrator};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    ConnectionStatus, PutOutcome, Result, SessionRecord, Store, StoreEvent, StoredConnection,
+    UpstreamSession,
+};
+use crate::config::{ConnectionConfig, Source};
+use crate::crypto::Keyring;
+
+/// The schema, embedded at build time from `migrations/`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Channel announcing connection writes (sent by a trigger on `connections`).
+pub const CONNECTIONS_CHANNEL: &str = "hawser_connections";
+/// Channel announcing ended sessions.
+pub const SESSIONS_CHANNEL: &str = "hawser_sessions";
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens a pool.
+pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect(url)
+        .await?)
+}
+
+/// Applies pending migrations. sqlx holds a Postgres advisory lock while it runs, so
+/// replicas starting together apply each migration once.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Shared-mode store.
+pub struct PgStore {
+    pool: PgPool,
+    keyring: Keyring,
+    events: broadcast::Sender<StoreEvent>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl PgStore {
+    /// Wraps a migrated pool and starts listening for notifications.
+    pub async fn start(pool: PgPool, keyring: Keyring) -> Result<Self> {
+        let (events, _) = broadcast::channel(4096);
+        let shutdown = CancellationToken::new();
+        let listener = open_listener(&pool).await?;
+        tokio::spawn(listen_loop(
+            pool.clone(),
+            listener,
+            events.clone(),
+            shutdown.clone(),
+        ));
+        Ok(Self {
+            pool,
+            keyring,
+            events,
+            shutdown,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+}
+
+async fn open_listener(pool: &PgPool) -> Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener
+        .listen_all([CONNECTIONS_CHANNEL, SESSIONS_CHANNEL])
+        .await?;
+    Ok(listener)
+}
+
+async fn listen_loop(
+    pool: PgPool,
+    mut listener: PgListener,
+    events: broadcast::Sender<StoreEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = listener.try_recv() => r,
+        };
+        match received {
+            Ok(Some(notification)) => {
+                backoff = Duration::from_millis(100);
+                if let Some(event) =
+                    parse_notification(notification.channel(), notification.payload())
+                {
+                    let _ = events.send(event);
+                }
+            }
+            // The connection dropped and sqlx reconnected (and re-LISTENed) before
+            // returning: whatever was sent meanwhile is lost.
+            Ok(None) => {
+                tracing::warn!("store listener reconnected; resyncing");
+                let _ = events.send(StoreEvent::Resync);
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "store listener failed; reconnecting");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                match open_listener(&pool).await {
+                    Ok(fresh) => {
+                        listener = fresh;
+                        tracing::info!("store listener reconnected; resyncing");
+                        let _ = events.send(StoreEvent::Resync);
+                    }
+                    Err(error) => tracing::warn!(%error, "store listener reconnect failed"),
+                }
+            }
+        }
+    }
+}
+
+fn parse_notification(channel: &str, payload: &str) -> Option<StoreEvent> {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        op: String,
+        name: Option<String>,
+        revision: Option<i64>,
+        id: Option<String>,
+    }
+    let p: Payload = match serde_json::from_str(payload) {
+        Ok(p) => p,
+        Err(error) => {
+            tracing::warn!(channel, %error, "ignoring malformed notification");
+            return None;
+        }
+    };
+    match (channel, p.op.as_str()) {
+        (CONNECTIONS_CHANNEL, "upsert") => Some(StoreEvent::ConnectionChanged {
+            name: p.name?,
+            revision: p.revision?,
+        }),
+        (CONNECTIONS_CHANNEL, "delete") => Some(StoreEvent::ConnectionDeleted { name: p.name? }),
+        (SESSIONS_CHANNEL, "end") => {
+            let id = sessions::decode_hash(&p.id?)?;
+            Some(StoreEvent::SessionEnded { id_hash: id })
+        }
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    async fn list_connections(&self) -> Result<Vec<StoredConnection>> {
+        connections::list(&self.pool, &self.keyring).await
+    }
+
+    async fn get_connection(&self, name: &str) -> Result<Option<StoredConnection>> {
+        connections::get(&self.pool, &self.keyring, name).await
+    }
+
+    async fn put_connection(
+        &self,
+        conn: &ConnectionConfig,
+        generation: Option<i64>,
+    ) -> Result<PutOutcome> {
+        connections::put(&self.pool, &self.keyring, conn, generation).await
+    }
+
+    async fn delete_connection(&self, name: &str) -> Result<bool> {
+        connections::delete(&self.pool, name).await
+    }
+
+    async fn prune_connections(&self, source: Source, keep: &[String]) -> Result<Vec<String>> {
+        connections::prune(&self.pool, source, keep).await
+    }
+
+    async fn write_status(&self, s: &ConnectionStatus) -> Result<()> {
+        status::write(&self.pool, s).await
+    }
+
+    async fn read_status(&self, connection: &str) -> Result<Vec<ConnectionStatus>> {
+        status::read(&self.pool, connection).await
+    }
+
+    async fn clear_replica_status(&self, replica: &str) -> Result<()> {
+        status::clear_replica(&self.pool, replica).await
+    }
+
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        sessions::create(&self.pool, session).await
+    }
+
+    async fn get_session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        sessions::get(&self.pool, id_hash).await
+    }
+
+    async fn end_session(&self, id_hash: &[u8; 32]) -> Result<bool> {
+        sessions::end(&self.pool, id_hash).await
+    }
+
+    async fn set_upstream_session(
+        &self,
+        id_hash: &[u8; 32],
+        connection: &str,
+        upstream: &UpstreamSession,
+    ) -> Result<UpstreamSession> {
+        sessions::set_upstream(&self.pool, id_hash, connection, upstream).await
+    }
+
+    async fn clear_upstream_session(
+        &self,
+        id_hash: &[u8; 32],
+        connection: &str,
+        stale_id: Option<&str>,
+    ) -> Result<()> {
+        sessions::clear_upstream(&self.pool, id_hash, connection, stale_id).await
+    }
+
+    async fn set_log_level(&self, id_hash: &[u8; 32], level: &str) -> Result<()> {
+        sessions::set_log_level(&self.pool, id_hash, level).await
+    }
+
+    async fn touch_sessions(&self, id_hashes: &[[u8; 32]]) -> Result<()> {
+        sessions::touch(&self.pool, id_hashes).await
+    }
+
+    async fn sweep_sessions(&self, idle: Duration) -> Result<Vec<SessionRecord>> {
+        sessions::sweep(&self.pool, idle).await
+    }
+}
+
+/// Re-seals every sealed value in the database under the keyring's first key;
+/// returns how many values were rewritten.
+pub async fn reseal_all(pool: &PgPool, keyring: &Keyring) -> Result<usize> {
+    connections::reseal(pool, keyring).await
+}

@@ -1,0 +1,210 @@
+//! `sessions` rows: client sessions shared by every replica.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use super::SESSIONS_CHANNEL;
+use crate::store::{Error, Result, SessionRecord, UpstreamSession};
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id_hash: Vec<u8>,
+    subject: String,
+    endpoint: String,
+    protocol_version: String,
+    client_info: Option<serde_json::Value>,
+    client_capabilities: Option<serde_json::Value>,
+    upstreams: serde_json::Value,
+    log_level: Option<String>,
+}
+
+/// `SELECT <row columns> FROM sessions <tail>`, as one literal.
+macro_rules! select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id_hash, subject, endpoint, protocol_version, client_info, ",
+            "client_capabilities, upstreams, log_level FROM sessions ",
+            $tail
+        )
+    };
+}
+
+fn to_record(row: Row) -> Result<SessionRecord> {
+    let id_hash: [u8; 32] = row
+        .id_hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::Corrupt("session id hash is not 32 bytes".into()))?;
+    let upstreams: BTreeMap<String, UpstreamSession> = serde_json::from_value(row.upstreams)
+        .map_err(|e| Error::Corrupt(format!("session upstreams: {e}")))?;
+    Ok(SessionRecord {
+        id_hash,
+        subject: row.subject,
+        endpoint: row.endpoint,
+        protocol_version: row.protocol_version,
+        client_info: row.client_info,
+        client_capabilities: row.client_capabilities,
+        upstreams,
+        log_level: row.log_level,
+    })
+}
+
+pub(super) fn encode_hash(id: &[u8; 32]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) fn decode_hash(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+pub(super) async fn create(pool: &PgPool, s: &SessionRecord) -> Result<()> {
+    let upstreams =
+        serde_json::to_value(&s.upstreams).map_err(|e| Error::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO sessions (id_hash, subject, endpoint, protocol_version, client_info, client_capabilities, upstreams, log_level)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&s.id_hash[..])
+    .bind(&s.subject)
+    .bind(&s.endpoint)
+    .bind(&s.protocol_version)
+    .bind(&s.client_info)
+    .bind(&s.client_capabilities)
+    .bind(upstreams)
+    .bind(&s.log_level)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn get(pool: &PgPool, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+    let row: Option<Row> = sqlx::query_as(select!("WHERE id_hash = $1"))
+        .bind(&id_hash[..])
+        .fetch_optional(pool)
+        .await?;
+    row.map(to_record).transpose()
+}
+
+pub(super) async fn end(pool: &PgPool, id_hash: &[u8; 32]) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        .bind(&id_hash[..])
+        .execute(&mut *tx)
+        .await?;
+    let existed = done.rows_affected() > 0;
+    if existed {
+        notify_ended(&mut tx, id_hash).await?;
+    }
+    tx.commit().await?;
+    Ok(existed)
+}
+
+async fn notify_ended(tx: &mut sqlx::PgConnection, id_hash: &[u8; 32]) -> Result<()> {
+    let payload = serde_json::json!({"op": "end", "id": encode_hash(id_hash)}).to_string();
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(SESSIONS_CHANNEL)
+        .bind(payload)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn set_upstream(
+    pool: &PgPool,
+    id_hash: &[u8; 32],
+    connection: &str,
+    upstream: &UpstreamSession,
+) -> Result<UpstreamSession> {
+    let value = serde_json::to_value(upstream).map_err(|e| Error::Corrupt(e.to_string()))?;
+    // Record ours unless another replica recorded one for this revision (or newer)
+    // first; either way answer with what is recorded now.
+    let recorded: Option<serde_json::Value> = sqlx::query_scalar(
+        "WITH updated AS (
+             UPDATE sessions SET upstreams = jsonb_set(upstreams, ARRAY[$2], $3)
+             WHERE id_hash = $1
+               AND (NOT upstreams ? $2 OR COALESCE((upstreams -> $2 ->> 'revision')::bigint, 0) < $4)
+             RETURNING upstreams -> $2 AS u)
+         SELECT u FROM updated
+         UNION ALL
+         SELECT upstreams -> $2 FROM sessions WHERE id_hash = $1 AND NOT EXISTS (SELECT 1 FROM updated)",
+    )
+    .bind(&id_hash[..])
+    .bind(connection)
+    .bind(&value)
+    .bind(upstream.revision)
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    match recorded {
+        Some(v) => {
+            serde_json::from_value(v).map_err(|e| Error::Corrupt(format!("session upstream: {e}")))
+        }
+        // The session ended meanwhile: nothing recorded; the caller's request fails on its own.
+        None => Ok(upstream.clone()),
+    }
+}
+
+pub(super) async fn clear_upstream(
+    pool: &PgPool,
+    id_hash: &[u8; 32],
+    connection: &str,
+    stale_id: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE sessions SET upstreams = upstreams - $2
+         WHERE id_hash = $1 AND (upstreams -> $2 ->> 'id') IS NOT DISTINCT FROM $3",
+    )
+    .bind(&id_hash[..])
+    .bind(connection)
+    .bind(stale_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn set_log_level(pool: &PgPool, id_hash: &[u8; 32], level: &str) -> Result<()> {
+    sqlx::query("UPDATE sessions SET log_level = $2 WHERE id_hash = $1")
+        .bind(&id_hash[..])
+        .bind(level)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn touch(pool: &PgPool, id_hashes: &[[u8; 32]]) -> Result<()> {
+    if id_hashes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Vec<u8>> = id_hashes.iter().map(|h| h.to_vec()).collect();
+    sqlx::query("UPDATE sessions SET last_seen_at = now() WHERE id_hash = ANY($1)")
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn sweep(pool: &PgPool, idle: Duration) -> Result<Vec<SessionRecord>> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "DELETE FROM sessions WHERE last_seen_at < now() - make_interval(secs => $1)
+         RETURNING id_hash, subject, endpoint, protocol_version, client_info, client_capabilities, upstreams, log_level",
+    )
+    .bind(idle.as_secs_f64())
+    .fetch_all(&mut *tx)
+    .await?;
+    let records: Vec<SessionRecord> = rows.into_iter().map(to_record).collect::<Result<_>>()?;
+    for r in &records {
+        notify_ended(&mut tx, &r.id_hash).await?;
+    }
+    tx.commit().await?;
+    Ok(records)
+}
