@@ -1,0 +1,60 @@
+//! Where tests find built binaries and the installed client tooling.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The target profile directory the running test binary lives in (`target/debug`).
+pub fn target_dir() -> PathBuf {
+    // The test executable is target/<profile>/deps/<name>-<hash>.
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| workspace_root().join("target/debug"))
+}
+
+/// Path of a workspace binary, e.g. `hawser` or `hawser-fixture`. Panics with the
+/// build command when it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    crate::harness::process::require_file(
+        &path,
+        "build the workspace binaries first: `cargo build --workspace --bins` (scripts/test does)",
+    );
+    path
+}
+
+/// The Python interpreter with the official MCP SDK installed (scripts/setup-test-deps).
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("HAWSER_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/test-deps/venv/bin/python"));
+    crate::harness::process::require_file(
+        &path,
+        "run scripts/setup-test-deps (installs the Python MCP SDK)",
+    );
+    path
+}
+
+/// A Node.js ≥ 22 binary (scripts/setup-test-deps installs one).
+pub fn node() -> PathBuf {
+    let path = std::env::var_os("HAWSER_TEST_NODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/test-deps/node/bin/node"));
+    crate::harness::process::require_file(
+        &path,
+        "run scripts/setup-test-deps (installs Node.js 24)",
+    );
+    path
+}
+
+/// The e2e folder (Python scripts, conformance suite).
+pub fn e2e_dir() -> PathBuf {
+    workspace_root().join("e2e")
+}
