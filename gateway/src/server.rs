@@ -1,5 +1,6 @@
 //! Wires the gateway together and serves it until shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -9,13 +10,17 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Policy, Settings, Source};
+use crate::front::{self, Front};
 use crate::store::{MemoryStore, PgStore, Store};
+use crate::upstream::registry::{Registry, RegistrySettings, StaticCredentials};
 
 /// Shared application state.
 pub struct AppState {
-    pub settings: Settings,
     pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub front: Arc<Front>,
+    pub replica: String,
 }
 
 /// Opens the store the settings ask for: Postgres (migrated) in shared mode, memory otherwise.
@@ -64,38 +69,113 @@ pub fn shutdown_signal() -> CancellationToken {
     token
 }
 
+/// A short random token unique to this process (upstream and relay ids).
+fn process_token() -> String {
+    let bytes: [u8; 4] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the config file's connections to the store (source `file`) and removes
+/// file connections that are no longer in it.
+async fn sync_file_connections(store: &dyn Store, settings: &Settings) -> anyhow::Result<()> {
+    for conn in &settings.connections {
+        store
+            .put_connection(conn, None)
+            .await
+            .with_context(|| format!("storing connection {:?} from the config file", conn.name))?;
+    }
+    let keep: Vec<String> = settings
+        .connections
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let removed = store.prune_connections(Source::File, &keep).await?;
+    for name in removed {
+        tracing::info!(connection = %name, "removed: no longer in the config file");
+    }
+    Ok(())
+}
+
+/// Builds the gateway on `store`.
+pub async fn build(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<AppState>> {
+    let token = process_token();
+    sync_file_connections(store.as_ref(), settings).await?;
+    let registry = Registry::start(
+        RegistrySettings {
+            replica: settings.replica_id.clone(),
+            replica_token: token.clone(),
+            policy: Policy {
+                allow_stdio_from_api: settings.security.allow_stdio_from_api,
+            },
+        },
+        store.clone(),
+        Arc::new(StaticCredentials),
+        shutdown.child_token(),
+    );
+    let front = Arc::new(Front {
+        security: settings.security.clone(),
+        client_auth: settings.client_auth.clone(),
+        sessions: front::session::Sessions::new(store.clone()),
+        registry: registry.clone(),
+        relay: front::relay::Relay::new(&token),
+        store: store.clone(),
+    });
+    front::spawn_background(front.clone(), shutdown.child_token());
+    Ok(Arc::new(AppState {
+        store,
+        registry,
+        front,
+        replica: settings.replica_id.clone(),
+    }))
+}
+
+/// The whole HTTP surface.
+pub fn router(state: Arc<AppState>) -> Router {
+    let ops = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state.clone());
+    front::router(state.front.clone()).merge(ops)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
+    if !state.registry.is_synced() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "loading connections");
+    }
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
+    }
+}
+
 /// Runs the gateway until `shutdown` fires.
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let store = open_store(&settings).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let local = listener.local_addr()?;
+    let state = build(&settings, store, &shutdown).await?;
     tracing::info!(
         listen = %local,
+        replica = %state.replica,
         mode = if settings.is_shared() { "shared" } else { "embedded" },
-        store = store.kind(),
-        connections = settings.connections.len(),
+        store = state.store.kind(),
         "hawser listening"
     );
-    let state = Arc::new(AppState { settings, store });
+    // Tests and scripts wait for this line.
+    println!("listening http://{local}");
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serving")
-}
-
-fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
-    }
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .context("serving")
 }

@@ -1,0 +1,108 @@
+//! The client's GET stream: server-initiated messages not tied to a request — list
+//! changes, and what upstreams send on their own streams (resource updates, logs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Front;
+use super::reply::{self, Reply};
+use super::session::ClientSession;
+use crate::jsonrpc::{Id, Kind, Message};
+use crate::sse;
+use crate::store::UpstreamSession;
+use crate::upstream::Upstream;
+
+/// Interval of keep-alive comments on idle streams.
+const KEEPALIVE: Duration = Duration::from_secs(20);
+
+/// Opens a GET stream for `session`.
+pub fn open(front: &Arc<Front>, session: &Arc<ClientSession>) -> Reply {
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    session.add_stream(tx);
+    let stop = session.ended.child_token();
+    for (connection, upstream_session) in session.upstream_sessions() {
+        if let Some(upstream) = front.registry.upstream(&connection)
+            && !upstream.is_shared()
+        {
+            tokio::spawn(follow_upstream(
+                front.clone(),
+                session.clone(),
+                upstream,
+                upstream_session,
+                stop.clone(),
+            ));
+        }
+    }
+    let ended = session.ended.clone();
+    let guard = StopOnDrop(stop);
+    let stream = futures::stream::unfold((rx, guard), move |(mut rx, guard)| {
+        let ended = ended.clone();
+        async move {
+            tokio::select! {
+                () = ended.cancelled() => None,
+                frame = rx.recv() => frame.map(|f| (Ok::<_, std::convert::Infallible>(f), (rx, guard))),
+                () = tokio::time::sleep(KEEPALIVE) => Some((Ok(Bytes::from_static(sse::KEEPALIVE)), (rx, guard))),
+            }
+        }
+    });
+    reply::sse(Body::from_stream(stream))
+}
+
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Relays an upstream session's own stream to the client's GET stream.
+async fn follow_upstream(
+    front: Arc<Front>,
+    session: Arc<ClientSession>,
+    upstream: Arc<Upstream>,
+    upstream_session: UpstreamSession,
+    stop: CancellationToken,
+) {
+    let mut stream = match upstream.listen(&upstream_session).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::debug!(connection = %upstream.name(), %error, "no upstream stream");
+            return;
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            () = stop.cancelled() => return,
+            m = stream.next_message() => m,
+        };
+        let Some(Ok(bytes)) = next else { return };
+        let Ok(msg) = Message::parse(&bytes) else {
+            continue;
+        };
+        match msg.kind() {
+            // Hawser's own discovery follows list changes and announces them itself.
+            Kind::Notification if msg.method().ends_with("/list_changed") => {}
+            Kind::Notification => {
+                session.push(sse::event(&bytes));
+            }
+            Kind::Request => {
+                let id = msg.id.map(Id::from_raw).unwrap_or_else(|| Id::string(""));
+                if let Some((rewritten, _)) =
+                    front
+                        .relay
+                        .register(session.id_hash, &upstream, &upstream_session, id, &bytes)
+                {
+                    session.push(sse::event(&rewritten));
+                }
+            }
+            Kind::Response => {}
+        }
+    }
+}

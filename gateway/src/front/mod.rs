@@ -1,0 +1,438 @@
+//! The MCP endpoints clients use: `/mcp` (every connection, names prefixed) and
+//! `/mcp/{connection}` (one connection, names unchanged), over Streamable HTTP.
+
+pub mod dispatch;
+pub mod guard;
+mod listen;
+pub mod relay;
+pub mod reply;
+pub mod session;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::post;
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClientAuth, Security};
+use crate::jsonrpc::{self, Id, Kind, Message, code};
+use crate::store::{Store, StoreEvent};
+use crate::upstream::{ClientInit, Registry, Upstream};
+use guard::Identity;
+use relay::Relay;
+use reply::{Reply, SESSION_HEADER};
+use session::{ClientSession, SessionError, Sessions};
+use stream::Outcome;
+
+/// State of the MCP endpoints.
+pub struct Front {
+    pub security: Security,
+    pub client_auth: ClientAuth,
+    pub sessions: Arc<Sessions>,
+    pub registry: Arc<Registry>,
+    pub relay: Arc<Relay>,
+    pub store: Arc<dyn Store>,
+}
+
+impl Front {
+    /// A callback recording the call's outcome (audit), if auditing is on.
+    pub fn audit_hook(
+        &self,
+        _session: &Arc<ClientSession>,
+        _upstream: &Arc<Upstream>,
+        _method: &str,
+        _target: Option<String>,
+        _params: Option<&RawValue>,
+        _id: Id,
+    ) -> Option<Box<dyn FnOnce(Outcome) + Send>> {
+        None
+    }
+
+    /// Headers added to requests towards upstreams.
+    pub fn upstream_headers(&self, _session: &ClientSession) -> HeaderMap {
+        HeaderMap::new()
+    }
+
+    /// Cancels a request held by another replica.
+    pub async fn cancel_elsewhere(&self, _session: &ClientSession, _id: &Id) {}
+
+    /// Delivers a client's answer whose server request waits on another replica.
+    pub async fn deliver_elsewhere(&self, _session: &ClientSession, _msg: &Message<'_>) -> bool {
+        false
+    }
+}
+
+/// Which endpoint a request is for: `""` (aggregated) or a connection name.
+struct Target(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Target {
+    type Rejection = Reply;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let path = parts.uri.path();
+        let rest = path
+            .strip_prefix("/mcp")
+            .unwrap_or_default()
+            .trim_matches('/');
+        let valid = rest
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'/')
+            && rest.matches('/').count() <= 1;
+        if !valid {
+            return Err(reply::http_error(
+                StatusCode::NOT_FOUND,
+                "unknown connection",
+            ));
+        }
+        Ok(Self(rest.to_owned()))
+    }
+}
+
+/// The routes `/mcp`, `/mcp/{connection}` and `/mcp/{namespace}/{name}`.
+pub fn router(front: Arc<Front>) -> Router {
+    let methods = || post(post_mcp).get(get_mcp).delete(delete_mcp);
+    Router::new()
+        .route("/mcp", methods())
+        .route("/mcp/{connection}", methods())
+        .route("/mcp/{namespace}/{name}", methods())
+        .with_state(front)
+}
+
+/// Checks Host/Origin and authenticates; returns the caller.
+#[allow(clippy::result_large_err)]
+fn admit(front: &Front, target: &Target, headers: &HeaderMap) -> Result<Identity, Reply> {
+    guard::check_origin(&front.security, headers)?;
+    let identity = guard::authenticate(&front.client_auth, headers)?;
+    if !target.0.is_empty() && !front.registry.view().connections.contains_key(&target.0) {
+        return Err(reply::http_error(
+            StatusCode::NOT_FOUND,
+            &format!("unknown connection {:?}", target.0),
+        ));
+    }
+    Ok(identity)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    match header_str(headers, header::ACCEPT.as_str()) {
+        None => true,
+        Some(accept) => accept.split(',').any(|a| {
+            let a = a.split(';').next().unwrap_or_default().trim();
+            a == mime
+                || a == "*/*"
+                || (a.ends_with("/*") && mime.starts_with(a.trim_end_matches('*')))
+        }),
+    }
+}
+
+#[allow(clippy::result_large_err)]
+async fn live_session(
+    front: &Front,
+    target: &Target,
+    identity: &Identity,
+    headers: &HeaderMap,
+) -> Result<Arc<ClientSession>, Reply> {
+    let Some(id) = header_str(headers, SESSION_HEADER) else {
+        return Err(reply::http_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        ));
+    };
+    match front.sessions.get(id, identity, &target.0).await {
+        Ok(s) => Ok(s),
+        Err(SessionError::NotFound) => Err(reply::http_error(
+            StatusCode::NOT_FOUND,
+            "session not found: initialize a new session",
+        )),
+        Err(SessionError::Store(error)) => {
+            tracing::error!(%error, "session lookup failed");
+            Err(reply::http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session store unavailable; retry",
+            ))
+        }
+    }
+}
+
+async fn post_mcp(
+    State(front): State<Arc<Front>>,
+    target: Target,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let identity = match admit(&front, &target, &headers) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let is_json = header_str(&headers, header::CONTENT_TYPE.as_str()).is_some_and(|c| {
+        c.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !is_json {
+        return reply::http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        );
+    }
+    if !accepts(&headers, "application/json") || !accepts(&headers, "text/event-stream") {
+        return reply::http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must include application/json and text/event-stream",
+        );
+    }
+    let msg = match Message::parse(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            let mut r = reply::json(jsonrpc::error(None, code::PARSE_ERROR, &e.0, None));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            return r;
+        }
+    };
+    if let Some(version) = header_str(&headers, "mcp-protocol-version")
+        && !dispatch::SUPPORTED_VERSIONS.contains(&version)
+    {
+        return reply::http_error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "unsupported MCP-Protocol-Version {version:?}; supported: {}",
+                dispatch::SUPPORTED_VERSIONS.join(", ")
+            ),
+        );
+    }
+    if msg.kind() == Kind::Request && header_str(&headers, SESSION_HEADER).is_none() {
+        match msg.method() {
+            "initialize" => return initialize(&front, &target, &identity, &msg).await,
+            // Newer clients probe for the stateless revision first; answering "no"
+            // makes them fall back to initialize.
+            "server/discover" => {
+                let id = msg.id.map(Id::from_raw).unwrap_or_else(|| Id::string(""));
+                return reply::rpc_error(
+                    Some(id.json()),
+                    code::METHOD_NOT_FOUND,
+                    "method not found: server/discover (this server speaks MCP 2025-11-25 and earlier: use initialize)",
+                );
+            }
+            _ => {}
+        }
+    }
+    let session = match live_session(&front, &target, &identity, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match msg.kind() {
+        Kind::Request => dispatch::request(&front, &session, &msg).await,
+        Kind::Notification => {
+            dispatch::notification(&front, &session, &msg).await;
+            reply::accepted()
+        }
+        Kind::Response => {
+            match front.relay.deliver(session.id_hash, &msg).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    if !front.deliver_elsewhere(&session, &msg).await {
+                        tracing::debug!(session = %session.handle, "answer to an unknown or finished server request");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(session = %session.handle, %error, "cannot deliver answer upstream")
+                }
+            }
+            reply::accepted()
+        }
+    }
+}
+
+async fn initialize(
+    front: &Front,
+    target: &Target,
+    identity: &Identity,
+    msg: &Message<'_>,
+) -> Reply {
+    let id = msg.id.map(Id::from_raw).unwrap_or_else(|| Id::string(""));
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Params {
+        protocol_version: Option<String>,
+        capabilities: Option<serde_json::Value>,
+        client_info: Option<serde_json::Value>,
+    }
+    let params: Params = match msg
+        .params
+        .map(|p| serde_json::from_str(p.get()))
+        .transpose()
+    {
+        Ok(p) => p.unwrap_or_default(),
+        Err(e) => {
+            return reply::rpc_error(
+                Some(id.json()),
+                code::INVALID_PARAMS,
+                &format!("invalid initialize params: {e}"),
+            );
+        }
+    };
+    let version = dispatch::negotiate(params.protocol_version.as_deref());
+    let view = front.registry.view();
+    let result = if target.0.is_empty() {
+        dispatch::aggregated_initialize(version, view.connections.len())
+    } else {
+        let upstream = view
+            .connections
+            .get(&target.0)
+            .and_then(|e| e.upstream.clone());
+        match upstream.map(|u| dispatch::connection_initialize(&u, version)) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                return reply::json(stream::upstream_error(&id, &target.0, &e));
+            }
+            None => {
+                return reply::rpc_error(
+                    Some(id.json()),
+                    code::UPSTREAM_UNAVAILABLE,
+                    "connection is not available",
+                );
+            }
+        }
+    };
+    let init = ClientInit {
+        protocol_version: version.to_owned(),
+        capabilities: params.capabilities,
+        client_info: params.client_info,
+    };
+    match front.sessions.create(identity, &target.0, init).await {
+        Ok((session_id, session)) => {
+            tracing::info!(session = %session.handle, subject = %identity.subject, endpoint = %target.0, version, "session started");
+            reply::with_session(
+                reply::json(jsonrpc::result(id.json(), &result)),
+                &session_id,
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot create session");
+            reply::http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session store unavailable; retry",
+            )
+        }
+    }
+}
+
+async fn get_mcp(State(front): State<Arc<Front>>, target: Target, headers: HeaderMap) -> Reply {
+    let identity = match admit(&front, &target, &headers) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if header_str(&headers, header::ACCEPT.as_str()).is_some()
+        && !accepts(&headers, "text/event-stream")
+    {
+        return reply::http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must include text/event-stream",
+        );
+    }
+    let session = match live_session(&front, &target, &identity, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    listen::open(&front, &session)
+}
+
+async fn delete_mcp(State(front): State<Arc<Front>>, target: Target, headers: HeaderMap) -> Reply {
+    let identity = match admit(&front, &target, &headers) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let session = match live_session(&front, &target, &identity, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match front.sessions.end(&session, &front.registry).await {
+        Ok(()) => {
+            tracing::info!(session = %session.handle, "session ended by the client");
+            let mut r = reply::accepted();
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot end session");
+            reply::http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session store unavailable; retry",
+            )
+        }
+    }
+}
+
+/// Background work of the front: tells sessions about list changes, forgets sessions
+/// ended on other replicas, and records session use in batches.
+pub fn spawn_background(front: Arc<Front>, shutdown: CancellationToken) {
+    let f = front.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut changes = f.registry.subscribe();
+        let mut events = f.store.subscribe();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                c = changes.recv() => match c {
+                    Ok(changes) => {
+                        for session in f.sessions.local() {
+                            for kind in dedup(changes.for_endpoint(&session.endpoint)) {
+                                let note = jsonrpc::notification(kind, None);
+                                session.push(crate::sse::event(&note));
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    Err(_) => {}
+                },
+                e = events.recv() => match e {
+                    Ok(StoreEvent::SessionEnded { id_hash }) => f.sessions.forget(&id_hash),
+                    Ok(StoreEvent::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        revalidate(&f).await;
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let used = front.sessions.take_used();
+            if let Err(error) = front.store.touch_sessions(&used).await {
+                tracing::warn!(%error, "cannot record session use");
+            }
+        }
+    });
+}
+
+fn dedup(kinds: &[crate::view::ListKind]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = kinds.iter().map(|k| k.changed_notification()).collect();
+    out.dedup();
+    out
+}
+
+/// After missed notifications, drops cached sessions that ended meanwhile.
+async fn revalidate(front: &Front) {
+    for session in front.sessions.local() {
+        if let Ok(None) = front.store.get_session(&session.id_hash).await {
+            front.sessions.forget(&session.id_hash);
+        }
+    }
+}

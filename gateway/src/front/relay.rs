@@ -1,0 +1,136 @@
+//! Requests from upstreams to clients (sampling, elicitation, roots): forwarded with a
+//! gateway id that names this replica, so the client's answer finds its way back to
+//! the upstream that is waiting, whichever replica the answer reaches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::jsonrpc::{self, Id, Message};
+use crate::store::UpstreamSession;
+use crate::upstream::{Upstream, UpstreamError};
+
+/// A server→client request waiting for the client's answer.
+pub struct Pending {
+    pub session: [u8; 32],
+    pub upstream: Arc<Upstream>,
+    pub upstream_session: UpstreamSession,
+    pub upstream_id: Id,
+    created: Instant,
+}
+
+/// Pending server→client requests of this replica.
+pub struct Relay {
+    token: String,
+    next: AtomicU64,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+/// Forget a pending request the client never answered after this long.
+const MAX_AGE: Duration = Duration::from_secs(3600);
+
+impl Relay {
+    pub fn new(replica_token: &str) -> Arc<Self> {
+        Arc::new(Self {
+            token: replica_token.to_owned(),
+            next: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The replica token a gateway id names, if it is one of ours at all.
+    pub fn owner_of(id: &Id) -> Option<String> {
+        let s = id.as_str()?;
+        let rest = s.strip_prefix("hw-")?;
+        rest.split_once('-').map(|(token, _)| token.to_owned())
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Registers a request from `upstream` and returns it rewritten for the client,
+    /// with the gateway id (JSON text) it now has.
+    pub fn register(
+        &self,
+        session: [u8; 32],
+        upstream: &Arc<Upstream>,
+        upstream_session: &UpstreamSession,
+        upstream_id: Id,
+        message: &[u8],
+    ) -> Option<(Bytes, String)> {
+        let msg = Message::parse(message).ok()?;
+        let gateway_id = format!(
+            "\"hw-{}-{}\"",
+            self.token,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let rewritten = msg.with_id(&gateway_id);
+        let mut pending = self.lock();
+        pending.retain(|_, p| p.created.elapsed() < MAX_AGE);
+        pending.insert(
+            gateway_id.clone(),
+            Pending {
+                session,
+                upstream: upstream.clone(),
+                upstream_session: upstream_session.clone(),
+                upstream_id,
+                created: Instant::now(),
+            },
+        );
+        Some((rewritten, gateway_id))
+    }
+
+    /// Forgets pending requests (the call that raised them ended).
+    pub fn forget(&self, gateway_ids: &[String]) {
+        if gateway_ids.is_empty() {
+            return;
+        }
+        let mut pending = self.lock();
+        for id in gateway_ids {
+            pending.remove(id);
+        }
+    }
+
+    /// Delivers a client's answer held on this replica to the waiting upstream.
+    /// `Ok(false)` when nothing waits for it here.
+    pub async fn deliver(
+        &self,
+        session: [u8; 32],
+        answer: &Message<'_>,
+    ) -> Result<bool, UpstreamError> {
+        let Some(id) = answer.id.map(Id::from_raw) else {
+            return Ok(false);
+        };
+        let pending = {
+            let mut map = self.lock();
+            match map.get(id.json()) {
+                Some(p) if p.session == session => map.remove(id.json()),
+                _ => None,
+            }
+        };
+        let Some(p) = pending else {
+            return Ok(false);
+        };
+        let reply = answer.with_id(p.upstream_id.json());
+        p.upstream.send(&p.upstream_session, reply).await?;
+        Ok(true)
+    }
+
+    /// An error answer for an upstream request the client cannot take.
+    pub fn refuse(upstream_id: &Id, why: &str) -> Bytes {
+        jsonrpc::error(
+            Some(upstream_id.json()),
+            jsonrpc::code::METHOD_NOT_FOUND,
+            why,
+            None,
+        )
+    }
+}

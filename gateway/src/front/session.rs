@@ -1,0 +1,392 @@
+//! Client sessions: issued here, valid on every replica (the record is in the store),
+//! bound to the caller's identity, read from a local cache on the hot path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::guard::Identity;
+use crate::jsonrpc::Id;
+use crate::store::{self, SessionRecord, Store, UpstreamSession};
+use crate::upstream::{ClientInit, Upstream, UpstreamError};
+
+/// SHA-256 of a session id: the key everywhere, so the id itself is never stored.
+pub fn hash_id(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+/// A new unguessable session id (256 random bits).
+fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// One client session as this replica holds it.
+pub struct ClientSession {
+    pub id_hash: [u8; 32],
+    /// A short, non-secret handle for logs and audit (hash prefix).
+    pub handle: String,
+    pub subject: String,
+    /// `""` for the aggregated endpoint, else the connection name.
+    pub endpoint: String,
+    pub init: ClientInit,
+    pub log_level: Mutex<Option<String>>,
+    upstreams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UpstreamSession>>>>>,
+    /// Local GET streams (SSE frames); server-initiated messages go to the newest.
+    streams: Mutex<Vec<mpsc::Sender<Bytes>>>,
+    /// Requests in flight on this replica, by client id, for cancellation.
+    inflight: Mutex<HashMap<Id, CancellationToken>>,
+    pub ended: CancellationToken,
+    used: AtomicBool,
+}
+
+impl std::fmt::Debug for ClientSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSession")
+            .field("handle", &self.handle)
+            .field("subject", &self.subject)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl ClientSession {
+    fn from_record(record: &SessionRecord) -> Self {
+        let upstreams = record
+            .upstreams
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    Arc::new(tokio::sync::Mutex::new(Some(v.clone()))),
+                )
+            })
+            .collect();
+        Self {
+            id_hash: record.id_hash,
+            handle: record.id_hash[..6]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            subject: record.subject.clone(),
+            endpoint: record.endpoint.clone(),
+            init: ClientInit {
+                protocol_version: record.protocol_version.clone(),
+                capabilities: record.client_capabilities.clone(),
+                client_info: record.client_info.clone(),
+            },
+            log_level: Mutex::new(record.log_level.clone()),
+            upstreams: Mutex::new(upstreams),
+            streams: Mutex::new(Vec::new()),
+            inflight: Mutex::new(HashMap::new()),
+            ended: CancellationToken::new(),
+            used: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether the client declared `capability` (e.g. `elicitation`) in initialize.
+    pub fn supports(&self, capability: &str) -> bool {
+        self.init
+            .capabilities
+            .as_ref()
+            .is_some_and(|c| c.get(capability).is_some_and(|v| !v.is_null()))
+    }
+
+    /// Registers a request in flight; the guard unregisters it.
+    pub fn track(self: &Arc<Self>, id: Id) -> Inflight {
+        let token = self.ended.child_token();
+        lock(&self.inflight).insert(id.clone(), token.clone());
+        Inflight {
+            session: self.clone(),
+            id,
+            token,
+        }
+    }
+
+    /// Cancels a request in flight on this replica; whether it was found.
+    pub fn cancel(&self, id: &Id) -> bool {
+        match lock(&self.inflight).remove(id) {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds a GET stream.
+    pub fn add_stream(&self, tx: mpsc::Sender<Bytes>) {
+        let mut streams = lock(&self.streams);
+        streams.retain(|s| !s.is_closed());
+        streams.push(tx);
+    }
+
+    pub fn has_stream(&self) -> bool {
+        lock(&self.streams).iter().any(|s| !s.is_closed())
+    }
+
+    /// Sends an SSE frame on the newest open GET stream; whether one took it.
+    pub fn push(&self, frame: Bytes) -> bool {
+        let mut streams = lock(&self.streams);
+        streams.retain(|s| !s.is_closed());
+        for s in streams.iter().rev() {
+            if s.try_send(frame.clone()).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Upstream sessions known to this replica.
+    pub fn upstream_sessions(&self) -> Vec<(String, UpstreamSession)> {
+        let slots: Vec<(String, Arc<tokio::sync::Mutex<Option<UpstreamSession>>>)> =
+            lock(&self.upstreams)
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        slots
+            .into_iter()
+            .filter_map(|(k, v)| v.try_lock().ok().and_then(|g| g.clone()).map(|s| (k, s)))
+            .collect()
+    }
+
+    fn slot(&self, connection: &str) -> Arc<tokio::sync::Mutex<Option<UpstreamSession>>> {
+        lock(&self.upstreams)
+            .entry(connection.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A request in flight; unregistered when dropped.
+pub struct Inflight {
+    session: Arc<ClientSession>,
+    id: Id,
+    pub token: CancellationToken,
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        lock(&self.session.inflight).remove(&self.id);
+    }
+}
+
+/// Why a session lookup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Unknown, ended, or bound to someone else: the client must start over (404).
+    #[error("session not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// Every session this replica has seen recently.
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    cache: RwLock<HashMap<[u8; 32], Arc<ClientSession>>>,
+}
+
+impl Sessions {
+    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Creates a session for `identity` on `endpoint`; returns its id.
+    pub async fn create(
+        &self,
+        identity: &Identity,
+        endpoint: &str,
+        init: ClientInit,
+    ) -> Result<(String, Arc<ClientSession>), store::Error> {
+        let id = new_id();
+        let record = SessionRecord {
+            id_hash: hash_id(&id),
+            subject: identity.subject.clone(),
+            endpoint: endpoint.to_owned(),
+            protocol_version: init.protocol_version.clone(),
+            client_info: init.client_info.clone(),
+            client_capabilities: init.capabilities.clone(),
+            upstreams: Default::default(),
+            log_level: None,
+        };
+        self.store.create_session(&record).await?;
+        let session = Arc::new(ClientSession::from_record(&record));
+        self.write_cache().insert(record.id_hash, session.clone());
+        Ok((id, session))
+    }
+
+    fn write_cache(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<[u8; 32], Arc<ClientSession>>> {
+        self.cache.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<[u8; 32], Arc<ClientSession>>> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live session `id` for `identity` on `endpoint`. The cache answers on the
+    /// hot path; the store only the first time this replica sees the session.
+    pub async fn get(
+        &self,
+        id: &str,
+        identity: &Identity,
+        endpoint: &str,
+    ) -> Result<Arc<ClientSession>, SessionError> {
+        let key = hash_id(id);
+        let cached = self.read_cache().get(&key).cloned();
+        let session = match cached {
+            Some(s) => s,
+            None => {
+                let record = self
+                    .store
+                    .get_session(&key)
+                    .await?
+                    .ok_or(SessionError::NotFound)?;
+                let fresh = Arc::new(ClientSession::from_record(&record));
+                self.write_cache().entry(key).or_insert(fresh).clone()
+            }
+        };
+        // Another identity presenting the id learns nothing: same answer as unknown.
+        if session.subject != identity.subject
+            || session.endpoint != endpoint
+            || session.ended.is_cancelled()
+        {
+            return Err(SessionError::NotFound);
+        }
+        session.used.store(true, Ordering::Relaxed);
+        Ok(session)
+    }
+
+    /// Ends a session everywhere.
+    pub async fn end(
+        &self,
+        session: &Arc<ClientSession>,
+        registry: &crate::upstream::Registry,
+    ) -> Result<(), store::Error> {
+        self.store.end_session(&session.id_hash).await?;
+        self.forget(&session.id_hash);
+        for (connection, upstream_session) in session.upstream_sessions() {
+            if let Some(upstream) = registry.upstream(&connection) {
+                upstream.close_session(upstream_session);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a session from this replica (it ended elsewhere).
+    pub fn forget(&self, id_hash: &[u8; 32]) {
+        if let Some(s) = self.write_cache().remove(id_hash) {
+            s.ended.cancel();
+        }
+    }
+
+    /// Sessions held locally, for broadcasting list changes.
+    pub fn local(&self) -> Vec<Arc<ClientSession>> {
+        self.read_cache().values().cloned().collect()
+    }
+
+    /// Ids of sessions used since the last call (to refresh `last_seen_at` in batches),
+    /// dropping from the cache those unused for two rounds.
+    pub fn take_used(&self) -> Vec<[u8; 32]> {
+        let mut used = Vec::new();
+        let mut idle = Vec::new();
+        for (k, s) in self.read_cache().iter() {
+            if s.used.swap(false, Ordering::Relaxed) {
+                used.push(*k);
+            } else if !s.has_stream() && lock(&s.inflight).is_empty() {
+                idle.push(*k);
+            }
+        }
+        if !idle.is_empty() {
+            let mut cache = self.write_cache();
+            for k in idle {
+                cache.remove(&k);
+            }
+        }
+        used
+    }
+
+    /// The upstream session of `session` towards `upstream`: this replica's, else the
+    /// one another replica recorded, else a new one (recorded for everyone; if another
+    /// replica won the race, ours is closed and theirs used).
+    pub async fn upstream_session(
+        &self,
+        session: &Arc<ClientSession>,
+        upstream: &Arc<Upstream>,
+    ) -> Result<UpstreamSession, UpstreamError> {
+        let slot = session.slot(upstream.name());
+        let mut guard = slot.lock().await;
+        if let Some(current) = guard.as_ref()
+            && current.revision == upstream.revision()
+        {
+            return Ok(current.clone());
+        }
+        if upstream.is_shared() {
+            let shared = upstream.open_session(&session.init).await?;
+            *guard = Some(shared.clone());
+            return Ok(shared);
+        }
+        // Another replica may have opened one already.
+        if let Ok(Some(record)) = self.store.get_session(&session.id_hash).await
+            && let Some(recorded) = record.upstreams.get(upstream.name())
+            && recorded.revision == upstream.revision()
+        {
+            *guard = Some(recorded.clone());
+            return Ok(recorded.clone());
+        }
+        let fresh = upstream.open_session(&session.init).await?;
+        let winner = self
+            .store
+            .set_upstream_session(&session.id_hash, upstream.name(), &fresh)
+            .await
+            .map_err(|e| {
+                UpstreamError::Unavailable(format!("cannot record upstream session: {e}"))
+            })?;
+        if winner != fresh {
+            upstream.close_session(fresh);
+        }
+        *guard = Some(winner.clone());
+        Ok(winner)
+    }
+
+    /// Forgets an upstream session the upstream no longer knows (HTTP 404).
+    pub async fn drop_upstream_session(
+        &self,
+        session: &Arc<ClientSession>,
+        upstream: &Upstream,
+        stale: &UpstreamSession,
+    ) {
+        let slot = session.slot(upstream.name());
+        let mut guard = slot.lock().await;
+        if guard.as_ref() == Some(stale) {
+            *guard = None;
+        }
+        if let Err(error) = self
+            .store
+            .clear_upstream_session(&session.id_hash, upstream.name(), stale.id.as_deref())
+            .await
+        {
+            tracing::warn!(%error, "cannot clear expired upstream session");
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}

@@ -1,0 +1,467 @@
+//! JSON-RPC 2.0 messages, parsed only as far as routing needs.
+//!
+//! A message is parsed into an envelope whose `id`, `params`, `result` and `error`
+//! stay raw JSON slices of the input; outgoing messages are written by splicing
+//! those slices into a new envelope. A large result is therefore copied once and
+//! never decoded into values and encoded again.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// JSON-RPC and MCP error codes Hawser answers with.
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// The upstream did not answer within the connection's call timeout (same code
+    /// as the MCP SDKs' request timeout).
+    pub const REQUEST_TIMEOUT: i64 = -32001;
+    /// MCP: the resource does not exist.
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// The upstream could not be reached or failed at the transport level.
+    pub const UPSTREAM_UNAVAILABLE: i64 = -32010;
+    /// The upstream needs an authorization an operator has not given yet.
+    pub const UPSTREAM_UNAUTHORIZED: i64 = -32011;
+    /// The gateway's policy refused the request (filtered tool, denied method).
+    pub const POLICY_DENIED: i64 = -32012;
+}
+
+/// A message that is not valid JSON-RPC 2.0.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    jsonrpc: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+/// What kind of message a [`Message`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    Response,
+}
+
+/// One JSON-RPC message borrowing from its input.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    pub id: Option<&'a RawValue>,
+    pub method: Option<Cow<'a, str>>,
+    pub params: Option<&'a RawValue>,
+    pub result: Option<&'a RawValue>,
+    pub error: Option<&'a RawValue>,
+}
+
+impl<'a> Message<'a> {
+    /// Parses one message; batches (arrays) are rejected, MCP removed them.
+    pub fn parse(input: &'a [u8]) -> Result<Self, ParseError> {
+        let first = input.iter().find(|b| !b.is_ascii_whitespace());
+        if first == Some(&b'[') {
+            return Err(ParseError(
+                "JSON-RPC batches are not supported (removed in MCP 2025-06-18)".into(),
+            ));
+        }
+        let env: Envelope<'a> = serde_json::from_slice(input)
+            .map_err(|e| ParseError(format!("invalid JSON-RPC message: {e}")))?;
+        if env.jsonrpc.as_deref() != Some("2.0") {
+            return Err(ParseError(
+                "not a JSON-RPC 2.0 message (jsonrpc must be \"2.0\")".into(),
+            ));
+        }
+        let msg = Message {
+            id: env.id,
+            method: env.method,
+            params: env.params,
+            result: env.result,
+            error: env.error,
+        };
+        if msg.method.is_none() && msg.result.is_none() && msg.error.is_none() {
+            return Err(ParseError(
+                "message has neither method, result nor error".into(),
+            ));
+        }
+        if let Some(id) = msg.id
+            && !is_valid_id(id)
+        {
+            return Err(ParseError("id must be a string or an integer".into()));
+        }
+        Ok(msg)
+    }
+
+    pub fn kind(&self) -> Kind {
+        match (&self.method, self.id) {
+            (Some(_), Some(_)) => Kind::Request,
+            (Some(_), None) => Kind::Notification,
+            (None, _) => Kind::Response,
+        }
+    }
+
+    pub fn method(&self) -> &str {
+        self.method.as_deref().unwrap_or_default()
+    }
+}
+
+fn is_valid_id(id: &RawValue) -> bool {
+    let text = id.get().trim();
+    text.starts_with('"')
+        || (text.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !text.is_empty())
+}
+
+/// A request id kept as its JSON text (`7`, `"abc"`): compared and echoed exactly.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Id(Box<str>);
+
+impl Id {
+    pub fn from_raw(raw: &RawValue) -> Self {
+        Self(raw.get().trim().into())
+    }
+
+    /// A string id.
+    pub fn string(s: &str) -> Self {
+        Self(
+            serde_json::to_string(s)
+                .unwrap_or_else(|_| "\"\"".to_owned())
+                .into(),
+        )
+    }
+
+    /// The JSON text, ready to splice into a message.
+    pub fn json(&self) -> &str {
+        &self.0
+    }
+
+    /// The id's string value, if it is a string.
+    pub fn as_str(&self) -> Option<String> {
+        serde_json::from_str::<String>(&self.0).ok()
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Writes a message envelope from its raw parts.
+pub fn write(
+    id: Option<&str>,
+    method: Option<&str>,
+    params: Option<&str>,
+    result: Option<&str>,
+    error: Option<&str>,
+) -> Bytes {
+    let len = 32
+        + id.map_or(0, str::len)
+        + method.map_or(0, |m| m.len() + 12)
+        + params.map_or(0, str::len)
+        + result.map_or(0, str::len)
+        + error.map_or(0, str::len);
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0""#);
+    if let Some(id) = id {
+        out.extend_from_slice(br#","id":"#);
+        out.extend_from_slice(id.as_bytes());
+    }
+    if let Some(method) = method {
+        out.extend_from_slice(br#","method":"#);
+        // Method names come from our own code or from a parsed message.
+        out.extend_from_slice(serde_json::to_string(method).unwrap_or_default().as_bytes());
+    }
+    if let Some(params) = params {
+        out.extend_from_slice(br#","params":"#);
+        out.extend_from_slice(params.as_bytes());
+    }
+    if let Some(result) = result {
+        out.extend_from_slice(br#","result":"#);
+        out.extend_from_slice(result.as_bytes());
+    }
+    if let Some(error) = error {
+        out.extend_from_slice(br#","error":"#);
+        out.extend_from_slice(error.as_bytes());
+    }
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+impl Message<'_> {
+    /// The same message with another id (requests and responses).
+    pub fn with_id(&self, id: &str) -> Bytes {
+        write(
+            Some(id),
+            self.method.as_deref(),
+            self.params.map(RawValue::get),
+            self.result.map(RawValue::get),
+            self.error.map(RawValue::get),
+        )
+    }
+
+    /// The same message with other params.
+    pub fn with_params(&self, params: &str) -> Bytes {
+        write(
+            self.id.map(RawValue::get),
+            self.method.as_deref(),
+            Some(params),
+            self.result.map(RawValue::get),
+            self.error.map(RawValue::get),
+        )
+    }
+}
+
+/// A success response.
+pub fn result(id: &str, result: &str) -> Bytes {
+    write(Some(id), None, None, Some(result), None)
+}
+
+/// An error response. `id` is `None` when the request's id could not be read.
+pub fn error(
+    id: Option<&str>,
+    code: i64,
+    message: &str,
+    data: Option<&serde_json::Value>,
+) -> Bytes {
+    let mut err = serde_json::json!({"code": code, "message": message});
+    if let Some(data) = data {
+        err["data"] = data.clone();
+    }
+    write(
+        Some(id.unwrap_or("null")),
+        None,
+        None,
+        None,
+        Some(&err.to_string()),
+    )
+}
+
+/// A request.
+pub fn request(id: &str, method: &str, params: Option<&str>) -> Bytes {
+    write(Some(id), Some(method), params, None, None)
+}
+
+/// A notification.
+pub fn notification(method: &str, params: Option<&str>) -> Bytes {
+    write(None, Some(method), params, None, None)
+}
+
+/// A params object with raw member values: lets the gateway change one member (a
+/// tool's `name`) without decoding the others (`arguments`).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RawParams(pub members::Members);
+
+/// Insertion-ordered members of a JSON object, with raw values.
+pub mod members {
+    use serde::de::{MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::value::RawValue;
+
+    #[derive(Debug, Default)]
+    pub struct Members(pub Vec<(String, Box<RawValue>)>);
+
+    impl Members {
+        pub fn get(&self, key: &str) -> Option<&RawValue> {
+            self.0
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_ref())
+        }
+
+        /// Sets `key` (replacing it in place, or appending).
+        pub fn set(&mut self, key: &str, value: Box<RawValue>) {
+            match self.0.iter_mut().find(|(k, _)| k == key) {
+                Some((_, v)) => *v = value,
+                None => self.0.push((key.to_owned(), value)),
+            }
+        }
+
+        /// Reads a string member.
+        pub fn get_str(&self, key: &str) -> Option<String> {
+            self.get(key)
+                .and_then(|v| serde_json::from_str(v.get()).ok())
+        }
+    }
+
+    impl Serialize for Members {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Members {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Members;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                    let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                    while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                        out.push((k, v));
+                    }
+                    Ok(Members(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+}
+
+impl RawParams {
+    /// Parses params (absent params are an empty object).
+    pub fn parse(params: Option<&RawValue>) -> Result<Self, ParseError> {
+        match params {
+            None => Ok(Self::default()),
+            Some(raw) => serde_json::from_str(raw.get())
+                .map_err(|e| ParseError(format!("params must be an object: {e}"))),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// A JSON string value as a raw value.
+pub fn raw_string(s: &str) -> Box<RawValue> {
+    let text = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
+    RawValue::from_string(text)
+        .unwrap_or_else(|_| unreachable!("a serialized string is valid JSON"))
+}
+
+/// Parses raw JSON known to be valid (produced by serde_json).
+pub fn raw(json: String) -> Box<RawValue> {
+    RawValue::from_string(json).unwrap_or_else(|_| unreachable!("serde_json output is valid JSON"))
+}
+
+/// The `error.code` and `error.message` of an error response, for logs and audit.
+pub fn error_summary(error: &RawValue) -> (i64, String) {
+    #[derive(Deserialize)]
+    struct E {
+        #[serde(default)]
+        code: i64,
+        #[serde(default)]
+        message: String,
+    }
+    serde_json::from_str::<E>(error.get())
+        .map(|e| (e.code, e.message))
+        .unwrap_or((code::INTERNAL_ERROR, "malformed error".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kinds_and_keeps_parts_raw() {
+        let m = Message::parse(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","arguments":{"a":[1, 2]}}}"#).unwrap();
+        assert_eq!(m.kind(), Kind::Request);
+        assert_eq!(m.method(), "tools/call");
+        assert_eq!(
+            m.params.unwrap().get(),
+            r#"{"name":"x","arguments":{"a":[1, 2]}}"#
+        );
+        let n =
+            Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        assert_eq!(n.kind(), Kind::Notification);
+        let r = Message::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
+        assert_eq!(r.kind(), Kind::Response);
+    }
+
+    #[test]
+    fn rejects_what_is_not_json_rpc() {
+        for bad in [
+            &b"[]"[..],
+            b"{}",
+            br#"{"jsonrpc":"1.0","method":"x"}"#,
+            b"not json",
+            br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#,
+            br#"{"jsonrpc":"2.0","id":{},"method":"x"}"#,
+        ] {
+            assert!(
+                Message::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let e = Message::parse(b"[{}]").unwrap_err();
+        assert!(e.0.contains("batches"), "{e}");
+    }
+
+    #[test]
+    fn rewriting_the_id_keeps_the_result_bytes() {
+        let big = format!(
+            r#"{{"content":[{{"type":"text","text":"{}"}}]}}"#,
+            "x".repeat(1000)
+        );
+        let input = format!(r#"{{"jsonrpc":"2.0","id":"up-1","result":{big}}}"#);
+        let m = Message::parse(input.as_bytes()).unwrap();
+        let out = m.with_id("42");
+        let back = Message::parse(&out).unwrap();
+        assert_eq!(back.id.unwrap().get(), "42");
+        assert_eq!(back.result.unwrap().get(), big);
+    }
+
+    #[test]
+    fn raw_params_change_one_member_and_keep_the_rest() {
+        let raw = RawValue::from_string(
+            r#"{"name":"gh__search","arguments":{"q":"a\"b"},"_meta":{"progressToken":1}}"#.into(),
+        )
+        .unwrap();
+        let mut p = RawParams::parse(Some(&raw)).unwrap();
+        assert_eq!(p.0.get_str("name").as_deref(), Some("gh__search"));
+        p.0.set("name", raw_string("search"));
+        assert_eq!(
+            p.to_json(),
+            r#"{"name":"search","arguments":{"q":"a\"b"},"_meta":{"progressToken":1}}"#
+        );
+    }
+
+    #[test]
+    fn errors_are_well_formed() {
+        let e = error(
+            Some("3"),
+            code::METHOD_NOT_FOUND,
+            "no \"such\" method",
+            None,
+        );
+        let m = Message::parse(&e).unwrap();
+        assert_eq!(m.kind(), Kind::Response);
+        assert_eq!(
+            error_summary(m.error.unwrap()),
+            (code::METHOD_NOT_FOUND, "no \"such\" method".into())
+        );
+        let e = error(None, code::PARSE_ERROR, "bad", None);
+        assert!(std::str::from_utf8(&e).unwrap().contains(r#""id":null"#));
+    }
+}

@@ -1,0 +1,82 @@
+//! Credentials Hawser presents to an upstream. The client's own credential is never
+//! among them: upstream requests are built from scratch (MCP forbids token passthrough).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{HeaderMap, HeaderValue};
+
+use super::UpstreamError;
+use crate::crypto::Secret;
+
+/// Supplies OAuth access tokens for one connection.
+#[async_trait]
+pub trait TokenSource: Send + Sync {
+    /// A current access token, refreshed first when it is about to expire.
+    async fn token(&self) -> Result<Secret, UpstreamError>;
+    /// The upstream rejected `token`: refresh once; whether a retry is worthwhile.
+    async fn rejected(&self, token: &Secret) -> bool;
+}
+
+/// What goes on every request to the upstream.
+#[derive(Clone, Default)]
+pub enum Credentials {
+    #[default]
+    None,
+    /// Static headers (bearer token, API keys), already marked sensitive.
+    Static(HeaderMap),
+    /// OAuth 2 bearer tokens from a token source.
+    OAuth(Arc<dyn TokenSource>),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Static(h) => f
+                .debug_tuple("Static")
+                .field(&h.keys().collect::<Vec<_>>())
+                .finish(),
+            Self::OAuth(_) => f.write_str("OAuth"),
+        }
+    }
+}
+
+impl Credentials {
+    /// Headers for the next request.
+    pub async fn headers(&self) -> Result<HeaderMap, UpstreamError> {
+        match self {
+            Self::None => Ok(HeaderMap::new()),
+            Self::Static(h) => Ok(h.clone()),
+            Self::OAuth(source) => {
+                let token = source.token().await?;
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| {
+                        UpstreamError::NotAuthorized(
+                            "access token is not a valid header value".into(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                let mut h = HeaderMap::new();
+                h.insert(http::header::AUTHORIZATION, value);
+                Ok(h)
+            }
+        }
+    }
+
+    /// After a 401/403: whether retrying with fresh credentials is worthwhile.
+    pub async fn rejected(&self, sent: &HeaderMap) -> bool {
+        let Self::OAuth(source) = self else {
+            return false;
+        };
+        let token = sent
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(Secret::new);
+        match token {
+            Some(t) => source.rejected(&t).await,
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! What an upstream offers: its initialize result and its tools, prompts, resources
+//! and resource templates, listed across every page.
+
+use bytes::Bytes;
+use rmcp::model::{InitializeResult, ServerCapabilities};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::UpstreamError;
+
+/// One listed item: its key (tool/prompt name, resource URI, URI template) and its
+/// JSON exactly as the upstream sent it.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub key: String,
+    pub raw: Box<RawValue>,
+}
+
+/// Everything discovered about an upstream.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// The upstream's initialize result, as sent.
+    pub initialize: Bytes,
+    pub capabilities: ServerCapabilities,
+    pub protocol_version: String,
+    pub tools: Vec<Item>,
+    pub prompts: Vec<Item>,
+    pub resources: Vec<Item>,
+    pub templates: Vec<Item>,
+}
+
+/// Stop following cursors after this many pages (a looping cursor is a bug upstream).
+const MAX_PAGES: usize = 200;
+
+/// Which list to read.
+#[derive(Debug, Clone, Copy)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    pub fn method(self) -> &'static str {
+        match self {
+            Self::Tools => "tools/list",
+            Self::Prompts => "prompts/list",
+            Self::Resources => "resources/list",
+            Self::Templates => "resources/templates/list",
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            Self::Tools => "tools",
+            Self::Prompts => "prompts",
+            Self::Resources => "resources",
+            Self::Templates => "resourceTemplates",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Self::Tools | Self::Prompts => "name",
+            Self::Resources => "uri",
+            Self::Templates => "uriTemplate",
+        }
+    }
+}
+
+/// Parses an initialize result.
+pub fn parse_initialize(result: &RawValue) -> Result<(ServerCapabilities, String), UpstreamError> {
+    let init: InitializeResult = serde_json::from_str(result.get())
+        .map_err(|e| UpstreamError::Protocol(format!("invalid initialize result: {e}")))?;
+    Ok((init.capabilities, init.protocol_version.to_string()))
+}
+
+/// Reads one page of a list result: its items and the next cursor.
+pub fn parse_page(
+    kind: ListKind,
+    result: &RawValue,
+) -> Result<(Vec<Item>, Option<String>), UpstreamError> {
+    #[derive(Deserialize)]
+    struct Page {
+        #[serde(rename = "nextCursor", default)]
+        next_cursor: Option<String>,
+        #[serde(flatten)]
+        rest: serde_json::Map<String, serde_json::Value>,
+    }
+    let page: Page = serde_json::from_str(result.get())
+        .map_err(|e| UpstreamError::Protocol(format!("invalid {} result: {e}", kind.method())))?;
+    let list = page
+        .rest
+        .get(kind.field())
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| {
+            UpstreamError::Protocol(format!(
+                "{} result has no {} array",
+                kind.method(),
+                kind.field()
+            ))
+        })?;
+    let mut items = Vec::with_capacity(list.len());
+    for value in list {
+        let Some(key) = value.get(kind.key()).and_then(|k| k.as_str()) else {
+            return Err(UpstreamError::Protocol(format!(
+                "{} entry without a {} string",
+                kind.method(),
+                kind.key()
+            )));
+        };
+        let raw = crate::jsonrpc::raw(value.to_string());
+        items.push(Item {
+            key: key.to_owned(),
+            raw,
+        });
+    }
+    Ok((items, page.next_cursor.filter(|c| !c.is_empty())))
+}
+
+/// Lists every page of `kind` using `request(method, params)`.
+pub async fn list_all<F, Fut>(kind: ListKind, mut request: F) -> Result<Vec<Item>, UpstreamError>
+where
+    F: FnMut(&'static str, Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Box<RawValue>, UpstreamError>>,
+{
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let params = cursor
+            .as_ref()
+            .map(|c| serde_json::json!({ "cursor": c }).to_string());
+        let result = request(kind.method(), params).await?;
+        let (items, next) = parse_page(kind, &result)?;
+        all.extend(items);
+        match next {
+            Some(c) if Some(&c) != cursor.as_ref() => cursor = Some(c),
+            _ => return Ok(all),
+        }
+    }
+    Err(UpstreamError::Protocol(format!(
+        "{} returned more than {MAX_PAGES} pages",
+        kind.method()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn follows_cursors_and_keeps_items_raw() {
+        let pages = [
+            r#"{"tools":[{"name":"a","inputSchema":{"type":"object"},"x-extra":1}],"nextCursor":"p2"}"#,
+            r#"{"tools":[{"name":"b","inputSchema":{"type":"object"}}]}"#,
+        ];
+        let mut seen = Vec::new();
+        let items = list_all(ListKind::Tools, |method, params| {
+            seen.push((method, params.clone()));
+            let page = if params.is_some() { pages[1] } else { pages[0] };
+            async move { Ok(crate::jsonrpc::raw(page.to_owned())) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            items.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(
+            items[0].raw.get().contains("x-extra"),
+            "unknown fields are kept"
+        );
+        assert_eq!(seen[1].1.as_deref(), Some(r#"{"cursor":"p2"}"#));
+    }
+
+    #[tokio::test]
+    async fn a_cursor_that_never_ends_is_an_error() {
+        let mut n = 0;
+        let err = list_all(ListKind::Prompts, |_, _| {
+            n += 1;
+            let page = format!(r#"{{"prompts":[],"nextCursor":"c{n}"}}"#);
+            async move { Ok(crate::jsonrpc::raw(page)) }
+        })
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("pages"), "{err}");
+    }
+}

@@ -1,0 +1,399 @@
+//! Upstream MCP servers: dialling them (Streamable HTTP, legacy SSE, stdio), their
+//! sessions, discovering what they offer, and calls in flight.
+//!
+//! Streamable HTTP upstreams get one upstream session per client session, shared by
+//! every replica through the session row. Legacy SSE and stdio upstreams are one
+//! multiplexed [`channel::Channel`] per replica.
+
+pub mod auth;
+mod call;
+pub mod catalog;
+pub mod channel;
+mod error;
+mod lifecycle;
+pub mod registry;
+mod sse_legacy;
+mod stdio;
+pub mod streamable;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http::HeaderMap;
+use serde_json::value::RawValue;
+
+pub use call::{Call, Inbound};
+pub use catalog::Catalog;
+pub use error::UpstreamError;
+pub use registry::Registry;
+
+use crate::config::{ConnectionConfig, Target};
+use crate::jsonrpc::{self, Message};
+use crate::store::UpstreamSession;
+use streamable::{Reply, SessionRef};
+
+/// The protocol revision Hawser speaks on its own sessions.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// What a client told Hawser in `initialize`, replayed to upstreams.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInit {
+    pub protocol_version: String,
+    pub capabilities: Option<serde_json::Value>,
+    pub client_info: Option<serde_json::Value>,
+}
+
+impl UpstreamSession {
+    pub(crate) fn as_ref(&self) -> SessionRef<'_> {
+        SessionRef {
+            id: self.id.as_deref(),
+            protocol_version: &self.protocol_version,
+        }
+    }
+}
+
+enum Transport {
+    Http(Box<streamable::HttpTransport>),
+    /// stdio or legacy SSE: one channel, replaced when the lifecycle redials.
+    Channel(ArcSwapOption<channel::Channel>),
+}
+
+/// One connection's upstream on this replica.
+pub struct Upstream {
+    config: Arc<ConnectionConfig>,
+    revision: i64,
+    transport: Transport,
+    credentials: auth::Credentials,
+    client: reqwest::Client,
+    catalog: ArcSwapOption<Catalog>,
+    /// Hawser's own session (HTTP) for discovery and list_changed.
+    control: ArcSwapOption<UpstreamSession>,
+    id_prefix: String,
+    next_id: AtomicU64,
+    /// Whether the upstream answers requests with SSE streams (its endpoint mirrors it).
+    streams_replies: AtomicBool,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.config.name)
+            .field("revision", &self.revision)
+            .finish()
+    }
+}
+
+impl Upstream {
+    /// Builds the upstream (no I/O): `credentials` come from the connection's auth.
+    pub fn new(
+        config: Arc<ConnectionConfig>,
+        revision: i64,
+        credentials: auth::Credentials,
+        replica_token: &str,
+    ) -> Result<Self, UpstreamError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("hawser/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| UpstreamError::Unavailable(format!("HTTP client: {e}")))?;
+        let transport = match &config.target {
+            Target::StreamableHttp(url) => {
+                Transport::Http(Box::new(streamable::HttpTransport::new(
+                    client.clone(),
+                    url.clone(),
+                    credentials.clone(),
+                    config.connect_timeout,
+                )))
+            }
+            Target::Sse(_) | Target::Stdio { .. } => Transport::Channel(ArcSwapOption::empty()),
+        };
+        Ok(Self {
+            config,
+            revision,
+            transport,
+            credentials,
+            client,
+            catalog: ArcSwapOption::empty(),
+            control: ArcSwapOption::empty(),
+            id_prefix: format!("h{replica_token}"),
+            next_id: AtomicU64::new(1),
+            streams_replies: AtomicBool::new(false),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn config(&self) -> &Arc<ConnectionConfig> {
+        &self.config
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    pub fn catalog(&self) -> Option<Arc<Catalog>> {
+        self.catalog.load_full()
+    }
+
+    pub(crate) fn http(&self) -> Option<&streamable::HttpTransport> {
+        match &self.transport {
+            Transport::Http(h) => Some(h),
+            Transport::Channel(_) => None,
+        }
+    }
+
+    fn channel(&self) -> Result<Arc<channel::Channel>, UpstreamError> {
+        match &self.transport {
+            Transport::Channel(slot) => slot
+                .load_full()
+                .filter(|c| !c.is_closed())
+                .ok_or_else(|| UpstreamError::Unavailable("not connected (reconnecting)".into())),
+            Transport::Http(_) => Err(UpstreamError::Unavailable("not a channel transport".into())),
+        }
+    }
+
+    /// Whether client sessions share one upstream connection (stdio, legacy SSE).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.transport, Transport::Channel(_))
+    }
+
+    fn next_upstream_id(&self) -> String {
+        format!(
+            "\"{}-{}\"",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Opens an upstream session for a client session (Streamable HTTP), replaying the
+    /// client's capabilities so the upstream knows what it may ask of the client. For
+    /// shared transports, returns the shared session.
+    pub async fn open_session(&self, init: &ClientInit) -> Result<UpstreamSession, UpstreamError> {
+        if self.is_shared() {
+            let catalog = self
+                .catalog()
+                .ok_or_else(|| UpstreamError::Unavailable("not connected yet".into()))?;
+            return Ok(UpstreamSession {
+                id: None,
+                protocol_version: catalog.protocol_version.clone(),
+                revision: self.revision,
+            });
+        }
+        let params = serde_json::json!({
+            "protocolVersion": if init.protocol_version.is_empty() { PROTOCOL_VERSION } else { &init.protocol_version },
+            "capabilities": init.capabilities.clone().unwrap_or_else(|| serde_json::json!({})),
+            "clientInfo": init.client_info.clone().unwrap_or_else(hawser_info),
+        });
+        let (session, _) = self.initialize_http(&params.to_string()).await?;
+        Ok(session)
+    }
+
+    /// initialize + notifications/initialized on a new HTTP session.
+    async fn initialize_http(
+        &self,
+        params: &str,
+    ) -> Result<(UpstreamSession, Box<RawValue>), UpstreamError> {
+        let http = self.http().ok_or(UpstreamError::Closed)?;
+        let id = self.next_upstream_id();
+        let body = jsonrpc::request(&id, "initialize", Some(params));
+        let timeout = self.config.connect_timeout;
+        let fresh = SessionRef {
+            id: None,
+            protocol_version: PROTOCOL_VERSION,
+        };
+        let (reply, session_id) =
+            tokio::time::timeout(timeout, http.post(fresh, body, &HeaderMap::new()))
+                .await
+                .map_err(|_| UpstreamError::Timeout(timeout))??;
+        let response = match reply {
+            Reply::Message(b) => b,
+            Reply::Events(mut events) => tokio::time::timeout(timeout, async {
+                while let Some(m) = events.next_message().await {
+                    let m = m?;
+                    if Message::parse(&m).is_ok_and(|p| p.id.is_some_and(|i| i.get().trim() == id))
+                    {
+                        return Ok(m);
+                    }
+                }
+                Err(UpstreamError::Closed)
+            })
+            .await
+            .map_err(|_| UpstreamError::Timeout(timeout))??,
+            Reply::Accepted => {
+                return Err(UpstreamError::Protocol(
+                    "initialize answered with 202".into(),
+                ));
+            }
+        };
+        let result = result_of(&response)?;
+        let (_, version) = catalog::parse_initialize(&result)?;
+        let session = UpstreamSession {
+            id: session_id,
+            protocol_version: version,
+            revision: self.revision,
+        };
+        let note = jsonrpc::notification("notifications/initialized", None);
+        http.post(session.as_ref(), note, &HeaderMap::new()).await?;
+        Ok((session, result))
+    }
+
+    /// Ends an upstream session (in the background).
+    pub fn close_session(self: &Arc<Self>, session: UpstreamSession) {
+        if session.id.is_none() || self.is_shared() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Some(http) = me.http() {
+                http.delete_session(session.as_ref()).await;
+            }
+        });
+    }
+
+    /// Sends a client request upstream. `client_id` (JSON text) replaces the
+    /// upstream id on the response.
+    pub async fn call(
+        self: &Arc<Self>,
+        session: &UpstreamSession,
+        method: &str,
+        params: Option<&RawValue>,
+        client_id: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Call, UpstreamError> {
+        let (source, upstream_id) = match &self.transport {
+            Transport::Http(http) => {
+                let upstream_id = self.next_upstream_id();
+                let body = jsonrpc::request(&upstream_id, method, params.map(RawValue::get));
+                let (reply, _) = http.post(session.as_ref(), body, headers).await?;
+                let source = match reply {
+                    Reply::Message(b) => {
+                        self.streams_replies.store(false, Ordering::Relaxed);
+                        call::Source::Ready(Some(b))
+                    }
+                    Reply::Events(events) => {
+                        self.streams_replies.store(true, Ordering::Relaxed);
+                        call::Source::Http { events, resumes: 0 }
+                    }
+                    Reply::Accepted => {
+                        return Err(UpstreamError::Protocol(format!(
+                            "{method} answered with 202 and no response"
+                        )));
+                    }
+                };
+                (source, upstream_id)
+            }
+            Transport::Channel(_) => {
+                let channel = self.channel()?;
+                let c = channel.request(method, params).await?;
+                (call::Source::Channel { rx: c.rx, channel }, c.upstream_id)
+            }
+        };
+        Ok(Call {
+            upstream: self.clone(),
+            session: session.clone(),
+            source,
+            upstream_id,
+            client_id: client_id.map(str::to_owned),
+            finished: false,
+        })
+    }
+
+    /// Sends a notification or a response to a server request.
+    pub async fn send(
+        &self,
+        session: &UpstreamSession,
+        message: Bytes,
+    ) -> Result<(), UpstreamError> {
+        match &self.transport {
+            Transport::Http(http) => http
+                .post(session.as_ref(), message, &HeaderMap::new())
+                .await
+                .map(|_| ()),
+            Transport::Channel(_) => self.channel()?.send(message).await,
+        }
+    }
+
+    /// Opens the server-initiated stream of an upstream session (HTTP only).
+    pub async fn listen(
+        &self,
+        session: &UpstreamSession,
+    ) -> Result<Option<streamable::EventStream>, UpstreamError> {
+        match self.http() {
+            Some(http) if session.id.is_some() => http.get_stream(session.as_ref(), None).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Hawser's own request on `session`; returns the result or the upstream's error.
+    pub async fn request(
+        self: &Arc<Self>,
+        session: &UpstreamSession,
+        method: &str,
+        params: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Box<RawValue>, UpstreamError> {
+        let params = params.map(|p| jsonrpc::raw(p.to_owned()));
+        let work = async {
+            let mut call = self
+                .call(session, method, params.as_deref(), None, &HeaderMap::new())
+                .await?;
+            while let Some(item) = call.next().await {
+                match item? {
+                    Inbound::Response(bytes) => return result_of(&bytes),
+                    Inbound::Request { id, .. } => {
+                        // Hawser's own sessions declare no client capabilities.
+                        let reply = jsonrpc::error(
+                            Some(id.json()),
+                            jsonrpc::code::METHOD_NOT_FOUND,
+                            "not supported by the gateway's discovery session",
+                            None,
+                        );
+                        let _ = self.send(session, reply).await;
+                    }
+                    Inbound::Notification(_) => {}
+                }
+            }
+            Err(UpstreamError::Closed)
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| UpstreamError::Timeout(timeout))?
+    }
+
+    /// Whether the upstream answers requests with SSE rather than plain JSON.
+    pub fn streams_replies(&self) -> bool {
+        self.streams_replies.load(Ordering::Relaxed)
+    }
+
+    /// The session Hawser uses for discovery.
+    pub fn control_session(&self) -> Option<Arc<UpstreamSession>> {
+        self.control.load_full()
+    }
+}
+
+/// `clientInfo` Hawser presents on its own sessions.
+pub fn hawser_info() -> serde_json::Value {
+    serde_json::json!({"name": "hawser", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// The `result` of a response, or its error as an [`UpstreamError`].
+fn result_of(bytes: &[u8]) -> Result<Box<RawValue>, UpstreamError> {
+    let msg = Message::parse(bytes).map_err(|e| UpstreamError::Protocol(e.0))?;
+    if let Some(result) = msg.result {
+        return Ok(result.to_owned());
+    }
+    let (code, message) = msg
+        .error
+        .map(jsonrpc::error_summary)
+        .unwrap_or((0, "no result".into()));
+    Err(UpstreamError::Protocol(format!("error {code}: {message}")))
+}

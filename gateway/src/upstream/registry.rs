@@ -1,0 +1,407 @@
+//! The connections live on this replica: loaded from the store, kept in step with it
+//! through its events (re-syncing everything after a missed notification), each one
+//! run by its lifecycle task. Every change rebuilds the [`View`] and announces which
+//! lists changed so sessions can be told.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::auth::Credentials;
+use super::lifecycle::{self, Report, State};
+use super::{Upstream, UpstreamError};
+use crate::config::{ConnectionConfig, InlineOnly, Policy, UpstreamAuth, resolve};
+use crate::store::{ConnectionStatus, Store, StoreEvent, StoredConnection};
+use crate::view::{Changes, View};
+
+/// Builds the credentials of a connection (static headers here; OAuth token sources
+/// are plugged in by the OAuth module).
+pub trait CredentialsFactory: Send + Sync {
+    fn credentials(&self, config: &ConnectionConfig) -> Result<Credentials, UpstreamError>;
+}
+
+/// Static credentials only.
+pub struct StaticCredentials;
+
+impl CredentialsFactory for StaticCredentials {
+    fn credentials(&self, config: &ConnectionConfig) -> Result<Credentials, UpstreamError> {
+        match &config.auth {
+            UpstreamAuth::None => Ok(Credentials::None),
+            UpstreamAuth::Headers(headers) => {
+                let mut map = http::HeaderMap::new();
+                for (k, v) in headers {
+                    map.append(k.clone(), v.clone());
+                }
+                Ok(Credentials::Static(map))
+            }
+            UpstreamAuth::OAuth2(_) => Err(UpstreamError::NotAuthorized(
+                "OAuth connections need the gateway's OAuth support".into(),
+            )),
+        }
+    }
+}
+
+/// A connection's last known state on this replica.
+#[derive(Debug, Clone)]
+pub struct LocalStatus {
+    pub state: State,
+    pub error: Option<String>,
+    pub revision: i64,
+}
+
+struct Entry {
+    revision: i64,
+    /// The upstream in the view; `None` for a connection whose spec is invalid here.
+    upstream: Option<Arc<Upstream>>,
+    stop: CancellationToken,
+    status: LocalStatus,
+}
+
+/// Settings the registry needs.
+pub struct RegistrySettings {
+    pub replica: String,
+    /// Short random token unique to this process, used in upstream request ids.
+    pub replica_token: String,
+    pub policy: Policy,
+}
+
+/// The connections of this replica.
+pub struct Registry {
+    settings: RegistrySettings,
+    store: Arc<dyn Store>,
+    credentials: Arc<dyn CredentialsFactory>,
+    entries: Mutex<HashMap<String, Entry>>,
+    view: ArcSwap<View>,
+    changes: broadcast::Sender<Arc<Changes>>,
+    reports: mpsc::UnboundedSender<Report>,
+    synced: AtomicBool,
+    shutdown: CancellationToken,
+}
+
+impl Registry {
+    /// Starts the registry: loads every connection and follows the store's events.
+    pub fn start(
+        settings: RegistrySettings,
+        store: Arc<dyn Store>,
+        credentials: Arc<dyn CredentialsFactory>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let (reports, report_rx) = mpsc::unbounded_channel();
+        let registry = Arc::new(Self {
+            settings,
+            store: store.clone(),
+            credentials,
+            entries: Mutex::new(HashMap::new()),
+            view: ArcSwap::from_pointee(View::default()),
+            changes: broadcast::channel(256).0,
+            reports,
+            synced: AtomicBool::new(false),
+            shutdown,
+        });
+        // Subscribe before the first sync so no change falls between the two.
+        let events = store.subscribe();
+        tokio::spawn(registry.clone().follow_store(events));
+        tokio::spawn(registry.clone().follow_reports(report_rx));
+        registry
+    }
+
+    /// The current view.
+    pub fn view(&self) -> Arc<View> {
+        self.view.load_full()
+    }
+
+    /// Changes of the view, as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Changes>> {
+        self.changes.subscribe()
+    }
+
+    /// Whether the first full load from the store finished (readiness).
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// This replica's status of each connection.
+    pub fn local_status(&self) -> HashMap<String, LocalStatus> {
+        self.lock()
+            .iter()
+            .map(|(k, e)| (k.clone(), e.status.clone()))
+            .collect()
+    }
+
+    /// The upstream serving a connection.
+    pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.lock().get(name).and_then(|e| e.upstream.clone())
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.settings.replica
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn follow_store(self: Arc<Self>, mut events: broadcast::Receiver<StoreEvent>) {
+        self.resync().await;
+        self.synced.store(true, Ordering::Release);
+        loop {
+            let event = tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                e = events.recv() => e,
+            };
+            match event {
+                Ok(StoreEvent::ConnectionChanged { name, revision }) => {
+                    let current = self.lock().get(&name).map(|e| e.revision);
+                    if current.is_some_and(|r| r >= revision) {
+                        continue;
+                    }
+                    match self.store.get_connection(&name).await {
+                        Ok(Some(row)) => self.apply(row),
+                        Ok(None) => self.remove(&name),
+                        Err(error) => {
+                            tracing::warn!(connection = %name, %error, "cannot read changed connection; resyncing");
+                            self.resync().await;
+                        }
+                    }
+                }
+                Ok(StoreEvent::ConnectionDeleted { name }) => self.remove(&name),
+                Ok(StoreEvent::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.resync().await
+                }
+                Ok(StoreEvent::SessionEnded { .. }) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        // Shutting down: stop every lifecycle and withdraw this replica's status.
+        let entries: Vec<Entry> = self.lock().drain().map(|(_, e)| e).collect();
+        for e in entries {
+            e.stop.cancel();
+        }
+        let _ = self
+            .store
+            .clear_replica_status(&self.settings.replica)
+            .await;
+    }
+
+    /// Compares everything with the store (after start-up or missed notifications).
+    async fn resync(&self) {
+        let rows = loop {
+            match self.store.list_connections().await {
+                Ok(rows) => break rows,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot list connections; retrying");
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return,
+                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+        let gone: Vec<String> = self
+            .lock()
+            .keys()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove(&name);
+        }
+        for row in rows {
+            let current = self.lock().get(&row.name).map(|e| e.revision);
+            if current != Some(row.revision) {
+                self.apply(row);
+            }
+        }
+    }
+
+    /// Starts (or replaces) a connection from its stored row.
+    fn apply(&self, row: StoredConnection) {
+        let name = row.name.clone();
+        let resolved = row
+            .spec
+            .map_err(|e| e.to_string())
+            .and_then(|spec| {
+                resolve(&name, spec, row.source, self.settings.policy, &InlineOnly)
+                    .map_err(|e| e.to_string())
+            })
+            .map(Arc::new);
+        let stop = self.shutdown.child_token();
+        let (upstream, status) = match resolved.and_then(|config| {
+            let creds = self
+                .credentials
+                .credentials(&config)
+                .map_err(|e| e.to_string());
+            let creds = match creds {
+                Ok(c) => c,
+                Err(e) if matches!(config.auth, UpstreamAuth::OAuth2(_)) => return Err(e),
+                Err(e) => return Err(e),
+            };
+            Upstream::new(config, row.revision, creds, &self.settings.replica_token)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(upstream) => {
+                let upstream = Arc::new(upstream);
+                tokio::spawn(lifecycle::run(
+                    upstream.clone(),
+                    self.reports.clone(),
+                    stop.clone(),
+                ));
+                let status = LocalStatus {
+                    state: State::Connecting,
+                    error: None,
+                    revision: row.revision,
+                };
+                (Some(upstream), status)
+            }
+            Err(error) => {
+                tracing::warn!(connection = %name, %error, "connection cannot run on this replica");
+                let state = if error.contains("OAuth") {
+                    State::AwaitingAuthorization
+                } else {
+                    State::Invalid
+                };
+                let status = LocalStatus {
+                    state,
+                    error: Some(error),
+                    revision: row.revision,
+                };
+                (None, status)
+            }
+        };
+        tracing::info!(connection = %name, revision = row.revision, "connection loaded");
+        let old = self.lock().insert(
+            name.clone(),
+            Entry {
+                revision: row.revision,
+                upstream,
+                stop,
+                status: status.clone(),
+            },
+        );
+        if let Some(old) = old {
+            old.stop.cancel();
+        }
+        self.rebuild_view();
+        self.write_status(&name, &status);
+    }
+
+    fn remove(&self, name: &str) {
+        let Some(entry) = self.lock().remove(name) else {
+            return;
+        };
+        tracing::info!(connection = %name, "connection removed");
+        entry.stop.cancel();
+        self.rebuild_view();
+        let store = self.store.clone();
+        let replica = self.settings.replica.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            // A deleted connection's status rows go with it (this replica's part).
+            let status = ConnectionStatus {
+                connection: name,
+                replica,
+                state: "removed".into(),
+                tools: 0,
+                last_error: None,
+                auth_state: None,
+                revision: 0,
+                updated_at: SystemTime::now(),
+            };
+            let _ = store.write_status(&status).await;
+        });
+    }
+
+    async fn follow_reports(self: Arc<Self>, mut reports: mpsc::UnboundedReceiver<Report>) {
+        while let Some(report) = reports.recv().await {
+            match report {
+                Report::State {
+                    upstream,
+                    state,
+                    error,
+                } => {
+                    let status = {
+                        let mut entries = self.lock();
+                        let Some(entry) = entries.get_mut(upstream.name()) else {
+                            continue;
+                        };
+                        // A report from a replaced upstream is stale.
+                        if !entry
+                            .upstream
+                            .as_ref()
+                            .is_some_and(|u| Arc::ptr_eq(u, &upstream))
+                        {
+                            continue;
+                        }
+                        entry.status = LocalStatus {
+                            state,
+                            error,
+                            revision: entry.revision,
+                        };
+                        entry.status.clone()
+                    };
+                    self.write_status(upstream.name(), &status);
+                }
+                Report::Catalog { upstream } => {
+                    let current = self
+                        .lock()
+                        .get(upstream.name())
+                        .and_then(|e| e.upstream.clone());
+                    if current.is_some_and(|u| Arc::ptr_eq(&u, &upstream)) {
+                        self.rebuild_view();
+                    }
+                }
+            }
+        }
+    }
+
+    fn rebuild_view(&self) {
+        let upstreams: Vec<Arc<Upstream>> = self
+            .lock()
+            .values()
+            .filter_map(|e| e.upstream.clone())
+            .collect();
+        let new = View::build(&upstreams);
+        let old = self.view.swap(Arc::new(new));
+        let changes = self.view.load().changes_since(&old);
+        if !changes.is_empty() {
+            let _ = self.changes.send(Arc::new(changes));
+        }
+    }
+
+    fn write_status(&self, name: &str, status: &LocalStatus) {
+        let view = self.view();
+        let problems = view.problems_of(name);
+        let tools = view
+            .connections
+            .get(name)
+            .map(|e| e.tools.len())
+            .unwrap_or_default();
+        let last_error = match (&status.error, problems.is_empty()) {
+            (Some(e), _) => Some(e.clone()),
+            (None, false) => Some(problems.join("; ")),
+            (None, true) => None,
+        };
+        let row = ConnectionStatus {
+            connection: name.to_owned(),
+            replica: self.settings.replica.clone(),
+            state: status.state.as_str().to_owned(),
+            tools: i32::try_from(tools).unwrap_or(i32::MAX),
+            last_error,
+            auth_state: None,
+            revision: status.revision,
+            updated_at: SystemTime::now(),
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.write_status(&row).await {
+                tracing::warn!(connection = %row.connection, %error, "cannot write connection status");
+            }
+        });
+    }
+}

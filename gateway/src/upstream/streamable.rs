@@ -1,0 +1,347 @@
+//! Streamable HTTP towards an upstream: one POST per message, answered with JSON, an
+//! SSE stream, or 202. Streams are parsed incrementally as bytes arrive.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use sse_stream::SseStream;
+use url::Url;
+
+use super::UpstreamError;
+use super::auth::Credentials;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+/// Upper bound for one buffered JSON response body.
+const MAX_JSON_BODY: usize = 256 * 1024 * 1024;
+
+/// The session a message belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRef<'a> {
+    pub id: Option<&'a str>,
+    pub protocol_version: &'a str,
+}
+
+/// How the upstream answered a POST.
+pub enum Reply {
+    /// 202: accepted, nothing to read (notifications, responses).
+    Accepted,
+    /// A complete JSON-RPC message.
+    Message(Bytes),
+    /// An SSE stream of messages.
+    Events(EventStream),
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// Messages of one upstream SSE stream.
+pub struct EventStream {
+    inner: Pin<Box<SseStream<sse_stream::ByteStreamBody<ByteStream, Bytes>>>>,
+    /// Id of the last event seen, for resuming with `Last-Event-ID`.
+    pub last_event_id: Option<String>,
+    /// Reconnection delay the upstream asked for.
+    pub retry: Option<Duration>,
+}
+
+impl EventStream {
+    fn new(body: ByteStream) -> Self {
+        Self {
+            inner: Box::pin(SseStream::from_bytes_stream(body)),
+            last_event_id: None,
+            retry: None,
+        }
+    }
+
+    /// The next message's bytes; `None` when the stream ends.
+    pub async fn next_message(&mut self) -> Option<Result<Bytes, UpstreamError>> {
+        loop {
+            let event = match self.inner.next().await? {
+                Ok(e) => e,
+                Err(e) => {
+                    return Some(Err(UpstreamError::Unavailable(format!(
+                        "upstream stream broke: {e}"
+                    ))));
+                }
+            };
+            if let Some(id) = event.id {
+                self.last_event_id = Some(id);
+            }
+            if let Some(ms) = event.retry {
+                self.retry = Some(Duration::from_millis(ms));
+            }
+            // Priming events (empty data) and non-message events carry nothing to relay.
+            match (event.event.as_deref(), event.data) {
+                (None | Some("message"), Some(data)) if !data.trim().is_empty() => {
+                    return Some(Ok(Bytes::from(data)));
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// The HTTP side of one connection: where to POST, with which credentials.
+pub struct HttpTransport {
+    client: reqwest::Client,
+    url: Url,
+    host: String,
+    credentials: Credentials,
+    connect_timeout: Duration,
+}
+
+impl HttpTransport {
+    pub fn new(
+        client: reqwest::Client,
+        url: Url,
+        credentials: Credentials,
+        connect_timeout: Duration,
+    ) -> Self {
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let host = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        };
+        Self {
+            client,
+            url,
+            host,
+            credentials,
+            connect_timeout,
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    async fn headers(
+        &self,
+        session: SessionRef<'_>,
+        extra: &HeaderMap,
+    ) -> Result<HeaderMap, UpstreamError> {
+        let mut headers = self.credentials.headers().await?;
+        headers.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(id) = session.id
+            && let Ok(v) = HeaderValue::from_str(id)
+        {
+            headers.insert(SESSION_HEADER, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(session.protocol_version) {
+            headers.insert(VERSION_HEADER, v);
+        }
+        Ok(headers)
+    }
+
+    /// POSTs one JSON-RPC message. Returns the reply and the session id header, if any.
+    /// A 401/403 with OAuth credentials refreshes the token and retries once.
+    pub async fn post(
+        &self,
+        session: SessionRef<'_>,
+        body: Bytes,
+        extra: &HeaderMap,
+    ) -> Result<(Reply, Option<String>), UpstreamError> {
+        let headers = self.headers(session, extra).await?;
+        match self.post_once(session, headers.clone(), body.clone()).await {
+            Err(UpstreamError::Unauthorized { .. })
+                if self.credentials.rejected(&headers).await =>
+            {
+                let headers = self.headers(session, extra).await?;
+                self.post_once(session, headers, body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn post_once(
+        &self,
+        session: SessionRef<'_>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<(Reply, Option<String>), UpstreamError> {
+        let response = self
+            .client
+            .post(self.url.clone())
+            .headers(headers)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e, &self.host, self.connect_timeout))?;
+        let session_id = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let status = response.status();
+        match status {
+            StatusCode::ACCEPTED => Ok((Reply::Accepted, session_id)),
+            s if s.is_success() => {
+                let is_sse = content_type(response.headers()).starts_with("text/event-stream");
+                if is_sse {
+                    let body: ByteStream = Box::pin(response.bytes_stream());
+                    Ok((Reply::Events(EventStream::new(body)), session_id))
+                } else if response.content_length() == Some(0) {
+                    Ok((Reply::Accepted, session_id))
+                } else {
+                    let bytes = read_limited(response, MAX_JSON_BODY, &self.host).await?;
+                    if bytes.iter().all(u8::is_ascii_whitespace) {
+                        return Ok((Reply::Accepted, session_id));
+                    }
+                    Ok((Reply::Message(bytes), session_id))
+                }
+            }
+            _ => Err(self.status_error(session, response).await),
+        }
+    }
+
+    /// Opens the GET stream of a session (server-initiated messages), optionally
+    /// resuming after `last_event_id`. `Ok(None)` when the upstream offers none (405).
+    pub async fn get_stream(
+        &self,
+        session: SessionRef<'_>,
+        last_event_id: Option<&str>,
+    ) -> Result<Option<EventStream>, UpstreamError> {
+        let mut extra = HeaderMap::new();
+        if let Some(id) = last_event_id
+            && let Ok(v) = HeaderValue::from_str(id)
+        {
+            extra.insert("last-event-id", v);
+        }
+        let headers = self.headers(session, &extra).await?;
+        let response = self
+            .client
+            .get(self.url.clone())
+            .headers(headers)
+            .header(ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e, &self.host, self.connect_timeout))?;
+        match response.status() {
+            StatusCode::METHOD_NOT_ALLOWED => Ok(None),
+            s if s.is_success()
+                && content_type(response.headers()).starts_with("text/event-stream") =>
+            {
+                let body: ByteStream = Box::pin(response.bytes_stream());
+                Ok(Some(EventStream::new(body)))
+            }
+            s if s.is_success() => Ok(None),
+            _ => Err(self.status_error(session, response).await),
+        }
+    }
+
+    /// Ends an upstream session (DELETE). Failures are not errors: the upstream expires it.
+    pub async fn delete_session(&self, session: SessionRef<'_>) {
+        let Ok(headers) = self.headers(session, &HeaderMap::new()).await else {
+            return;
+        };
+        let result = self
+            .client
+            .delete(self.url.clone())
+            .headers(headers)
+            .send()
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(host = %self.host, %error, "upstream session DELETE failed");
+        }
+    }
+
+    async fn status_error(
+        &self,
+        session: SessionRef<'_>,
+        response: reqwest::Response,
+    ) -> UpstreamError {
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND && session.id.is_some() {
+            return UpstreamError::SessionExpired;
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let www_authenticate = response
+                .headers()
+                .get(http::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return UpstreamError::Unauthorized {
+                status: status.as_u16(),
+                www_authenticate,
+            };
+        }
+        let detail = read_limited(response, 4096, &self.host)
+            .await
+            .ok()
+            .map(|b| summarize_body(&b))
+            .filter(|s| !s.is_empty());
+        UpstreamError::Http {
+            status: status.as_u16(),
+            detail,
+        }
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+async fn read_limited(
+    response: reqwest::Response,
+    limit: usize,
+    host: &str,
+) -> Result<Bytes, UpstreamError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n as usize > limit)
+    {
+        return Err(UpstreamError::Protocol(format!(
+            "response larger than {limit} bytes"
+        )));
+    }
+    let mut body = response.bytes_stream();
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| UpstreamError::from_reqwest(&e, host, Duration::ZERO))?;
+        // The common case is one chunk: keep it without copying.
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            Some(f) => {
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&chunk);
+            }
+            None => buf.extend_from_slice(&chunk),
+        }
+        if buf.len() > limit {
+            return Err(UpstreamError::Protocol(format!(
+                "response larger than {limit} bytes"
+            )));
+        }
+    }
+    Ok(match first {
+        Some(f) => f,
+        None => Bytes::from(buf),
+    })
+}
+
+/// A short, single-line excerpt of an error body for messages.
+fn summarize_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    // A JSON-RPC error body: show its message.
+    if let Ok(msg) = crate::jsonrpc::Message::parse(body)
+        && let Some(err) = msg.error
+    {
+        return crate::jsonrpc::error_summary(err).1;
+    }
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    line.chars().take(200).collect()
+}

@@ -1,0 +1,477 @@
+//! What clients see: for the aggregated endpoint and for each connection's own
+//! endpoint, the prebuilt list results and the routing tables from exposed names
+//! and URIs to upstreams.
+//!
+//! A view is built once per change (a connection added, removed or re-discovered) and
+//! swapped in atomically; requests read it without locks and list requests answer
+//! from its prebuilt bytes, so no request rebuilds or copies a tool list.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::PREFIX_SEPARATOR;
+use crate::jsonrpc::{RawParams, raw_string};
+use crate::upstream::Upstream;
+use crate::upstream::catalog::Item;
+
+/// MCP caps tool names at 128 characters.
+const MAX_NAME: usize = 128;
+
+/// The four lists a client can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    pub const ALL: [ListKind; 4] = [Self::Tools, Self::Prompts, Self::Resources, Self::Templates];
+
+    /// The notification telling clients this list changed.
+    pub fn changed_notification(self) -> &'static str {
+        match self {
+            Self::Tools => "notifications/tools/list_changed",
+            Self::Prompts => "notifications/prompts/list_changed",
+            Self::Resources | Self::Templates => "notifications/resources/list_changed",
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            Self::Tools => "tools",
+            Self::Prompts => "prompts",
+            Self::Resources => "resources",
+            Self::Templates => "resourceTemplates",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Tools => 0,
+            Self::Prompts => 1,
+            Self::Resources => 2,
+            Self::Templates => 3,
+        }
+    }
+}
+
+/// Where an exposed tool or prompt goes.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub upstream: Arc<Upstream>,
+    /// The name at the upstream.
+    pub name: String,
+}
+
+/// One endpoint's lists and routes.
+#[derive(Debug, Default)]
+pub struct Endpoint {
+    lists: [Bytes; 4],
+    fingerprints: [u64; 4],
+    pub tools: HashMap<String, Route>,
+    pub prompts: HashMap<String, Route>,
+    pub resources: HashMap<String, Arc<Upstream>>,
+    pub templates: Vec<(UriTemplate, Arc<Upstream>)>,
+    /// For a connection's own endpoint: its upstream, whether or not it is up.
+    pub upstream: Option<Arc<Upstream>>,
+}
+
+impl Endpoint {
+    /// The prebuilt `result` of a list request.
+    pub fn list(&self, kind: ListKind) -> Bytes {
+        self.lists[kind.index()].clone()
+    }
+
+    fn fingerprint(&self, kind: ListKind) -> u64 {
+        self.fingerprints[kind.index()]
+    }
+
+    /// The upstream serving `uri`: one that listed it, else the first template match.
+    pub fn resource_owner(&self, uri: &str) -> Option<&Arc<Upstream>> {
+        self.resources.get(uri).or_else(|| {
+            self.templates
+                .iter()
+                .find(|(t, _)| t.matches(uri))
+                .map(|(_, u)| u)
+        })
+    }
+}
+
+/// A problem found while building a view (reported on the connection's status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub connection: String,
+    pub message: String,
+}
+
+/// Every endpoint.
+#[derive(Debug, Default)]
+pub struct View {
+    pub aggregated: Arc<Endpoint>,
+    pub connections: HashMap<String, Arc<Endpoint>>,
+    pub problems: Vec<Problem>,
+}
+
+/// Which lists of which endpoints changed between two views.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    pub aggregated: Vec<ListKind>,
+    pub connections: HashMap<String, Vec<ListKind>>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.aggregated.is_empty() && self.connections.values().all(Vec::is_empty)
+    }
+
+    /// What changed for the endpoint a session uses (`""` = aggregated).
+    pub fn for_endpoint(&self, endpoint: &str) -> &[ListKind] {
+        if endpoint.is_empty() {
+            &self.aggregated
+        } else {
+            self.connections
+                .get(endpoint)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        }
+    }
+}
+
+struct Builder {
+    items: [Vec<String>; 4],
+    endpoint: Endpoint,
+}
+
+impl Builder {
+    fn new(upstream: Option<Arc<Upstream>>) -> Self {
+        Self {
+            items: Default::default(),
+            endpoint: Endpoint {
+                upstream,
+                ..Endpoint::default()
+            },
+        }
+    }
+
+    fn finish(mut self) -> Endpoint {
+        for kind in ListKind::ALL {
+            let items = &self.items[kind.index()];
+            let mut json =
+                String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 32);
+            json.push_str("{\"");
+            json.push_str(kind.field());
+            json.push_str("\":[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                json.push_str(item);
+            }
+            json.push_str("]}");
+            let mut h = DefaultHasher::new();
+            json.hash(&mut h);
+            self.endpoint.fingerprints[kind.index()] = h.finish();
+            self.endpoint.lists[kind.index()] = Bytes::from(json);
+        }
+        self.endpoint
+    }
+}
+
+/// An item's JSON with its `name` replaced.
+fn renamed(item: &Item, name: &str) -> String {
+    match RawParams::parse(Some(&item.raw)) {
+        Ok(mut members) => {
+            members.0.set("name", raw_string(name));
+            members.to_json()
+        }
+        Err(_) => item.raw.get().to_owned(),
+    }
+}
+
+impl View {
+    /// Builds every endpoint from the upstreams (any order; ties break by name).
+    pub fn build(upstreams: &[Arc<Upstream>]) -> Self {
+        let mut sorted: Vec<&Arc<Upstream>> = upstreams.iter().collect();
+        sorted.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut problems = Vec::new();
+        let mut agg = Builder::new(None);
+        let mut connections = HashMap::new();
+        let mut claimed: HashMap<String, String> = HashMap::new();
+
+        for upstream in sorted {
+            let mut own = Builder::new(Some(upstream.clone()));
+            let Some(catalog) = upstream.catalog() else {
+                connections.insert(upstream.name().to_owned(), Arc::new(own.finish()));
+                continue;
+            };
+            let config = upstream.config();
+            for tool in &catalog.tools {
+                if !config.tools.allows(&tool.key) {
+                    continue;
+                }
+                own.items[0].push(tool.raw.get().to_owned());
+                own.endpoint.tools.insert(
+                    tool.key.clone(),
+                    Route {
+                        upstream: upstream.clone(),
+                        name: tool.key.clone(),
+                    },
+                );
+                let exposed = format!("{}{PREFIX_SEPARATOR}{}", config.prefix, tool.key);
+                if exposed.len() > MAX_NAME {
+                    problems.push(Problem {
+                        connection: upstream.name().to_owned(),
+                        message: format!("tool {:?} not exposed on /mcp: {exposed:?} is longer than {MAX_NAME} characters", tool.key),
+                    });
+                    continue;
+                }
+                if let Some(owner) = claimed.get(&format!("tool:{exposed}")) {
+                    problems.push(collision("tool", &exposed, owner, upstream.name()));
+                    continue;
+                }
+                claimed.insert(format!("tool:{exposed}"), upstream.name().to_owned());
+                agg.items[0].push(renamed(tool, &exposed));
+                agg.endpoint.tools.insert(
+                    exposed,
+                    Route {
+                        upstream: upstream.clone(),
+                        name: tool.key.clone(),
+                    },
+                );
+            }
+            for prompt in &catalog.prompts {
+                own.items[1].push(prompt.raw.get().to_owned());
+                own.endpoint.prompts.insert(
+                    prompt.key.clone(),
+                    Route {
+                        upstream: upstream.clone(),
+                        name: prompt.key.clone(),
+                    },
+                );
+                let exposed = format!("{}{PREFIX_SEPARATOR}{}", config.prefix, prompt.key);
+                if let Some(owner) = claimed.get(&format!("prompt:{exposed}")) {
+                    problems.push(collision("prompt", &exposed, owner, upstream.name()));
+                    continue;
+                }
+                claimed.insert(format!("prompt:{exposed}"), upstream.name().to_owned());
+                agg.items[1].push(renamed(prompt, &exposed));
+                agg.endpoint.prompts.insert(
+                    exposed,
+                    Route {
+                        upstream: upstream.clone(),
+                        name: prompt.key.clone(),
+                    },
+                );
+            }
+            for resource in &catalog.resources {
+                own.items[2].push(resource.raw.get().to_owned());
+                own.endpoint
+                    .resources
+                    .insert(resource.key.clone(), upstream.clone());
+                if let Some(owner) = claimed.get(&format!("resource:{}", resource.key)) {
+                    problems.push(collision("resource", &resource.key, owner, upstream.name()));
+                    continue;
+                }
+                claimed.insert(
+                    format!("resource:{}", resource.key),
+                    upstream.name().to_owned(),
+                );
+                agg.items[2].push(resource.raw.get().to_owned());
+                agg.endpoint
+                    .resources
+                    .insert(resource.key.clone(), upstream.clone());
+            }
+            for template in &catalog.templates {
+                let parsed = UriTemplate::parse(&template.key);
+                own.items[3].push(template.raw.get().to_owned());
+                own.endpoint
+                    .templates
+                    .push((parsed.clone(), upstream.clone()));
+                agg.items[3].push(template.raw.get().to_owned());
+                agg.endpoint.templates.push((parsed, upstream.clone()));
+            }
+            connections.insert(upstream.name().to_owned(), Arc::new(own.finish()));
+        }
+        for p in &problems {
+            tracing::warn!(connection = %p.connection, problem = %p.message, "view problem");
+        }
+        Self {
+            aggregated: Arc::new(agg.finish()),
+            connections,
+            problems,
+        }
+    }
+
+    /// What changed from `old` to `self`.
+    pub fn changes_since(&self, old: &View) -> Changes {
+        let diff = |new: &Endpoint, old: Option<&Endpoint>| -> Vec<ListKind> {
+            ListKind::ALL
+                .into_iter()
+                .filter(|k| old.is_none_or(|o| o.fingerprint(*k) != new.fingerprint(*k)))
+                .collect()
+        };
+        let mut changes = Changes {
+            aggregated: diff(&self.aggregated, Some(&old.aggregated)),
+            connections: HashMap::new(),
+        };
+        for (name, ep) in &self.connections {
+            let d = diff(ep, old.connections.get(name).map(Arc::as_ref));
+            if !d.is_empty() {
+                changes.connections.insert(name.clone(), d);
+            }
+        }
+        for name in old.connections.keys() {
+            if !self.connections.contains_key(name) {
+                changes
+                    .connections
+                    .insert(name.clone(), ListKind::ALL.to_vec());
+            }
+        }
+        changes
+    }
+
+    /// Problems concerning one connection.
+    pub fn problems_of(&self, connection: &str) -> Vec<&str> {
+        self.problems
+            .iter()
+            .filter(|p| p.connection == connection)
+            .map(|p| p.message.as_str())
+            .collect()
+    }
+}
+
+fn collision(what: &str, name: &str, owner: &str, other: &str) -> Problem {
+    Problem {
+        connection: other.to_owned(),
+        message: format!(
+            "{what} {name:?} collides with connection {owner:?}, which keeps it; change toolPrefix to expose it"
+        ),
+    }
+}
+
+/// A URI template (RFC 6570), matched against concrete URIs to route reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UriTemplate {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    /// `{var}`: one or more characters, no `/`, `?` or `#`.
+    Simple,
+    /// `{+var}`, `{#var}`: anything, possibly empty.
+    Reserved,
+    /// `{?a,b}`, `{&a}`: an optional query part to the end.
+    Query,
+}
+
+impl UriTemplate {
+    pub fn parse(template: &str) -> Self {
+        let mut parts = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_owned()));
+            }
+            let Some(close) = rest[open..].find('}') else {
+                parts.push(Part::Literal(rest[open..].to_owned()));
+                rest = "";
+                break;
+            };
+            let expr = &rest[open + 1..open + close];
+            parts.push(match expr.chars().next() {
+                Some('+' | '#') => Part::Reserved,
+                Some('?' | '&') => Part::Query,
+                _ => Part::Simple,
+            });
+            rest = &rest[open + close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_owned()));
+        }
+        Self { parts }
+    }
+
+    pub fn matches(&self, uri: &str) -> bool {
+        match_parts(&self.parts, uri)
+    }
+}
+
+fn match_parts(parts: &[Part], input: &str) -> bool {
+    let Some((first, rest)) = parts.split_first() else {
+        return input.is_empty();
+    };
+    match first {
+        Part::Literal(lit) => input
+            .strip_prefix(lit.as_str())
+            .is_some_and(|tail| match_parts(rest, tail)),
+        Part::Query => {
+            input.is_empty()
+                || ((input.starts_with('?') || input.starts_with('&')) && rest.is_empty())
+        }
+        Part::Simple | Part::Reserved => {
+            let simple = matches!(first, Part::Simple);
+            let min = usize::from(simple);
+            let mut end = 0;
+            for (i, c) in input.char_indices() {
+                end = i + c.len_utf8();
+                if simple && matches!(c, '/' | '?' | '#') {
+                    end = i;
+                    break;
+                }
+            }
+            if simple && input[..end].len() != end {
+                return false;
+            }
+            // Try the longest capture first, then shorter ones.
+            let mut cut = end;
+            loop {
+                if cut >= min && input.is_char_boundary(cut) && match_parts(rest, &input[cut..]) {
+                    return true;
+                }
+                if cut == 0 {
+                    return false;
+                }
+                cut -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_templates_match_like_rfc6570_level_1_and_2() {
+        let t = UriTemplate::parse("test://template/{id}/data");
+        assert!(t.matches("test://template/42/data"));
+        assert!(!t.matches("test://template//data"));
+        assert!(!t.matches("test://template/a/b/data"));
+        assert!(!t.matches("test://other/42/data"));
+        let t = UriTemplate::parse("file:///{+path}");
+        assert!(t.matches("file:///a/b/c.txt"));
+        let t = UriTemplate::parse("repo://{owner}/{repo}/issues{?state}");
+        assert!(t.matches("repo://me/hawser/issues"));
+        assert!(t.matches("repo://me/hawser/issues?state=open"));
+        assert!(!t.matches("repo://me/issues"));
+    }
+
+    #[test]
+    fn renaming_keeps_every_other_field() {
+        let item = Item {
+            key: "search".into(),
+            raw: crate::jsonrpc::raw(r#"{"name":"search","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}"#.into()),
+        };
+        assert_eq!(
+            renamed(&item, "gh__search"),
+            r#"{"name":"gh__search","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}"#
+        );
+    }
+}
