@@ -231,7 +231,7 @@ impl View {
                     continue;
                 }
                 if let Some(owner) = claimed.get(&format!("tool:{exposed}")) {
-                    problems.push(collision("tool", &exposed, owner, upstream.name()));
+                    collision(&mut problems, "tool", &exposed, owner, upstream.name());
                     continue;
                 }
                 claimed.insert(format!("tool:{exposed}"), upstream.name().to_owned());
@@ -255,7 +255,7 @@ impl View {
                 );
                 let exposed = format!("{}{PREFIX_SEPARATOR}{}", config.prefix, prompt.key);
                 if let Some(owner) = claimed.get(&format!("prompt:{exposed}")) {
-                    problems.push(collision("prompt", &exposed, owner, upstream.name()));
+                    collision(&mut problems, "prompt", &exposed, owner, upstream.name());
                     continue;
                 }
                 claimed.insert(format!("prompt:{exposed}"), upstream.name().to_owned());
@@ -274,7 +274,13 @@ impl View {
                     .resources
                     .insert(resource.key.clone(), upstream.clone());
                 if let Some(owner) = claimed.get(&format!("resource:{}", resource.key)) {
-                    problems.push(collision("resource", &resource.key, owner, upstream.name()));
+                    collision(
+                        &mut problems,
+                        "resource",
+                        &resource.key,
+                        owner,
+                        upstream.name(),
+                    );
                     continue;
                 }
                 claimed.insert(
@@ -345,13 +351,20 @@ impl View {
     }
 }
 
-fn collision(what: &str, name: &str, owner: &str, other: &str) -> Problem {
-    Problem {
+/// A name two connections claim: reported on both, so neither is shadowed silently.
+fn collision(problems: &mut Vec<Problem>, what: &str, name: &str, owner: &str, other: &str) {
+    problems.push(Problem {
         connection: other.to_owned(),
         message: format!(
             "{what} {name:?} collides with connection {owner:?}, which keeps it; change toolPrefix to expose it"
         ),
-    }
+    });
+    problems.push(Problem {
+        connection: owner.to_owned(),
+        message: format!(
+            "{what} {name:?} is also offered by connection {other:?} (not exposed from there)"
+        ),
+    });
 }
 
 /// A URI template (RFC 6570), matched against concrete URIs to route reads.
