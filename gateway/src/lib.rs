@@ -16,3 +16,12 @@ pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod view;
+
+/// Installs rustls' ring provider as the process default (once). Every HTTP client
+/// Hawser builds needs it; calling it again is harmless.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -154,7 +154,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str
 
 /// Runs the gateway until `shutdown` fires.
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
     let store = open_store(&settings).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -3,7 +3,17 @@
 
 pub mod pg;
 pub mod process;
+pub mod stack;
 pub mod tools;
 
 pub use pg::{TestCluster, TestDb, test_db};
 pub use process::{Child, free_port};
+
+/// An HTTP client for tests (installs the TLS crypto provider reqwest needs).
+pub fn http() -> reqwest::Client {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::new()
+}

@@ -94,6 +94,7 @@ impl Upstream {
         credentials: auth::Credentials,
         replica_token: &str,
     ) -> Result<Self, UpstreamError> {
+        crate::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)

@@ -1,0 +1,98 @@
+//! The official MCP conformance suite, run against the fixture directly and through
+//! the gateway's `/mcp/{connection}`: every active scenario passes both ways, with the
+//! same checks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hawser_e2e::harness::stack::{Fixture, Gateway};
+use hawser_e2e::harness::tools;
+
+/// Runs the suite against `url`; returns passed/failed checks per scenario.
+async fn run_suite(url: &str) -> (BTreeMap<String, (u32, u32)>, String) {
+    let suite = tools::e2e_dir()
+        .join("conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js");
+    assert!(
+        suite.exists(),
+        "conformance suite not installed: run scripts/setup-test-deps"
+    );
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let mut cmd = tokio::process::Command::new(tools::node());
+    cmd.arg(&suite)
+        .args(["server", "--url", url])
+        .current_dir(dir.path())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("conformance suite against {url} timed out"))
+        .unwrap_or_else(|e| panic!("cannot run the conformance suite: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut scenarios = BTreeMap::new();
+    // Summary lines read "✓ tools-list: 1 passed, 0 failed" (✗ when failing).
+    for line in stdout.lines() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("✓ ").or_else(|| line.strip_prefix("✗ ")) else {
+            continue;
+        };
+        let Some((name, counts)) = rest.split_once(": ") else {
+            continue;
+        };
+        let nums: Vec<u32> = counts
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        if let [passed, failed] = nums[..] {
+            scenarios.insert(name.to_owned(), (passed, failed));
+        }
+    }
+    (scenarios, stdout)
+}
+
+#[tokio::test]
+async fn every_active_scenario_passes_through_the_gateway_as_it_does_directly() {
+    let fixture = Fixture::start(&["--name", "conformance"]);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: everything\n    url: {}\n",
+            fixture.mcp_url()
+        ),
+        &[],
+    );
+    gateway.wait_ready().await;
+    // Wait until the connection has been discovered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !gateway
+        .child
+        .lines()
+        .iter()
+        .any(|l| l.contains("connection loaded"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connection never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (direct, direct_out) = run_suite(&fixture.mcp_url()).await;
+    let (proxied, proxied_out) = run_suite(&format!("{}/everything", gateway.mcp_url())).await;
+
+    assert!(
+        direct.len() >= 25,
+        "too few scenarios ran directly:\n{direct_out}"
+    );
+    let failing: Vec<_> = direct.iter().filter(|(_, (_, f))| *f > 0).collect();
+    assert!(
+        failing.is_empty(),
+        "the fixture itself fails {failing:?}:\n{direct_out}"
+    );
+    let failing: Vec<_> = proxied.iter().filter(|(_, (_, f))| *f > 0).collect();
+    assert!(
+        failing.is_empty(),
+        "through the gateway, failing: {failing:?}:\n{proxied_out}"
+    );
+    assert_eq!(
+        proxied, direct,
+        "the gateway must give the same results as the fixture"
+    );
+}

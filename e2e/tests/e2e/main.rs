@@ -1,0 +1,5 @@
+//! Multi-process tests: real gateway processes, the fixture upstream, real MCP
+//! clients (the official Python SDK, the conformance suite's TypeScript client).
+
+mod conformance;
+mod python_client;
