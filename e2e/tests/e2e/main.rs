@@ -2,4 +2,6 @@
 //! clients (the official Python SDK, the conformance suite's TypeScript client).
 
 mod conformance;
+mod protocol;
 mod python_client;
+mod transports;

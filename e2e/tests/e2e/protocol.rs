@@ -1,0 +1,232 @@
+//! Sessions, errors, timeouts, identity and list changes at the HTTP level.
+
+use std::time::Duration;
+
+use hawser_e2e::harness::mcp::{McpClient, text};
+use hawser_e2e::harness::stack::{Fixture, Gateway};
+use serde_json::json;
+
+#[tokio::test]
+async fn sessions_are_required_known_and_end_with_delete() {
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: fx\n    url: {}\n",
+            fixture.mcp_url()
+        ),
+        &[],
+    );
+    gateway.wait_ready().await;
+
+    let mut anonymous = McpClient::new(&gateway.mcp_url());
+    let r = anonymous.request("tools/list", json!({})).await;
+    assert_eq!(
+        r.status, 400,
+        "a request without a session is a bad request: {r:?}"
+    );
+
+    anonymous.session = Some("not-a-session".into());
+    let r = anonymous.request("tools/list", json!({})).await;
+    assert_eq!(r.status, 404, "an unknown session is not found: {r:?}");
+
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    assert_eq!(client.request("ping", json!({})).await.status, 200);
+    assert_eq!(client.delete().await, 204);
+    let r = client.request("ping", json!({})).await;
+    assert_eq!(r.status, 404, "a deleted session is gone: {r:?}");
+
+    // Bad input gets an answer, not a hang.
+    let r = client
+        .send(json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]))
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.messages[0]["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("batch"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_and_dead_upstreams_fail_with_errors_naming_the_connection() {
+    let fixture = Fixture::start(&[]);
+    let dead = format!("http://127.0.0.1:{}/mcp", hawser_e2e::harness::free_port());
+    let config = format!(
+        "connections:
+  - name: quick
+    url: {}
+    timeouts: {{ connect: 1s, call: 1s }}
+  - name: gone
+    url: {dead}
+    timeouts: {{ connect: 1s, call: 1s }}
+",
+        fixture.mcp_url()
+    );
+    let gateway = Gateway::start(&config, &[]);
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    wait_for_tool(&mut client, "quick__slow").await;
+
+    let started = std::time::Instant::now();
+    let r = client.call("quick__slow", json!({"ms": 10000})).await;
+    let message = r.error_message();
+    assert!(
+        message.contains("\"quick\"") && message.contains("no response within"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "timeout took {:?}",
+        started.elapsed()
+    );
+
+    // The dead connection contributes nothing, and the live one is unaffected.
+    let names = client.tool_names().await;
+    assert!(names.iter().all(|n| !n.starts_with("gone__")), "{names:?}");
+    let r = client.call("quick__echo", json!({"text": "fine"})).await;
+    assert_eq!(text(r.result()), "fine");
+    let r = client.call("gone__echo", json!({"text": "x"})).await;
+    assert!(r.error_message().contains("unknown tool"), "{r:?}");
+
+    // Its own endpoint says why it is unavailable.
+    let mut direct = McpClient::new(&format!("{}/gone", gateway.mcp_url()));
+    let r = direct
+        .request("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))
+        .await;
+    assert!(r.error_message().contains("gone"), "{r:?}");
+}
+
+async fn wait_for_tool(client: &mut McpClient, tool: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !client.tool_names().await.iter().any(|n| n == tool) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{tool} never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_list_change_reaches_open_client_streams() {
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: fx\n    url: {}\n",
+            fixture.mcp_url()
+        ),
+        &[],
+    );
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    wait_for_tool(&mut client, "fx__add_tool").await;
+    let mut stream = client.listen().await;
+
+    let r = client
+        .call("fx__add_tool", json!({"name": "brand_new"}))
+        .await;
+    assert!(r.result().get("content").is_some(), "{r:?}");
+    let note = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(m) = stream.recv().await {
+            if m["method"] == "notifications/tools/list_changed" {
+                return m;
+            }
+        }
+        panic!("stream ended");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no tools/list_changed within 10s"));
+    assert_eq!(note["jsonrpc"], "2.0");
+    assert!(
+        client
+            .tool_names()
+            .await
+            .iter()
+            .any(|n| n == "fx__brand_new")
+    );
+    let r = client.call("fx__brand_new", json!({})).await;
+    assert_eq!(text(r.result()), "dynamic brand_new");
+}
+
+#[tokio::test]
+async fn callers_are_authenticated_sessions_bound_and_their_token_never_forwarded() {
+    let fixture = Fixture::start(&[]);
+    let config = format!(
+        "clientAuth:
+  type: bearer
+  tokens:
+    - {{ subject: alice, token: alice-secret-token }}
+    - {{ subject: bob, token: bob-secret-token }}
+connections:
+  - name: plain
+    url: {url}
+  - name: keyed
+    url: {url}
+    auth: {{ type: bearer, token: upstream-token }}
+",
+        url = fixture.mcp_url()
+    );
+    let gateway = Gateway::start(&config, &[]);
+    gateway.wait_ready().await;
+
+    let mut nobody = McpClient::new(&gateway.mcp_url());
+    let r = nobody
+        .request("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))
+        .await;
+    assert_eq!(r.status, 401, "{r:?}");
+
+    let mut alice = McpClient::connect_as(&gateway.mcp_url(), "alice-secret-token").await;
+    wait_for_tool(&mut alice, "keyed__whoami").await;
+
+    // Bob cannot use Alice's session: same answer as an unknown one.
+    let mut bob = McpClient::new(&gateway.mcp_url());
+    bob.token = Some("bob-secret-token".into());
+    bob.session = alice.session.clone();
+    assert_eq!(bob.request("tools/list", json!({})).await.status, 404);
+
+    // The upstream never sees Alice's token; it sees the connection's own, or none.
+    let who = |r: hawser_e2e::harness::mcp::Reply| -> serde_json::Value {
+        serde_json::from_str(&text(r.result())).unwrap_or_default()
+    };
+    let plain = who(alice.call("plain__whoami", json!({})).await);
+    assert!(plain["authorizationSha256"].is_null(), "{plain}");
+    let keyed = who(alice.call("keyed__whoami", json!({})).await);
+    use sha2::Digest as _;
+    let expected: String = sha2::Sha256::digest(b"Bearer upstream-token")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(keyed["authorizationSha256"], expected, "{keyed}");
+}
+
+#[tokio::test]
+async fn foreign_hosts_and_origins_are_refused() {
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: fx\n    url: {}\n",
+            fixture.mcp_url()
+        ),
+        &[],
+    );
+    gateway.wait_ready().await;
+    let http = hawser_e2e::harness::http();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    for (header, value) in [
+        ("host", "evil.example.com"),
+        ("origin", "http://evil.example.com"),
+    ] {
+        let r = http
+            .post(gateway.mcp_url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header(header, value)
+            .json(&init)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status(), 403, "{header}: {value}");
+    }
+}
