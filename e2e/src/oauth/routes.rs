@@ -1,0 +1,127 @@
+//! HTTP routes of the mock provider.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::Value;
+
+use super::provider::{AuthorizeOutcome, Provider};
+
+const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
+const OIDC_METADATA: &str = "/.well-known/openid-configuration";
+
+type AppState = Arc<Provider>;
+
+/// All routes. When the issuer has a path `P`, the endpoints are also served
+/// under `P` and the metadata at `/.well-known/oauth-authorization-server{P}`
+/// (RFC 8414 §3.1) and `{P}/.well-known/openid-configuration`.
+pub(crate) fn router(provider: Arc<Provider>) -> Router {
+    let endpoints: Router<AppState> = Router::new()
+        .route("/authorize", get(authorize))
+        .route("/token", post(token))
+        .route("/introspect", post(introspect))
+        .route("/revoke", post(revoke));
+    let mut app = Router::new()
+        .route(AS_METADATA, get(as_metadata))
+        .route(OIDC_METADATA, get(oidc_metadata))
+        .route("/control/log", get(control_log))
+        .route("/control/reset", post(control_reset))
+        .route("/control/deny-next", post(control_deny_next))
+        .route("/control/revoke-all", post(control_revoke_all))
+        .merge(endpoints.clone());
+    let prefix = provider.issuer_path();
+    if !prefix.is_empty() {
+        app = app
+            .route(&format!("{AS_METADATA}{prefix}"), get(as_metadata))
+            .route(&format!("{prefix}{OIDC_METADATA}"), get(oidc_metadata))
+            .nest(&prefix, endpoints);
+    }
+    app.with_state(provider)
+}
+
+fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn as_metadata(State(provider): State<AppState>) -> Json<Value> {
+    Json(provider.metadata(false))
+}
+
+async fn oidc_metadata(State(provider): State<AppState>) -> Json<Value> {
+    Json(provider.metadata(true))
+}
+
+async fn authorize(State(provider): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    match provider.authorize(query.as_deref().unwrap_or_default()) {
+        AuthorizeOutcome::Redirect(location) => match HeaderValue::from_str(&location) {
+            Ok(location) => {
+                no_store((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
+            }
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                "redirect_uri cannot be redirected to",
+            )
+                .into_response(),
+        },
+        AuthorizeOutcome::Rejected(error) => {
+            tracing::info!(error = error.code, reason = %error.description, "authorization request rejected without redirect");
+            // A 400 with the error, not a redirect (RFC 6749 §4.1.2.1).
+            let mut response = error.into_response();
+            response.headers_mut().remove(header::WWW_AUTHENTICATE);
+            response
+        }
+    }
+}
+
+async fn token(State(provider): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match provider.token(&headers, &body) {
+        Ok(answer) => no_store(Json(answer).into_response()),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn introspect(State(provider): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match provider.introspect(&headers, &body) {
+        Ok(answer) => no_store(Json(answer).into_response()),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn revoke(State(provider): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match provider.revoke(&headers, &body) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn control_log(State(provider): State<AppState>) -> Response {
+    Json(provider.token_log()).into_response()
+}
+
+async fn control_reset(State(provider): State<AppState>) -> StatusCode {
+    provider.reset();
+    tracing::info!("state reset");
+    StatusCode::NO_CONTENT
+}
+
+async fn control_deny_next(State(provider): State<AppState>) -> StatusCode {
+    provider.deny_next();
+    tracing::info!("the next authorization will be denied");
+    StatusCode::NO_CONTENT
+}
+
+async fn control_revoke_all(State(provider): State<AppState>) -> StatusCode {
+    provider.revoke_all();
+    tracing::info!("every token revoked");
+    StatusCode::NO_CONTENT
+}
