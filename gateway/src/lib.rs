@@ -5,7 +5,9 @@
 //! MCP endpoints clients use). [`server`] wires them up.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
+
 pub mod config;
 pub mod crypto;
 pub mod front;

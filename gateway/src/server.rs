@@ -10,7 +10,11 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
+use sha2::{Digest, Sha256};
+
+use crate::admin::Admin;
 use crate::config::{Policy, Settings, Source};
+
 use crate::front::{self, Front};
 use crate::store::{MemoryStore, PgStore, Store};
 use crate::upstream::registry::{Registry, RegistrySettings, StaticCredentials};
@@ -20,11 +24,13 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub front: Arc<Front>,
+    pub admin: Arc<Admin>,
     pub replica: String,
 }
 
-/// Opens the store the settings ask for: Postgres (migrated) in shared mode, memory otherwise.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store the settings ask for: Postgres (migrated) in shared mode, memory
+/// otherwise. `token` is this process's address on the replica bus.
+pub async fn open_store(settings: &Settings, token: &str) -> anyhow::Result<Arc<dyn Store>> {
     let Some(url) = &settings.database_url else {
         return Ok(Arc::new(MemoryStore::new()));
     };
@@ -37,7 +43,9 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     crate::store::postgres::migrate(&pool)
         .await
         .context("applying migrations")?;
-    Ok(Arc::new(PgStore::start(pool, keyring).await?))
+    Ok(Arc::new(
+        PgStore::start_replica(pool, keyring, token).await?,
+    ))
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.
@@ -69,8 +77,8 @@ pub fn shutdown_signal() -> CancellationToken {
     token
 }
 
-/// A short random token unique to this process (upstream and relay ids).
-fn process_token() -> String {
+/// A short random token unique to this process (upstream and relay ids, bus address).
+pub fn process_token() -> String {
     let bytes: [u8; 4] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -100,9 +108,11 @@ async fn sync_file_connections(store: &dyn Store, settings: &Settings) -> anyhow
 pub async fn build(
     settings: &Settings,
     store: Arc<dyn Store>,
+    token: &str,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<AppState>> {
-    let token = process_token();
+    let token = token.to_owned();
+
     sync_file_connections(store.as_ref(), settings).await?;
     let registry = Registry::start(
         RegistrySettings {
@@ -125,10 +135,22 @@ pub async fn build(
         store: store.clone(),
     });
     front::spawn_background(front.clone(), shutdown.child_token());
+    let admin = Arc::new(Admin {
+        store: store.clone(),
+        registry: registry.clone(),
+        token: settings
+            .admin_token
+            .as_ref()
+            .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
+        policy: Policy {
+            allow_stdio_from_api: settings.security.allow_stdio_from_api,
+        },
+    });
     Ok(Arc::new(AppState {
         store,
         registry,
         front,
+        admin,
         replica: settings.replica_id.clone(),
     }))
 }
@@ -139,7 +161,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state.clone());
-    front::router(state.front.clone()).merge(ops)
+    front::router(state.front.clone())
+        .merge(crate::admin::router(state.admin.clone()))
+        .merge(ops)
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
@@ -155,12 +179,15 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str
 /// Runs the gateway until `shutdown` fires.
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     crate::install_crypto_provider();
-    let store = open_store(&settings).await?;
+    let token = process_token();
+    let store = open_store(&settings, &token).await?;
+
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let local = listener.local_addr()?;
-    let state = build(&settings, store, &shutdown).await?;
+    let state = build(&settings, store, &token, &shutdown).await?;
+
     tracing::info!(
         listen = %local,
         replica = %state.replica,
@@ -171,6 +198,11 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     // Tests and scripts wait for this line.
     println!("listening http://{local}");
     let app = router(state);
+    // Small writes (an SSE event, a short JSON answer) must leave at once, not wait
+    // for the peer's delayed ACK (Nagle): that would add ~40 ms to a call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

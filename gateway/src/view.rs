@@ -69,7 +69,7 @@ pub struct Route {
 }
 
 /// One endpoint's lists and routes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Endpoint {
     lists: [Bytes; 4],
     fingerprints: [u64; 4],
@@ -79,6 +79,13 @@ pub struct Endpoint {
     pub templates: Vec<(UriTemplate, Arc<Upstream>)>,
     /// For a connection's own endpoint: its upstream, whether or not it is up.
     pub upstream: Option<Arc<Upstream>>,
+}
+
+impl Default for Endpoint {
+    /// An endpoint with empty (but valid) lists.
+    fn default() -> Self {
+        Builder::new(None).finish()
+    }
 }
 
 impl Endpoint {
@@ -152,8 +159,13 @@ impl Builder {
         Self {
             items: Default::default(),
             endpoint: Endpoint {
+                lists: Default::default(),
+                fingerprints: [0; 4],
+                tools: HashMap::new(),
+                prompts: HashMap::new(),
+                resources: HashMap::new(),
+                templates: Vec::new(),
                 upstream,
-                ..Endpoint::default()
             },
         }
     }
@@ -486,5 +498,20 @@ mod tests {
             renamed(&item, "gh__search"),
             r#"{"name":"gh__search","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod empty_tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_view_serves_valid_empty_lists() {
+        let view = View::default();
+        for kind in ListKind::ALL {
+            let list: serde_json::Value =
+                serde_json::from_slice(&view.aggregated.list(kind)).unwrap();
+            assert_eq!(list.as_object().map(|o| o.len()), Some(1), "{list}");
+        }
     }
 }

@@ -14,6 +14,8 @@ pub struct Reply {
     pub session: Option<String>,
     /// Every JSON-RPC message of the body (one for JSON, each event for SSE).
     pub messages: Vec<Value>,
+    /// The body when it was not JSON (for failure messages).
+    pub raw: String,
 }
 
 impl Reply {
@@ -212,6 +214,7 @@ async fn read_reply(resp: reqwest::Response) -> Reply {
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     let mut messages = Vec::new();
+    let mut raw = String::new();
     if content_type.starts_with("text/event-stream") {
         let mut events = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
         while let Ok(Some(event)) =
@@ -226,8 +229,9 @@ async fn read_reply(resp: reqwest::Response) -> Reply {
         }
     } else {
         let bytes = resp.bytes().await.unwrap_or_default();
-        if let Ok(v) = serde_json::from_slice(&bytes) {
-            messages.push(v);
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => messages.push(v),
+            Err(_) => raw = String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
     Reply {
@@ -235,6 +239,7 @@ async fn read_reply(resp: reqwest::Response) -> Reply {
         content_type,
         session,
         messages,
+        raw,
     }
 }
 

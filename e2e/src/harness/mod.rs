@@ -1,7 +1,9 @@
 //! Test support shared by every crate's tests: a real PostgreSQL, child processes
 //! that die with the test, and the locations of built binaries and tool installs.
 
+pub mod cluster;
 pub mod mcp;
+pub mod nginx;
 pub mod pg;
 pub mod process;
 pub mod stack;

@@ -4,4 +4,5 @@
 mod conformance;
 mod protocol;
 mod python_client;
+mod replicas;
 mod transports;

@@ -23,8 +23,9 @@ const KEEPALIVE: Duration = Duration::from_secs(20);
 /// Opens a GET stream for `session`.
 pub fn open(front: &Arc<Front>, session: &Arc<ClientSession>) -> Reply {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    session.add_stream(tx);
     let stop = session.ended.child_token();
+    session.add_stream(tx, stop.clone());
+
     for (connection, upstream_session) in session.upstream_sessions() {
         if let Some(upstream) = front.registry.upstream(&connection)
             && !upstream.is_shared()
@@ -59,6 +60,28 @@ impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
     }
+}
+
+/// Starts following the upstream session of `connection` (opened after the client's
+/// GET stream, possibly by another replica).
+pub async fn follow_new(front: &Arc<Front>, session: &Arc<ClientSession>, connection: &str) {
+    let Some(upstream) = front.registry.upstream(connection) else {
+        return;
+    };
+    if upstream.is_shared() {
+        return;
+    }
+    let Ok(upstream_session) = front.sessions.upstream_session(session, &upstream).await else {
+        return;
+    };
+    let stop = session.stream_stop();
+    tokio::spawn(follow_upstream(
+        front.clone(),
+        session.clone(),
+        upstream,
+        upstream_session,
+        stop,
+    ));
 }
 
 /// Relays an upstream session's own stream to the client's GET stream.

@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClientAuth, Security};
 use crate::jsonrpc::{self, Id, Kind, Message, code};
-use crate::store::{Store, StoreEvent};
+use crate::store::{BusMessage, Store, StoreEvent, hex, unhex};
+
 use crate::upstream::{ClientInit, Registry, Upstream};
 use guard::Identity;
 use relay::Relay;
@@ -60,12 +61,90 @@ impl Front {
         HeaderMap::new()
     }
 
-    /// Cancels a request held by another replica.
-    pub async fn cancel_elsewhere(&self, _session: &ClientSession, _id: &Id) {}
+    /// Cancels a request held by another replica (whichever has it in flight).
+    pub async fn cancel_elsewhere(&self, session: &ClientSession, id: &Id) {
+        let message = BusMessage::Cancel {
+            session: hex(&session.id_hash),
+            request_id: id.json().to_owned(),
+        };
+        if let Err(error) = self.store.publish(None, &message).await {
+            tracing::warn!(session = %session.handle, %error, "cannot forward cancellation to other replicas");
+        }
+    }
 
-    /// Delivers a client's answer whose server request waits on another replica.
-    pub async fn deliver_elsewhere(&self, _session: &ClientSession, _msg: &Message<'_>) -> bool {
-        false
+    /// Delivers a client's answer whose server request waits on another replica (the
+    /// one its gateway id names).
+    pub async fn deliver_elsewhere(&self, session: &ClientSession, msg: &Message<'_>) -> bool {
+        let Some(owner) = msg.id.map(Id::from_raw).and_then(|id| Relay::owner_of(&id)) else {
+            return false;
+        };
+        if owner == self.relay.token() {
+            return false;
+        }
+        let raw = msg.with_id(msg.id.map(RawValue::get).unwrap_or("null"));
+        let message = BusMessage::Answer {
+            session: hex(&session.id_hash),
+            message: String::from_utf8_lossy(&raw).into_owned(),
+        };
+        match self.store.publish(Some(&owner), &message).await {
+            Ok(()) => {
+                tracing::info!(session = %session.handle, replica_token = %owner, "answer forwarded to its replica");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(session = %session.handle, %error, "cannot forward an answer to its replica");
+                false
+            }
+        }
+    }
+
+    /// Acts on a message from another replica.
+    async fn on_bus(self: &Arc<Self>, message: BusMessage) {
+        match message {
+            BusMessage::Answer { session, message } => {
+                let Some(id_hash) = unhex(&session) else {
+                    return;
+                };
+                let Ok(msg) = Message::parse(message.as_bytes()) else {
+                    return;
+                };
+                match self.relay.deliver(id_hash, &msg).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!("forwarded answer matches no pending request here")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot deliver a forwarded answer upstream")
+                    }
+                }
+            }
+            BusMessage::Cancel {
+                session,
+                request_id,
+            } => {
+                let Some(id_hash) = unhex(&session) else {
+                    return;
+                };
+                if let Some(s) = self.sessions.local_session(&id_hash)
+                    && let Ok(raw) = RawValue::from_string(request_id)
+                {
+                    s.cancel(&Id::from_raw(&raw));
+                }
+            }
+            BusMessage::UpstreamSession {
+                session,
+                connection,
+            } => {
+                let Some(id_hash) = unhex(&session) else {
+                    return;
+                };
+                if let Some(s) = self.sessions.local_session(&id_hash)
+                    && s.has_stream()
+                {
+                    listen::follow_new(self, &s, &connection).await;
+                }
+            }
+        }
     }
 }
 
@@ -164,15 +243,28 @@ async fn live_session(
     }
 }
 
+/// Largest JSON-RPC message accepted from a client.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
 async fn post_mcp(
     State(front): State<Arc<Front>>,
     target: Target,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Reply {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let identity = match admit(&front, &target, &headers) {
         Ok(i) => i,
         Err(r) => return r,
+    };
+    let body: Bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return reply::http_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body larger than {MAX_REQUEST_BYTES} bytes, or unreadable"),
+            );
+        }
     };
     let is_json = header_str(&headers, header::CONTENT_TYPE.as_str()).is_some_and(|c| {
         c.split(';')
@@ -398,6 +490,8 @@ pub fn spawn_background(front: Arc<Front>, shutdown: CancellationToken) {
                 },
                 e = events.recv() => match e {
                     Ok(StoreEvent::SessionEnded { id_hash }) => f.sessions.forget(&id_hash),
+                    Ok(StoreEvent::Bus(message)) => f.on_bus(message).await,
+
                     Ok(StoreEvent::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         revalidate(&f).await;
                     }

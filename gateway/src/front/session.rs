@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::Identity;
 use crate::jsonrpc::Id;
-use crate::store::{self, SessionRecord, Store, UpstreamSession};
+use crate::store::{self, BusMessage, SessionRecord, Store, UpstreamSession};
+
 use crate::upstream::{ClientInit, Upstream, UpstreamError};
 
 /// SHA-256 of a session id: the key everywhere, so the id itself is never stored.
@@ -41,6 +42,8 @@ pub struct ClientSession {
     upstreams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UpstreamSession>>>>>,
     /// Local GET streams (SSE frames); server-initiated messages go to the newest.
     streams: Mutex<Vec<mpsc::Sender<Bytes>>>,
+    stream_stop: Mutex<Option<CancellationToken>>,
+
     /// Requests in flight on this replica, by client id, for cancellation.
     inflight: Mutex<HashMap<Id, CancellationToken>>,
     pub ended: CancellationToken,
@@ -85,6 +88,8 @@ impl ClientSession {
             log_level: Mutex::new(record.log_level.clone()),
             upstreams: Mutex::new(upstreams),
             streams: Mutex::new(Vec::new()),
+            stream_stop: Mutex::new(None),
+
             inflight: Mutex::new(HashMap::new()),
             ended: CancellationToken::new(),
             used: AtomicBool::new(true),
@@ -121,11 +126,19 @@ impl ClientSession {
         }
     }
 
-    /// Adds a GET stream.
-    pub fn add_stream(&self, tx: mpsc::Sender<Bytes>) {
+    /// Adds a GET stream; `stop` fires when it closes.
+    pub fn add_stream(&self, tx: mpsc::Sender<Bytes>, stop: CancellationToken) {
         let mut streams = lock(&self.streams);
         streams.retain(|s| !s.is_closed());
         streams.push(tx);
+        *lock(&self.stream_stop) = Some(stop);
+    }
+
+    /// Fires when the newest GET stream closes.
+    pub fn stream_stop(&self) -> CancellationToken {
+        lock(&self.stream_stop)
+            .clone()
+            .unwrap_or_else(|| self.ended.child_token())
     }
 
     pub fn has_stream(&self) -> bool {
@@ -192,17 +205,42 @@ pub enum SessionError {
     Store(#[from] store::Error),
 }
 
+/// Sessions this replica holds, by id (the hot path) and by id hash (events name
+/// sessions by hash).
+#[derive(Default)]
+struct Cache {
+    by_id: HashMap<Box<str>, Arc<ClientSession>>,
+    ids: HashMap<[u8; 32], Box<str>>,
+}
+
+impl Cache {
+    fn insert(&mut self, id: &str, session: Arc<ClientSession>) -> Arc<ClientSession> {
+        let entry = self.by_id.entry(id.into()).or_insert(session).clone();
+        self.ids.insert(entry.id_hash, id.into());
+        entry
+    }
+
+    fn remove(&mut self, id_hash: &[u8; 32]) -> Option<Arc<ClientSession>> {
+        let id = self.ids.remove(id_hash)?;
+        self.by_id.remove(&id)
+    }
+
+    fn get_by_hash(&self, id_hash: &[u8; 32]) -> Option<&Arc<ClientSession>> {
+        self.ids.get(id_hash).and_then(|id| self.by_id.get(id))
+    }
+}
+
 /// Every session this replica has seen recently.
 pub struct Sessions {
     store: Arc<dyn Store>,
-    cache: RwLock<HashMap<[u8; 32], Arc<ClientSession>>>,
+    cache: RwLock<Cache>,
 }
 
 impl Sessions {
     pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
         Arc::new(Self {
             store,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(Cache::default()),
         })
     }
 
@@ -226,17 +264,15 @@ impl Sessions {
         };
         self.store.create_session(&record).await?;
         let session = Arc::new(ClientSession::from_record(&record));
-        self.write_cache().insert(record.id_hash, session.clone());
+        let session = self.write_cache().insert(&id, session);
         Ok((id, session))
     }
 
-    fn write_cache(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<[u8; 32], Arc<ClientSession>>> {
+    fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
         self.cache.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<[u8; 32], Arc<ClientSession>>> {
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
         self.cache.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -248,18 +284,18 @@ impl Sessions {
         identity: &Identity,
         endpoint: &str,
     ) -> Result<Arc<ClientSession>, SessionError> {
-        let key = hash_id(id);
-        let cached = self.read_cache().get(&key).cloned();
+        let cached = self.read_cache().by_id.get(id).cloned();
         let session = match cached {
             Some(s) => s,
             None => {
+                let key = hash_id(id);
                 let record = self
                     .store
                     .get_session(&key)
                     .await?
                     .ok_or(SessionError::NotFound)?;
                 let fresh = Arc::new(ClientSession::from_record(&record));
-                self.write_cache().entry(key).or_insert(fresh).clone()
+                self.write_cache().insert(id, fresh)
             }
         };
         // Another identity presenting the id learns nothing: same answer as unknown.
@@ -296,9 +332,14 @@ impl Sessions {
         }
     }
 
+    /// A session held locally, if any.
+    pub fn local_session(&self, id_hash: &[u8; 32]) -> Option<Arc<ClientSession>> {
+        self.read_cache().get_by_hash(id_hash).cloned()
+    }
+
     /// Sessions held locally, for broadcasting list changes.
     pub fn local(&self) -> Vec<Arc<ClientSession>> {
-        self.read_cache().values().cloned().collect()
+        self.read_cache().by_id.values().cloned().collect()
     }
 
     /// Ids of sessions used since the last call (to refresh `last_seen_at` in batches),
@@ -306,11 +347,11 @@ impl Sessions {
     pub fn take_used(&self) -> Vec<[u8; 32]> {
         let mut used = Vec::new();
         let mut idle = Vec::new();
-        for (k, s) in self.read_cache().iter() {
+        for s in self.read_cache().by_id.values() {
             if s.used.swap(false, Ordering::Relaxed) {
-                used.push(*k);
+                used.push(s.id_hash);
             } else if !s.has_stream() && lock(&s.inflight).is_empty() {
-                idle.push(*k);
+                idle.push(s.id_hash);
             }
         }
         if !idle.is_empty() {
@@ -360,7 +401,17 @@ impl Sessions {
             })?;
         if winner != fresh {
             upstream.close_session(fresh);
+        } else {
+            // Whichever replica holds the client's GET stream follows this session's own stream.
+            let note = BusMessage::UpstreamSession {
+                session: store::hex(&session.id_hash),
+                connection: upstream.name().to_owned(),
+            };
+            if let Err(error) = self.store.publish(None, &note).await {
+                tracing::debug!(%error, "cannot announce a new upstream session");
+            }
         }
+
         *guard = Some(winner.clone());
         Ok(winner)
     }

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    ConnectionStatus, PutOutcome, Result, SessionRecord, Store, StoreEvent, StoredConnection,
-    UpstreamSession,
+    BusMessage, ConnectionStatus, PutOutcome, Result, SessionRecord, Store, StoreEvent,
+    StoredConnection, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 
@@ -83,6 +83,12 @@ impl Store for MemoryStore {
 
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.events.subscribe()
+    }
+
+    async fn publish(&self, _to: Option<&str>, message: &BusMessage) -> Result<()> {
+        // One replica: every message is for this one.
+        self.emit(StoreEvent::Bus(message.clone()));
+        Ok(())
     }
 
     async fn list_connections(&self) -> Result<Vec<StoredConnection>> {

@@ -146,6 +146,36 @@ pub struct UpstreamSession {
     pub revision: i64,
 }
 
+/// A message between replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum BusMessage {
+    /// A client's answer to a server→client request waiting on the addressed replica.
+    Answer { session: String, message: String },
+    /// Cancel a client request in flight, wherever it runs.
+    Cancel { session: String, request_id: String },
+    /// An upstream session was opened for a client session: the replica holding the
+    /// client's GET stream follows the upstream's own stream too.
+    UpstreamSession { session: String, connection: String },
+}
+
+/// Hex form of a session id hash, as carried in bus messages.
+pub fn hex(id_hash: &[u8; 32]) -> String {
+    id_hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses [`hex`].
+pub fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Something another replica (or this one) changed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreEvent {
@@ -158,6 +188,8 @@ pub enum StoreEvent {
     Resync,
     /// A client session ended.
     SessionEnded { id_hash: [u8; 32] },
+    /// A message for this replica (or for every replica).
+    Bus(BusMessage),
 }
 
 /// The operations every store provides.
@@ -171,6 +203,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events from every replica. A lagging receiver sees `Resync`.
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent>;
+
+    // --- replica bus
+    /// Sends `message` to the replica whose process token is `to`, or to every replica.
+    async fn publish(&self, to: Option<&str>, message: &BusMessage) -> Result<()>;
 
     // --- connections
     async fn list_connections(&self) -> Result<Vec<StoredConnection>>;

@@ -19,6 +19,9 @@ use crate::config::{ConnectionConfig, InlineOnly, Policy, UpstreamAuth, resolve}
 use crate::store::{ConnectionStatus, Store, StoreEvent, StoredConnection};
 use crate::view::{Changes, View};
 
+/// How often each replica rewrites its status rows.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Builds the credentials of a connection (static headers here; OAuth token sources
 /// are plugged in by the OAuth module).
 pub trait CredentialsFactory: Send + Sync {
@@ -79,7 +82,9 @@ pub struct Registry {
     view: ArcSwap<View>,
     changes: broadcast::Sender<Arc<Changes>>,
     reports: mpsc::UnboundedSender<Report>,
+    status_tx: mpsc::UnboundedSender<ConnectionStatus>,
     synced: AtomicBool,
+
     shutdown: CancellationToken,
 }
 
@@ -92,6 +97,9 @@ impl Registry {
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let (reports, report_rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = mpsc::unbounded_channel();
+        tokio::spawn(Self::write_statuses(store.clone(), status_rx));
+
         let registry = Arc::new(Self {
             settings,
             store: store.clone(),
@@ -100,14 +108,33 @@ impl Registry {
             view: ArcSwap::from_pointee(View::default()),
             changes: broadcast::channel(256).0,
             reports,
+            status_tx,
             synced: AtomicBool::new(false),
+
             shutdown,
         });
         // Subscribe before the first sync so no change falls between the two.
         let events = store.subscribe();
         tokio::spawn(registry.clone().follow_store(events));
         tokio::spawn(registry.clone().follow_reports(report_rx));
+        tokio::spawn(registry.clone().heartbeat());
         registry
+    }
+
+    /// Rewrites this replica's status rows periodically, so readers can tell a live
+    /// replica from one that stopped reporting.
+    async fn heartbeat(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.reset();
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (name, status) in self.local_status() {
+                self.write_status(&name, &status);
+            }
+        }
     }
 
     /// The current view.
@@ -173,7 +200,8 @@ impl Registry {
                 Ok(StoreEvent::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     self.resync().await
                 }
-                Ok(StoreEvent::SessionEnded { .. }) => {}
+                Ok(StoreEvent::SessionEnded { .. } | StoreEvent::Bus(_)) => {}
+
                 Err(broadcast::error::RecvError::Closed) => break,
             }
         }
@@ -298,22 +326,16 @@ impl Registry {
         tracing::info!(connection = %name, "connection removed");
         entry.stop.cancel();
         self.rebuild_view();
-        let store = self.store.clone();
-        let replica = self.settings.replica.clone();
-        let name = name.to_owned();
-        tokio::spawn(async move {
-            // A deleted connection's status rows go with it (this replica's part).
-            let status = ConnectionStatus {
-                connection: name,
-                replica,
-                state: "removed".into(),
-                tools: 0,
-                last_error: None,
-                auth_state: None,
-                revision: 0,
-                updated_at: SystemTime::now(),
-            };
-            let _ = store.write_status(&status).await;
+        // This replica's status of the deleted connection says so.
+        let _ = self.status_tx.send(ConnectionStatus {
+            connection: name.to_owned(),
+            replica: self.settings.replica.clone(),
+            state: "removed".into(),
+            tools: 0,
+            last_error: None,
+            auth_state: None,
+            revision: 0,
+            updated_at: SystemTime::now(),
         });
     }
 
@@ -397,11 +419,18 @@ impl Registry {
             revision: status.revision,
             updated_at: SystemTime::now(),
         };
-        let store = self.store.clone();
-        tokio::spawn(async move {
+        // One writer task keeps the rows in the order the states happened.
+        let _ = self.status_tx.send(row);
+    }
+
+    async fn write_statuses(
+        store: Arc<dyn Store>,
+        mut rows: mpsc::UnboundedReceiver<ConnectionStatus>,
+    ) {
+        while let Some(row) = rows.recv().await {
             if let Err(error) = store.write_status(&row).await {
                 tracing::warn!(connection = %row.connection, %error, "cannot write connection status");
             }
-        });
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! notifications into [`StoreEvent`]s; after it reconnects it emits `Resync`, because
 //! notifications sent while it was away are lost.
 
+mod bus;
 mod connections;
 mod sessions;
 mod status;
@@ -18,8 +19,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ConnectionStatus, PutOutcome, Result, SessionRecord, Store, StoreEvent, StoredConnection,
-    UpstreamSession,
+    BusMessage, ConnectionStatus, PutOutcome, Result, SessionRecord, Store, StoreEvent,
+    StoredConnection, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 use crate::crypto::Keyring;
@@ -79,17 +80,49 @@ impl Drop for PgStore {
 }
 
 impl PgStore {
-    /// Wraps a migrated pool and starts listening for notifications.
+    /// Wraps a migrated pool and starts listening for notifications (connections,
+    /// sessions; no replica bus: for the operator and tools).
     pub async fn start(pool: PgPool, keyring: Keyring) -> Result<Self> {
+        Self::start_with(pool, keyring, None).await
+    }
+
+    /// Same, for a gateway replica with process token `token`: it also receives bus
+    /// messages addressed to it or to every replica.
+    pub async fn start_replica(pool: PgPool, keyring: Keyring, token: &str) -> Result<Self> {
+        Self::start_with(pool, keyring, Some(token)).await
+    }
+
+    async fn start_with(pool: PgPool, keyring: Keyring, token: Option<&str>) -> Result<Self> {
         let (events, _) = broadcast::channel(4096);
         let shutdown = CancellationToken::new();
-        let listener = open_listener(&pool).await?;
+        let mut channels = vec![CONNECTIONS_CHANNEL.to_owned(), SESSIONS_CHANNEL.to_owned()];
+        if let Some(token) = token {
+            channels.push(bus::BROADCAST.to_owned());
+            channels.push(bus::replica_channel(token));
+        }
+        let listener = open_listener(&pool, &channels).await?;
         tokio::spawn(listen_loop(
             pool.clone(),
             listener,
+            channels,
             events.clone(),
             shutdown.clone(),
         ));
+        let sweeper = pool.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        if let Err(error) = bus::sweep(&sweeper).await {
+                            tracing::debug!(%error, "bus sweep failed");
+                        }
+                    }
+                }
+            }
+        });
         Ok(Self {
             pool,
             keyring,
@@ -107,10 +140,10 @@ impl PgStore {
     }
 }
 
-async fn open_listener(pool: &PgPool) -> Result<PgListener> {
+async fn open_listener(pool: &PgPool, channels: &[String]) -> Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
-        .listen_all([CONNECTIONS_CHANNEL, SESSIONS_CHANNEL])
+        .listen_all(channels.iter().map(String::as_str))
         .await?;
     Ok(listener)
 }
@@ -118,6 +151,7 @@ async fn open_listener(pool: &PgPool) -> Result<PgListener> {
 async fn listen_loop(
     pool: PgPool,
     mut listener: PgListener,
+    channels: Vec<String>,
     events: broadcast::Sender<StoreEvent>,
     shutdown: CancellationToken,
 ) {
@@ -130,9 +164,15 @@ async fn listen_loop(
         match received {
             Ok(Some(notification)) => {
                 backoff = Duration::from_millis(100);
-                if let Some(event) =
-                    parse_notification(notification.channel(), notification.payload())
-                {
+                let channel = notification.channel();
+                let event = if channel == CONNECTIONS_CHANNEL || channel == SESSIONS_CHANNEL {
+                    parse_notification(channel, notification.payload())
+                } else {
+                    bus::receive(&pool, notification.payload())
+                        .await
+                        .map(StoreEvent::Bus)
+                };
+                if let Some(event) = event {
                     let _ = events.send(event);
                 }
             }
@@ -149,7 +189,7 @@ async fn listen_loop(
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-                match open_listener(&pool).await {
+                match open_listener(&pool, &channels).await {
                     Ok(fresh) => {
                         listener = fresh;
                         tracing::info!("store listener reconnected; resyncing");
@@ -204,6 +244,10 @@ impl Store for PgStore {
 
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.events.subscribe()
+    }
+
+    async fn publish(&self, to: Option<&str>, message: &BusMessage) -> Result<()> {
+        bus::publish(&self.pool, to, message).await
     }
 
     async fn list_connections(&self) -> Result<Vec<StoredConnection>> {

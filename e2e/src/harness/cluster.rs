@@ -1,0 +1,136 @@
+//! N gateway replicas sharing one PostgreSQL, behind nginx.
+
+use std::time::Duration;
+
+use super::nginx::Nginx;
+use super::stack::Gateway;
+use super::{TestDb, http, test_db};
+
+/// The admin token every test cluster uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// Replicas of one gateway and a load balancer.
+pub struct Cluster {
+    pub db: TestDb,
+    pub keys: String,
+    pub replicas: Vec<Gateway>,
+    pub lb: Nginx,
+    config: String,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Starts `n` replicas (ids `r1`…) with `config` and nginx in front.
+    pub async fn start(n: usize, config: &str) -> Self {
+        Self::start_with_env(n, config, &[]).await
+    }
+
+    pub async fn start_with_env(n: usize, config: &str, env: &[(&str, &str)]) -> Self {
+        let db = test_db().await;
+        let keys = format!(
+            "k1:{}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                rand::random::<[u8; 32]>()
+            )
+        );
+        let extra_env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let replicas: Vec<Gateway> = (1..=n)
+            .map(|i| replica(&db, &keys, config, &extra_env, &format!("r{i}")))
+            .collect();
+        for r in &replicas {
+            r.wait_ready().await;
+        }
+        let backends: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+        let lb = Nginx::start(&backends);
+        Self {
+            db,
+            keys,
+            replicas,
+            lb,
+            config: config.to_owned(),
+            extra_env,
+        }
+    }
+
+    /// Starts one more replica process with this cluster's settings.
+    pub fn start_replica(&self, id: &str) -> Gateway {
+        replica(&self.db, &self.keys, &self.config, &self.extra_env, id)
+    }
+
+    /// PUT /api/v1/connections/{name} on replica `i`; returns the status code.
+    pub async fn put_connection(&self, i: usize, name: &str, spec: serde_json::Value) -> u16 {
+        let r = http()
+            .put(format!(
+                "{}/api/v1/connections/{name}",
+                self.replicas[i].base
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&spec)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("admin PUT: {e}"));
+        r.status().as_u16()
+    }
+
+    /// DELETE /api/v1/connections/{name} on replica `i`.
+    pub async fn delete_connection(&self, i: usize, name: &str) -> u16 {
+        http()
+            .delete(format!(
+                "{}/api/v1/connections/{name}",
+                self.replicas[i].base
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    /// GET on the admin API of replica `i`.
+    pub async fn admin_get(&self, i: usize, path: &str) -> serde_json::Value {
+        http()
+            .get(format!("{}{path}", self.replicas[i].base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("admin GET: {e}"))
+            .json()
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Waits until every replica's aggregated tool list satisfies `check`.
+    pub async fn wait_all(&self, what: &str, timeout: Duration, check: impl Fn(&[String]) -> bool) {
+        let deadline = std::time::Instant::now() + timeout;
+        for r in &self.replicas {
+            let mut client = super::mcp::McpClient::connect(&r.mcp_url()).await;
+            loop {
+                let names = client.tool_names().await;
+                if check(&names) {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: replica {} still lists {names:?}",
+                    r.base
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+fn replica(db: &TestDb, keys: &str, config: &str, extra: &[(String, String)], id: &str) -> Gateway {
+    let mut env: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", &db.url),
+        ("HAWSER_ENCRYPTION_KEYS", keys),
+        ("HAWSER_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("HAWSER_REPLICA_ID", id),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    Gateway::start(config, &env)
+}

@@ -1,0 +1,313 @@
+//! The admin REST API: connections (list, get, create/replace, delete) and their
+//! status on every replica. Bearer `HAWSER_ADMIN_TOKEN`; disabled without one.
+//!
+//! Writes go to the store, which bumps the connection's revision and notifies every
+//! replica; nothing here talks to replicas directly.
+
+mod error;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use hawser_crds::{McpConnectionSpec, SecretValue};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub use error::ApiError;
+
+use crate::config::{InlineOnly, Policy, Source, resolve};
+use crate::store::{PutOutcome, Store, StoredConnection};
+use crate::upstream::Registry;
+
+/// A status row older than this comes from a replica that stopped reporting.
+const STALE_AFTER: Duration = Duration::from_secs(150);
+
+/// State of the admin API.
+pub struct Admin {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    /// SHA-256 of the admin token; `None` disables the API.
+    pub token: Option<[u8; 32]>,
+    pub policy: Policy,
+}
+
+/// The admin routes.
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/api/v1/connections", get(list))
+        .route(
+            "/api/v1/connections/{name}",
+            get(get_one).put(put).delete(delete),
+        )
+        .route("/api/v1/connections/{name}/status", get(status))
+        .route(
+            "/api/v1/connections/{namespace}/{name}",
+            get(get_namespaced)
+                .put(put_namespaced)
+                .delete(delete_namespaced),
+        )
+        .route(
+            "/api/v1/connections/{namespace}/{name}/status",
+            get(status_namespaced),
+        )
+        .with_state(admin)
+}
+
+fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = admin.token else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the admin API is disabled: set HAWSER_ADMIN_TOKEN",
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    if digest
+        .iter()
+        .zip(expected.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        != 0
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid admin token",
+        ));
+    }
+    Ok(())
+}
+
+/// A spec as shown by the API: every secret value replaced by `"<redacted>"`.
+fn redacted(spec: &McpConnectionSpec) -> Value {
+    let mut shown = spec.clone();
+    for (_, value) in shown.secrets_mut() {
+        if let SecretValue::Inline(_) = value {
+            *value = SecretValue::Inline("<redacted>".into());
+        }
+    }
+    serde_json::to_value(&shown).unwrap_or(Value::Null)
+}
+
+fn describe(conn: &StoredConnection) -> Value {
+    let mut out = json!({
+        "name": conn.name,
+        "source": conn.source.as_str(),
+        "revision": conn.revision,
+    });
+    match &conn.spec {
+        Ok(spec) => out["spec"] = redacted(spec),
+        Err(e) => out["error"] = json!(e),
+    }
+    if let Some(g) = conn.generation {
+        out["generation"] = json!(g);
+    }
+    out
+}
+
+async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&admin, &headers)?;
+    let rows = admin.store.list_connections().await?;
+    let items: Vec<Value> = rows.iter().map(describe).collect();
+    Ok(Json(json!({ "connections": items })).into_response())
+}
+
+async fn get_one(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    show(&admin, &headers, &name).await
+}
+
+async fn get_namespaced(
+    State(admin): State<Arc<Admin>>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    show(&admin, &headers, &format!("{namespace}/{name}")).await
+}
+
+async fn show(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
+    authorize(admin, headers)?;
+    let conn = admin
+        .store
+        .get_connection(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(name))?;
+    Ok(Json(describe(&conn)).into_response())
+}
+
+async fn put(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    write(&admin, &headers, &name, body).await
+}
+
+async fn put_namespaced(
+    State(admin): State<Arc<Admin>>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    write(&admin, &headers, &format!("{namespace}/{name}"), body).await
+}
+
+/// Refuses changes to connections another source owns.
+fn check_owner(existing: Option<&StoredConnection>, name: &str) -> Result<(), ApiError> {
+    match existing.map(|c| c.source) {
+        Some(Source::Crd) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "connection {name} is managed by the McpConnection resource {name}; change the resource instead (kubectl edit mcpc -n {})",
+                name.split('/').next().unwrap_or_default()
+            ),
+        )),
+        Some(Source::File) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("connection {name} is defined in the gateway's config file; change it there"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn write(
+    admin: &Admin,
+    headers: &HeaderMap,
+    name: &str,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(admin, headers)?;
+    if name.contains('/') {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "connection names with a namespace ({name}) belong to McpConnection resources; create one with kubectl instead"
+            ),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let spec: McpConnectionSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        ApiError::invalid(
+            if field == "." { "(body)".into() } else { field },
+            e.into_inner().to_string(),
+        )
+    })?;
+    let conn = resolve(name, spec, Source::Api, admin.policy, &InlineOnly)
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let existing = admin.store.get_connection(name).await?;
+    check_owner(existing.as_ref(), name)?;
+    let outcome = admin.store.put_connection(&conn, None).await?;
+    let (status, what) = match outcome {
+        PutOutcome::Created { .. } => (StatusCode::CREATED, "created"),
+        PutOutcome::Updated { .. } => (StatusCode::OK, "updated"),
+        PutOutcome::Unchanged { .. } => (StatusCode::OK, "unchanged"),
+    };
+    tracing::info!(connection = %name, revision = outcome.revision(), outcome = what, "connection written through the admin API");
+    Ok((
+        status,
+        Json(json!({"name": name, "revision": outcome.revision(), "result": what})),
+    )
+        .into_response())
+}
+
+async fn delete(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    remove(&admin, &headers, &name).await
+}
+
+async fn delete_namespaced(
+    State(admin): State<Arc<Admin>>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    remove(&admin, &headers, &format!("{namespace}/{name}")).await
+}
+
+async fn remove(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
+    authorize(admin, headers)?;
+    let existing = admin
+        .store
+        .get_connection(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(name))?;
+    check_owner(Some(&existing), name)?;
+    admin.store.delete_connection(name).await?;
+    tracing::info!(connection = %name, "connection deleted through the admin API");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn status(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    report(&admin, &headers, &name).await
+}
+
+async fn status_namespaced(
+    State(admin): State<Arc<Admin>>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    report(&admin, &headers, &format!("{namespace}/{name}")).await
+}
+
+async fn report(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
+    authorize(admin, headers)?;
+    let conn = admin
+        .store
+        .get_connection(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(name))?;
+    let now = SystemTime::now();
+    let replicas: Vec<Value> = admin
+        .store
+        .read_status(name)
+        .await?
+        .into_iter()
+        .filter(|s| s.state != "removed")
+        .map(|s| {
+            let age = now.duration_since(s.updated_at).unwrap_or_default();
+            json!({
+                "replica": s.replica,
+                "state": s.state,
+                "tools": s.tools,
+                "lastError": s.last_error,
+                "authState": s.auth_state,
+                "revision": s.revision,
+                "current": s.revision == conn.revision,
+                "ageSeconds": age.as_secs(),
+                "stale": age > STALE_AFTER,
+            })
+        })
+        .collect();
+    let ready = replicas
+        .iter()
+        .filter(|r| r["state"] == "ready" && r["stale"] == false)
+        .count();
+    Ok(Json(json!({
+        "name": name,
+        "source": conn.source.as_str(),
+        "revision": conn.revision,
+        "readyReplicas": ready,
+        "replicas": replicas,
+    }))
+    .into_response())
+}
