@@ -49,10 +49,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -122,4 +119,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn database_url() -> anyhow::Result<String> {
     std::env::var("DATABASE_URL")
         .context("DATABASE_URL is not set (e.g. postgres://user:pass@host/db)")
+}
+
+/// The async runtime: one worker thread per core available to the process (which
+/// honours a container's CPU limit), or `HAWSER_WORKER_THREADS`. With one core, a
+/// single-threaded scheduler: it skips the multi-threaded scheduler's cross-thread
+/// wake-ups, which cost more than the request itself on a one-core budget.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = std::env::var("HAWSER_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1)
+        });
+    if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
 }

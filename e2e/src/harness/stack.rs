@@ -14,21 +14,39 @@ pub struct Fixture {
     /// `http://127.0.0.1:PORT`
     pub base: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Fixture {
     /// Starts the fixture with extra arguments (listening on a free port).
     pub fn start(args: &[&str]) -> Self {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Self::start_on("127.0.0.1:0", args)
+        Self::start_with_env(args, &[])
     }
 
-    fn start_on(listen: &str, args: Vec<String>) -> Self {
+    /// Same, with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_on("127.0.0.1:0", args, env)
+    }
+
+    fn start_on(listen: &str, args: Vec<String>, env: Vec<(String, String)>) -> Self {
         let mut cmd = Command::new(tools::binary("hawser-fixture"));
         cmd.args(["--listen", listen]).args(&args);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
         let mut child = Child::spawn("fixture", &mut cmd);
         let base = child.wait_listening();
-        Self { child, base, args }
+        Self {
+            child,
+            base,
+            args,
+            env,
+        }
     }
 
     /// The Streamable HTTP endpoint.
@@ -48,7 +66,7 @@ impl Fixture {
         loop {
             // The port may linger in TIME_WAIT for a moment.
             let fresh = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                Self::start_on(&listen, self.args.clone())
+                Self::start_on(&listen, self.args.clone(), self.env.clone())
             }));
             match fresh {
                 Ok(f) => {

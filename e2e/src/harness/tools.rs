@@ -10,12 +10,20 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The target profile directory the running test binary lives in (`target/debug`).
+/// The target profile directory the running binary lives in (`target/debug`,
+/// `target/release`): tests run from `target/<profile>/deps/`, binaries from
+/// `target/<profile>/`.
 pub fn target_dir() -> PathBuf {
-    // The test executable is target/<profile>/deps/<name>-<hash>.
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
+        .and_then(|exe| {
+            let dir = exe.parent()?;
+            if dir.file_name().is_some_and(|n| n == "deps") {
+                dir.parent().map(Path::to_path_buf)
+            } else {
+                Some(dir.to_path_buf())
+            }
+        })
         .unwrap_or_else(|| workspace_root().join("target/debug"))
 }
 

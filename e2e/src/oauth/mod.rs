@@ -242,6 +242,9 @@ impl MockOAuth {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
             if let Err(error) = server.await {
                 tracing::error!(%error, "mock OAuth server failed");

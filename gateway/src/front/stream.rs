@@ -94,12 +94,9 @@ impl Relaying {
             Err(_) => failure(self, UpstreamError::Timeout(self.ctx.timeout)),
             Ok(None) => failure(self, UpstreamError::Closed),
             Ok(Some(Err(e))) => failure(self, e),
-            Ok(Some(Ok(Inbound::Response(bytes)))) => {
+            Ok(Some(Ok(Inbound::Response { bytes, error }))) => {
                 self.response_bytes = bytes.len();
-                if let Ok(m) = jsonrpc::Message::parse(&bytes)
-                    && let Some(err) = m.error
-                {
-                    let (code, message) = jsonrpc::error_summary(err);
+                if let Some((code, message)) = error {
                     self.error = Some(("upstream".into(), format!("error {code}: {message}")));
                 }
                 Step::Last(bytes)

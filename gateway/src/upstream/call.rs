@@ -22,8 +22,12 @@ pub enum Inbound {
     Notification(Bytes),
     /// A request from the upstream to the client (sampling, elicitation, roots).
     Request { id: Id, bytes: Bytes },
-    /// The call's final response, its id already restored to the client's.
-    Response(Bytes),
+    /// The call's final response, its id already restored to the client's, and its
+    /// error code and message when it is an error.
+    Response {
+        bytes: Bytes,
+        error: Option<(i64, String)>,
+    },
 }
 
 pub(super) enum Source {
@@ -85,7 +89,8 @@ impl Call {
                         Some(id) => msg.with_id(id),
                         None => bytes.clone(),
                     };
-                    return Some(Ok(Inbound::Response(out)));
+                    let error = msg.error.map(crate::jsonrpc::error_summary);
+                    return Some(Ok(Inbound::Response { bytes: out, error }));
                 }
                 Kind::Notification => return Some(Ok(Inbound::Notification(bytes.clone()))),
                 Kind::Request => {

@@ -74,8 +74,8 @@ impl UpstreamError {
     }
 }
 
-/// The innermost error message (reqwest's outer messages are generic).
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+/// The innermost error message (HTTP clients' outer messages are generic).
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;

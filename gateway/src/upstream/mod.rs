@@ -9,7 +9,7 @@ pub mod auth;
 mod call;
 pub mod catalog;
 pub mod channel;
-mod error;
+pub(crate) mod error;
 mod lifecycle;
 pub mod registry;
 mod sse_legacy;
@@ -105,14 +105,9 @@ impl Upstream {
             .build()
             .map_err(|e| UpstreamError::Unavailable(format!("HTTP client: {e}")))?;
         let transport = match &config.target {
-            Target::StreamableHttp(url) => {
-                Transport::Http(Box::new(streamable::HttpTransport::new(
-                    client.clone(),
-                    url.clone(),
-                    credentials.clone(),
-                    config.connect_timeout,
-                )))
-            }
+            Target::StreamableHttp(url) => Transport::Http(Box::new(
+                streamable::HttpTransport::new(url, credentials.clone(), config.connect_timeout)?,
+            )),
             Target::Sse(_) | Target::Stdio { .. } => Transport::Channel(ArcSwapOption::empty()),
         };
         Ok(Self {
@@ -349,7 +344,7 @@ impl Upstream {
                 .await?;
             while let Some(item) = call.next().await {
                 match item? {
-                    Inbound::Response(bytes) => return result_of(&bytes),
+                    Inbound::Response { bytes, .. } => return result_of(&bytes),
                     Inbound::Request { id, .. } => {
                         // Hawser's own sessions declare no client capabilities.
                         let reply = jsonrpc::error(

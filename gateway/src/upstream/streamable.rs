@@ -5,14 +5,19 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyDataStream, BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use sse_stream::SseStream;
 use url::Url;
 
-use super::UpstreamError;
 use super::auth::Credentials;
+use super::{UpstreamError, error};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -36,7 +41,34 @@ pub enum Reply {
     Events(EventStream),
 }
 
-type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// The HTTP client of the hot path. hyper's own client, not reqwest: reqwest's
+/// per-request layers (proxy matching, redirect handling, URL re-parsing) cost more
+/// than the HTTP exchange itself at Hawser's request rates.
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Builds an HTTP client with the given connect timeout.
+pub fn client(connect_timeout: Duration) -> HttpClient {
+    crate::install_crypto_provider();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_platform_verifier()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(https)
+}
+
+fn body_stream(body: Incoming) -> ByteStream {
+    Box::pin(BodyDataStream::new(body).map_err(std::io::Error::other))
+}
 
 /// Messages of one upstream SSE stream.
 pub struct EventStream {
@@ -86,32 +118,33 @@ impl EventStream {
 
 /// The HTTP side of one connection: where to POST, with which credentials.
 pub struct HttpTransport {
-    client: reqwest::Client,
-    url: Url,
+    client: HttpClient,
+    uri: Uri,
     host: String,
     credentials: Credentials,
-    connect_timeout: Duration,
 }
 
 impl HttpTransport {
     pub fn new(
-        client: reqwest::Client,
-        url: Url,
+        url: &Url,
         credentials: Credentials,
         connect_timeout: Duration,
-    ) -> Self {
+    ) -> Result<Self, UpstreamError> {
         let host = url.host_str().unwrap_or_default().to_owned();
         let host = match url.port() {
             Some(p) => format!("{host}:{p}"),
             None => host,
         };
-        Self {
-            client,
-            url,
+        let uri: Uri = url
+            .as_str()
+            .parse()
+            .map_err(|e| UpstreamError::Unavailable(format!("invalid upstream URL: {e}")))?;
+        Ok(Self {
+            client: client(connect_timeout),
+            uri,
             host,
             credentials,
-            connect_timeout,
-        }
+        })
     }
 
     pub fn host(&self) -> &str {
@@ -120,6 +153,34 @@ impl HttpTransport {
 
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    fn request(&self, method: Method, headers: HeaderMap, body: Bytes) -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = headers;
+        req
+    }
+
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
+        self.client.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                UpstreamError::Connect {
+                    host: self.host.clone(),
+                    reason: error::root_cause(&e),
+                }
+            } else {
+                UpstreamError::Unavailable(format!(
+                    "request to {} failed: {}",
+                    self.host,
+                    error::root_cause(&e)
+                ))
+            }
+        })
     }
 
     async fn headers(
@@ -163,36 +224,32 @@ impl HttpTransport {
     async fn post_once(
         &self,
         session: SessionRef<'_>,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Bytes,
     ) -> Result<(Reply, Option<String>), UpstreamError> {
-        let response = self
-            .client
-            .post(self.url.clone())
-            .headers(headers)
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(&e, &self.host, self.connect_timeout))?;
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        let response = self.send(self.request(Method::POST, headers, body)).await?;
         let session_id = response
             .headers()
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let status = response.status();
-        match status {
+        match response.status() {
             StatusCode::ACCEPTED => Ok((Reply::Accepted, session_id)),
             s if s.is_success() => {
-                let is_sse = content_type(response.headers()).starts_with("text/event-stream");
-                if is_sse {
-                    let body: ByteStream = Box::pin(response.bytes_stream());
-                    Ok((Reply::Events(EventStream::new(body)), session_id))
-                } else if response.content_length() == Some(0) {
+                if content_type(response.headers()).starts_with("text/event-stream") {
+                    Ok((
+                        Reply::Events(EventStream::new(body_stream(response.into_body()))),
+                        session_id,
+                    ))
+                } else if content_length(response.headers()) == Some(0) {
                     Ok((Reply::Accepted, session_id))
                 } else {
-                    let bytes = read_limited(response, MAX_JSON_BODY, &self.host).await?;
+                    let bytes = read_limited(response, MAX_JSON_BODY).await?;
                     if bytes.iter().all(u8::is_ascii_whitespace) {
                         return Ok((Reply::Accepted, session_id));
                     }
@@ -216,22 +273,17 @@ impl HttpTransport {
         {
             extra.insert("last-event-id", v);
         }
-        let headers = self.headers(session, &extra).await?;
+        let mut headers = self.headers(session, &extra).await?;
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         let response = self
-            .client
-            .get(self.url.clone())
-            .headers(headers)
-            .header(ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(&e, &self.host, self.connect_timeout))?;
+            .send(self.request(Method::GET, headers, Bytes::new()))
+            .await?;
         match response.status() {
             StatusCode::METHOD_NOT_ALLOWED => Ok(None),
             s if s.is_success()
                 && content_type(response.headers()).starts_with("text/event-stream") =>
             {
-                let body: ByteStream = Box::pin(response.bytes_stream());
-                Ok(Some(EventStream::new(body)))
+                Ok(Some(EventStream::new(body_stream(response.into_body()))))
             }
             s if s.is_success() => Ok(None),
             _ => Err(self.status_error(session, response).await),
@@ -243,13 +295,10 @@ impl HttpTransport {
         let Ok(headers) = self.headers(session, &HeaderMap::new()).await else {
             return;
         };
-        let result = self
-            .client
-            .delete(self.url.clone())
-            .headers(headers)
-            .send()
-            .await;
-        if let Err(error) = result {
+        if let Err(error) = self
+            .send(self.request(Method::DELETE, headers, Bytes::new()))
+            .await
+        {
             tracing::debug!(host = %self.host, %error, "upstream session DELETE failed");
         }
     }
@@ -257,7 +306,7 @@ impl HttpTransport {
     async fn status_error(
         &self,
         session: SessionRef<'_>,
-        response: reqwest::Response,
+        response: http::Response<Incoming>,
     ) -> UpstreamError {
         let status = response.status();
         if status == StatusCode::NOT_FOUND && session.id.is_some() {
@@ -274,7 +323,7 @@ impl HttpTransport {
                 www_authenticate,
             };
         }
-        let detail = read_limited(response, 4096, &self.host)
+        let detail = read_limited(response, 4096)
             .await
             .ok()
             .map(|b| summarize_body(&b))
@@ -294,43 +343,29 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads a whole body, refusing more than `limit` bytes.
+/// Reads a whole body, refusing more than `limit` bytes.
 async fn read_limited(
-    response: reqwest::Response,
+    response: http::Response<Incoming>,
     limit: usize,
-    host: &str,
 ) -> Result<Bytes, UpstreamError> {
-    if response
-        .content_length()
-        .is_some_and(|n| n as usize > limit)
-    {
+    if content_length(response.headers()).is_some_and(|n| n > limit as u64) {
         return Err(UpstreamError::Protocol(format!(
             "response larger than {limit} bytes"
         )));
     }
-    let mut body = response.bytes_stream();
-    let mut first: Option<Bytes> = None;
-    let mut buf: Vec<u8> = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| UpstreamError::from_reqwest(&e, host, Duration::ZERO))?;
-        // The common case is one chunk: keep it without copying.
-        match first.take() {
-            None if buf.is_empty() => first = Some(chunk),
-            Some(f) => {
-                buf.extend_from_slice(&f);
-                buf.extend_from_slice(&chunk);
-            }
-            None => buf.extend_from_slice(&chunk),
-        }
-        if buf.len() > limit {
-            return Err(UpstreamError::Protocol(format!(
-                "response larger than {limit} bytes"
-            )));
-        }
-    }
-    Ok(match first {
-        Some(f) => f,
-        None => Bytes::from(buf),
-    })
+    let collected = Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| UpstreamError::Protocol(format!("reading the response failed: {e}")))?;
+    Ok(collected.to_bytes())
 }
 
 /// A short, single-line excerpt of an error body for messages.
