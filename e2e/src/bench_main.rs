@@ -27,6 +27,9 @@ struct Cli {
 enum Bench {
     /// tools/call at concurrency 1, 16 and 64, directly and through one gateway.
     Proxy,
+    /// Three replicas behind nginx vs one: throughput, reload latency, and the
+    /// Postgres queries made per tools/call.
+    Replicas,
     /// Sends a fixed number of calls to a running endpoint (for profiling).
     Drive {
         /// MCP endpoint URL.
@@ -72,6 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let duration = Duration::from_secs(cli.seconds);
     match cli.bench.unwrap_or(Bench::Proxy) {
         Bench::Proxy => proxy(warmup, duration).await,
+        Bench::Replicas => replicas(warmup, duration).await,
         Bench::Drive {
             url,
             tool,
@@ -205,4 +209,142 @@ async fn wait_for_tool(http: &reqwest::Client, url: &str, tool: &str) -> anyhow:
 /// the gateway shares two cores with the fixture and the load driver).
 fn gateway_threads() -> String {
     std::env::var("HAWSER_BENCH_GATEWAY_THREADS").unwrap_or_else(|_| "1".into())
+}
+
+/// Queries Postgres ran so far, from pg_stat_statements (or transactions when the
+/// extension is not loaded).
+async fn pg_queries(db: &str) -> anyhow::Result<(i64, &'static str)> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(db).await?;
+    let statements = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut conn)
+        .await
+        .is_ok()
+        && sqlx::query("SELECT 1 FROM pg_stat_statements LIMIT 1").execute(&mut conn).await.is_ok();
+    if statements {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT sum(calls)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+             WHERE d.datname = current_database() AND query NOT ILIKE '%pg_stat_statements%'",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        Ok((n.unwrap_or(0), "statements (pg_stat_statements)"))
+    } else {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        Ok((n, "transactions (pg_stat_database)"))
+    }
+}
+
+async fn replicas(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
+    use crate::harness::cluster::Cluster;
+    use crate::harness::nginx::Nginx;
+
+    let http = crate::harness::http();
+    let fixture = Fixture::start_with_env(&["--name", "bench"], &[("TOKIO_WORKER_THREADS", "1")]);
+    let threads = gateway_threads();
+    let cluster = Cluster::start_with_env(3, "", &[("RUST_LOG", "warn"), ("HAWSER_WORKER_THREADS", &threads)]).await;
+    anyhow::ensure!(
+        cluster.put_connection(0, "fx", json!({"url": fixture.mcp_url()})).await == 201,
+        "cannot create the connection"
+    );
+    cluster
+        .wait_all("connection loaded", Duration::from_secs(30), |n| n.iter().any(|t| t == "fx__echo"))
+        .await;
+    let single = Nginx::start(&[cluster.replicas[0].base.clone()]);
+    let args = json!({"text": "hello"});
+
+    println!("# replicas: tools/call echo through nginx (round robin), 1 replica vs 3 replicas, c=64");
+    let one = load::run(&http, &single.mcp_url(), "fx__echo", args.clone(), 64, warmup, duration).await?;
+    reset_statements(&cluster.db.url).await;
+    let (queries_before, what) = pg_queries(&cluster.db.url).await?;
+    let three = load::run(&http, &cluster.lb.mcp_url(), "fx__echo", args.clone(), 64, warmup, duration).await?;
+    let (queries_after, _) = pg_queries(&cluster.db.url).await?;
+    let total_calls = three.calls + three.errors;
+    let calls_with_warmup = total_calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
+    println!(
+        "1 replica  {:>8.0}/s p50 {:>7.0}µs p99 {:>7.0}µs errors {}",
+        one.throughput(),
+        one.percentile_us(0.5),
+        one.percentile_us(0.99),
+        one.errors
+    );
+    println!(
+        "3 replicas {:>8.0}/s p50 {:>7.0}µs p99 {:>7.0}µs errors {}  (×{:.2} of 1 replica)",
+        three.throughput(),
+        three.percentile_us(0.5),
+        three.percentile_us(0.99),
+        three.errors,
+        three.throughput() / one.throughput()
+    );
+    let queries = queries_after - queries_before;
+    println!(
+        "Postgres during the 3-replica phase: {queries} {what} for ~{calls_with_warmup:.0} calls ({:.4} per call)",
+        queries as f64 / calls_with_warmup
+    );
+    for (calls, query) in top_statements(&cluster.db.url).await {
+        println!("  {calls:>6}  {query}");
+    }
+
+    // Reload: an admin PUT on replica 1, until every replica serves the change.
+    println!("# reload: admin PUT on replica 1 until all 3 replicas list the change (includes re-dialling the upstream)");
+    let mut latencies = Vec::new();
+    for i in 0..30 {
+        let hide = i % 2 == 0;
+        let spec = if hide {
+            json!({"url": fixture.mcp_url(), "tools": {"exclude": ["echo"]}})
+        } else {
+            json!({"url": fixture.mcp_url()})
+        };
+        let started = std::time::Instant::now();
+        anyhow::ensure!(cluster.put_connection(0, "fx", spec).await == 200, "PUT failed");
+        cluster
+            .wait_all("reload", Duration::from_secs(10), |n| n.iter().any(|t| t == "fx__echo") != hide)
+            .await;
+        latencies.push(started.elapsed().as_micros() as f64 / 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "reload visible on all replicas: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} changes",
+        p(0.5),
+        p(0.99),
+        p(1.0),
+        latencies.len()
+    );
+    println!(
+        "{}",
+        json!({"bench": "replicas", "one_rps": one.throughput(), "three_rps": three.throughput(),
+               "pg_queries": queries, "pg_counter": what, "calls": calls_with_warmup,
+               "reload_p50_ms": p(0.5), "reload_p99_ms": p(0.99), "reload_max_ms": p(1.0)})
+    );
+    Ok(())
+}
+
+/// The most frequent statements (first 90 characters), to show what the store did.
+async fn top_statements(db: &str) -> Vec<(i64, String)> {
+    use sqlx::Connection as _;
+    let Ok(mut conn) = sqlx::PgConnection::connect(db).await else {
+        return Vec::new();
+    };
+    sqlx::query_as::<_, (i64, String)>(
+        "SELECT calls, regexp_replace(left(query, 90), '\\s+', ' ', 'g') FROM pg_stat_statements s
+         JOIN pg_database d ON d.oid = s.dbid
+         WHERE d.datname = current_database() AND query NOT ILIKE '%pg_stat_statements%'
+         ORDER BY calls DESC LIMIT 8",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default()
+}
+
+async fn reset_statements(db: &str) {
+    use sqlx::Connection as _;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(db).await {
+        let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&mut conn).await;
+        let _ = sqlx::query("SELECT pg_stat_statements_reset()").execute(&mut conn).await;
+    }
 }
