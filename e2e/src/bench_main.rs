@@ -220,7 +220,10 @@ async fn pg_queries(db: &str) -> anyhow::Result<(i64, &'static str)> {
         .execute(&mut conn)
         .await
         .is_ok()
-        && sqlx::query("SELECT 1 FROM pg_stat_statements LIMIT 1").execute(&mut conn).await.is_ok();
+        && sqlx::query("SELECT 1 FROM pg_stat_statements LIMIT 1")
+            .execute(&mut conn)
+            .await
+            .is_ok();
     if statements {
         let n: Option<i64> = sqlx::query_scalar(
             "SELECT sum(calls)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
@@ -246,25 +249,56 @@ async fn replicas(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
     let http = crate::harness::http();
     let fixture = Fixture::start_with_env(&["--name", "bench"], &[("TOKIO_WORKER_THREADS", "1")]);
     let threads = gateway_threads();
-    let cluster = Cluster::start_with_env(3, "", &[("RUST_LOG", "warn"), ("HAWSER_WORKER_THREADS", &threads)]).await;
+    let cluster = Cluster::start_with_env(
+        3,
+        "",
+        &[("RUST_LOG", "warn"), ("HAWSER_WORKER_THREADS", &threads)],
+    )
+    .await;
     anyhow::ensure!(
-        cluster.put_connection(0, "fx", json!({"url": fixture.mcp_url()})).await == 201,
+        cluster
+            .put_connection(0, "fx", json!({"url": fixture.mcp_url()}))
+            .await
+            == 201,
         "cannot create the connection"
     );
     cluster
-        .wait_all("connection loaded", Duration::from_secs(30), |n| n.iter().any(|t| t == "fx__echo"))
+        .wait_all("connection loaded", Duration::from_secs(30), |n| {
+            n.iter().any(|t| t == "fx__echo")
+        })
         .await;
     let single = Nginx::start(&[cluster.replicas[0].base.clone()]);
     let args = json!({"text": "hello"});
 
-    println!("# replicas: tools/call echo through nginx (round robin), 1 replica vs 3 replicas, c=64");
-    let one = load::run(&http, &single.mcp_url(), "fx__echo", args.clone(), 64, warmup, duration).await?;
+    println!(
+        "# replicas: tools/call echo through nginx (round robin), 1 replica vs 3 replicas, c=64"
+    );
+    let one = load::run(
+        &http,
+        &single.mcp_url(),
+        "fx__echo",
+        args.clone(),
+        64,
+        warmup,
+        duration,
+    )
+    .await?;
     reset_statements(&cluster.db.url).await;
     let (queries_before, what) = pg_queries(&cluster.db.url).await?;
-    let three = load::run(&http, &cluster.lb.mcp_url(), "fx__echo", args.clone(), 64, warmup, duration).await?;
+    let three = load::run(
+        &http,
+        &cluster.lb.mcp_url(),
+        "fx__echo",
+        args.clone(),
+        64,
+        warmup,
+        duration,
+    )
+    .await?;
     let (queries_after, _) = pg_queries(&cluster.db.url).await?;
     let total_calls = three.calls + three.errors;
-    let calls_with_warmup = total_calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
+    let calls_with_warmup =
+        total_calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
     println!(
         "1 replica  {:>8.0}/s p50 {:>7.0}µs p99 {:>7.0}µs errors {}",
         one.throughput(),
@@ -290,7 +324,9 @@ async fn replicas(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
     }
 
     // Reload: an admin PUT on replica 1, until every replica serves the change.
-    println!("# reload: admin PUT on replica 1 until all 3 replicas list the change (includes re-dialling the upstream)");
+    println!(
+        "# reload: admin PUT on replica 1 until all 3 replicas list the change (includes re-dialling the upstream)"
+    );
     let mut latencies = Vec::new();
     for i in 0..30 {
         let hide = i % 2 == 0;
@@ -300,9 +336,14 @@ async fn replicas(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
             json!({"url": fixture.mcp_url()})
         };
         let started = std::time::Instant::now();
-        anyhow::ensure!(cluster.put_connection(0, "fx", spec).await == 200, "PUT failed");
+        anyhow::ensure!(
+            cluster.put_connection(0, "fx", spec).await == 200,
+            "PUT failed"
+        );
         cluster
-            .wait_all("reload", Duration::from_secs(10), |n| n.iter().any(|t| t == "fx__echo") != hide)
+            .wait_all("reload", Duration::from_secs(10), |n| {
+                n.iter().any(|t| t == "fx__echo") != hide
+            })
             .await;
         latencies.push(started.elapsed().as_micros() as f64 / 1000.0);
     }
@@ -344,7 +385,11 @@ async fn top_statements(db: &str) -> Vec<(i64, String)> {
 async fn reset_statements(db: &str) {
     use sqlx::Connection as _;
     if let Ok(mut conn) = sqlx::PgConnection::connect(db).await {
-        let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&mut conn).await;
-        let _ = sqlx::query("SELECT pg_stat_statements_reset()").execute(&mut conn).await;
+        let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&mut conn)
+            .await;
+        let _ = sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(&mut conn)
+            .await;
     }
 }

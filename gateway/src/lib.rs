@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod front;
 pub mod jsonrpc;
+pub mod oauth;
 pub mod server;
 pub mod sse;
 pub mod store;

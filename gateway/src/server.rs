@@ -16,8 +16,9 @@ use crate::admin::Admin;
 use crate::config::{Policy, Settings, Source};
 
 use crate::front::{self, Front};
+use crate::oauth::OAuth;
 use crate::store::{MemoryStore, PgStore, Store};
-use crate::upstream::registry::{Registry, RegistrySettings, StaticCredentials};
+use crate::upstream::registry::{Registry, RegistrySettings};
 
 /// Shared application state.
 pub struct AppState {
@@ -25,6 +26,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub front: Arc<Front>,
     pub admin: Arc<Admin>,
+    pub oauth: Arc<OAuth>,
     pub replica: String,
 }
 
@@ -112,18 +114,19 @@ pub async fn build(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<AppState>> {
     let token = token.to_owned();
-
+    let policy = Policy {
+        allow_stdio_from_api: settings.security.allow_stdio_from_api,
+    };
     sync_file_connections(store.as_ref(), settings).await?;
+    let oauth = OAuth::new(store.clone(), settings.public_url.clone(), policy);
     let registry = Registry::start(
         RegistrySettings {
             replica: settings.replica_id.clone(),
             replica_token: token.clone(),
-            policy: Policy {
-                allow_stdio_from_api: settings.security.allow_stdio_from_api,
-            },
+            policy,
         },
         store.clone(),
-        Arc::new(StaticCredentials),
+        oauth.clone(),
         shutdown.child_token(),
     );
     let front = Arc::new(Front {
@@ -142,15 +145,15 @@ pub async fn build(
             .admin_token
             .as_ref()
             .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
-        policy: Policy {
-            allow_stdio_from_api: settings.security.allow_stdio_from_api,
-        },
+        policy,
+        oauth: oauth.clone(),
     });
     Ok(Arc::new(AppState {
         store,
         registry,
         front,
         admin,
+        oauth,
         replica: settings.replica_id.clone(),
     }))
 }
@@ -163,6 +166,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state.clone());
     front::router(state.front.clone())
         .merge(crate::admin::router(state.admin.clone()))
+        .merge(crate::oauth::router(state.oauth.clone()))
         .merge(ops)
 }
 

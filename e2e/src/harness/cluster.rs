@@ -25,6 +25,8 @@ impl Cluster {
         Self::start_with_env(n, config, &[]).await
     }
 
+    /// Like [`Self::start`] with extra environment. In values, `{r1}`…`{rN}` stand for
+    /// the replicas' base URLs (ports are chosen before they start).
     pub async fn start_with_env(n: usize, config: &str, env: &[(&str, &str)]) -> Self {
         let db = test_db().await;
         let keys = format!(
@@ -34,12 +36,40 @@ impl Cluster {
                 rand::random::<[u8; 32]>()
             )
         );
+        Self::launch(db, keys, n, config, env).await
+    }
+
+    async fn launch(
+        db: TestDb,
+        keys: String,
+        n: usize,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let ports: Vec<u16> = (0..n).map(|_| super::free_port()).collect();
         let extra_env: Vec<(String, String)> = env
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| {
+                let mut v = v.to_string();
+                for (i, p) in ports.iter().enumerate() {
+                    v = v.replace(&format!("{{r{}}}", i + 1), &format!("http://127.0.0.1:{p}"));
+                }
+                (k.to_string(), v)
+            })
             .collect();
-        let replicas: Vec<Gateway> = (1..=n)
-            .map(|i| replica(&db, &keys, config, &extra_env, &format!("r{i}")))
+        let replicas: Vec<Gateway> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                replica(
+                    &db,
+                    &keys,
+                    config,
+                    &extra_env,
+                    &format!("r{}", i + 1),
+                    *port,
+                )
+            })
             .collect();
         for r in &replicas {
             r.wait_ready().await;
@@ -56,9 +86,51 @@ impl Cluster {
         }
     }
 
+    /// Stops every replica and starts them again with `keys` (same database, same
+    /// ports, same environment), as a rolling restart or a key rotation would.
+    pub async fn restart_all(&mut self, keys: Option<&str>) {
+        if let Some(k) = keys {
+            self.keys = k.to_owned();
+        }
+        let mut fresh = Vec::new();
+        for (i, r) in self.replicas.iter_mut().enumerate() {
+            let port: u16 = r
+                .base
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            r.child.terminate(Duration::from_secs(5));
+            fresh.push((i, port));
+        }
+        for (i, port) in fresh {
+            let mut attempt = 0;
+            let g = loop {
+                attempt += 1;
+                let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    replica(
+                        &self.db,
+                        &self.keys,
+                        &self.config,
+                        &self.extra_env,
+                        &format!("r{}", i + 1),
+                        port,
+                    )
+                }));
+                match started {
+                    Ok(g) => break g,
+                    Err(e) if attempt > 20 => std::panic::resume_unwind(e),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            };
+            g.wait_ready().await;
+            self.replicas[i] = g;
+        }
+    }
+
     /// Starts one more replica process with this cluster's settings.
     pub fn start_replica(&self, id: &str) -> Gateway {
-        replica(&self.db, &self.keys, &self.config, &self.extra_env, id)
+        replica(&self.db, &self.keys, &self.config, &self.extra_env, id, 0)
     }
 
     /// PUT /api/v1/connections/{name} on replica `i`; returns the status code.
@@ -124,7 +196,14 @@ impl Cluster {
     }
 }
 
-fn replica(db: &TestDb, keys: &str, config: &str, extra: &[(String, String)], id: &str) -> Gateway {
+fn replica(
+    db: &TestDb,
+    keys: &str,
+    config: &str,
+    extra: &[(String, String)],
+    id: &str,
+    port: u16,
+) -> Gateway {
     let mut env: Vec<(&str, &str)> = vec![
         ("DATABASE_URL", &db.url),
         ("HAWSER_ENCRYPTION_KEYS", keys),
@@ -132,5 +211,5 @@ fn replica(db: &TestDb, keys: &str, config: &str, extra: &[(String, String)], id
         ("HAWSER_REPLICA_ID", id),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    Gateway::start(config, &env)
+    Gateway::start_at(&format!("127.0.0.1:{port}"), config, &env, &[])
 }

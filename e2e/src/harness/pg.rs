@@ -379,3 +379,20 @@ mod cluster_tests {
         c.launch().unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// `pg_dump` of the database at `url` (plain SQL), for tests that look for data that
+/// must not be there.
+pub fn dump(url: &str) -> String {
+    let bin = find_bin_dir().unwrap_or_else(|| panic!("{}", PgError::NotInstalled));
+    let out = Command::new(bin.join("pg_dump"))
+        .arg("--no-owner")
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("pg_dump: {e}"));
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -105,6 +105,11 @@ impl Gateway {
 
     /// Same, with extra command-line arguments.
     pub fn start_with_args(config: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::start_at("127.0.0.1:0", config, env, args)
+    }
+
+    /// Same, listening on `listen`.
+    pub fn start_at(listen: &str, config: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut file = tempfile::Builder::new()
             .suffix(".yaml")
             .tempfile()
@@ -115,7 +120,7 @@ impl Gateway {
         cmd.arg("serve")
             .arg("--config")
             .arg(file.path())
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env_remove("DATABASE_URL")
             .env(

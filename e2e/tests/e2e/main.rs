@@ -2,6 +2,7 @@
 //! clients (the official Python SDK, the conformance suite's TypeScript client).
 
 mod conformance;
+mod oauth;
 mod protocol;
 mod python_client;
 mod replicas;

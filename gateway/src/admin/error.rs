@@ -32,6 +32,11 @@ impl ApiError {
         }
     }
 
+    /// The message the client sees.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn not_found(name: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

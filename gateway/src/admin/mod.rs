@@ -36,6 +36,7 @@ pub struct Admin {
     /// SHA-256 of the admin token; `None` disables the API.
     pub token: Option<[u8; 32]>,
     pub policy: Policy,
+    pub oauth: Arc<crate::oauth::OAuth>,
 }
 
 /// The admin routes.
@@ -47,6 +48,14 @@ pub fn router(admin: Arc<Admin>) -> Router {
             get(get_one).put(put).delete(delete),
         )
         .route("/api/v1/connections/{name}/status", get(status))
+        .route(
+            "/api/v1/connections/{name}/oauth/start",
+            axum::routing::post(oauth_start),
+        )
+        .route(
+            "/api/v1/connections/{namespace}/{name}/oauth/start",
+            axum::routing::post(oauth_start_namespaced),
+        )
         .route(
             "/api/v1/connections/{namespace}/{name}",
             get(get_namespaced)
@@ -310,4 +319,22 @@ async fn report(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Respon
         "replicas": replicas,
     }))
     .into_response())
+}
+
+async fn oauth_start(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&admin, &headers)?;
+    crate::oauth::flow::start(&admin.oauth, &name).await
+}
+
+async fn oauth_start_namespaced(
+    State(admin): State<Arc<Admin>>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&admin, &headers)?;
+    crate::oauth::flow::start(&admin.oauth, &format!("{namespace}/{name}")).await
 }

@@ -131,6 +131,8 @@ impl Front {
                     s.cancel(&Id::from_raw(&raw));
                 }
             }
+            // The registry handles token changes.
+            BusMessage::TokenChanged { .. } => {}
             BusMessage::UpstreamSession {
                 session,
                 connection,

@@ -1,15 +1,15 @@
 //! The in-memory store of embedded mode: one replica, nothing outlives the process.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    BusMessage, ConnectionStatus, PutOutcome, Result, SessionRecord, Store, StoreEvent,
-    StoredConnection, UpstreamSession,
+    BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome, Result, SessionRecord, Store,
+    StoreEvent, StoredConnection, TokenLock, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 
@@ -26,12 +26,58 @@ struct State {
     connections: BTreeMap<String, Row>,
     status: BTreeMap<(String, String), ConnectionStatus>,
     sessions: BTreeMap<[u8; 32], (SessionRecord, Instant)>,
+    tokens: BTreeMap<String, OAuthToken>,
+    pkce: BTreeMap<[u8; 32], PkceState>,
+    token_locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Embedded-mode store.
 pub struct MemoryStore {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     events: broadcast::Sender<StoreEvent>,
+}
+
+/// The in-memory token lock: a per-connection mutex.
+struct MemoryTokenLock {
+    state: Arc<Mutex<State>>,
+    connection: String,
+    current: Option<OAuthToken>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+#[async_trait]
+impl TokenLock for MemoryTokenLock {
+    fn current(&self) -> Option<&OAuthToken> {
+        self.current.as_ref()
+    }
+
+    async fn write(&mut self, token: &OAuthToken) -> Result<i64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let version = state
+            .tokens
+            .get(&self.connection)
+            .map(|t| t.version + 1)
+            .unwrap_or(1);
+        let mut stored = token.clone();
+        stored.version = version;
+        state.tokens.insert(self.connection.clone(), stored.clone());
+        self.current = Some(stored);
+        Ok(version)
+    }
+
+    async fn delete(&mut self) -> Result<()> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tokens
+            .remove(&self.connection);
+        self.current = None;
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl Default for MemoryStore {
@@ -43,7 +89,7 @@ impl Default for MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self {
-            state: Mutex::new(State::default()),
+            state: Arc::new(Mutex::new(State::default())),
             events: broadcast::channel(1024).0,
         }
     }
@@ -147,7 +193,12 @@ impl Store for MemoryStore {
     }
 
     async fn delete_connection(&self, name: &str) -> Result<bool> {
-        let existed = self.lock().connections.remove(name).is_some();
+        let existed = {
+            let mut state = self.lock();
+            state.tokens.remove(name);
+            state.pkce.retain(|_, p| p.connection != name);
+            state.connections.remove(name).is_some()
+        };
         if existed {
             self.emit(StoreEvent::ConnectionDeleted {
                 name: name.to_owned(),
@@ -294,4 +345,45 @@ impl Store for MemoryStore {
         }
         Ok(swept)
     }
+
+    async fn get_token(&self, connection: &str) -> Result<Option<OAuthToken>> {
+        Ok(self.lock().tokens.get(connection).cloned())
+    }
+
+    async fn lock_token(&self, connection: &str) -> Result<Box<dyn TokenLock>> {
+        let mutex = self
+            .lock()
+            .token_locks
+            .entry(connection.to_owned())
+            .or_default()
+            .clone();
+        let guard = mutex.lock_owned().await;
+        let current = self.lock().tokens.get(connection).cloned();
+        Ok(Box::new(MemoryTokenLock {
+            state: self.state.clone(),
+            connection: connection.to_owned(),
+            current,
+            _guard: guard,
+        }))
+    }
+
+    async fn put_pkce(&self, state: &PkceState) -> Result<()> {
+        let now = unix_now();
+        let mut s = self.lock();
+        s.pkce.retain(|_, p| p.expires_at >= now);
+        s.pkce.insert(state.state_hash, state.clone());
+        Ok(())
+    }
+
+    async fn take_pkce(&self, state_hash: &[u8; 32]) -> Result<Option<PkceState>> {
+        let taken = self.lock().pkce.remove(state_hash);
+        Ok(taken.filter(|p| p.expires_at >= unix_now()))
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }

@@ -146,6 +146,58 @@ pub struct UpstreamSession {
     pub revision: i64,
 }
 
+/// An upstream OAuth token set, unsealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthToken {
+    pub connection: String,
+    pub access_token: crate::crypto::Secret,
+    pub refresh_token: Option<crate::crypto::Secret>,
+    pub token_type: String,
+    /// Milliseconds since the Unix epoch.
+    pub expires_at_ms: Option<i64>,
+    /// When the token was issued (milliseconds since the Unix epoch), to know its lifetime.
+    pub issued_at_ms: Option<i64>,
+    pub scope: Option<String>,
+    /// Increases with every write of the row.
+    pub version: i64,
+}
+
+impl std::fmt::Debug for OAuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthToken")
+            .field("connection", &self.connection)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pending authorization_code flow (PKCE), unsealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PkceState {
+    pub state_hash: [u8; 32],
+    pub connection: String,
+    pub verifier: crate::crypto::Secret,
+    pub redirect_uri: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// Exclusive access to one connection's token row, across replicas, until
+/// [`TokenLock::finish`] (or drop). Whoever refreshes a rotating refresh token holds it,
+/// and re-reads the row after taking it, so the token is used exactly once.
+#[async_trait]
+pub trait TokenLock: Send {
+    /// The row as it is now (after the lock was taken).
+    fn current(&self) -> Option<&OAuthToken>;
+    /// Replaces the row (bumping its version); returns the new version.
+    async fn write(&mut self, token: &OAuthToken) -> Result<i64>;
+    /// Deletes the row (the grant is gone).
+    async fn delete(&mut self) -> Result<()>;
+    /// Commits and releases the lock.
+    async fn finish(self: Box<Self>) -> Result<()>;
+}
+
 /// A message between replicas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -157,6 +209,8 @@ pub enum BusMessage {
     /// An upstream session was opened for a client session: the replica holding the
     /// client's GET stream follows the upstream's own stream too.
     UpstreamSession { session: String, connection: String },
+    /// A connection's OAuth token was stored or removed: re-read it, re-dial.
+    TokenChanged { connection: String },
 }
 
 /// Hex form of a session id hash, as carried in bus messages.
@@ -255,4 +309,12 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_sessions(&self, id_hashes: &[[u8; 32]]) -> Result<()>;
     /// Ends sessions idle for longer than `idle`; returns them.
     async fn sweep_sessions(&self, idle: std::time::Duration) -> Result<Vec<SessionRecord>>;
+
+    // --- OAuth
+    async fn get_token(&self, connection: &str) -> Result<Option<OAuthToken>>;
+    /// Takes the connection's token lock (see [`TokenLock`]).
+    async fn lock_token(&self, connection: &str) -> Result<Box<dyn TokenLock>>;
+    async fn put_pkce(&self, state: &PkceState) -> Result<()>;
+    /// Takes a PKCE state exactly once; `None` when unknown, used or expired.
+    async fn take_pkce(&self, state_hash: &[u8; 32]) -> Result<Option<PkceState>>;
 }

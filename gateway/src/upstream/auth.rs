@@ -14,8 +14,9 @@ use crate::crypto::Secret;
 pub trait TokenSource: Send + Sync {
     /// A current access token, refreshed first when it is about to expire.
     async fn token(&self) -> Result<Secret, UpstreamError>;
-    /// The upstream rejected `token`: refresh once; whether a retry is worthwhile.
-    async fn rejected(&self, token: &Secret) -> bool;
+    /// The upstream rejected `token`: refresh once. `Ok(true)` when a retry with new
+    /// credentials is worthwhile; an error says why there are none.
+    async fn rejected(&self, token: &Secret) -> Result<bool, UpstreamError>;
 }
 
 /// What goes on every request to the upstream.
@@ -64,10 +65,11 @@ impl Credentials {
         }
     }
 
-    /// After a 401/403: whether retrying with fresh credentials is worthwhile.
-    pub async fn rejected(&self, sent: &HeaderMap) -> bool {
+    /// After a 401/403: whether retrying with fresh credentials is worthwhile, or why
+    /// there are none.
+    pub async fn rejected(&self, sent: &HeaderMap) -> Result<bool, UpstreamError> {
         let Self::OAuth(source) = self else {
-            return false;
+            return Ok(false);
         };
         let token = sent
             .get(http::header::AUTHORIZATION)
@@ -76,7 +78,7 @@ impl Credentials {
             .map(Secret::new);
         match token {
             Some(t) => source.rejected(&t).await,
-            None => false,
+            None => Ok(false),
         }
     }
 }

@@ -112,6 +112,9 @@ pub async fn run(
                         return;
                     }
                     why = watch_loop(&upstream, &watch, &reports) => why,
+                    // Credentials changed (a grant was revoked or replaced): dial again
+                    // so the state says whether they still work.
+                    () = upstream.wake.notified() => UpstreamError::Unavailable("credentials changed".into()),
                 };
                 tracing::warn!(connection = %upstream.name(), reason = %why, "upstream lost; re-dialling");
                 close(&upstream, watch);
@@ -130,6 +133,7 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
+            () = upstream.wake.notified() => backoff.reset(),
         }
     }
 }

@@ -75,6 +75,8 @@ pub struct Upstream {
     next_id: AtomicU64,
     /// Whether the upstream answers requests with SSE streams (its endpoint mirrors it).
     streams_replies: AtomicBool,
+    /// Wakes the lifecycle out of its back-off (credentials arrived).
+    wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -121,6 +123,7 @@ impl Upstream {
             id_prefix: format!("h{replica_token}"),
             next_id: AtomicU64::new(1),
             streams_replies: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -363,6 +366,16 @@ impl Upstream {
         tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| UpstreamError::Timeout(timeout))?
+    }
+
+    /// Re-dials now instead of after the back-off (new credentials are available).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether the connection authenticates with OAuth.
+    pub fn uses_oauth(&self) -> bool {
+        matches!(self.credentials, auth::Credentials::OAuth(_))
     }
 
     /// Whether the upstream answers requests with SSE rather than plain JSON.

@@ -16,7 +16,7 @@ use super::auth::Credentials;
 use super::lifecycle::{self, Report, State};
 use super::{Upstream, UpstreamError};
 use crate::config::{ConnectionConfig, InlineOnly, Policy, UpstreamAuth, resolve};
-use crate::store::{ConnectionStatus, Store, StoreEvent, StoredConnection};
+use crate::store::{BusMessage, ConnectionStatus, Store, StoreEvent, StoredConnection};
 use crate::view::{Changes, View};
 
 /// How often each replica rewrites its status rows.
@@ -199,6 +199,12 @@ impl Registry {
                 Ok(StoreEvent::ConnectionDeleted { name }) => self.remove(&name),
                 Ok(StoreEvent::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     self.resync().await
+                }
+                Ok(StoreEvent::Bus(BusMessage::TokenChanged { connection })) => {
+                    if let Some(upstream) = self.upstream(&connection) {
+                        tracing::info!(connection = %connection, "credentials changed; re-dialling");
+                        upstream.wake();
+                    }
                 }
                 Ok(StoreEvent::SessionEnded { .. } | StoreEvent::Bus(_)) => {}
 
@@ -396,6 +402,16 @@ impl Registry {
         }
     }
 
+    /// `authorized` / `awaiting_authorization` for OAuth connections, else nothing.
+    fn auth_state(&self, name: &str, state: State) -> Option<String> {
+        let oauth = self.upstream(name).is_some_and(|u| u.uses_oauth());
+        match state {
+            State::AwaitingAuthorization => Some("awaiting_authorization".into()),
+            State::Ready if oauth => Some("authorized".into()),
+            _ => None,
+        }
+    }
+
     fn write_status(&self, name: &str, status: &LocalStatus) {
         let view = self.view();
         let problems = view.problems_of(name);
@@ -415,7 +431,7 @@ impl Registry {
             state: status.state.as_str().to_owned(),
             tools: i32::try_from(tools).unwrap_or(i32::MAX),
             last_error,
-            auth_state: None,
+            auth_state: self.auth_state(name, status.state),
             revision: status.revision,
             updated_at: SystemTime::now(),
         };

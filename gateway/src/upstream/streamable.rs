@@ -211,11 +211,13 @@ impl HttpTransport {
     ) -> Result<(Reply, Option<String>), UpstreamError> {
         let headers = self.headers(session, extra).await?;
         match self.post_once(session, headers.clone(), body.clone()).await {
-            Err(UpstreamError::Unauthorized { .. })
-                if self.credentials.rejected(&headers).await =>
-            {
-                let headers = self.headers(session, extra).await?;
-                self.post_once(session, headers, body).await
+            Err(rejected @ UpstreamError::Unauthorized { .. }) => {
+                if self.credentials.rejected(&headers).await? {
+                    let headers = self.headers(session, extra).await?;
+                    self.post_once(session, headers, body).await
+                } else {
+                    Err(rejected)
+                }
             }
             other => other,
         }

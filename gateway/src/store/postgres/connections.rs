@@ -178,10 +178,21 @@ pub(super) async fn put(
 }
 
 pub(super) async fn delete(pool: &PgPool, name: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
     let done = sqlx::query("DELETE FROM connections WHERE name = $1")
         .bind(name)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    // A connection's tokens and pending flows go with it.
+    sqlx::query("DELETE FROM oauth_tokens WHERE connection = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM oauth_pkce_states WHERE connection = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(done.rows_affected() > 0)
 }
 

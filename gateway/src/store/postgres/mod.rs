@@ -7,6 +7,7 @@
 
 mod bus;
 mod connections;
+mod oauth;
 mod sessions;
 mod status;
 
@@ -19,8 +20,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BusMessage, ConnectionStatus, PutOutcome, Result, SessionRecord, Store, StoreEvent,
-    StoredConnection, UpstreamSession,
+    BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome, Result, SessionRecord, Store,
+    StoreEvent, StoredConnection, TokenLock, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 use crate::crypto::Keyring;
@@ -327,10 +328,28 @@ impl Store for PgStore {
     async fn sweep_sessions(&self, idle: Duration) -> Result<Vec<SessionRecord>> {
         sessions::sweep(&self.pool, idle).await
     }
+
+    async fn get_token(&self, connection: &str) -> Result<Option<OAuthToken>> {
+        oauth::get(&self.pool, &self.keyring, connection).await
+    }
+
+    async fn lock_token(&self, connection: &str) -> Result<Box<dyn TokenLock>> {
+        Ok(Box::new(
+            oauth::lock(&self.pool, &self.keyring, connection).await?,
+        ))
+    }
+
+    async fn put_pkce(&self, state: &PkceState) -> Result<()> {
+        oauth::put_pkce(&self.pool, &self.keyring, state).await
+    }
+
+    async fn take_pkce(&self, state_hash: &[u8; 32]) -> Result<Option<PkceState>> {
+        oauth::take_pkce(&self.pool, &self.keyring, state_hash).await
+    }
 }
 
 /// Re-seals every sealed value in the database under the keyring's first key;
 /// returns how many values were rewritten.
 pub async fn reseal_all(pool: &PgPool, keyring: &Keyring) -> Result<usize> {
-    connections::reseal(pool, keyring).await
+    Ok(connections::reseal(pool, keyring).await? + oauth::reseal(pool, keyring).await?)
 }

@@ -1,0 +1,231 @@
+//! Where an upstream's authorization server is: given in the connection's spec, or
+//! discovered as MCP prescribes — the upstream's 401 `WWW-Authenticate` names its
+//! RFC 9728 protected-resource metadata, which names the authorization server, whose
+//! RFC 8414 (or OpenID Connect) metadata gives the endpoints.
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::upstream::UpstreamError;
+
+/// The endpoints and resource indicator of one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub authorization: Option<Url>,
+    pub token: Url,
+    /// RFC 8707 resource indicator sent with every request.
+    pub resource: String,
+}
+
+fn fail(message: impl Into<String>) -> UpstreamError {
+    UpstreamError::NotAuthorized(format!("OAuth discovery: {}", message.into()))
+}
+
+/// The `resource_metadata` parameter of a `WWW-Authenticate: Bearer …` challenge.
+pub fn resource_metadata(www_authenticate: &str) -> Option<String> {
+    let lower = www_authenticate.to_ascii_lowercase();
+    let at = lower.find("resource_metadata=")?;
+    let rest = &www_authenticate[at + "resource_metadata=".len()..];
+    let value = if let Some(quoted) = rest.strip_prefix('"') {
+        quoted.split('"').next()?
+    } else {
+        rest.split([',', ' ']).next()?
+    };
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// RFC 9728 §3.1: `https://host/.well-known/oauth-protected-resource{/path}`, then the
+/// root location.
+fn prm_candidates(resource: &Url) -> Vec<Url> {
+    let mut out = Vec::new();
+    let path = resource.path().trim_end_matches('/');
+    for suffix in [path, ""] {
+        let mut u = resource.clone();
+        u.set_query(None);
+        u.set_fragment(None);
+        u.set_path(&format!("/.well-known/oauth-protected-resource{suffix}"));
+        if !out.contains(&u) {
+            out.push(u);
+        }
+    }
+    out
+}
+
+/// RFC 8414 §3 and OpenID Connect Discovery locations for an issuer.
+fn as_candidates(issuer: &Url) -> Vec<Url> {
+    let path = issuer.path().trim_end_matches('/');
+    let mut out = Vec::new();
+    let mut push = |p: String| {
+        let mut u = issuer.clone();
+        u.set_query(None);
+        u.set_fragment(None);
+        u.set_path(&p);
+        if !out.contains(&u) {
+            out.push(u);
+        }
+    };
+    push(format!("/.well-known/oauth-authorization-server{path}"));
+    push(format!("/.well-known/openid-configuration{path}"));
+    push(format!("{path}/.well-known/openid-configuration"));
+    out
+}
+
+#[derive(Deserialize)]
+struct ProtectedResource {
+    resource: Option<String>,
+    #[serde(default)]
+    authorization_servers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ServerMetadata {
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    #[serde(default)]
+    code_challenge_methods_supported: Vec<String>,
+}
+
+async fn get_json<T: for<'de> Deserialize<'de>>(http: &reqwest::Client, url: &Url) -> Option<T> {
+    let r = http
+        .get(url.clone())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// Asks the upstream for its challenge: an unauthenticated `initialize`.
+async fn challenge(http: &reqwest::Client, upstream: &Url) -> Option<String> {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": crate::upstream::PROTOCOL_VERSION, "capabilities": {},
+                   "clientInfo": crate::upstream::hawser_info()}});
+    let r = http
+        .post(upstream.clone())
+        .header("accept", "application/json, text/event-stream")
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    if r.status().as_u16() != 401 {
+        return None;
+    }
+    let header = r
+        .headers()
+        .get(http::header::WWW_AUTHENTICATE)?
+        .to_str()
+        .ok()?;
+    resource_metadata(header)
+}
+
+/// Discovers the endpoints of `upstream` (its MCP URL).
+pub async fn discover(
+    http: &reqwest::Client,
+    upstream: &Url,
+    resource_override: Option<&str>,
+) -> Result<Endpoints, UpstreamError> {
+    let mut prm_urls = Vec::new();
+    if let Some(named) = challenge(http, upstream).await
+        && let Ok(u) = Url::parse(&named)
+    {
+        prm_urls.push(u);
+    }
+    prm_urls.extend(prm_candidates(upstream));
+    let mut prm: Option<ProtectedResource> = None;
+    for url in &prm_urls {
+        if let Some(found) = get_json::<ProtectedResource>(http, url).await {
+            prm = Some(found);
+            break;
+        }
+    }
+    let prm = prm.ok_or_else(|| {
+        fail(format!(
+            "{upstream} publishes no protected-resource metadata (RFC 9728); set auth.authorizationUrl and auth.tokenUrl"
+        ))
+    })?;
+    let issuer = prm
+        .authorization_servers
+        .first()
+        .ok_or_else(|| fail("protected-resource metadata names no authorization server"))?;
+    let issuer =
+        Url::parse(issuer).map_err(|e| fail(format!("authorization server {issuer:?}: {e}")))?;
+    let mut meta: Option<ServerMetadata> = None;
+    for url in as_candidates(&issuer) {
+        if let Some(found) = get_json::<ServerMetadata>(http, &url).await {
+            meta = Some(found);
+            break;
+        }
+    }
+    let meta =
+        meta.ok_or_else(|| fail(format!("no authorization server metadata for {issuer}")))?;
+    if !meta.code_challenge_methods_supported.is_empty()
+        && !meta
+            .code_challenge_methods_supported
+            .iter()
+            .any(|m| m == "S256")
+    {
+        return Err(fail("the authorization server does not support PKCE S256"));
+    }
+    let token = meta
+        .token_endpoint
+        .as_deref()
+        .ok_or_else(|| fail("authorization server metadata has no token_endpoint"))
+        .and_then(|t| Url::parse(t).map_err(|e| fail(format!("token_endpoint: {e}"))))?;
+    let authorization = meta
+        .authorization_endpoint
+        .as_deref()
+        .and_then(|a| Url::parse(a).ok());
+    let resource = resource_override
+        .map(str::to_owned)
+        .or(prm.resource)
+        .unwrap_or_else(|| upstream.to_string());
+    Ok(Endpoints {
+        authorization,
+        token,
+        resource,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_resource_metadata_from_challenges() {
+        assert_eq!(
+            resource_metadata(r#"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource", error="invalid_token""#)
+                .as_deref(),
+            Some("https://mcp.example.com/.well-known/oauth-protected-resource")
+        );
+        assert_eq!(resource_metadata("Bearer realm=x"), None);
+        assert_eq!(
+            resource_metadata("Bearer resource_metadata=https://a/b, x=y").as_deref(),
+            Some("https://a/b")
+        );
+    }
+
+    #[test]
+    fn well_known_locations_follow_the_rfcs() {
+        let prm = prm_candidates(&Url::parse("https://mcp.example.com/v1/mcp").unwrap());
+        assert_eq!(
+            prm[0].as_str(),
+            "https://mcp.example.com/.well-known/oauth-protected-resource/v1/mcp"
+        );
+        assert_eq!(
+            prm[1].as_str(),
+            "https://mcp.example.com/.well-known/oauth-protected-resource"
+        );
+        let as_ = as_candidates(&Url::parse("https://auth.example.com/tenant1").unwrap());
+        assert_eq!(
+            as_[0].as_str(),
+            "https://auth.example.com/.well-known/oauth-authorization-server/tenant1"
+        );
+        assert_eq!(
+            as_[2].as_str(),
+            "https://auth.example.com/tenant1/.well-known/openid-configuration"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The authorization_code flow: `POST …/oauth/start` (admin) hands out an authorization
+//! URL with PKCE S256; `GET /oauth/callback` (public) exchanges the code. The PKCE
+//! state lives in the store, so start and callback may reach different replicas, and
+//! is taken exactly once.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use hawser_crds::OAuth2Grant;
+use oauth2::{
+    AuthUrl, AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::OAuth;
+use super::tokens;
+use crate::admin::ApiError;
+use crate::crypto::Secret;
+use crate::store::PkceState;
+
+/// How long an operator has to complete the authorization.
+const FLOW_TTL_SECONDS: i64 = 600;
+
+/// Starts an authorization for `connection`; the admin API calls this.
+pub async fn start(oauth: &OAuth, connection: &str) -> Result<Response, ApiError> {
+    let public = oauth.public_url.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "HAWSER_PUBLIC_URL is not set: the authorization server needs a redirect URI that reaches Hawser",
+        )
+    })?;
+    let tokens = oauth.tokens_for(connection).await?;
+    if tokens.settings().spec.grant != OAuth2Grant::AuthorizationCode {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "connection {connection} uses the client_credentials grant: there is nothing to authorize"
+            ),
+        ));
+    }
+    let endpoints = tokens
+        .endpoints()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let Some(authorization) = endpoints.authorization.clone() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "no authorization endpoint",
+        ));
+    };
+    let redirect = public.join("oauth/callback").map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("redirect URI: {e}"),
+        )
+    })?;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let spec = &tokens.settings().spec;
+    let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(spec.client_id.clone()))
+        .set_auth_uri(AuthUrl::from_url(authorization))
+        .set_redirect_uri(RedirectUrl::from_url(redirect.clone()));
+    let mut request = client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .add_scopes(spec.scopes.iter().map(|s| Scope::new(s.clone())))
+        .add_extra_param("resource", endpoints.resource.clone());
+    for (k, v) in &spec.extra_params {
+        request = request.add_extra_param(k.clone(), v.clone());
+    }
+    let (url, state) = request.url();
+    let expires_at = tokens::now() as i64 + FLOW_TTL_SECONDS;
+    oauth
+        .store
+        .put_pkce(&PkceState {
+            state_hash: crate::front::session::hash_id(state.secret()),
+            connection: connection.to_owned(),
+            verifier: Secret::new(verifier.secret().clone()),
+            redirect_uri: redirect.to_string(),
+            expires_at,
+        })
+        .await?;
+    tracing::info!(connection, "OAuth authorization started");
+    Ok(Json(json!({
+        "authorizationUrl": url.as_str(),
+        "state": state.secret(),
+        "expiresAt": expires_at,
+        "redirectUri": redirect.as_str(),
+    }))
+    .into_response())
+}
+
+/// Query of the redirect from the authorization server.
+#[derive(Deserialize)]
+pub struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `GET /oauth/callback`: exchanges the code and shows a small page saying what happened.
+pub async fn callback(State(oauth): State<Arc<OAuth>>, Query(q): Query<Callback>) -> Response {
+    let Some(state) = q.state.filter(|s| !s.is_empty()) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Authorization failed",
+            "The redirect carries no state parameter.",
+        );
+    };
+    // Taken exactly once, even when the provider reports an error.
+    let pending = match oauth
+        .store
+        .take_pkce(&crate::front::session::hash_id(&state))
+        .await
+    {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Authorization failed",
+                "This authorization is unknown, was already used, or expired. Start it again.",
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read the OAuth state");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Authorization failed",
+                "The gateway's store is unavailable; try again.",
+            );
+        }
+    };
+    let connection = pending.connection.clone();
+    if let Some(error) = q.error {
+        let detail = q
+            .error_description
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        tracing::warn!(connection = %connection, %error, "authorization server refused the authorization");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Authorization refused",
+            &format!(
+                "The authorization server answered {error}{detail} for connection {connection}."
+            ),
+        );
+    }
+    let Some(code) = q.code.filter(|c| !c.is_empty()) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Authorization failed",
+            "The redirect carries no code.",
+        );
+    };
+    match exchange(&oauth, &pending, code).await {
+        Ok(()) => {
+            tracing::info!(connection = %connection, "OAuth authorization completed");
+            page(
+                StatusCode::OK,
+                "Connection authorized",
+                &format!(
+                    "Hawser now holds a token for connection {connection}. You can close this window."
+                ),
+            )
+        }
+        Err(message) => {
+            tracing::warn!(connection = %connection, error = %message, "OAuth code exchange failed");
+            page(
+                StatusCode::BAD_GATEWAY,
+                "Authorization failed",
+                &format!("Exchanging the code for connection {connection} failed: {message}"),
+            )
+        }
+    }
+}
+
+async fn exchange(oauth: &OAuth, pending: &PkceState, code: String) -> Result<(), String> {
+    let tokens = oauth
+        .tokens_for(&pending.connection)
+        .await
+        .map_err(|e| e.message().to_owned())?;
+    let endpoints = tokens.endpoints().await.map_err(|e| e.to_string())?;
+    let redirect = RedirectUrl::new(pending.redirect_uri.clone()).map_err(|e| e.to_string())?;
+    let client = tokens.token_client(&endpoints).set_redirect_uri(redirect);
+    let adapter = super::http::adapter(oauth.http.clone());
+    let response = client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.expose().to_owned()))
+        .add_extra_param("resource", endpoints.resource.clone())
+        .request_async(&adapter)
+        .await
+        .map_err(|e| tokens::describe(&e))?;
+    let row = tokens.to_row(&response, None);
+    tokens.store_grant(row).await.map_err(|e| e.to_string())
+}
+
+fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} · Hawser</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;color:#222}}</style></head>\
+         <body><h1>{t}</h1><p>{m}</p></body></html>",
+        t = escape(title),
+        m = escape(message)
+    );
+    (status, Html(body)).into_response()
+}
+
+/// Escapes text for HTML (provider error descriptions are attacker-controlled).
+fn escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            super::escape("<script>&\"'"),
+            "&lt;script&gt;&amp;&quot;&#39;"
+        );
+    }
+}

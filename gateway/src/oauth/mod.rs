@@ -1,0 +1,122 @@
+//! OAuth 2 towards upstreams: authorization_code with PKCE (started by an operator)
+//! and client_credentials, tokens sealed in the store, refreshed before expiry and
+//! safe across replicas.
+
+pub mod discovery;
+pub mod flow;
+mod http;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use url::Url;
+
+use crate::admin::ApiError;
+use crate::config::{ConnectionConfig, InlineOnly, Policy, Target, UpstreamAuth, resolve};
+use crate::store::Store;
+use crate::upstream::UpstreamError;
+use crate::upstream::auth::Credentials;
+use crate::upstream::registry::{CredentialsFactory, StaticCredentials};
+use tokens::ConnectionTokens;
+
+/// OAuth state shared by the registry (token sources) and the HTTP handlers.
+pub struct OAuth {
+    pub store: Arc<dyn Store>,
+    pub public_url: Option<Url>,
+    pub policy: Policy,
+    http: reqwest::Client,
+    /// Token sources by connection, replaced when the connection changes.
+    sources: Mutex<HashMap<String, Arc<ConnectionTokens>>>,
+}
+
+impl OAuth {
+    pub fn new(store: Arc<dyn Store>, public_url: Option<Url>, policy: Policy) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            public_url,
+            policy,
+            http: http::client(),
+            sources: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn source(&self, config: &ConnectionConfig) -> Result<Arc<ConnectionTokens>, UpstreamError> {
+        let UpstreamAuth::OAuth2(settings) = &config.auth else {
+            return Err(UpstreamError::NotAuthorized(
+                "not an OAuth connection".into(),
+            ));
+        };
+        let url = match &config.target {
+            Target::StreamableHttp(u) | Target::Sse(u) => u.clone(),
+            Target::Stdio { .. } => {
+                return Err(UpstreamError::NotAuthorized(
+                    "stdio connections take no OAuth".into(),
+                ));
+            }
+        };
+        let tokens = Arc::new(ConnectionTokens::new(
+            &config.name,
+            url,
+            settings.clone(),
+            self.store.clone(),
+            self.http.clone(),
+        ));
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(config.name.clone(), tokens.clone());
+        Ok(tokens)
+    }
+
+    /// The token source of `connection` (this replica's, or one built from the store).
+    pub async fn tokens_for(&self, connection: &str) -> Result<Arc<ConnectionTokens>, ApiError> {
+        if let Some(t) = self
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(connection)
+            .cloned()
+        {
+            return Ok(t);
+        }
+        let stored = self
+            .store
+            .get_connection(connection)
+            .await?
+            .ok_or_else(|| ApiError::not_found(connection))?;
+        let spec = stored.spec.map_err(|e| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("connection {connection}: {e}"),
+            )
+        })?;
+        let config = resolve(connection, spec, stored.source, self.policy, &InlineOnly)
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+        self.source(&config).map_err(|_| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("connection {connection} does not use OAuth"),
+            )
+        })
+    }
+}
+
+impl CredentialsFactory for OAuth {
+    fn credentials(&self, config: &ConnectionConfig) -> Result<Credentials, UpstreamError> {
+        match &config.auth {
+            UpstreamAuth::OAuth2(_) => Ok(Credentials::OAuth(self.source(config)?)),
+            _ => StaticCredentials.credentials(config),
+        }
+    }
+}
+
+/// The public OAuth routes (`/oauth/callback`).
+pub fn router(oauth: Arc<OAuth>) -> Router {
+    Router::new()
+        .route("/oauth/callback", get(flow::callback))
+        .with_state(oauth)
+}

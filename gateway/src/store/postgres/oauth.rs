@@ -1,0 +1,282 @@
+//! `oauth_tokens` and `oauth_pkce_states`: upstream tokens sealed at rest, the token
+//! lock that serializes refreshes across replicas, single-use PKCE states.
+
+use async_trait::async_trait;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::crypto::Keyring;
+use crate::store::{Error, OAuthToken, PkceState, Result, TokenLock};
+
+fn access_context(connection: &str) -> String {
+    format!("oauth:{connection}:access")
+}
+
+fn refresh_context(connection: &str) -> String {
+    format!("oauth:{connection}:refresh")
+}
+
+fn pkce_context(state_hash: &[u8; 32]) -> String {
+    format!("pkce:{}", crate::store::hex(state_hash))
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    connection: String,
+    access_token: String,
+    refresh_token: Option<String>,
+    token_type: String,
+    expires_at_ms: Option<i64>,
+    issued_at_ms: Option<i64>,
+    scope: Option<String>,
+    version: i64,
+}
+
+/// `SELECT <row columns> FROM oauth_tokens <tail>`, as one literal.
+macro_rules! select_token {
+    ($tail:literal) => {
+        concat!(
+            "SELECT connection, access_token, refresh_token, token_type, ",
+            "(EXTRACT(EPOCH FROM expires_at) * 1000)::bigint AS expires_at_ms, ",
+            "(EXTRACT(EPOCH FROM updated_at) * 1000)::bigint AS issued_at_ms, scope, version FROM oauth_tokens ",
+            $tail
+        )
+    };
+}
+
+fn unseal(keyring: &Keyring, row: Row) -> Result<OAuthToken> {
+    let access_token =
+        keyring.unseal_string(&row.access_token, &access_context(&row.connection))?;
+    let refresh_token = row
+        .refresh_token
+        .as_deref()
+        .map(|r| keyring.unseal_string(r, &refresh_context(&row.connection)))
+        .transpose()?;
+    Ok(OAuthToken {
+        connection: row.connection,
+        access_token,
+        refresh_token,
+        token_type: row.token_type,
+        expires_at_ms: row.expires_at_ms,
+        issued_at_ms: row.issued_at_ms,
+        scope: row.scope,
+        version: row.version,
+    })
+}
+
+pub(super) async fn get(
+    pool: &PgPool,
+    keyring: &Keyring,
+    connection: &str,
+) -> Result<Option<OAuthToken>> {
+    let row: Option<Row> = sqlx::query_as(select_token!("WHERE connection = $1 AND subject = ''"))
+        .bind(connection)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| unseal(keyring, r)).transpose()
+}
+
+/// The token lock: a transaction holding a transaction-scoped advisory lock on the
+/// connection, with the row read after the lock was granted.
+pub(super) struct PgTokenLock {
+    tx: Option<Transaction<'static, Postgres>>,
+    keyring: Keyring,
+    connection: String,
+    current: Option<OAuthToken>,
+}
+
+pub(super) async fn lock(
+    pool: &PgPool,
+    keyring: &Keyring,
+    connection: &str,
+) -> Result<PgTokenLock> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('hawser-oauth:' || $1, 0))")
+        .bind(connection)
+        .execute(&mut *tx)
+        .await?;
+    let row: Option<Row> = sqlx::query_as(select_token!(
+        "WHERE connection = $1 AND subject = '' FOR UPDATE"
+    ))
+    .bind(connection)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let current = row.map(|r| unseal(keyring, r)).transpose()?;
+    Ok(PgTokenLock {
+        tx: Some(tx),
+        keyring: keyring.clone(),
+        connection: connection.to_owned(),
+        current,
+    })
+}
+
+impl PgTokenLock {
+    fn tx(&mut self) -> Result<&mut Transaction<'static, Postgres>> {
+        self.tx
+            .as_mut()
+            .ok_or_else(|| Error::Corrupt("token lock already finished".into()))
+    }
+}
+
+#[async_trait]
+impl TokenLock for PgTokenLock {
+    fn current(&self) -> Option<&OAuthToken> {
+        self.current.as_ref()
+    }
+
+    async fn write(&mut self, token: &OAuthToken) -> Result<i64> {
+        let access = self.keyring.seal(
+            token.access_token.expose().as_bytes(),
+            &access_context(&self.connection),
+        );
+        let refresh = token.refresh_token.as_ref().map(|r| {
+            self.keyring
+                .seal(r.expose().as_bytes(), &refresh_context(&self.connection))
+        });
+        let connection = self.connection.clone();
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO oauth_tokens (connection, subject, access_token, refresh_token, token_type, expires_at, scope, version, updated_at)
+             VALUES ($1, '', $2, $3, $4, to_timestamp($5), $6, 1, COALESCE(to_timestamp($7), now()))
+             ON CONFLICT (connection, subject) DO UPDATE
+                SET access_token = EXCLUDED.access_token, refresh_token = EXCLUDED.refresh_token,
+                    token_type = EXCLUDED.token_type, expires_at = EXCLUDED.expires_at,
+                    scope = EXCLUDED.scope, version = oauth_tokens.version + 1,
+                    updated_at = EXCLUDED.updated_at
+             RETURNING version",
+        )
+        .bind(&connection)
+        .bind(&access)
+        .bind(&refresh)
+        .bind(&token.token_type)
+        .bind(token.expires_at_ms.map(|e| e as f64 / 1000.0))
+        .bind(&token.scope)
+        .bind(token.issued_at_ms.map(|i| i as f64 / 1000.0))
+        .fetch_one(&mut **self.tx()?)
+        .await?;
+        let mut stored = token.clone();
+        stored.version = version;
+        self.current = Some(stored);
+        Ok(version)
+    }
+
+    async fn delete(&mut self) -> Result<()> {
+        let connection = self.connection.clone();
+        sqlx::query("DELETE FROM oauth_tokens WHERE connection = $1")
+            .bind(&connection)
+            .execute(&mut **self.tx()?)
+            .await?;
+        self.current = None;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<()> {
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) async fn put_pkce(pool: &PgPool, keyring: &Keyring, state: &PkceState) -> Result<()> {
+    // Every new flow sweeps the ones that expired unused.
+    sqlx::query("DELETE FROM oauth_pkce_states WHERE expires_at < now()")
+        .execute(pool)
+        .await?;
+    let verifier = keyring.seal(
+        state.verifier.expose().as_bytes(),
+        &pkce_context(&state.state_hash),
+    );
+    sqlx::query(
+        "INSERT INTO oauth_pkce_states (state_hash, connection, verifier, redirect_uri, expires_at)
+         VALUES ($1, $2, $3, $4, to_timestamp($5))",
+    )
+    .bind(&state.state_hash[..])
+    .bind(&state.connection)
+    .bind(&verifier)
+    .bind(&state.redirect_uri)
+    .bind(state.expires_at as f64)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn take_pkce(
+    pool: &PgPool,
+    keyring: &Keyring,
+    state_hash: &[u8; 32],
+) -> Result<Option<PkceState>> {
+    let row: Option<(String, String, String, i64)> = sqlx::query_as(
+        "DELETE FROM oauth_pkce_states WHERE state_hash = $1
+         RETURNING connection, verifier, redirect_uri, EXTRACT(EPOCH FROM expires_at)::bigint",
+    )
+    .bind(&state_hash[..])
+    .fetch_optional(pool)
+    .await?;
+    let Some((connection, verifier, redirect_uri, expires_at)) = row else {
+        return Ok(None);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    if expires_at < now {
+        return Ok(None);
+    }
+    Ok(Some(PkceState {
+        state_hash: *state_hash,
+        connection,
+        verifier: keyring.unseal_string(&verifier, &pkce_context(state_hash))?,
+        redirect_uri,
+        expires_at,
+    }))
+}
+
+/// Re-seals token and PKCE rows under the current key; returns how many values changed.
+pub(super) async fn reseal(pool: &PgPool, keyring: &Keyring) -> Result<usize> {
+    let mut count = 0;
+    let rows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT connection, access_token, refresh_token FROM oauth_tokens")
+            .fetch_all(pool)
+            .await?;
+    for (connection, access, refresh) in rows {
+        let new_access = keyring.reseal(&access, &access_context(&connection))?;
+        let new_refresh = match &refresh {
+            Some(r) => keyring.reseal(r, &refresh_context(&connection))?,
+            None => None,
+        };
+        if new_access.is_none() && new_refresh.is_none() {
+            continue;
+        }
+        let done = sqlx::query(
+            "UPDATE oauth_tokens SET access_token = $2, refresh_token = $3
+             WHERE connection = $1 AND access_token = $4 AND refresh_token IS NOT DISTINCT FROM $5",
+        )
+        .bind(&connection)
+        .bind(new_access.as_deref().unwrap_or(&access))
+        .bind(new_refresh.as_deref().or(refresh.as_deref()))
+        .bind(&access)
+        .bind(&refresh)
+        .execute(pool)
+        .await?;
+        count += done.rows_affected() as usize
+            * (usize::from(new_access.is_some()) + usize::from(new_refresh.is_some()));
+    }
+    let states: Vec<(Vec<u8>, String)> =
+        sqlx::query_as("SELECT state_hash, verifier FROM oauth_pkce_states")
+            .fetch_all(pool)
+            .await?;
+    for (hash, verifier) in states {
+        let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) else {
+            continue;
+        };
+        if let Some(fresh) = keyring.reseal(&verifier, &pkce_context(&hash))? {
+            let done = sqlx::query("UPDATE oauth_pkce_states SET verifier = $2 WHERE state_hash = $1 AND verifier = $3")
+                .bind(&hash[..])
+                .bind(&fresh)
+                .bind(&verifier)
+                .execute(pool)
+                .await?;
+            count += done.rows_affected() as usize;
+        }
+    }
+    Ok(count)
+}
