@@ -11,7 +11,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The regex the CRD schema uses for durations; kept in step with [`Duration::parse`].
-pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h))+$";
+pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
 
 /// A non-zero duration parsed from the `<digits><unit>` grammar.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,7 +28,7 @@ impl fmt::Display for ParseDurationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid duration {:?}: {} (expected e.g. \"500ms\", \"10s\", \"2m\", \"1h30m\")",
+            "invalid duration {:?}: {} (expected e.g. \"500ms\", \"10s\", \"2m\", \"1h30m\", \"30d\")",
             self.input, self.reason
         )
     }
@@ -77,8 +77,13 @@ impl Duration {
                 (1, seconds(value, 60).ok_or_else(|| err("out of range"))?)
             } else if rest.starts_with('h') {
                 (1, seconds(value, 3600).ok_or_else(|| err("out of range"))?)
+            } else if rest.starts_with('d') {
+                (
+                    1,
+                    seconds(value, 86_400).ok_or_else(|| err("out of range"))?,
+                )
             } else {
-                return Err(err("missing or unknown unit (use ms, s, m or h)"));
+                return Err(err("missing or unknown unit (use ms, s, m, h or d)"));
             };
             rest = &rest[unit_len..];
             total = total.checked_add(part).ok_or_else(|| err("out of range"))?;
@@ -159,7 +164,7 @@ impl JsonSchema for Duration {
         json_schema!({
             "type": "string",
             "pattern": DURATION_PATTERN,
-            "description": "A duration such as 500ms, 10s, 2m or 1h30m."
+            "description": "A duration such as 500ms, 10s, 2m, 1h30m or 30d."
         })
     }
 }
@@ -174,6 +179,7 @@ mod tests {
         assert_eq!(Duration::parse("1500ms").unwrap().get().as_millis(), 1500);
         assert_eq!(Duration::parse("1h30m").unwrap().get().as_secs(), 5400);
         assert_eq!(Duration::parse("2m").unwrap().get().as_secs(), 120);
+        assert_eq!(Duration::parse("30d").unwrap().get().as_secs(), 30 * 86_400);
     }
 
     #[test]

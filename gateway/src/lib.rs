@@ -6,12 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 
 pub mod config;
 pub mod crypto;
 pub mod front;
 pub mod jsonrpc;
+pub mod metrics;
 pub mod oauth;
 pub mod server;
 pub mod sse;

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::admin::Admin;
 use crate::config::{Policy, Settings, Source};
 
+use crate::audit::Auditor;
 use crate::front::{self, Front};
+use crate::metrics::Metrics;
 use crate::oauth::OAuth;
 use crate::store::{MemoryStore, PgStore, Store};
 use crate::upstream::registry::{Registry, RegistrySettings};
@@ -27,6 +29,7 @@ pub struct AppState {
     pub front: Arc<Front>,
     pub admin: Arc<Admin>,
     pub oauth: Arc<OAuth>,
+    pub metrics: Arc<Metrics>,
     pub replica: String,
 }
 
@@ -118,7 +121,13 @@ pub async fn build(
         allow_stdio_from_api: settings.security.allow_stdio_from_api,
     };
     sync_file_connections(store.as_ref(), settings).await?;
-    let oauth = OAuth::new(store.clone(), settings.public_url.clone(), policy);
+    let metrics = Metrics::new();
+    let oauth = OAuth::new(
+        store.clone(),
+        settings.public_url.clone(),
+        policy,
+        metrics.clone(),
+    );
     let registry = Registry::start(
         RegistrySettings {
             replica: settings.replica_id.clone(),
@@ -127,6 +136,13 @@ pub async fn build(
         },
         store.clone(),
         oauth.clone(),
+        metrics.clone(),
+        shutdown.child_token(),
+    );
+    let auditor = Auditor::start(
+        settings.audit.clone(),
+        store.clone(),
+        metrics.clone(),
         shutdown.child_token(),
     );
     let front = Arc::new(Front {
@@ -136,6 +152,9 @@ pub async fn build(
         registry: registry.clone(),
         relay: front::relay::Relay::new(&token),
         store: store.clone(),
+        auditor,
+        metrics: metrics.clone(),
+        replica: settings.replica_id.clone(),
     });
     front::spawn_background(front.clone(), shutdown.child_token());
     let admin = Arc::new(Admin {
@@ -154,6 +173,7 @@ pub async fn build(
         front,
         admin,
         oauth,
+        metrics,
         replica: settings.replica_id.clone(),
     }))
 }
@@ -163,11 +183,33 @@ pub fn router(state: Arc<AppState>) -> Router {
     let ops = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state.clone());
     front::router(state.front.clone())
         .merge(crate::admin::router(state.admin.clone()))
         .merge(crate::oauth::router(state.oauth.clone()))
         .merge(ops)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl axum::response::IntoResponse {
+    let m = &state.metrics;
+    m.sessions_active
+        .set(state.front.sessions.local().len() as i64);
+    if let Some((size, idle)) = state.store.pool_stats() {
+        m.db_pool
+            .get_or_create(&crate::metrics::PoolLabels { state: "idle" })
+            .set(i64::from(idle));
+        m.db_pool
+            .get_or_create(&crate::metrics::PoolLabels { state: "used" })
+            .set(i64::from(size.saturating_sub(idle)));
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {

@@ -1,6 +1,7 @@
 //! Multi-process tests: real gateway processes, the fixture upstream, real MCP
 //! clients (the official Python SDK, the conformance suite's TypeScript client).
 
+mod audit;
 mod conformance;
 mod oauth;
 mod protocol;

@@ -24,9 +24,26 @@ pub struct RawConfig {
     /// How MCP clients authenticate to Hawser.
     #[serde(default)]
     pub client_auth: RawClientAuth,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: RawAudit,
     /// Upstream MCP servers.
     #[serde(default)]
     pub connections: Vec<McpConnectionSpec>,
+}
+
+/// Audit log settings, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawAudit {
+    /// Record calls (default true; `HAWSER_AUDIT_ENABLED`).
+    pub enabled: Option<bool>,
+    /// Delete events older than this (default 30d; `HAWSER_AUDIT_RETENTION`).
+    pub retention: Option<hawser_crds::Duration>,
+    /// Events kept in memory while the store is away (default 100000).
+    pub buffer_size: Option<usize>,
+    /// Parameter keys whose values are redacted (replaces the default list).
+    pub redact_keys: Option<Vec<String>>,
 }
 
 /// Host/Origin allow-lists for `/mcp`.
@@ -43,6 +60,9 @@ pub struct RawSecurity {
     /// Accept `transport: stdio` connections from the admin API and CRDs.
     #[serde(default)]
     pub allow_stdio_from_api: bool,
+    /// Peers whose `X-Forwarded-For` is believed (CIDRs or addresses); others' is
+    /// ignored (`HAWSER_TRUSTED_PROXIES`).
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// Client authentication, as written.

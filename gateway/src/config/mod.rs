@@ -6,6 +6,7 @@
 
 mod connection;
 mod file;
+pub mod net;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -93,6 +94,7 @@ pub struct Security {
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub allow_stdio_from_api: bool,
+    pub trusted_proxies: Vec<net::IpRange>,
 }
 
 impl Security {
@@ -184,6 +186,7 @@ pub struct Settings {
     pub public_url: Option<Url>,
     pub security: Security,
     pub client_auth: ClientAuth,
+    pub audit: crate::audit::AuditSettings,
     pub connections: Vec<ConnectionConfig>,
 }
 
@@ -312,7 +315,55 @@ impl Settings {
             allow_stdio_from_api: flags.allow_stdio_from_api
                 || raw.security.allow_stdio_from_api
                 || env.var("HAWSER_ALLOW_STDIO_FROM_API").as_deref() == Some("true"),
+            trusted_proxies: Vec::new(),
         };
+        let mut security = security;
+        for text in list("HAWSER_TRUSTED_PROXIES")
+            .or(raw.security.trusted_proxies)
+            .unwrap_or_default()
+        {
+            let range = net::IpRange::parse(&text).ok_or_else(|| {
+                invalid(
+                    "security.trustedProxies",
+                    format!("{text:?} is not an address or CIDR range (e.g. 10.0.0.0/8)"),
+                )
+            })?;
+            security.trusted_proxies.push(range);
+        }
+
+        let mut audit = crate::audit::AuditSettings::default();
+        if let Some(enabled) = raw.audit.enabled {
+            audit.enabled = enabled;
+        }
+        if let Some(v) = env.var("HAWSER_AUDIT_ENABLED") {
+            audit.enabled = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(invalid(
+                        "HAWSER_AUDIT_ENABLED",
+                        format!("{other:?}: use true or false"),
+                    ));
+                }
+            };
+        }
+        if let Some(r) = raw.audit.retention {
+            audit.retention = r.get();
+        }
+        if let Some(v) = env.var("HAWSER_AUDIT_RETENTION") {
+            audit.retention = hawser_crds::Duration::parse(&v)
+                .map_err(|e| invalid("HAWSER_AUDIT_RETENTION", e.to_string()))?
+                .get();
+        }
+        if let Some(n) = raw.audit.buffer_size {
+            if n == 0 {
+                return Err(invalid("audit.bufferSize", "must be at least 1"));
+            }
+            audit.buffer = n;
+        }
+        if let Some(keys) = raw.audit.redact_keys {
+            audit.redact = keys;
+        }
         for origin in &security.allowed_origins {
             if origin != "*" && Url::parse(origin).is_err() {
                 return Err(invalid(
@@ -393,6 +444,7 @@ impl Settings {
             public_url,
             security,
             client_auth,
+            audit,
             connections,
         })
     }

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 
 use super::Front;
 use super::reply::{self, Reply};
+use super::request::RequestInfo;
 use super::session::ClientSession;
 use super::stream::{self, CallContext, Outcome};
 use crate::jsonrpc::{self, Id, Message, RawParams, code, raw_string};
@@ -69,7 +70,12 @@ pub fn connection_initialize(upstream: &Upstream, version: &str) -> Result<Strin
 }
 
 /// Handles a request (a message with an id and a method) in a live session.
-pub async fn request(front: &Front, session: &Arc<ClientSession>, msg: &Message<'_>) -> Reply {
+pub async fn request(
+    front: &Front,
+    session: &Arc<ClientSession>,
+    msg: &Message<'_>,
+    info: &RequestInfo,
+) -> Reply {
     let id = msg.id.map(Id::from_raw).unwrap_or_else(|| Id::string(""));
     let view = front.registry.view();
     let endpoint: Arc<Endpoint> = if session.endpoint.is_empty() {
@@ -145,11 +151,9 @@ pub async fn request(front: &Front, session: &Arc<ClientSession>, msg: &Message<
                 &endpoint.prompts
             };
             let Some(route) = routes.get(&name) else {
-                return reply::rpc_error(
-                    Some(id.json()),
-                    code::INVALID_PARAMS,
-                    &format!("unknown {field} {name:?}"),
-                );
+                let message = format!("unknown {field} {name:?}");
+                front.deny(info, Some(session), method, Some(name), "policy", &message);
+                return reply::rpc_error(Some(id.json()), code::INVALID_PARAMS, &message);
             };
             let forwarded = if route.name != name {
                 params.0.set("name", raw_string(&route.name));
@@ -166,6 +170,7 @@ pub async fn request(front: &Front, session: &Arc<ClientSession>, msg: &Message<
                 params,
                 id,
                 Some(route.name.clone()),
+                info,
             )
             .await
         }
@@ -183,7 +188,17 @@ pub async fn request(front: &Front, session: &Arc<ClientSession>, msg: &Message<
             };
             match route_uri(&endpoint, &uri) {
                 Some(upstream) => {
-                    forward(front, session, &upstream, method, msg.params, id, Some(uri)).await
+                    forward(
+                        front,
+                        session,
+                        &upstream,
+                        method,
+                        msg.params,
+                        id,
+                        Some(uri),
+                        info,
+                    )
+                    .await
                 }
                 None => reply::rpc_error(
                     Some(id.json()),
@@ -192,7 +207,7 @@ pub async fn request(front: &Front, session: &Arc<ClientSession>, msg: &Message<
                 ),
             }
         }
-        "completion/complete" => complete(front, session, &endpoint, msg, id).await,
+        "completion/complete" => complete(front, session, &endpoint, msg, id, info).await,
         "logging/setLevel" if aggregated => set_level(front, session, msg, id).await,
         _ if aggregated => reply::rpc_error(
             Some(id.json()),
@@ -202,7 +217,10 @@ pub async fn request(front: &Front, session: &Arc<ClientSession>, msg: &Message<
         // A connection's endpoint is a transparent proxy: anything else goes upstream as is.
         _ => match endpoint.upstream.clone() {
             Some(upstream) => {
-                forward(front, session, &upstream, method, msg.params, id, None).await
+                forward(
+                    front, session, &upstream, method, msg.params, id, None, info,
+                )
+                .await
             }
             None => reply::rpc_error(
                 Some(id.json()),
@@ -227,6 +245,7 @@ async fn complete(
     endpoint: &Endpoint,
     msg: &Message<'_>,
     id: Id,
+    info: &RequestInfo,
 ) -> Reply {
     let mut params = match RawParams::parse(msg.params) {
         Ok(p) => p,
@@ -260,6 +279,7 @@ async fn complete(
                 Some(&params),
                 id,
                 Some(route.name.clone()),
+                info,
             )
             .await
         }
@@ -275,6 +295,7 @@ async fn complete(
                         msg.params,
                         id,
                         Some(uri),
+                        info,
                     )
                     .await
                 }
@@ -365,19 +386,33 @@ pub async fn forward(
     params: Option<&RawValue>,
     id: Id,
     target: Option<String>,
+    info: &RequestInfo,
 ) -> Reply {
     let inflight = session.track(id.clone());
     let timeout = upstream.config().call_timeout;
-    let finish = front.audit_hook(session, upstream, method, target, params, id.clone());
+    let finish = front.audit_hook(
+        info,
+        session,
+        upstream,
+        method,
+        target,
+        params,
+        info.request_bytes,
+    );
     let fail = |e: &UpstreamError, finish: Option<Box<dyn FnOnce(Outcome) + Send>>| {
+        let body = stream::upstream_error(&id, upstream.name(), e);
         if let Some(f) = finish {
             f(Outcome {
-                error: Some((e.category().into(), e.to_string())),
-                response_bytes: 0,
-                notifications: 0,
+                error: Some((
+                    e.category().into(),
+                    format!("connection {:?}: {e}", upstream.name()),
+                )),
+                response_bytes: body.len(),
+                progress: 0,
+                response: None,
             });
         }
-        reply::json(stream::upstream_error(&id, upstream.name(), e))
+        reply::json(body)
     };
     let mut retried = false;
     loop {
@@ -387,7 +422,7 @@ pub async fn forward(
             r = tokio::time::timeout(timeout, async {
                 let upstream_session = front.sessions.upstream_session(session, upstream).await?;
                 let call = upstream
-                    .call(&upstream_session, method, params, Some(id.json()), &front.upstream_headers(session))
+                    .call(&upstream_session, method, params, Some(id.json()), &info.upstream_headers())
                     .await;
                 Ok::<_, UpstreamError>((upstream_session, call))
             }) => r,

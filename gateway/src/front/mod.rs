@@ -6,6 +6,7 @@ pub mod guard;
 mod listen;
 pub mod relay;
 pub mod reply;
+pub mod request;
 pub mod session;
 pub mod stream;
 
@@ -21,14 +22,19 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use tracing::Instrument;
+
+use crate::audit::Auditor;
 use crate::config::{ClientAuth, Security};
 use crate::jsonrpc::{self, Id, Kind, Message, code};
+use crate::metrics::Metrics;
 use crate::store::{BusMessage, Store, StoreEvent, hex, unhex};
 
 use crate::upstream::{ClientInit, Registry, Upstream};
 use guard::Identity;
 use relay::Relay;
 use reply::{Reply, SESSION_HEADER};
+use request::RequestInfo;
 use session::{ClientSession, SessionError, Sessions};
 use stream::Outcome;
 
@@ -40,25 +46,137 @@ pub struct Front {
     pub registry: Arc<Registry>,
     pub relay: Arc<Relay>,
     pub store: Arc<dyn Store>,
+    pub auditor: Arc<Auditor>,
+    pub metrics: Arc<Metrics>,
+    pub replica: String,
+}
+
+/// Methods that produce an audit event.
+fn audited(method: &str) -> bool {
+    matches!(method, "tools/call" | "resources/read" | "prompts/get")
 }
 
 impl Front {
-    /// A callback recording the call's outcome (audit), if auditing is on.
+    /// A callback recording a forwarded call's outcome: metrics always, an audit event
+    /// for the audited methods.
+    #[allow(clippy::too_many_arguments)]
     pub fn audit_hook(
         &self,
-        _session: &Arc<ClientSession>,
-        _upstream: &Arc<Upstream>,
-        _method: &str,
-        _target: Option<String>,
-        _params: Option<&RawValue>,
-        _id: Id,
+        info: &RequestInfo,
+        session: &Arc<ClientSession>,
+        upstream: &Arc<Upstream>,
+        method: &str,
+        target: Option<String>,
+        params: Option<&RawValue>,
+        request_bytes: usize,
     ) -> Option<Box<dyn FnOnce(Outcome) + Send>> {
-        None
+        let metrics = self.metrics.clone();
+        let connection = upstream.name().to_owned();
+        let method = method.to_owned();
+        let started = info.started;
+        let audit = (self.auditor.enabled() && audited(&method)).then(|| {
+            (
+                self.auditor.clone(),
+                self.event(
+                    info,
+                    Some(session),
+                    &method,
+                    Some(connection.clone()),
+                    target,
+                ),
+                params.map(|p| Bytes::copy_from_slice(p.get().as_bytes())),
+            )
+        });
+        Some(Box::new(move |outcome: Outcome| {
+            let elapsed = started.elapsed();
+            let category = outcome.error.as_ref().map(|(c, _)| c.as_str());
+            metrics.request(
+                &method,
+                &connection,
+                category.unwrap_or("ok"),
+                elapsed.as_secs_f64(),
+            );
+            if let Some((auditor, mut event, params)) = audit {
+                event.success = outcome.error.is_none();
+                if let Some((category, message)) = outcome.error {
+                    event.error_category = Some(category);
+                    event.error_message = Some(message.chars().take(1000).collect());
+                }
+                event.duration_ms = elapsed.as_secs_f64() * 1000.0;
+                event.request_bytes = Some(request_bytes as i64);
+                event.response_bytes = Some(outcome.response_bytes as i64);
+                event.progress_count = Some(i32::try_from(outcome.progress).unwrap_or(i32::MAX));
+                auditor.record(crate::audit::Record {
+                    event,
+                    params,
+                    response: outcome.response,
+                });
+            }
+        }))
     }
 
-    /// Headers added to requests towards upstreams.
-    pub fn upstream_headers(&self, _session: &ClientSession) -> HeaderMap {
-        HeaderMap::new()
+    /// A new audit event for this request (not yet finished).
+    fn event(
+        &self,
+        info: &RequestInfo,
+        session: Option<&ClientSession>,
+        method: &str,
+        connection: Option<String>,
+        target: Option<String>,
+    ) -> crate::store::AuditEvent {
+        let ts_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        crate::store::AuditEvent {
+            ts_ms,
+            request_id: info.request_id.clone(),
+            session: session.map(|s| s.handle.clone()),
+            replica: self.replica.clone(),
+            subject: session.map(|s| s.subject.clone()),
+            auth_type: info.auth_type.map(str::to_owned),
+            remote_addr: info.remote_addr.clone(),
+            user_agent: info.user_agent.clone(),
+            method: method.to_owned(),
+            connection,
+            target,
+            params: None,
+            success: false,
+            error_category: None,
+            error_message: None,
+            duration_ms: 0.0,
+            request_bytes: None,
+            response_bytes: None,
+            content_blocks: None,
+            progress_count: None,
+        }
+    }
+
+    /// Records a request the gateway refused (policy, authentication).
+    #[allow(clippy::too_many_arguments)]
+    pub fn deny(
+        &self,
+        info: &RequestInfo,
+        session: Option<&ClientSession>,
+        method: &str,
+        target: Option<String>,
+        category: &str,
+        message: &str,
+    ) {
+        self.metrics
+            .request(method, "", category, info.started.elapsed().as_secs_f64());
+        if !self.auditor.enabled() {
+            return;
+        }
+        let mut event = self.event(info, session, method, None, target);
+        event.error_category = Some(category.to_owned());
+        event.error_message = Some(message.chars().take(1000).collect());
+        event.duration_ms = info.started.elapsed().as_secs_f64() * 1000.0;
+        self.auditor.record(crate::audit::Record {
+            event,
+            params: None,
+            response: None,
+        });
     }
 
     /// Cancels a request held by another replica (whichever has it in flight).
@@ -254,10 +372,44 @@ async fn post_mcp(
     request: axum::extract::Request,
 ) -> Reply {
     let (parts, body) = request.into_parts();
-    let headers = parts.headers;
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let info = RequestInfo::new(&parts.headers, peer, &front.security.trusted_proxies);
+    let span = tracing::info_span!(
+        "mcp",
+        request_id = %info.request_id,
+        endpoint = %target.0,
+        session = tracing::field::Empty,
+    );
+    handle_post(front, target, parts.headers, body, info)
+        .instrument(span)
+        .await
+}
+
+async fn handle_post(
+    front: Arc<Front>,
+    target: Target,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    mut info: RequestInfo,
+) -> Reply {
     let identity = match admit(&front, &target, &headers) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => {
+            if r.status() == StatusCode::UNAUTHORIZED {
+                front.deny(
+                    &info,
+                    None,
+                    "(unauthenticated)",
+                    None,
+                    "auth",
+                    "missing or invalid credentials",
+                );
+            }
+            return r;
+        }
     };
     let body: Bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
         Ok(b) => b,
@@ -268,6 +420,8 @@ async fn post_mcp(
             );
         }
     };
+    info.auth_type = Some(identity.auth_type);
+    info.request_bytes = body.len();
     let is_json = header_str(&headers, header::CONTENT_TYPE.as_str()).is_some_and(|c| {
         c.split(';')
             .next()
@@ -324,8 +478,9 @@ async fn post_mcp(
         Ok(s) => s,
         Err(r) => return r,
     };
+    tracing::Span::current().record("session", session.handle.as_str());
     match msg.kind() {
-        Kind::Request => dispatch::request(&front, &session, &msg).await,
+        Kind::Request => dispatch::request(&front, &session, &msg, &info).await,
         Kind::Notification => {
             dispatch::notification(&front, &session, &msg).await;
             reply::accepted()

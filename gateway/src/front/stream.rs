@@ -33,9 +33,13 @@ pub struct CallContext {
 /// How a call ended, for audit and metrics.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// Error category and message, when it failed.
     pub error: Option<(String, String)>,
     pub response_bytes: usize,
-    pub notifications: u32,
+    /// Progress notifications relayed.
+    pub progress: u32,
+    /// The response (shared bytes, not a copy), for counting content blocks later.
+    pub response: Option<Bytes>,
 }
 
 /// The error response a client gets for an upstream failure.
@@ -61,8 +65,9 @@ struct Relaying {
     ctx: CallContext,
     call: Option<Call>,
     pending: Vec<String>,
-    notifications: u32,
+    progress: u32,
     response_bytes: usize,
+    response: Option<Bytes>,
     error: Option<(String, String)>,
 }
 
@@ -99,10 +104,13 @@ impl Relaying {
                 if let Some((code, message)) = error {
                     self.error = Some(("upstream".into(), format!("error {code}: {message}")));
                 }
+                self.response = Some(bytes.clone());
                 Step::Last(bytes)
             }
             Ok(Some(Ok(Inbound::Notification(bytes)))) => {
-                self.notifications += 1;
+                if memchr::memmem::find(&bytes, b"notifications/progress").is_some() {
+                    self.progress += 1;
+                }
                 Step::Frame(bytes)
             }
             Ok(Some(Ok(Inbound::Request { id, bytes }))) => self.server_request(id, bytes).await,
@@ -155,7 +163,8 @@ impl Relaying {
             f(Outcome {
                 error: self.error.take(),
                 response_bytes: self.response_bytes,
-                notifications: self.notifications,
+                progress: self.progress,
+                response: self.response.take(),
             });
         }
     }
@@ -178,8 +187,9 @@ pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
         ctx,
         call: Some(call),
         pending: Vec::new(),
-        notifications: 0,
+        progress: 0,
         response_bytes: 0,
+        response: None,
         error: None,
     };
     // Wait for the first message: if it is the response, answer with plain JSON.

@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::admin::ApiError;
 use crate::config::{ConnectionConfig, InlineOnly, Policy, Target, UpstreamAuth, resolve};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::upstream::UpstreamError;
 use crate::upstream::auth::Credentials;
@@ -28,17 +29,24 @@ pub struct OAuth {
     pub store: Arc<dyn Store>,
     pub public_url: Option<Url>,
     pub policy: Policy,
+    metrics: Arc<Metrics>,
     http: reqwest::Client,
     /// Token sources by connection, replaced when the connection changes.
     sources: Mutex<HashMap<String, Arc<ConnectionTokens>>>,
 }
 
 impl OAuth {
-    pub fn new(store: Arc<dyn Store>, public_url: Option<Url>, policy: Policy) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        public_url: Option<Url>,
+        policy: Policy,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             public_url,
             policy,
+            metrics,
             http: http::client(),
             sources: Mutex::new(HashMap::new()),
         })
@@ -64,6 +72,7 @@ impl OAuth {
             settings.clone(),
             self.store.clone(),
             self.http.clone(),
+            self.metrics.clone(),
         ));
         self.sources
             .lock()

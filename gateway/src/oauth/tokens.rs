@@ -71,6 +71,7 @@ pub struct ConnectionTokens {
     flight: Mutex<()>,
     /// Where an operator starts the authorization (for messages).
     start_path: String,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ConnectionTokens {
@@ -80,6 +81,7 @@ impl ConnectionTokens {
         settings: OAuth2Settings,
         store: Arc<dyn Store>,
         http: reqwest::Client,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Self {
             connection: connection.to_owned(),
@@ -91,6 +93,7 @@ impl ConnectionTokens {
             cached: ArcSwapOption::empty(),
             flight: Mutex::new(()),
             start_path: format!("POST /api/v1/connections/{connection}/oauth/start"),
+            metrics,
         }
     }
 
@@ -287,6 +290,22 @@ impl ConnectionTokens {
                 }));
             }
         };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(RequestTokenError::ServerResponse(e))
+                if *e.error() == BasicErrorResponseType::InvalidGrant =>
+            {
+                "invalid_grant"
+            }
+            Err(_) => "error",
+        };
+        self.metrics
+            .oauth_refreshes
+            .get_or_create(&crate::metrics::OAuthLabels {
+                connection: self.connection.clone(),
+                outcome: std::borrow::Cow::Borrowed(outcome),
+            })
+            .inc();
         match result {
             Ok(response) => {
                 let row = self.to_row(&response, refresh.as_ref());

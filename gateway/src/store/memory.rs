@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome, Result, SessionRecord, Store,
-    StoreEvent, StoredConnection, TokenLock, UpstreamSession,
+    AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome, Result,
+    SessionRecord, Store, StoreEvent, StoredConnection, TokenLock, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 
@@ -17,6 +17,7 @@ struct Row {
     source: Source,
     generation: Option<i64>,
     revision: i64,
+    updated_at_ms: i64,
     spec: hawser_crds::McpConnectionSpec,
 }
 
@@ -113,6 +114,7 @@ fn stored(name: &str, row: &Row) -> StoredConnection {
         source: row.source,
         revision: row.revision,
         generation: row.generation,
+        updated_at_ms: Some(row.updated_at_ms),
         spec: Ok(row.spec.clone()),
     }
 }
@@ -176,6 +178,7 @@ impl Store for MemoryStore {
                     source: conn.source,
                     generation,
                     revision,
+                    updated_at_ms: unix_now() * 1000,
                     spec: conn.spec.clone(),
                 },
             );
@@ -373,6 +376,20 @@ impl Store for MemoryStore {
         s.pkce.retain(|_, p| p.expires_at >= now);
         s.pkce.insert(state.state_hash, state.clone());
         Ok(())
+    }
+
+    /// Embedded mode keeps no audit table: events become structured log lines
+    /// (target `hawser::audit`), which log collectors can keep.
+    async fn write_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        for e in events {
+            let line = serde_json::to_string(e).unwrap_or_default();
+            tracing::info!(target: "hawser::audit", event = %line, "audit");
+        }
+        Ok(())
+    }
+
+    async fn sweep_audit(&self, _age: Duration) -> Result<u64> {
+        Ok(0)
     }
 
     async fn take_pkce(&self, state_hash: &[u8; 32]) -> Result<Option<PkceState>> {

@@ -53,6 +53,8 @@ pub struct StoredConnection {
     pub source: Source,
     pub revision: i64,
     pub generation: Option<i64>,
+    /// When the row was last written (milliseconds since the Unix epoch).
+    pub updated_at_ms: Option<i64>,
     /// The spec, or why it could not be read (e.g. sealed with a key this replica
     /// does not have); the connection is then reported in error, not dropped.
     pub spec: Result<McpConnectionSpec, String>,
@@ -198,6 +200,37 @@ pub trait TokenLock: Send {
     async fn finish(self: Box<Self>) -> Result<()>;
 }
 
+/// One audited request (a row of `audit_events`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    pub request_id: String,
+    /// A non-secret handle of the session (a prefix of its id hash).
+    pub session: Option<String>,
+    pub replica: String,
+    pub subject: Option<String>,
+    pub auth_type: Option<String>,
+    pub remote_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub method: String,
+    pub connection: Option<String>,
+    /// Tool, prompt or resource as the upstream names it.
+    pub target: Option<String>,
+    /// Parameters with secrets redacted.
+    pub params: Option<serde_json::Value>,
+    pub success: bool,
+    /// auth, upstream, timeout, cancelled, policy, protocol.
+    pub error_category: Option<String>,
+    pub error_message: Option<String>,
+    pub duration_ms: f64,
+    pub request_bytes: Option<i64>,
+    pub response_bytes: Option<i64>,
+    pub content_blocks: Option<i32>,
+    pub progress_count: Option<i32>,
+}
+
 /// A message between replicas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -254,6 +287,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks the store is reachable (readiness).
     async fn ping(&self) -> Result<()>;
+
+    /// Connection pool (size, idle), when there is one.
+    fn pool_stats(&self) -> Option<(u32, u32)> {
+        None
+    }
 
     /// Events from every replica. A lagging receiver sees `Resync`.
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent>;
@@ -317,4 +355,10 @@ pub trait Store: Send + Sync + 'static {
     async fn put_pkce(&self, state: &PkceState) -> Result<()>;
     /// Takes a PKCE state exactly once; `None` when unknown, used or expired.
     async fn take_pkce(&self, state_hash: &[u8; 32]) -> Result<Option<PkceState>>;
+
+    // --- audit
+    /// Writes a batch of audit events (one round trip).
+    async fn write_audit(&self, events: &[AuditEvent]) -> Result<()>;
+    /// Deletes audit events older than `age`; returns how many.
+    async fn sweep_audit(&self, age: std::time::Duration) -> Result<u64>;
 }

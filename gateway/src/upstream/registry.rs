@@ -16,6 +16,7 @@ use super::auth::Credentials;
 use super::lifecycle::{self, Report, State};
 use super::{Upstream, UpstreamError};
 use crate::config::{ConnectionConfig, InlineOnly, Policy, UpstreamAuth, resolve};
+use crate::metrics::Metrics;
 use crate::store::{BusMessage, ConnectionStatus, Store, StoreEvent, StoredConnection};
 use crate::view::{Changes, View};
 
@@ -59,6 +60,8 @@ pub struct LocalStatus {
 
 struct Entry {
     revision: i64,
+    /// When the row was written, until this replica serves it (reload lag).
+    written_at_ms: Option<i64>,
     /// The upstream in the view; `None` for a connection whose spec is invalid here.
     upstream: Option<Arc<Upstream>>,
     stop: CancellationToken,
@@ -78,6 +81,7 @@ pub struct Registry {
     settings: RegistrySettings,
     store: Arc<dyn Store>,
     credentials: Arc<dyn CredentialsFactory>,
+    metrics: Arc<Metrics>,
     entries: Mutex<HashMap<String, Entry>>,
     view: ArcSwap<View>,
     changes: broadcast::Sender<Arc<Changes>>,
@@ -94,6 +98,7 @@ impl Registry {
         settings: RegistrySettings,
         store: Arc<dyn Store>,
         credentials: Arc<dyn CredentialsFactory>,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let (reports, report_rx) = mpsc::unbounded_channel();
@@ -104,6 +109,7 @@ impl Registry {
             settings,
             store: store.clone(),
             credentials,
+            metrics,
             entries: Mutex::new(HashMap::new()),
             view: ArcSwap::from_pointee(View::default()),
             changes: broadcast::channel(256).0,
@@ -313,11 +319,13 @@ impl Registry {
             name.clone(),
             Entry {
                 revision: row.revision,
+                written_at_ms: row.updated_at_ms,
                 upstream,
                 stop,
                 status: status.clone(),
             },
         );
+        self.metrics.reloads.inc();
         if let Some(old) = old {
             old.stop.cancel();
         }
@@ -331,6 +339,8 @@ impl Registry {
         };
         tracing::info!(connection = %name, "connection removed");
         entry.stop.cancel();
+        self.metrics.remove_connection(name);
+        self.metrics.reloads.inc();
         self.rebuild_view();
         // This replica's status of the deleted connection says so.
         let _ = self.status_tx.send(ConnectionStatus {
@@ -376,12 +386,24 @@ impl Registry {
                     self.write_status(upstream.name(), &status);
                 }
                 Report::Catalog { upstream } => {
-                    let current = self
-                        .lock()
-                        .get(upstream.name())
-                        .and_then(|e| e.upstream.clone());
+                    let (current, written) = {
+                        let mut entries = self.lock();
+                        match entries.get_mut(upstream.name()) {
+                            Some(e) => (e.upstream.clone(), e.written_at_ms.take()),
+                            None => (None, None),
+                        }
+                    };
                     if current.is_some_and(|u| Arc::ptr_eq(&u, &upstream)) {
                         self.rebuild_view();
+                        if let Some(written) = written {
+                            let now_ms = SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map(|d| d.as_millis() as i64)
+                                .unwrap_or_default();
+                            self.metrics
+                                .reload_lag
+                                .observe((now_ms - written).max(0) as f64 / 1000.0);
+                        }
                     }
                 }
             }
@@ -428,7 +450,10 @@ impl Registry {
         let row = ConnectionStatus {
             connection: name.to_owned(),
             replica: self.settings.replica.clone(),
-            state: status.state.as_str().to_owned(),
+            state: {
+                self.metrics.set_state(name, status.state.as_str());
+                status.state.as_str().to_owned()
+            },
             tools: i32::try_from(tools).unwrap_or(i32::MAX),
             last_error,
             auth_state: self.auth_state(name, status.state),

@@ -25,6 +25,7 @@ struct Row {
     source: String,
     generation: Option<i64>,
     revision: i64,
+    updated_at_ms: Option<i64>,
 }
 
 /// Splits a spec into (spec with placeholders, sealed credentials).
@@ -93,6 +94,7 @@ fn to_stored(keyring: &Keyring, row: Row) -> Result<StoredConnection> {
         source,
         revision: row.revision,
         generation: row.generation,
+        updated_at_ms: row.updated_at_ms,
         spec,
     })
 }
@@ -101,7 +103,8 @@ fn to_stored(keyring: &Keyring, row: Row) -> Result<StoredConnection> {
 macro_rules! select {
     ($tail:literal) => {
         concat!(
-            "SELECT name, spec, credentials, source, generation, revision FROM connections ",
+            "SELECT name, spec, credentials, source, generation, revision, ",
+            "(EXTRACT(EPOCH FROM updated_at) * 1000)::bigint AS updated_at_ms FROM connections ",
             $tail
         )
     };

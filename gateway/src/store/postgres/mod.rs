@@ -5,6 +5,7 @@
 //! notifications into [`StoreEvent`]s; after it reconnects it emits `Resync`, because
 //! notifications sent while it was away are lost.
 
+mod audit;
 mod bus;
 mod connections;
 mod oauth;
@@ -20,8 +21,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome, Result, SessionRecord, Store,
-    StoreEvent, StoredConnection, TokenLock, UpstreamSession,
+    AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome, Result,
+    SessionRecord, Store, StoreEvent, StoredConnection, TokenLock, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 use crate::crypto::Keyring;
@@ -238,6 +239,13 @@ impl Store for PgStore {
         "postgres"
     }
 
+    fn pool_stats(&self) -> Option<(u32, u32)> {
+        Some((
+            self.pool.size(),
+            u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+        ))
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -345,6 +353,14 @@ impl Store for PgStore {
 
     async fn take_pkce(&self, state_hash: &[u8; 32]) -> Result<Option<PkceState>> {
         oauth::take_pkce(&self.pool, &self.keyring, state_hash).await
+    }
+
+    async fn write_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        audit::write(&self.pool, events).await
+    }
+
+    async fn sweep_audit(&self, age: Duration) -> Result<u64> {
+        audit::sweep(&self.pool, age).await
     }
 }
 

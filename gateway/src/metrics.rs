@@ -1,0 +1,291 @@
+//! Prometheus metrics (the official `prometheus-client`), served at `/metrics`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a request to an MCP endpoint.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: Cow<'static, str>,
+    /// `""` for requests answered by the gateway itself.
+    pub connection: String,
+    /// `ok`, or the error category (`upstream`, `timeout`, `cancelled`, `policy`, …).
+    pub outcome: Cow<'static, str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub connection: String,
+    pub state: Cow<'static, str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OAuthLabels {
+    pub connection: String,
+    pub outcome: Cow<'static, str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub state: &'static str,
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    pub upstream_state: Family<StateLabels, Gauge>,
+    pub sessions_active: Gauge,
+    pub reloads: Counter,
+    pub reload_lag: Histogram,
+    pub oauth_refreshes: Family<OAuthLabels, Counter>,
+    pub audit_queue: Gauge,
+    pub audit_batches: Counter,
+    pub audit_rows: Counter,
+    pub audit_dropped: Counter,
+    pub db_pool: Family<PoolLabels, Gauge>,
+}
+
+fn duration_histogram() -> Histogram {
+    // 100 µs … ~105 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 21))
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("hawser");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "MCP requests, by method, connection and outcome",
+            requests.clone(),
+        );
+        let request_duration =
+            Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its last byte, by method, connection and outcome",
+            request_duration.clone(),
+        );
+        let upstream_state = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "upstream_state",
+            "1 for the state each connection is in on this replica",
+            upstream_state.clone(),
+        );
+        let sessions_active = Gauge::default();
+        registry.register(
+            "sessions_active",
+            "Client sessions held by this replica",
+            sessions_active.clone(),
+        );
+        let reloads = Counter::default();
+        registry.register(
+            "connection_reloads",
+            "Connection changes applied by this replica",
+            reloads.clone(),
+        );
+        let reload_lag = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "connection_reload_lag_seconds",
+            "Time from a connection change being committed to this replica serving it",
+            reload_lag.clone(),
+        );
+        let oauth_refreshes = Family::<OAuthLabels, Counter>::default();
+        registry.register(
+            "oauth_token_requests",
+            "Upstream OAuth token requests by outcome",
+            oauth_refreshes.clone(),
+        );
+        let audit_queue = Gauge::default();
+        registry.register(
+            "audit_queue_depth",
+            "Audit events waiting to be written",
+            audit_queue.clone(),
+        );
+        let audit_batches = Counter::default();
+        registry.register(
+            "audit_batches",
+            "Audit batches written",
+            audit_batches.clone(),
+        );
+        let audit_rows = Counter::default();
+        registry.register(
+            "audit_events_written",
+            "Audit events written",
+            audit_rows.clone(),
+        );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_events_dropped",
+            "Audit events dropped because the buffer was full (the store was away too long)",
+            audit_dropped.clone(),
+        );
+        let db_pool = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Postgres pool connections by state",
+            db_pool.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "Version of this build", build);
+        Arc::new(Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_state,
+            sessions_active,
+            reloads,
+            reload_lag,
+            oauth_refreshes,
+            audit_queue,
+            audit_batches,
+            audit_rows,
+            audit_dropped,
+            db_pool,
+        })
+    }
+
+    /// Records one request.
+    pub fn request(&self, method: &str, connection: &str, outcome: &str, seconds: f64) {
+        let labels = RequestLabels {
+            method: static_method(method),
+            connection: connection.to_owned(),
+            outcome: static_outcome(outcome),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.request_duration
+            .get_or_create(&labels)
+            .observe(seconds);
+    }
+
+    /// Sets the state of a connection (the old state's series drops to 0).
+    pub fn set_state(&self, connection: &str, state: &'static str) {
+        for s in [
+            "connecting",
+            "ready",
+            "down",
+            "awaiting_authorization",
+            "invalid",
+        ] {
+            let labels = StateLabels {
+                connection: connection.to_owned(),
+                state: Cow::Borrowed(s),
+            };
+            self.upstream_state
+                .get_or_create(&labels)
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// Forgets a removed connection's state series.
+    pub fn remove_connection(&self, connection: &str) {
+        for s in [
+            "connecting",
+            "ready",
+            "down",
+            "awaiting_authorization",
+            "invalid",
+        ] {
+            self.upstream_state.remove(&StateLabels {
+                connection: connection.to_owned(),
+                state: Cow::Borrowed(s),
+            });
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Known MCP methods as static labels (unknown ones are `other`, to bound cardinality).
+fn static_method(method: &str) -> Cow<'static, str> {
+    const KNOWN: &[&str] = &[
+        "initialize",
+        "ping",
+        "tools/list",
+        "tools/call",
+        "prompts/list",
+        "prompts/get",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "completion/complete",
+        "logging/setLevel",
+    ];
+    KNOWN
+        .iter()
+        .find(|m| **m == method)
+        .map(|m| Cow::Borrowed(*m))
+        .unwrap_or(Cow::Borrowed("other"))
+}
+
+fn static_outcome(outcome: &str) -> Cow<'static, str> {
+    const KNOWN: &[&str] = &[
+        "ok",
+        "error",
+        "upstream",
+        "timeout",
+        "cancelled",
+        "policy",
+        "protocol",
+        "auth",
+    ];
+    KNOWN
+        .iter()
+        .find(|o| **o == outcome)
+        .map(|o| Cow::Borrowed(*o))
+        .unwrap_or(Cow::Borrowed("error"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renders_prometheus_text_with_moving_counters() {
+        let m = super::Metrics::new();
+        m.request("tools/call", "gh", "ok", 0.002);
+        m.request("tools/call", "gh", "ok", 0.004);
+        m.request("weird/method", "gh", "nonsense", 1.0);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"hawser_requests_total{method="tools/call",connection="gh",outcome="ok"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"method="other""#),
+            "unknown methods are folded: {text}"
+        );
+        assert!(text.contains("hawser_build_info"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
