@@ -102,3 +102,11 @@ http {{
         format!("{}/mcp", self.base)
     }
 }
+
+impl Drop for Nginx {
+    /// SIGKILL on the master would orphan its workers: ask it to stop (SIGTERM), which
+    /// takes the workers down with it, then make sure.
+    fn drop(&mut self) {
+        self.child.terminate(std::time::Duration::from_secs(3));
+    }
+}
