@@ -134,4 +134,3 @@ CREATE TABLE audit_events (
     progress_count   INTEGER
 );
 CREATE INDEX audit_events_ts ON audit_events (ts);
-CREATE INDEX audit_events_connection_ts ON audit_events (connection, ts);

@@ -30,6 +30,8 @@ enum Bench {
     /// Three replicas behind nginx vs one: throughput, reload latency, and the
     /// Postgres queries made per tools/call.
     Replicas,
+    /// Throughput with the audit log on vs off (shared mode, Postgres).
+    Audit,
     /// Sends a fixed number of calls to a running endpoint (for profiling).
     Drive {
         /// MCP endpoint URL.
@@ -76,6 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.bench.unwrap_or(Bench::Proxy) {
         Bench::Proxy => proxy(warmup, duration).await,
         Bench::Replicas => replicas(warmup, duration).await,
+        Bench::Audit => audit(warmup, duration).await,
         Bench::Drive {
             url,
             tool,
@@ -392,4 +395,93 @@ async fn reset_statements(db: &str) {
             .execute(&mut conn)
             .await;
     }
+}
+
+async fn audit(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
+    let http = crate::harness::http();
+    let fixture = Fixture::start_with_env(&["--name", "bench"], &[("TOKIO_WORKER_THREADS", "1")]);
+    let db = crate::harness::test_db().await;
+    let keys = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let config = format!(
+        "connections:\n  - name: fx\n    url: {}\n",
+        fixture.mcp_url()
+    );
+    let threads = gateway_threads();
+    let start = |audit: &'static str| {
+        Gateway::start(
+            &config,
+            &[
+                ("RUST_LOG", "warn"),
+                ("HAWSER_WORKER_THREADS", &threads),
+                ("DATABASE_URL", &db.url),
+                ("HAWSER_ENCRYPTION_KEYS", keys),
+                ("HAWSER_AUDIT_ENABLED", audit),
+            ],
+        )
+    };
+    let off = start("false");
+    let on = start("true");
+    off.wait_ready().await;
+    on.wait_ready().await;
+    wait_for_tool(&http, &off.mcp_url(), "fx__echo").await?;
+    wait_for_tool(&http, &on.mcp_url(), "fx__echo").await?;
+    let args = json!({"text": "hello"});
+    println!("# audit: tools/call echo at c=64 through a gateway in shared mode, audit off vs on");
+    let mut ratios = Vec::new();
+    // Alternate, so drift on a shared machine does not favour one side.
+    for round in 0..4 {
+        let cpu = |g: &Gateway| proc_stats::cpu_seconds(g.child.id()).unwrap_or_default();
+        let c0 = cpu(&off);
+        let a = load::run(
+            &http,
+            &off.mcp_url(),
+            "fx__echo",
+            args.clone(),
+            64,
+            warmup,
+            duration,
+        )
+        .await?;
+        let c1 = cpu(&on);
+        let b = load::run(
+            &http,
+            &on.mcp_url(),
+            "fx__echo",
+            args.clone(),
+            64,
+            warmup,
+            duration,
+        )
+        .await?;
+        let per_call = |cpu: f64, s: &load::Sample| {
+            cpu * 1e6 / (s.calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64()))
+        };
+        let (cpu_off, cpu_on) = (per_call(cpu(&off) - c0, &a), per_call(cpu(&on) - c1, &b));
+        println!(
+            "round {}: audit off {:>8.0}/s p50 {:>6.0}µs {cpu_off:.0}µs CPU/call | audit on {:>8.0}/s p50 {:>6.0}µs {cpu_on:.0}µs CPU/call | ×{:.3}",
+            round + 1,
+            a.throughput(),
+            a.percentile_us(0.5),
+            b.throughput(),
+            b.percentile_us(0.5),
+            b.throughput() / a.throughput()
+        );
+        ratios.push(b.throughput() / a.throughput());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(&mut conn)
+        .await?;
+    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+    println!(
+        "audit on/off throughput: ×{mean:.3} ({:.1}% cost); {rows} audit rows written",
+        (1.0 - mean) * 100.0
+    );
+    println!(
+        "{}",
+        json!({"bench": "audit", "ratios": ratios, "mean_ratio": mean, "audit_rows": rows})
+    );
+    Ok(())
 }

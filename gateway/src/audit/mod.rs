@@ -79,7 +79,11 @@ impl Auditor {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
-        if !settings.enabled {
+        // Embedded mode writes events as log lines; when that target is filtered out
+        // there is nobody to write for, so do not build them.
+        let nowhere = store.kind() == "memory"
+            && !tracing::enabled!(target: "hawser::audit", tracing::Level::INFO);
+        if !settings.enabled || nowhere {
             return Arc::new(Self {
                 tx: None,
                 metrics,
@@ -155,14 +159,21 @@ impl Writer {
         let mut event = record.event;
         if let Some(raw) = record.params {
             event.params = Some(if raw.len() > MAX_PARAMS {
-                serde_json::json!({"truncated": true, "bytes": raw.len()})
+                crate::store::AuditParams::Value(
+                    serde_json::json!({"truncated": true, "bytes": raw.len()}),
+                )
+            } else if !self.redactor.may_need(&raw) {
+                // Nothing to redact: stored as sent, without decoding it here.
+                crate::store::AuditParams::Raw(String::from_utf8_lossy(&raw).into_owned())
             } else {
                 match serde_json::from_slice::<serde_json::Value>(&raw) {
                     Ok(mut v) => {
                         self.redactor.redact(&mut v);
-                        v
+                        crate::store::AuditParams::Value(v)
                     }
-                    Err(_) => serde_json::json!({"unparseable": true}),
+                    Err(_) => {
+                        crate::store::AuditParams::Value(serde_json::json!({"unparseable": true}))
+                    }
                 }
             });
         }

@@ -17,6 +17,9 @@ pub const DEFAULT_REDACTED_KEYS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Redactor {
     needles: Vec<String>,
+    /// Case-insensitive prefilter: for each needle, searchers for its lowercase form
+    /// and its first letter upper-cased (camelCase keys).
+    finders: Vec<memchr::memmem::Finder<'static>>,
 }
 
 fn normalize(key: &str) -> String {
@@ -28,13 +31,32 @@ fn normalize(key: &str) -> String {
 
 impl Redactor {
     pub fn new(keys: &[String]) -> Self {
-        Self {
-            needles: keys
-                .iter()
-                .map(|k| normalize(k))
-                .filter(|k| !k.is_empty())
-                .collect(),
+        let needles: Vec<String> = keys
+            .iter()
+            .map(|k| normalize(k))
+            .filter(|k| !k.is_empty())
+            .collect();
+        // The prefilter looks for the needle's longest run of letters without
+        // separators, in lower and upper case (e.g. "key" of "api_key").
+        let mut finders = Vec::new();
+        for k in keys {
+            for part in k.split(['-', '_']).filter(|p| p.len() >= 3) {
+                for form in [
+                    part.to_ascii_lowercase(),
+                    part.to_ascii_uppercase(),
+                    capitalize(part),
+                ] {
+                    finders.push(memchr::memmem::Finder::new(form.as_bytes()).into_owned());
+                }
+            }
         }
+        Self { needles, finders }
+    }
+
+    /// Whether `raw` JSON might hold a sensitive key (a cheap, conservative check:
+    /// `false` means certainly not).
+    pub fn may_need(&self, raw: &[u8]) -> bool {
+        self.finders.iter().any(|f| f.find(raw).is_some())
     }
 
     fn sensitive(&self, key: &str) -> bool {
@@ -56,6 +78,15 @@ impl Redactor {
             Value::Array(items) => items.iter_mut().for_each(|v| self.redact(v)),
             _ => {}
         }
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let lower = s.to_ascii_lowercase();
+    let mut chars = lower.chars();
+    match chars.next() {
+        Some(c) => c.to_ascii_uppercase().to_string() + chars.as_str(),
+        None => String::new(),
     }
 }
 
@@ -82,5 +113,26 @@ mod tests {
             assert!(!text.contains(secret), "{secret} left in {text}");
         }
         assert!(text.contains("\"repo\":\"x\""), "{text}");
+    }
+
+    #[test]
+    fn the_prefilter_never_misses_a_sensitive_key() {
+        let r = Redactor::new(
+            &DEFAULT_REDACTED_KEYS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        );
+        for raw in [
+            r#"{"apiKey":"x"}"#,
+            r#"{"API_KEY":"x"}"#,
+            r#"{"x-api-key":"x"}"#,
+            r#"{"Password":"x"}"#,
+            r#"{"refresh_token":"x"}"#,
+            r#"{"Cookie":"x"}"#,
+        ] {
+            assert!(r.may_need(raw.as_bytes()), "{raw}");
+        }
+        assert!(!r.may_need(br#"{"name":"echo","arguments":{"text":"hello"}}"#));
     }
 }

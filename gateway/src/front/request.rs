@@ -24,10 +24,38 @@ pub struct RequestInfo {
     pub started: Instant,
 }
 
-fn random_hex(bytes: usize) -> String {
-    (0..bytes)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
+/// Ids unique across processes without a random number per request: a random
+/// per-process prefix and a counter, hex-encoded.
+struct IdSource {
+    prefix: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+static IDS: std::sync::LazyLock<IdSource> = std::sync::LazyLock::new(|| IdSource {
+    prefix: rand::random(),
+    next: std::sync::atomic::AtomicU64::new(1),
+});
+
+/// 16 (`wide`) or 8 hex-encoded bytes, unique in this process and, with
+/// overwhelming probability, across processes.
+fn unique_hex(wide: bool) -> String {
+    let n = IDS.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut out = String::with_capacity(32);
+    if wide {
+        push_hex(&mut out, IDS.prefix);
+        push_hex(&mut out, n);
+    } else {
+        // Mix the prefix in so two processes' span ids differ too.
+        push_hex(&mut out, n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ IDS.prefix);
+    }
+    out
+}
+
+fn push_hex(out: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(HEX[((v >> (shift * 4)) & 0xf) as usize]));
+    }
 }
 
 fn sane_id(id: &str) -> bool {
@@ -60,13 +88,13 @@ impl RequestInfo {
         let request_id = text("x-request-id")
             .filter(|id| sane_id(id))
             .map(str::to_owned)
-            .unwrap_or_else(|| random_hex(16));
+            .unwrap_or_else(|| unique_hex(true));
         let remote_addr =
             peer.map(|p| client_addr(p.ip(), text("x-forwarded-for"), trusted).to_string());
         let user_agent = text(header::USER_AGENT.as_str()).map(|s| s.chars().take(256).collect());
         let (trace_id, trace_flags) = text("traceparent")
             .and_then(parse_traceparent)
-            .unwrap_or_else(|| (random_hex(16), "01".to_owned()));
+            .unwrap_or_else(|| (unique_hex(true), "01".to_owned()));
         Self {
             request_id,
             remote_addr,
@@ -86,12 +114,13 @@ impl RequestInfo {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             h.insert("x-request-id", v);
         }
-        let traceparent = format!(
-            "00-{}-{}-{}",
-            self.trace_id,
-            random_hex(8),
-            self.trace_flags
-        );
+        let mut traceparent = String::with_capacity(55);
+        traceparent.push_str("00-");
+        traceparent.push_str(&self.trace_id);
+        traceparent.push('-');
+        traceparent.push_str(&unique_hex(false));
+        traceparent.push('-');
+        traceparent.push_str(&self.trace_flags);
         if let Ok(v) = HeaderValue::from_str(&traceparent) {
             h.insert("traceparent", v);
         }

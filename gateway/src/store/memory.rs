@@ -381,6 +381,9 @@ impl Store for MemoryStore {
     /// Embedded mode keeps no audit table: events become structured log lines
     /// (target `hawser::audit`), which log collectors can keep.
     async fn write_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        if !tracing::enabled!(target: "hawser::audit", tracing::Level::INFO) {
+            return Ok(());
+        }
         for e in events {
             let line = serde_json::to_string(e).unwrap_or_default();
             tracing::info!(target: "hawser::audit", event = %line, "audit");

@@ -200,6 +200,25 @@ pub trait TokenLock: Send {
     async fn finish(self: Box<Self>) -> Result<()>;
 }
 
+/// Audited parameters: decoded (after redaction) or, with nothing to redact, the
+/// JSON text as received.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AuditParams {
+    Value(serde_json::Value),
+    Raw(String),
+}
+
+impl AuditParams {
+    /// The JSON text.
+    pub fn to_json(&self) -> String {
+        match self {
+            Self::Value(v) => v.to_string(),
+            Self::Raw(s) => s.clone(),
+        }
+    }
+}
+
 /// One audited request (a row of `audit_events`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -219,7 +238,7 @@ pub struct AuditEvent {
     /// Tool, prompt or resource as the upstream names it.
     pub target: Option<String>,
     /// Parameters with secrets redacted.
-    pub params: Option<serde_json::Value>,
+    pub params: Option<AuditParams>,
     pub success: bool,
     /// auth, upstream, timeout, cancelled, policy, protocol.
     pub error_category: Option<String>,

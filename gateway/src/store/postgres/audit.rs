@@ -19,10 +19,10 @@ pub(super) async fn write(pool: &PgPool, events: &[AuditEvent]) -> Result<()> {
              user_agent, method, connection, target, params, success, error_category, error_message,
              duration_ms, request_bytes, response_bytes, content_blocks, progress_count)
          SELECT to_timestamp(ts / 1000.0), request_id, session_id, replica, subject, auth_type, remote_addr,
-             user_agent, method, connection, target, params, success, error_category, error_message,
+             user_agent, method, connection, target, params::jsonb, success, error_category, error_message,
              duration_ms, request_bytes, response_bytes, content_blocks, progress_count
          FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::bool[], $14::text[], $15::text[],
+             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::text[], $15::text[],
              $16::float8[], $17::bigint[], $18::bigint[], $19::int[], $20::int[])
            AS t(ts, request_id, session_id, replica, subject, auth_type, remote_addr, user_agent, method,
                 connection, target, params, success, error_category, error_message, duration_ms,
@@ -39,7 +39,7 @@ pub(super) async fn write(pool: &PgPool, events: &[AuditEvent]) -> Result<()> {
     .bind(column!(|e| e.method.clone()))
     .bind(column!(|e| e.connection.clone()))
     .bind(column!(|e| e.target.clone()))
-    .bind(column!(|e| e.params.clone()))
+    .bind(column!(|e| e.params.as_ref().map(crate::store::AuditParams::to_json)))
     .bind(column!(|e| e.success))
     .bind(column!(|e| e.error_category.clone()))
     .bind(column!(|e| e.error_message.clone()))
