@@ -62,6 +62,15 @@ pub fn node() -> PathBuf {
     path
 }
 
+/// Helm 3 (scripts/setup-test-deps installs it into the test venv).
+pub fn helm() -> PathBuf {
+    let path = std::env::var_os("HAWSER_TEST_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/test-deps/venv/bin/helm"));
+    crate::harness::process::require_file(&path, "run scripts/setup-test-deps (installs Helm)");
+    path
+}
+
 /// The e2e folder (Python scripts, conformance suite).
 pub fn e2e_dir() -> PathBuf {
     workspace_root().join("e2e")

@@ -2,6 +2,7 @@
 //! clients (the official Python SDK, the conformance suite's TypeScript client).
 
 mod audit;
+mod chart;
 mod conformance;
 mod oauth;
 mod protocol;
