@@ -164,7 +164,16 @@ impl schemars::JsonSchema for Auth {
         );
         let oauth = generator.root_schema_for::<OAuth2Auth>();
         if let Some(oauth_props) = oauth.get("properties").and_then(|p| p.as_object()) {
-            properties.extend(oauth_props.clone());
+            // No `default`s: the API server would add them to every `auth` object, and
+            // a bearer or header auth with an OAuth field is rejected when read. The
+            // serde defaults apply instead, for OAuth only.
+            for (name, prop) in oauth_props {
+                let mut prop = prop.clone();
+                if let Some(obj) = prop.as_object_mut() {
+                    obj.remove("default");
+                }
+                properties.insert(name.clone(), prop);
+            }
         }
         let rules = [
             (
