@@ -155,6 +155,7 @@ pub async fn build(
         auditor,
         metrics: metrics.clone(),
         replica: settings.replica_id.clone(),
+        session_idle_timeout: settings.session_idle_timeout,
     });
     front::spawn_background(front.clone(), shutdown.child_token());
     let admin = Arc::new(Admin {

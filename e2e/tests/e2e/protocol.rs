@@ -230,3 +230,61 @@ async fn foreign_hosts_and_origins_are_refused() {
         assert_eq!(r.status(), 403, "{header}: {value}");
     }
 }
+
+#[tokio::test]
+async fn idle_sessions_end_and_close_their_upstream_sessions() {
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(
+        &format!(
+            "sessions: {{idleTimeout: 2s}}\nconnections:\n  - name: fx\n    url: {}\n",
+            fixture.mcp_url()
+        ),
+        &[],
+    );
+    gateway.wait_ready().await;
+
+    // Three sessions, each with an upstream session: one goes quiet, one keeps
+    // calling, one only holds its GET stream open.
+    let mut idle = McpClient::connect(&gateway.mcp_url()).await;
+    let mut busy = McpClient::connect(&gateway.mcp_url()).await;
+    let mut streaming = McpClient::connect(&gateway.mcp_url()).await;
+    for c in [&mut idle, &mut busy, &mut streaming] {
+        let r = c.call("fx__echo", json!({"text": "hi"})).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let _stream = streaming.listen().await;
+
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        assert_eq!(busy.request("ping", json!({})).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let r = idle.request("ping", json!({})).await;
+    assert_eq!(r.status, 404, "the idle session ended: {r:?}");
+    assert_eq!(busy.request("ping", json!({})).await.status, 200);
+    let r = streaming.request("ping", json!({})).await;
+    assert_eq!(
+        r.status, 200,
+        "a session holding its stream is in use: {r:?}"
+    );
+
+    // The ended session's upstream session was closed (exactly one DELETE upstream).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let deletes = fixture
+            .events()
+            .await
+            .into_iter()
+            .filter(|e| e["kind"] == "session_deleted")
+            .count();
+        if deletes == 1 {
+            break;
+        }
+        assert!(
+            deletes == 0 && std::time::Instant::now() < deadline,
+            "expected one upstream session DELETE, saw {deletes}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

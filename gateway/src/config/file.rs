@@ -27,9 +27,20 @@ pub struct RawConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: RawAudit,
+    /// Client sessions.
+    #[serde(default)]
+    pub sessions: RawSessions,
     /// Upstream MCP servers.
     #[serde(default)]
     pub connections: Vec<McpConnectionSpec>,
+}
+
+/// Client session settings, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawSessions {
+    /// End sessions unused for this long (default 24h; `HAWSER_SESSION_IDLE_TIMEOUT`).
+    pub idle_timeout: Option<hawser_crds::Duration>,
 }
 
 /// Audit log settings, as written.

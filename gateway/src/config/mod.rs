@@ -187,8 +187,14 @@ pub struct Settings {
     pub security: Security,
     pub client_auth: ClientAuth,
     pub audit: crate::audit::AuditSettings,
+    /// Sessions unused for this long are ended (their upstream sessions closed).
+    pub session_idle_timeout: std::time::Duration,
     pub connections: Vec<ConnectionConfig>,
 }
+
+/// Default for [`Settings::session_idle_timeout`].
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
 
 /// Resolves `env:` secrets from the environment; inline values pass through.
 struct FileSecrets<'a>(&'a dyn Env);
@@ -355,6 +361,18 @@ impl Settings {
                 .map_err(|e| invalid("HAWSER_AUDIT_RETENTION", e.to_string()))?
                 .get();
         }
+        let mut session_idle_timeout = raw
+            .sessions
+            .idle_timeout
+            .map_or(DEFAULT_SESSION_IDLE_TIMEOUT, |d| d.get());
+        if let Some(v) = env.var("HAWSER_SESSION_IDLE_TIMEOUT") {
+            session_idle_timeout = hawser_crds::Duration::parse(&v)
+                .map_err(|e| invalid("HAWSER_SESSION_IDLE_TIMEOUT", e.to_string()))?
+                .get();
+        }
+        if session_idle_timeout < std::time::Duration::from_secs(1) {
+            return Err(invalid("sessions.idleTimeout", "must be at least 1s"));
+        }
         if let Some(n) = raw.audit.buffer_size {
             if n == 0 {
                 return Err(invalid("audit.bufferSize", "must be at least 1"));
@@ -445,6 +463,7 @@ impl Settings {
             security,
             client_auth,
             audit,
+            session_idle_timeout,
             connections,
         })
     }

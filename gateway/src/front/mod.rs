@@ -49,6 +49,8 @@ pub struct Front {
     pub auditor: Arc<Auditor>,
     pub metrics: Arc<Metrics>,
     pub replica: String,
+    /// Sessions unused for this long are ended.
+    pub session_idle_timeout: Duration,
 }
 
 /// Methods that produce an audit event.
@@ -623,7 +625,7 @@ async fn delete_mcp(State(front): State<Arc<Front>>, target: Target, headers: He
 }
 
 /// Background work of the front: tells sessions about list changes, forgets sessions
-/// ended on other replicas, and records session use in batches.
+/// ended on other replicas, records session use in batches and ends idle sessions.
 pub fn spawn_background(front: Arc<Front>, shutdown: CancellationToken) {
     let f = front.clone();
     let stop = shutdown.clone();
@@ -659,7 +661,12 @@ pub fn spawn_background(front: Arc<Front>, shutdown: CancellationToken) {
         }
     });
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        // Use is recorded at least four times per idle timeout, so a session in use is
+        // never swept; at most once a minute, so recording stays cheap.
+        let period = (front.session_idle_timeout / 4)
+            .clamp(Duration::from_millis(250), Duration::from_secs(60));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -669,6 +676,7 @@ pub fn spawn_background(front: Arc<Front>, shutdown: CancellationToken) {
             if let Err(error) = front.store.touch_sessions(&used).await {
                 tracing::warn!(%error, "cannot record session use");
             }
+            end_idle_sessions(&front).await;
         }
     });
 }
@@ -677,6 +685,30 @@ fn dedup(kinds: &[crate::view::ListKind]) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = kinds.iter().map(|k| k.changed_notification()).collect();
     out.dedup();
     out
+}
+
+/// Ends sessions unused for the idle timeout: the store hands each one to exactly one
+/// replica, which closes its upstream sessions; every replica forgets it.
+async fn end_idle_sessions(front: &Front) {
+    let swept = match front.store.sweep_sessions(front.session_idle_timeout).await {
+        Ok(swept) => swept,
+        Err(error) => {
+            tracing::warn!(%error, "cannot end idle sessions");
+            return;
+        }
+    };
+    if swept.is_empty() {
+        return;
+    }
+    tracing::info!(count = swept.len(), "ended idle sessions");
+    for record in swept {
+        front.sessions.forget(&record.id_hash);
+        for (connection, upstream_session) in record.upstreams {
+            if let Some(upstream) = front.registry.upstream(&connection) {
+                upstream.close_session(upstream_session);
+            }
+        }
+    }
 }
 
 /// After missed notifications, drops cached sessions that ended meanwhile.

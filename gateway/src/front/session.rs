@@ -342,15 +342,17 @@ impl Sessions {
         self.read_cache().by_id.values().cloned().collect()
     }
 
-    /// Ids of sessions used since the last call (to refresh `last_seen_at` in batches),
-    /// dropping from the cache those unused for two rounds.
+    /// Ids of sessions in use since the last call — a request arrived, a call is in
+    /// flight or the client holds its GET stream — to refresh `last_seen_at` in
+    /// batches; the others leave the cache (the store still has them).
     pub fn take_used(&self) -> Vec<[u8; 32]> {
         let mut used = Vec::new();
         let mut idle = Vec::new();
         for s in self.read_cache().by_id.values() {
-            if s.used.swap(false, Ordering::Relaxed) {
+            let requested = s.used.swap(false, Ordering::Relaxed);
+            if requested || s.has_stream() || !lock(&s.inflight).is_empty() {
                 used.push(s.id_hash);
-            } else if !s.has_stream() && lock(&s.inflight).is_empty() {
+            } else {
                 idle.push(s.id_hash);
             }
         }

@@ -282,3 +282,47 @@ async fn sessions_are_shared_and_the_first_upstream_session_wins() {
     assert_eq!(got, StoreEvent::SessionEnded { id_hash: id });
     assert_eq!(b.get_session(&id).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn idle_sessions_are_swept_once_and_announced() {
+    let (a, pool) = store().await;
+    let b = PgStore::start(pool, keyring()).await.unwrap();
+    let record = |n: u8| SessionRecord {
+        id_hash: [n; 32],
+        subject: "alice".into(),
+        endpoint: String::new(),
+        protocol_version: "2025-11-25".into(),
+        client_info: None,
+        client_capabilities: None,
+        upstreams: Default::default(),
+        log_level: None,
+    };
+    a.create_session(&record(1)).await.unwrap();
+    a.create_session(&record(2)).await.unwrap();
+    let idle = Duration::from_secs(1);
+    assert!(a.sweep_sessions(idle).await.unwrap().is_empty());
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    b.touch_sessions(&[[2; 32]]).await.unwrap();
+    let mut events = b.subscribe();
+    // Two replicas sweep at once: the idle session goes to exactly one of them.
+    let (x, y) = tokio::join!(a.sweep_sessions(idle), b.sweep_sessions(idle));
+    let swept: Vec<[u8; 32]> = x
+        .unwrap()
+        .into_iter()
+        .chain(y.unwrap())
+        .map(|r| r.id_hash)
+        .collect();
+    assert_eq!(
+        swept,
+        vec![[1; 32]],
+        "only the unused session is swept, once"
+    );
+    assert_eq!(a.get_session(&[1; 32]).await.unwrap(), None);
+    assert!(a.get_session(&[2; 32]).await.unwrap().is_some());
+    let got = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("notified")
+        .unwrap();
+    assert_eq!(got, StoreEvent::SessionEnded { id_hash: [1; 32] });
+}
