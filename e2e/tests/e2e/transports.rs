@@ -113,3 +113,53 @@ async fn streamable_http_legacy_sse_and_stdio_upstreams_serve_side_by_side() {
         assert_eq!(got, want, "call {i} got someone else's answer");
     }
 }
+
+#[tokio::test]
+async fn a_stdio_server_gets_its_own_env_not_the_gateways_secrets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env_file = dir.path().join("env.txt");
+    let config = format!(
+        "connections:
+  - name: local
+    transport: stdio
+    command: /bin/sh
+    args: [\"-c\", \"env > {file}; exec {bin} --transport stdio\"]
+    env: {{ SERVER_SETTING: from-the-spec }}
+",
+        file = env_file.display(),
+        bin = tools::binary("hawser-fixture").display(),
+    );
+    let gateway = Gateway::start(
+        &config,
+        &[
+            ("HAWSER_ADMIN_TOKEN", "admin-token-that-must-not-leak"),
+            (
+                "HAWSER_ENCRYPTION_KEYS",
+                "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
+            ("GATEWAY_ONLY_SETTING", "x"),
+        ],
+    );
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !client.tool_names().await.iter().any(|n| n == "local__echo") {
+        assert!(std::time::Instant::now() < deadline, "stdio server not up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let env = std::fs::read_to_string(&env_file).expect("the server wrote its env");
+    let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
+    assert!(env.contains("SERVER_SETTING=from-the-spec"), "{env}");
+    assert!(names.contains(&"PATH"), "{names:?}");
+    for leaked in [
+        "HAWSER_ADMIN_TOKEN",
+        "HAWSER_ENCRYPTION_KEYS",
+        "GATEWAY_ONLY_SETTING",
+        "RUST_LOG",
+    ] {
+        assert!(
+            !names.contains(&leaked),
+            "{leaked} reached the server: {names:?}"
+        );
+    }
+}

@@ -15,6 +15,20 @@ use super::channel::Channel;
 /// Largest line accepted from the process (one message).
 const MAX_LINE: usize = 256 * 1024 * 1024;
 
+/// Variables of the gateway's own environment a server process gets: what programs
+/// need to run (search path, home, locale, time zone, temp dir). Nothing else — the
+/// gateway's environment holds its database URL, encryption keys and admin token.
+/// Anything more a server needs goes in the connection's `env`.
+fn inherited_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    const KEEP: &[&str] = &[
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+    ];
+    std::env::vars_os().filter(|(key, _)| {
+        key.to_str()
+            .is_some_and(|k| KEEP.contains(&k) || k.starts_with("LC_"))
+    })
+}
+
 /// Spawns the process and wires it to a new channel. The process is killed when the
 /// channel's tasks end (the channel closes or is dropped).
 pub fn spawn(
@@ -26,6 +40,8 @@ pub fn spawn(
 ) -> Result<Arc<Channel>, UpstreamError> {
     let mut child = Command::new(command)
         .args(args)
+        .env_clear()
+        .envs(inherited_env())
         .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
