@@ -16,10 +16,8 @@ pub const DEFAULT_REDACTED_KEYS: &[&str] = &[
 /// Replaces the values of sensitive keys with `"[redacted]"`, at any depth.
 #[derive(Debug, Clone)]
 pub struct Redactor {
+    /// Normalized keys (lowercase, without `-` and `_`).
     needles: Vec<String>,
-    /// Case-insensitive prefilter: for each needle, searchers for its lowercase form
-    /// and its first letter upper-cased (camelCase keys).
-    finders: Vec<memchr::memmem::Finder<'static>>,
 }
 
 fn normalize(key: &str) -> String {
@@ -36,27 +34,22 @@ impl Redactor {
             .map(|k| normalize(k))
             .filter(|k| !k.is_empty())
             .collect();
-        // The prefilter looks for the needle's longest run of letters without
-        // separators, in lower and upper case (e.g. "key" of "api_key").
-        let mut finders = Vec::new();
-        for k in keys {
-            for part in k.split(['-', '_']).filter(|p| p.len() >= 3) {
-                for form in [
-                    part.to_ascii_lowercase(),
-                    part.to_ascii_uppercase(),
-                    capitalize(part),
-                ] {
-                    finders.push(memchr::memmem::Finder::new(form.as_bytes()).into_owned());
-                }
-            }
-        }
-        Self { needles, finders }
+        Self { needles }
     }
 
-    /// Whether `raw` JSON might hold a sensitive key (a cheap, conservative check:
-    /// `false` means certainly not).
+    /// Whether `raw` JSON might hold a sensitive key: a conservative check (`false`
+    /// means certainly not) that saves decoding the common case. Every key appears
+    /// verbatim in the text unless it uses `\u` escapes, so the whole text, normalized
+    /// like a key, contains a needle whenever one of its keys does.
     pub fn may_need(&self, raw: &[u8]) -> bool {
-        self.finders.iter().any(|f| f.find(raw).is_some())
+        if self.needles.is_empty() {
+            return false;
+        }
+        if memchr::memmem::find(raw, b"\\u").is_some() {
+            return true;
+        }
+        let flat = normalize(&String::from_utf8_lossy(raw));
+        self.needles.iter().any(|n| flat.contains(n.as_str()))
     }
 
     fn sensitive(&self, key: &str) -> bool {
@@ -78,15 +71,6 @@ impl Redactor {
             Value::Array(items) => items.iter_mut().for_each(|v| self.redact(v)),
             _ => {}
         }
-    }
-}
-
-fn capitalize(s: &str) -> String {
-    let lower = s.to_ascii_lowercase();
-    let mut chars = lower.chars();
-    match chars.next() {
-        Some(c) => c.to_ascii_uppercase().to_string() + chars.as_str(),
-        None => String::new(),
     }
 }
 
@@ -130,8 +114,23 @@ mod tests {
             r#"{"Password":"x"}"#,
             r#"{"refresh_token":"x"}"#,
             r#"{"Cookie":"x"}"#,
+            r#"{"PassWord":"x"}"#,
+            r#"{"AUTHorization":"x"}"#,
+            r#"{"\u0070assword":"x"}"#,
         ] {
             assert!(r.may_need(raw.as_bytes()), "{raw}");
+            let mut v: Value = serde_json::from_str(raw).expect("test JSON");
+            r.redact(&mut v);
+            assert_eq!(
+                v.as_object().and_then(|m| m.values().next()),
+                Some(&Value::from("[redacted]")),
+                "{raw}"
+            );
+        }
+        // Configured keys in any spelling, however short.
+        let custom = Redactor::new(&["apiKey".to_owned(), "pw".to_owned()]);
+        for raw in [r#"{"apiKey":"x"}"#, r#"{"x_api_key":"x"}"#, r#"{"PW":"x"}"#] {
+            assert!(custom.may_need(raw.as_bytes()), "{raw}");
         }
         assert!(!r.may_need(br#"{"name":"echo","arguments":{"text":"hello"}}"#));
     }
