@@ -27,8 +27,13 @@ use super::{
 use crate::config::{ConnectionConfig, Source};
 use crate::crypto::Keyring;
 
-/// The schema, embedded at build time from `migrations/`.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+/// The schema, embedded at build time from `migrations/`. Migrations applied by a newer
+/// release are tolerated (`ignore_missing`): during a rolling upgrade or a rollback,
+/// replicas of the previous release restart against the newer, additive schema.
+pub static MIGRATOR: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("../migrations")
+};
 
 /// Channel announcing connection writes (sent by a trigger on `connections`).
 pub const CONNECTIONS_CHANNEL: &str = "hawser_connections";
