@@ -288,3 +288,82 @@ async fn idle_sessions_end_and_close_their_upstream_sessions() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_changed_connection_keeps_serving_until_its_new_revision_is_ready() {
+    const ADMIN: &str = "make-before-break-admin-token";
+    let gateway = Gateway::start(
+        &format!("adminToken: {ADMIN}\nsecurity: {{allowStdioFromApi: true}}\n"),
+        &[],
+    );
+    gateway.wait_ready().await;
+    let fixture = hawser_e2e::harness::tools::binary("hawser-fixture");
+    // A stdio upstream whose start takes `delay` seconds, named `name`.
+    let put = |delay: &str, name: &str| {
+        let spec = json!({
+            "transport": "stdio",
+            "command": "/bin/sh",
+            "args": ["-c", format!("sleep {delay}; exec {} --transport stdio --name {name}", fixture.display())],
+        });
+        let url = format!("{}/api/v1/connections/local", gateway.base);
+        async move {
+            hawser_e2e::harness::http()
+                .put(url)
+                .bearer_auth(ADMIN)
+                .json(&spec)
+                .send()
+                .await
+                .expect("admin PUT")
+                .status()
+                .as_u16()
+        }
+    };
+    assert!(matches!(put("0", "v1").await, 200 | 201));
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    let whoami = |r: &hawser_e2e::harness::mcp::Reply| -> String {
+        serde_json::from_str::<serde_json::Value>(&text(r.result())).unwrap_or_default()["server"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client.call("local__whoami", json!({})).await;
+        if r.response().get("result").is_some() && whoami(&r) == "v1" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "v1 never served: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The change takes 1.5 s to dial; meanwhile every list and call is still served.
+    assert!(matches!(put("1.5", "v2").await, 200 | 201));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut served_by_v1 = 0;
+    loop {
+        let names = client.tool_names().await;
+        assert!(
+            names.iter().any(|n| n == "local__whoami"),
+            "the connection's tools vanished during the change: {names:?}"
+        );
+        let r = client.call("local__whoami", json!({})).await;
+        assert!(
+            r.response().get("result").is_some(),
+            "a call failed during the change: {r:?}"
+        );
+        match whoami(&r).as_str() {
+            "v1" => served_by_v1 += 1,
+            "v2" => break,
+            other => panic!("served by {other:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "v2 never took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        served_by_v1 > 0,
+        "the old revision bridged the change (else this test saw nothing)"
+    );
+}

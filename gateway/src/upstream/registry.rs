@@ -62,10 +62,57 @@ struct Entry {
     revision: i64,
     /// When the row was written, until this replica serves it (reload lag).
     written_at_ms: Option<i64>,
-    /// The upstream in the view; `None` for a connection whose spec is invalid here.
+    /// The upstream of this revision; `None` for a connection whose spec is invalid here.
     upstream: Option<Arc<Upstream>>,
     stop: CancellationToken,
+    /// The previous revision's upstream, still serving until `upstream` has its
+    /// catalog (make before break), so a change never empties the connection's lists
+    /// or fails its calls while the new revision dials.
+    previous: Option<(Arc<Upstream>, CancellationToken)>,
     status: LocalStatus,
+}
+
+impl Entry {
+    /// The upstream requests go to and the view shows.
+    fn serving(&self) -> Option<Arc<Upstream>> {
+        match (&self.upstream, &self.previous) {
+            (Some(current), Some((previous, _))) if current.catalog().is_none() => {
+                Some(previous.clone())
+            }
+            (current, _) => current.clone(),
+        }
+    }
+
+    fn retire_previous(&mut self) {
+        if let Some((_, stop)) = self.previous.take() {
+            stop.cancel();
+        }
+    }
+
+    /// Stops everything; keeps the upstream that serves (with its stop token) when it
+    /// has a catalog, to bridge the next revision.
+    fn into_bridge(self) -> Option<(Arc<Upstream>, CancellationToken)> {
+        let ready = |u: &Arc<Upstream>| u.catalog().is_some();
+        match (self.upstream, self.previous) {
+            (Some(current), previous) if ready(&current) => {
+                if let Some((_, stop)) = previous {
+                    stop.cancel();
+                }
+                Some((current, self.stop))
+            }
+            (_, Some((previous, previous_stop))) if ready(&previous) => {
+                self.stop.cancel();
+                Some((previous, previous_stop))
+            }
+            (_, previous) => {
+                self.stop.cancel();
+                if let Some((_, stop)) = previous {
+                    stop.cancel();
+                }
+                None
+            }
+        }
+    }
 }
 
 /// Settings the registry needs.
@@ -168,7 +215,7 @@ impl Registry {
 
     /// The upstream serving a connection.
     pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
-        self.lock().get(name).and_then(|e| e.upstream.clone())
+        self.lock().get(name).and_then(Entry::serving)
     }
 
     pub fn replica(&self) -> &str {
@@ -315,20 +362,33 @@ impl Registry {
             }
         };
         tracing::info!(connection = %name, revision = row.revision, "connection loaded");
-        let old = self.lock().insert(
-            name.clone(),
-            Entry {
-                revision: row.revision,
-                written_at_ms: row.updated_at_ms,
-                upstream,
-                stop,
-                status: status.clone(),
-            },
-        );
-        self.metrics.reloads.inc();
-        if let Some(old) = old {
-            old.stop.cancel();
+        {
+            let mut entries = self.lock();
+            let old = entries.remove(&name);
+            // The old revision keeps serving only while a new upstream is on its way.
+            let previous = match (old, &upstream) {
+                (Some(old), Some(_)) => old.into_bridge(),
+                (Some(old), None) => {
+                    if let Some((_, stop)) = old.into_bridge() {
+                        stop.cancel();
+                    }
+                    None
+                }
+                (None, _) => None,
+            };
+            entries.insert(
+                name.clone(),
+                Entry {
+                    revision: row.revision,
+                    written_at_ms: row.updated_at_ms,
+                    upstream,
+                    stop,
+                    previous,
+                    status: status.clone(),
+                },
+            );
         }
+        self.metrics.reloads.inc();
         self.rebuild_view();
         self.write_status(&name, &status);
     }
@@ -338,7 +398,9 @@ impl Registry {
             return;
         };
         tracing::info!(connection = %name, "connection removed");
-        entry.stop.cancel();
+        if let Some((_, stop)) = entry.into_bridge() {
+            stop.cancel();
+        }
         self.metrics.remove_connection(name);
         self.metrics.reloads.inc();
         self.rebuild_view();
@@ -381,15 +443,37 @@ impl Registry {
                             error,
                             revision: entry.revision,
                         };
-                        entry.status.clone()
+                        // The new revision cannot serve: stop bridging with the old one.
+                        let failed = matches!(
+                            state,
+                            State::Down | State::Invalid | State::AwaitingAuthorization
+                        );
+                        let bridged = failed && entry.previous.is_some();
+                        if bridged {
+                            entry.retire_previous();
+                        }
+                        (entry.status.clone(), bridged)
                     };
+                    let (status, bridged) = status;
+                    if bridged {
+                        self.rebuild_view();
+                    }
                     self.write_status(upstream.name(), &status);
                 }
                 Report::Catalog { upstream } => {
                     let (current, written) = {
                         let mut entries = self.lock();
                         match entries.get_mut(upstream.name()) {
-                            Some(e) => (e.upstream.clone(), e.written_at_ms.take()),
+                            Some(e)
+                                if e.upstream
+                                    .as_ref()
+                                    .is_some_and(|u| Arc::ptr_eq(u, &upstream)) =>
+                            {
+                                // The new revision is ready: it takes over.
+                                e.retire_previous();
+                                (e.upstream.clone(), e.written_at_ms.take())
+                            }
+                            Some(e) => (e.upstream.clone(), None),
                             None => (None, None),
                         }
                     };
@@ -411,11 +495,8 @@ impl Registry {
     }
 
     fn rebuild_view(&self) {
-        let upstreams: Vec<Arc<Upstream>> = self
-            .lock()
-            .values()
-            .filter_map(|e| e.upstream.clone())
-            .collect();
+        let upstreams: Vec<Arc<Upstream>> =
+            self.lock().values().filter_map(Entry::serving).collect();
         let new = View::build(&upstreams);
         let old = self.view.swap(Arc::new(new));
         let changes = self.view.load().changes_since(&old);
