@@ -79,6 +79,7 @@ struct ProtectedResource {
 
 #[derive(Deserialize)]
 struct ServerMetadata {
+    issuer: Option<String>,
     authorization_endpoint: Option<String>,
     token_endpoint: Option<String>,
     #[serde(default)]
@@ -96,6 +97,31 @@ async fn get_json<T: for<'de> Deserialize<'de>>(http: &reqwest::Client, url: &Ur
         return None;
     }
     r.json().await.ok()
+}
+
+/// A discovered URL Hawser will send credentials to, or fetch metadata from: `https`,
+/// or `http` on a loopback host only (local development). Metadata served over plain
+/// HTTP could be rewritten in transit to point at an attacker's token endpoint.
+fn secure(what: &str, url: &Url) -> Result<(), UpstreamError> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        scheme => Err(fail(format!(
+            "{what} {url} must use https (got {scheme}); set auth.authorizationUrl and auth.tokenUrl to override"
+        ))),
+    }
+}
+
+/// RFC 9728 §3.3 / RFC 8414 §3.3: two identifiers name the same thing when they are
+/// equal but for a trailing slash.
+fn same_identifier(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 /// Asks the upstream for its challenge: an unauthenticated `initialize`.
@@ -130,6 +156,7 @@ pub async fn discover(
     let mut prm_urls = Vec::new();
     if let Some(named) = challenge(http, upstream).await
         && let Ok(u) = Url::parse(&named)
+        && secure("protected-resource metadata", &u).is_ok()
     {
         prm_urls.push(u);
     }
@@ -152,6 +179,21 @@ pub async fn discover(
         .ok_or_else(|| fail("protected-resource metadata names no authorization server"))?;
     let issuer =
         Url::parse(issuer).map_err(|e| fail(format!("authorization server {issuer:?}: {e}")))?;
+    secure("authorization server", &issuer)?;
+    // The metadata is about this upstream: its `resource` is the upstream's own origin
+    // (a server may not claim tokens meant for another).
+    if let Some(resource) = &prm.resource {
+        let claimed = Url::parse(resource).map_err(|e| {
+            fail(format!(
+                "protected-resource metadata resource {resource:?}: {e}"
+            ))
+        })?;
+        if claimed.origin() != upstream.origin() {
+            return Err(fail(format!(
+                "protected-resource metadata claims resource {resource}, which is not {upstream}'s origin"
+            )));
+        }
+    }
     let mut meta: Option<ServerMetadata> = None;
     for url in as_candidates(&issuer) {
         if let Some(found) = get_json::<ServerMetadata>(http, &url).await {
@@ -161,6 +203,15 @@ pub async fn discover(
     }
     let meta =
         meta.ok_or_else(|| fail(format!("no authorization server metadata for {issuer}")))?;
+    // RFC 8414 §3.3: the metadata must be the issuer's own (no mix-up).
+    match meta.issuer.as_deref() {
+        Some(named) if same_identifier(named, issuer.as_str()) => {}
+        named => {
+            return Err(fail(format!(
+                "authorization server metadata for {issuer} names issuer {named:?}"
+            )));
+        }
+    }
     if !meta.code_challenge_methods_supported.is_empty()
         && !meta
             .code_challenge_methods_supported
@@ -174,10 +225,14 @@ pub async fn discover(
         .as_deref()
         .ok_or_else(|| fail("authorization server metadata has no token_endpoint"))
         .and_then(|t| Url::parse(t).map_err(|e| fail(format!("token_endpoint: {e}"))))?;
+    secure("token_endpoint", &token)?;
     let authorization = meta
         .authorization_endpoint
         .as_deref()
         .and_then(|a| Url::parse(a).ok());
+    if let Some(a) = &authorization {
+        secure("authorization_endpoint", a)?;
+    }
     let resource = resource_override
         .map(str::to_owned)
         .or(prm.resource)
@@ -205,6 +260,89 @@ mod tests {
             resource_metadata("Bearer resource_metadata=https://a/b, x=y").as_deref(),
             Some("https://a/b")
         );
+    }
+
+    #[test]
+    fn discovered_urls_must_be_https_except_on_loopback() {
+        let ok = |u: &str| secure("x", &Url::parse(u).unwrap()).is_ok();
+        assert!(ok("https://auth.example.com/token"));
+        assert!(ok("http://127.0.0.1:9000/token"));
+        assert!(ok("http://localhost/token"));
+        assert!(ok("http://[::1]:80/token"));
+        assert!(!ok("http://auth.example.com/token"));
+        assert!(!ok("http://10.0.0.1/token"));
+        assert!(!ok("ftp://auth.example.com/token"));
+        assert!(same_identifier("https://a/x/", "https://a/x"));
+        assert!(!same_identifier("https://a/x", "https://a/y"));
+    }
+
+    /// A metadata server on loopback answering `/.well-known/...` with `prm` and `asm`.
+    async fn metadata_server(
+        prm: impl Fn(&str) -> serde_json::Value + Send + Sync + 'static,
+        asm: impl Fn(&str) -> serde_json::Value + Send + Sync + 'static,
+    ) -> Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (b1, b2) = (base.clone(), base.clone());
+        let prm = std::sync::Arc::new(prm);
+        let asm = std::sync::Arc::new(asm);
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/oauth-protected-resource/mcp",
+                axum::routing::get(move || {
+                    let body = prm(&b1);
+                    async move { axum::Json(body) }
+                }),
+            )
+            .route(
+                "/.well-known/oauth-authorization-server",
+                axum::routing::get(move || {
+                    let body = asm(&b2);
+                    async move { axum::Json(body) }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Url::parse(&format!("{base}/mcp")).unwrap()
+    }
+
+    async fn discover_from(
+        prm: impl Fn(&str) -> serde_json::Value + Send + Sync + 'static,
+        asm: impl Fn(&str) -> serde_json::Value + Send + Sync + 'static,
+    ) -> Result<Endpoints, String> {
+        crate::install_crypto_provider();
+        let upstream = metadata_server(prm, asm).await;
+        let http = reqwest::Client::builder().build().unwrap();
+        discover(&http, &upstream, None)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn discovery_refuses_metadata_that_is_not_the_servers_own() {
+        let prm = |base: &str| serde_json::json!({"resource": format!("{base}/mcp"), "authorization_servers": [base]});
+        let asm = |base: &str| serde_json::json!({"issuer": base, "token_endpoint": format!("{base}/token"), "authorization_endpoint": format!("{base}/authorize")});
+        let found = discover_from(prm, asm).await.expect("honest metadata");
+        assert!(found.token.as_str().ends_with("/token"));
+        assert!(found.resource.ends_with("/mcp"));
+
+        // Mix-up: the metadata names another issuer.
+        let e = discover_from(prm, |base: &str| serde_json::json!({"issuer": "https://other.example", "token_endpoint": format!("{base}/token")}))
+            .await
+            .unwrap_err();
+        assert!(e.contains("names issuer"), "{e}");
+        // Credentials would go over plain HTTP to a remote host.
+        let e = discover_from(prm, |base: &str| serde_json::json!({"issuer": base, "token_endpoint": "http://evil.example/token"}))
+            .await
+            .unwrap_err();
+        assert!(e.contains("must use https"), "{e}");
+        // The upstream claims to be another resource.
+        let e = discover_from(
+            |base: &str| serde_json::json!({"resource": "https://bank.example/mcp", "authorization_servers": [base]}),
+            asm,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.contains("which is not"), "{e}");
     }
 
     #[test]
