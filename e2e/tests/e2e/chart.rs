@@ -215,14 +215,7 @@ async fn the_gateway_deployment_the_chart_renders_serves_mcp() {
 
     // Run the container: the image's entrypoint is `hawser`; the Secret is the test's.
     let db = pg::test_db().await;
-    let key = String::from_utf8(
-        Command::new(tools::binary("hawser"))
-            .arg("keygen")
-            .output()
-            .expect("hawser keygen")
-            .stdout,
-    )
-    .expect("utf-8 key");
+    let key = stdout_of("hawser", "keygen");
     let admin_token = "chart-test-admin-token-0123456789";
     let secret_keys: Vec<String> = secret.string_data.unwrap_or_default().into_keys().collect();
     let mut secret_values = BTreeMap::new();
@@ -365,14 +358,7 @@ async fn the_operator_deployment_sets_only_what_the_operator_reads() {
     .expect("helm template");
     let deployment: Deployment = find(&docs, "Deployment", "hw-hawser-operator");
     let operator = container(&deployment, "operator");
-    let help = String::from_utf8(
-        Command::new(tools::binary("hawser-operator"))
-            .arg("--help")
-            .output()
-            .expect("hawser-operator --help")
-            .stdout,
-    )
-    .expect("utf-8 help");
+    let help = stdout_of("hawser-operator", "--help");
     let env: Vec<&str> = operator
         .env
         .iter()
@@ -461,6 +447,15 @@ async fn the_chart_refuses_to_render_without_secrets() {
         !refs.is_empty() && refs.iter().all(|n| n == "mine"),
         "{refs:?}"
     );
+}
+
+/// What `binary arg` prints.
+fn stdout_of(binary: &str, arg: &str) -> String {
+    let out = Command::new(tools::binary(binary))
+        .arg(arg)
+        .output()
+        .unwrap_or_else(|e| panic!("{binary} {arg}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn hex(bytes: &[u8]) -> String {
