@@ -241,7 +241,8 @@ pub struct OAuth2Auth {
     /// How the client authenticates at the token endpoint. Default `basic`.
     #[serde(default)]
     pub endpoint_auth: EndpointAuth,
-    /// Extra parameters for the authorization request (e.g. `audience`).
+    /// Extra parameters for the authorization request and for client_credentials token
+    /// requests (e.g. `audience`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_params: BTreeMap<String, String>,
     /// RFC 8707 resource indicator. Default: the connection's `url`.

@@ -399,6 +399,12 @@ fn resolve_auth(auth: &Auth) -> Result<UpstreamAuth, SpecError> {
                     parse_url(url, field)?;
                 }
             }
+            if oauth.authorization_url.is_some() && oauth.token_url.is_none() {
+                return Err(SpecError::new(
+                    "auth.tokenUrl",
+                    "required with auth.authorizationUrl (give both, or neither to discover them)",
+                ));
+            }
             if oauth.client_id.is_empty() {
                 return Err(SpecError::new("auth.clientId", "must not be empty"));
             }
@@ -442,6 +448,16 @@ mod tests {
             Policy::default(),
             &InlineOnly,
         )
+    }
+
+    #[test]
+    fn an_authorization_url_needs_a_token_url() {
+        let e = resolve_api(
+            "x",
+            serde_json::json!({"url": "https://mcp.example.com/mcp", "auth": {"type": "oauth2", "grant": "authorization_code", "clientId": "c", "authorizationUrl": "https://auth.example.com/authorize"}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "auth.tokenUrl");
     }
 
     #[test]

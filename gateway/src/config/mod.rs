@@ -196,6 +196,17 @@ pub struct Settings {
 pub const DEFAULT_SESSION_IDLE_TIMEOUT: std::time::Duration =
     std::time::Duration::from_secs(24 * 3600);
 
+/// A boolean environment variable: `true`/`1` or `false`/`0`; anything else is an
+/// error rather than silently off.
+fn env_bool(env: &dyn Env, var: &str) -> Result<Option<bool>, ConfigError> {
+    match env.var(var).as_deref() {
+        None => Ok(None),
+        Some("true" | "1") => Ok(Some(true)),
+        Some("false" | "0") => Ok(Some(false)),
+        Some(other) => Err(invalid(var, format!("{other:?}: use true or false"))),
+    }
+}
+
 /// Resolves `env:` secrets from the environment; inline values pass through.
 struct FileSecrets<'a>(&'a dyn Env);
 
@@ -260,6 +271,11 @@ impl Settings {
             .map(|keys| Keyring::parse(&keys))
             .transpose()?;
 
+        let admin_token_field = if env.var("HAWSER_ADMIN_TOKEN").is_some() {
+            "HAWSER_ADMIN_TOKEN"
+        } else {
+            "adminToken"
+        };
         let admin_token = match (env.var("HAWSER_ADMIN_TOKEN"), raw.admin_token) {
             (Some(token), _) => Some(Secret::new(token)),
             (None, Some(value)) => Some(Secret::new(
@@ -271,7 +287,7 @@ impl Settings {
         };
         if admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
             return Err(invalid(
-                "HAWSER_ADMIN_TOKEN",
+                admin_token_field,
                 "must be at least 16 characters (e.g. `openssl rand -hex 32`)",
             ));
         }
@@ -300,7 +316,12 @@ impl Settings {
         };
         let security = Security {
             allowed_hosts: list("HAWSER_ALLOWED_HOSTS")
-                .or(raw.security.allowed_hosts)
+                .or(raw.security.allowed_hosts.map(|hosts| {
+                    hosts
+                        .iter()
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .collect()
+                }))
                 .unwrap_or_else(|| {
                     ["localhost", "127.0.0.1", "[::1]"]
                         .map(String::from)
@@ -320,7 +341,7 @@ impl Settings {
                 }),
             allow_stdio_from_api: flags.allow_stdio_from_api
                 || raw.security.allow_stdio_from_api
-                || env.var("HAWSER_ALLOW_STDIO_FROM_API").as_deref() == Some("true"),
+                || env_bool(env, "HAWSER_ALLOW_STDIO_FROM_API")?.unwrap_or(false),
             trusted_proxies: Vec::new(),
         };
         let mut security = security;
@@ -341,17 +362,8 @@ impl Settings {
         if let Some(enabled) = raw.audit.enabled {
             audit.enabled = enabled;
         }
-        if let Some(v) = env.var("HAWSER_AUDIT_ENABLED") {
-            audit.enabled = match v.as_str() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                other => {
-                    return Err(invalid(
-                        "HAWSER_AUDIT_ENABLED",
-                        format!("{other:?}: use true or false"),
-                    ));
-                }
-            };
+        if let Some(enabled) = env_bool(env, "HAWSER_AUDIT_ENABLED")? {
+            audit.enabled = enabled;
         }
         if let Some(r) = raw.audit.retention {
             audit.retention = r.get();
@@ -640,6 +652,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("HAWSER_ENCRYPTION_KEYS"), "{e}");
+    }
+
+    #[test]
+    fn file_values_are_named_as_written_and_booleans_are_strict() {
+        let e = from_yaml("adminToken: short\n", &Flags::default(), &env(&[])).unwrap_err();
+        assert!(e.to_string().starts_with("adminToken"), "{e}");
+        let s = from_yaml(
+            "security: {allowedHosts: [MCP.Example.COM]}\n",
+            &Flags::default(),
+            &env(&[]),
+        )
+        .unwrap();
+        assert!(s.security.host_allowed("mcp.example.com"));
+        let e = from_yaml(
+            "",
+            &Flags::default(),
+            &env(&[("HAWSER_ALLOW_STDIO_FROM_API", "yes")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("HAWSER_ALLOW_STDIO_FROM_API"),
+            "{e}"
+        );
+        let s = from_yaml(
+            "",
+            &Flags::default(),
+            &env(&[("HAWSER_ALLOW_STDIO_FROM_API", "1")]),
+        )
+        .unwrap();
+        assert!(s.security.allow_stdio_from_api);
     }
 
     #[test]

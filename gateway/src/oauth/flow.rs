@@ -52,7 +52,7 @@ pub async fn start(oauth: &OAuth, connection: &str) -> Result<Response, ApiError
             "no authorization endpoint",
         ));
     };
-    let redirect = public.join("oauth/callback").map_err(|e| {
+    let redirect = callback_url(public).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("redirect URI: {e}"),
@@ -100,6 +100,17 @@ pub struct Callback {
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+}
+
+/// `<public URL>/oauth/callback`, keeping a path the public URL has (a gateway served
+/// under `https://example.com/hawser` gets `https://example.com/hawser/oauth/callback`).
+pub fn callback_url(public: &url::Url) -> Result<url::Url, url::ParseError> {
+    let mut base = public.clone();
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base.join("oauth/callback")
 }
 
 /// `GET /oauth/callback`: exchanges the code and shows a small page saying what happened.
@@ -225,6 +236,27 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_callback_keeps_the_public_urls_path() {
+        let url = |u: &str| {
+            super::callback_url(&url::Url::parse(u).unwrap())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            url("https://mcp.example.com"),
+            "https://mcp.example.com/oauth/callback"
+        );
+        assert_eq!(
+            url("https://example.com/hawser"),
+            "https://example.com/hawser/oauth/callback"
+        );
+        assert_eq!(
+            url("https://example.com/hawser/"),
+            "https://example.com/hawser/oauth/callback"
+        );
+    }
+
     #[test]
     fn escapes_markup() {
         assert_eq!(

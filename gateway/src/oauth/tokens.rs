@@ -267,15 +267,18 @@ impl ConnectionTokens {
             }
             (None, OAuth2Grant::ClientCredentials) => {
                 tracing::debug!(connection = %self.connection, "requesting a client_credentials token");
-                client
-                    .exchange_client_credentials()
-                    .add_scopes(
-                        self.settings
-                            .spec
-                            .scopes
-                            .iter()
-                            .map(|s| Scope::new(s.clone())),
-                    )
+                let mut request = client.exchange_client_credentials().add_scopes(
+                    self.settings
+                        .spec
+                        .scopes
+                        .iter()
+                        .map(|s| Scope::new(s.clone())),
+                );
+                // e.g. `audience`, which some providers require for this grant.
+                for (name, value) in &self.settings.spec.extra_params {
+                    request = request.add_extra_param(name.clone(), value.clone());
+                }
+                request
                     .add_extra_param("resource", endpoints.resource.clone())
                     .request_async(&adapter)
                     .await
