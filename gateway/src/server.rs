@@ -156,6 +156,7 @@ pub async fn build(
         metrics: metrics.clone(),
         replica: settings.replica_id.clone(),
         session_idle_timeout: settings.session_idle_timeout,
+        draining: shutdown.child_token(),
     });
     front::spawn_background(front.clone(), shutdown.child_token());
     let admin = Arc::new(Admin {

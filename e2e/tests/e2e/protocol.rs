@@ -367,3 +367,51 @@ async fn a_changed_connection_keeps_serving_until_its_new_revision_is_ready() {
         "the old revision bridged the change (else this test saw nothing)"
     );
 }
+
+#[tokio::test]
+async fn sigterm_ends_get_streams_and_lets_calls_finish() {
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: fx\n    url: {}\n",
+            fixture.mcp_url()
+        ),
+        &[],
+    );
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    assert_eq!(
+        client.call("fx__echo", json!({"text": "x"})).await.status,
+        200
+    );
+    let mut stream = client.listen().await;
+    let slow = {
+        let mut c = McpClient::new(&gateway.mcp_url());
+        c.session = client.session.clone();
+        tokio::spawn(async move { c.call("fx__slow", json!({"ms": 1500})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A pod being stopped: SIGTERM, and up to 10 s before SIGKILL.
+    let mut child = gateway.child;
+    let stopped = tokio::task::spawn_blocking(move || {
+        child.terminate(Duration::from_secs(10));
+        child.exit_status()
+    });
+    let r = slow.await.expect("call task");
+    assert!(
+        r.response().get("result").is_some(),
+        "the call in flight finished: {r:?}"
+    );
+    let status = stopped.await.expect("terminate").expect("exited");
+    assert!(
+        status.success(),
+        "the gateway stopped by itself, not by SIGKILL: {status:?}"
+    );
+    // The client's GET stream was ended, so it can re-open it on another replica.
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while stream.recv().await.is_some() {}
+    })
+    .await;
+    assert!(end.is_ok(), "the GET stream ended");
+}

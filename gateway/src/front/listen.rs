@@ -40,12 +40,15 @@ pub fn open(front: &Arc<Front>, session: &Arc<ClientSession>) -> Reply {
         }
     }
     let ended = session.ended.clone();
+    let draining = front.draining.clone();
     let guard = StopOnDrop(stop);
     let stream = futures::stream::unfold((rx, guard), move |(mut rx, guard)| {
         let ended = ended.clone();
+        let draining = draining.clone();
         async move {
             tokio::select! {
                 () = ended.cancelled() => None,
+                () = draining.cancelled() => None,
                 frame = rx.recv() => frame.map(|f| (Ok::<_, std::convert::Infallible>(f), (rx, guard))),
                 () = tokio::time::sleep(KEEPALIVE) => Some((Ok(Bytes::from_static(sse::KEEPALIVE)), (rx, guard))),
             }

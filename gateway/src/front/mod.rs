@@ -51,6 +51,9 @@ pub struct Front {
     pub replica: String,
     /// Sessions unused for this long are ended.
     pub session_idle_timeout: Duration,
+    /// Cancelled when the process is asked to stop: GET streams end (the clients
+    /// re-open them on another replica) so that shutdown waits only for calls.
+    pub draining: CancellationToken,
 }
 
 /// Methods that produce an audit event.
