@@ -415,3 +415,90 @@ async fn sigterm_ends_get_streams_and_lets_calls_finish() {
     .await;
     assert!(end.is_ok(), "the GET stream ended");
 }
+
+#[tokio::test]
+async fn a_superseded_upstream_session_is_closed_at_its_own_url_only() {
+    const ADMIN: &str = "superseded-sessions-admin-token";
+    let a = Fixture::start(&["--name", "a"]);
+    let b = Fixture::start(&["--name", "b"]);
+    let gateway = Gateway::start(&format!("adminToken: {ADMIN}\n"), &[]);
+    gateway.wait_ready().await;
+    let put = |spec: serde_json::Value| {
+        let url = format!("{}/api/v1/connections/fx", gateway.base);
+        async move {
+            let r = hawser_e2e::harness::http()
+                .put(url)
+                .bearer_auth(ADMIN)
+                .json(&spec)
+                .send()
+                .await
+                .expect("admin PUT");
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+    };
+    let server = |r: &hawser_e2e::harness::mcp::Reply| {
+        serde_json::from_str::<serde_json::Value>(&text(r.result())).unwrap_or_default()["server"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    // Calls until `check` holds, or fail after 20 s.
+    async fn until(
+        client: &mut McpClient,
+        what: &str,
+        mut check: impl AsyncFnMut(&hawser_e2e::harness::mcp::Reply) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = client.call("fx__whoami", json!({})).await;
+            if r.response().get("result").is_some() && check(&r).await {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {r:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let session_of = |r: &hawser_e2e::harness::mcp::Reply| {
+        serde_json::from_str::<serde_json::Value>(&text(r.result())).unwrap_or_default()["session"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    put(json!({"url": a.mcp_url(), "timeouts": {"call": "30s"}})).await;
+    until(&mut client, "a serves", async |r| server(r) == "a").await;
+    let first = session_of(&client.call("fx__whoami", json!({})).await);
+    assert!(!first.is_empty());
+    assert!(!deleted(&a, &first).await);
+
+    // Same URL, new revision: the client's old upstream session is ended there.
+    put(json!({"url": a.mcp_url(), "timeouts": {"call": "31s"}})).await;
+    until(&mut client, "new upstream session", async |r| {
+        session_of(r) != first
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !deleted(&a, &first).await {
+        assert!(std::time::Instant::now() < deadline, "{first} never closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = session_of(&client.call("fx__whoami", json!({})).await);
+
+    // New URL: the old session's id is not sent to the other server.
+    put(json!({"url": b.mcp_url()})).await;
+    until(&mut client, "b serves", async |r| server(r) == "b").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !deleted(&b, &second).await,
+        "b got a DELETE for a's session"
+    );
+}
+
+/// Whether `f` saw its session `id` ended with DELETE.
+async fn deleted(f: &Fixture, id: &str) -> bool {
+    f.events()
+        .await
+        .iter()
+        .any(|e| e["kind"] == "session_deleted" && e["session"] == id)
+}

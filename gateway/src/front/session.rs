@@ -380,6 +380,8 @@ impl Sessions {
         {
             return Ok(current.clone());
         }
+        // The session of an older revision this one replaces, if any.
+        let mut superseded = guard.clone();
         if upstream.is_shared() {
             let shared = upstream.open_session(&session.init).await?;
             *guard = Some(shared.clone());
@@ -388,10 +390,12 @@ impl Sessions {
         // Another replica may have opened one already.
         if let Ok(Some(record)) = self.store.get_session(&session.id_hash).await
             && let Some(recorded) = record.upstreams.get(upstream.name())
-            && recorded.revision == upstream.revision()
         {
-            *guard = Some(recorded.clone());
-            return Ok(recorded.clone());
+            if recorded.revision == upstream.revision() {
+                *guard = Some(recorded.clone());
+                return Ok(recorded.clone());
+            }
+            superseded = Some(recorded.clone());
         }
         let fresh = upstream.open_session(&session.init).await?;
         let winner = self
@@ -404,6 +408,16 @@ impl Sessions {
         if winner != fresh {
             upstream.close_session(fresh);
         } else {
+            // Ours replaced the old revision's session: end that one, if it lives at
+            // the URL this revision uses (after a URL change it is another server's).
+            if let Some(old) = superseded
+                && old.id.is_some()
+                && old.id != winner.id
+                && old.url.is_some()
+                && old.url == upstream.http_url()
+            {
+                upstream.close_session(old);
+            }
             // Whichever replica holds the client's GET stream follows this session's own stream.
             let note = BusMessage::UpstreamSession {
                 session: store::hex(&session.id_hash),

@@ -146,6 +146,10 @@ pub struct UpstreamSession {
     /// Revision of the connection this session was opened against; a session from an
     /// older revision is replaced after the connection changes.
     pub revision: i64,
+    /// The URL it was opened at: a superseded session is closed (`DELETE`) when the
+    /// new revision still points there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// An upstream OAuth token set, unsealed.

@@ -219,6 +219,7 @@ async fn initialize_channel(
         id: None,
         protocol_version: version,
         revision: upstream.revision(),
+        url: None,
     });
     Ok((session, result))
 }
@@ -342,6 +343,7 @@ async fn watch_loop(
                     .map(|c| c.protocol_version.clone())
                     .unwrap_or_default(),
                 revision: upstream.revision(),
+                url: None,
             };
             loop {
                 tokio::select! {

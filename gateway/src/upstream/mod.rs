@@ -185,6 +185,7 @@ impl Upstream {
                 id: None,
                 protocol_version: catalog.protocol_version.clone(),
                 revision: self.revision,
+                url: None,
             });
         }
         let params = serde_json::json!({
@@ -239,10 +240,19 @@ impl Upstream {
             id: session_id,
             protocol_version: version,
             revision: self.revision,
+            url: self.http_url(),
         };
         let note = jsonrpc::notification("notifications/initialized", None);
         http.post(session.as_ref(), note, &HeaderMap::new()).await?;
         Ok((session, result))
+    }
+
+    /// The Streamable HTTP endpoint, for transports that have one.
+    pub fn http_url(&self) -> Option<String> {
+        match &self.config.target {
+            crate::config::Target::StreamableHttp(url) => Some(url.to_string()),
+            _ => None,
+        }
     }
 
     /// Ends an upstream session (in the background).

@@ -250,11 +250,13 @@ async fn sessions_are_shared_and_the_first_upstream_session_wins() {
         id: Some("up-a".into()),
         protocol_version: "2025-11-25".into(),
         revision: 3,
+        url: None,
     };
     let theirs = UpstreamSession {
         id: Some("up-b".into()),
         protocol_version: "2025-11-25".into(),
         revision: 3,
+        url: None,
     };
     assert_eq!(
         a.set_upstream_session(&id, "gh", &mine).await.unwrap(),
