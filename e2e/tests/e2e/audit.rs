@@ -270,6 +270,19 @@ async fn metrics_parse_as_prometheus_text_and_move() {
     }
     let after = scrape().await;
     assert_eq!(calls(&after) - calls(&before), 3.0, "{after}");
+    // Requests the gateway answers itself count too, under connection "".
+    for method in ["initialize", "tools/list"] {
+        assert!(
+            parse(&after)
+                .iter()
+                .any(|(n, l, v)| n == "hawser_requests_total"
+                    && l.contains(&format!("method=\"{method}\""))
+                    && l.contains("connection=\"\"")
+                    && l.contains("outcome=\"ok\"")
+                    && *v >= 1.0),
+            "{method} not counted:\n{after}"
+        );
+    }
     let series = parse(&after);
     for metric in [
         "hawser_request_duration_seconds_bucket",

@@ -94,8 +94,15 @@ pub async fn request(
     };
     let aggregated = session.endpoint.is_empty();
     let method = msg.method();
+    // Requests the gateway answers itself count under connection "".
+    let answered = |outcome: &str| {
+        front
+            .metrics
+            .request(method, "", outcome, info.started.elapsed().as_secs_f64());
+    };
     let list = |kind: ListKind| {
         if msg.params.is_some_and(|p| p.get().contains("\"cursor\"")) {
+            answered("protocol");
             return reply::rpc_error(
                 Some(id.json()),
                 code::INVALID_PARAMS,
@@ -106,6 +113,7 @@ pub async fn request(
             id.json(),
             std::str::from_utf8(&endpoint.list(kind)).unwrap_or("{}"),
         );
+        answered("ok");
         // A connection's endpoint answers in the framing its upstream uses.
         if endpoint
             .upstream
@@ -118,7 +126,10 @@ pub async fn request(
         }
     };
     match method {
-        "ping" => reply::json(jsonrpc::result(id.json(), "{}")),
+        "ping" => {
+            answered("ok");
+            reply::json(jsonrpc::result(id.json(), "{}"))
+        }
         "tools/list" => list(ListKind::Tools),
         "prompts/list" => list(ListKind::Prompts),
         "resources/list" => list(ListKind::Resources),

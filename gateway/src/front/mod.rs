@@ -465,7 +465,21 @@ async fn handle_post(
     }
     if msg.kind() == Kind::Request && header_str(&headers, SESSION_HEADER).is_none() {
         match msg.method() {
-            "initialize" => return initialize(&front, &target, &identity, &msg).await,
+            "initialize" => {
+                let reply = initialize(&front, &target, &identity, &msg).await;
+                let outcome = if reply.headers().contains_key(SESSION_HEADER) {
+                    "ok"
+                } else {
+                    "protocol"
+                };
+                front.metrics.request(
+                    "initialize",
+                    "",
+                    outcome,
+                    info.started.elapsed().as_secs_f64(),
+                );
+                return reply;
+            }
             // Newer clients probe for the stateless revision first; answering "no"
             // makes them fall back to initialize.
             "server/discover" => {
