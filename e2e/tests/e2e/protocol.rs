@@ -502,3 +502,30 @@ async fn deleted(f: &Fixture, id: &str) -> bool {
         .iter()
         .any(|e| e["kind"] == "session_deleted" && e["session"] == id)
 }
+
+#[tokio::test]
+async fn admin_routes_name_plain_and_namespaced_connections() {
+    const ADMIN: &str = "namespaced-routes-admin-token";
+    let gateway = Gateway::start(&format!("adminToken: {ADMIN}\n"), &[]);
+    gateway.wait_ready().await;
+    for (path, name) in [
+        ("fx", "fx"),
+        ("fx/status", "fx"),
+        ("team-a/github", "team-a/github"),
+        ("team-a/github/status", "team-a/github"),
+    ] {
+        let r = hawser_e2e::harness::http()
+            .get(format!("{}/api/v1/connections/{path}", gateway.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("admin GET");
+        assert_eq!(r.status(), 404, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(
+            body["error"],
+            format!("connection {name} not found"),
+            "{path}"
+        );
+    }
+}

@@ -54,19 +54,32 @@ pub fn router(admin: Arc<Admin>) -> Router {
         )
         .route(
             "/api/v1/connections/{namespace}/{name}/oauth/start",
-            axum::routing::post(oauth_start_namespaced),
+            axum::routing::post(oauth_start),
         )
         .route(
             "/api/v1/connections/{namespace}/{name}",
-            get(get_namespaced)
-                .put(put_namespaced)
-                .delete(delete_namespaced),
+            get(get_one).put(put).delete(delete),
         )
-        .route(
-            "/api/v1/connections/{namespace}/{name}/status",
-            get(status_namespaced),
-        )
+        .route("/api/v1/connections/{namespace}/{name}/status", get(status))
         .with_state(admin)
+}
+
+/// The connection a route names: `{name}`, or `{namespace}/{name}` for connections
+/// from `McpConnection` resources.
+struct ConnectionName(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectionName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(segments) = Path::<Vec<String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+        Ok(Self(segments.join("/")))
+    }
 }
 
 fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -132,46 +145,34 @@ async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Result<Res
 
 async fn get_one(
     State(admin): State<Arc<Admin>>,
-    Path(name): Path<String>,
+    ConnectionName(name): ConnectionName,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     show(&admin, &headers, &name).await
 }
 
-async fn get_namespaced(
-    State(admin): State<Arc<Admin>>,
-    Path((namespace, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    show(&admin, &headers, &format!("{namespace}/{name}")).await
+/// The stored connection `name`, or 404.
+async fn stored(admin: &Admin, name: &str) -> Result<StoredConnection, ApiError> {
+    admin
+        .store
+        .get_connection(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(name))
 }
 
 async fn show(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
     authorize(admin, headers)?;
-    let conn = admin
-        .store
-        .get_connection(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(name))?;
+    let conn = stored(admin, name).await?;
     Ok(Json(describe(&conn)).into_response())
 }
 
 async fn put(
     State(admin): State<Arc<Admin>>,
-    Path(name): Path<String>,
+    ConnectionName(name): ConnectionName,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     write(&admin, &headers, &name, body).await
-}
-
-async fn put_namespaced(
-    State(admin): State<Arc<Admin>>,
-    Path((namespace, name)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    write(&admin, &headers, &format!("{namespace}/{name}"), body).await
 }
 
 /// Refuses changes to connections another source owns.
@@ -235,27 +236,15 @@ async fn write(
 
 async fn delete(
     State(admin): State<Arc<Admin>>,
-    Path(name): Path<String>,
+    ConnectionName(name): ConnectionName,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     remove(&admin, &headers, &name).await
 }
 
-async fn delete_namespaced(
-    State(admin): State<Arc<Admin>>,
-    Path((namespace, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    remove(&admin, &headers, &format!("{namespace}/{name}")).await
-}
-
 async fn remove(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
     authorize(admin, headers)?;
-    let existing = admin
-        .store
-        .get_connection(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(name))?;
+    let existing = stored(admin, name).await?;
     check_owner(Some(&existing), name)?;
     admin.store.delete_connection(name).await?;
     tracing::info!(connection = %name, "connection deleted through the admin API");
@@ -264,27 +253,15 @@ async fn remove(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Respon
 
 async fn status(
     State(admin): State<Arc<Admin>>,
-    Path(name): Path<String>,
+    ConnectionName(name): ConnectionName,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     report(&admin, &headers, &name).await
 }
 
-async fn status_namespaced(
-    State(admin): State<Arc<Admin>>,
-    Path((namespace, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    report(&admin, &headers, &format!("{namespace}/{name}")).await
-}
-
 async fn report(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
     authorize(admin, headers)?;
-    let conn = admin
-        .store
-        .get_connection(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(name))?;
+    let conn = stored(admin, name).await?;
     let now = SystemTime::now();
     let replicas: Vec<Value> = admin
         .store
@@ -323,18 +300,9 @@ async fn report(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Respon
 
 async fn oauth_start(
     State(admin): State<Arc<Admin>>,
-    Path(name): Path<String>,
+    ConnectionName(name): ConnectionName,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&admin, &headers)?;
     crate::oauth::flow::start(&admin.oauth, &name).await
-}
-
-async fn oauth_start_namespaced(
-    State(admin): State<Arc<Admin>>,
-    Path((namespace, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    authorize(&admin, &headers)?;
-    crate::oauth::flow::start(&admin.oauth, &format!("{namespace}/{name}")).await
 }
