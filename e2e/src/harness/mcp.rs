@@ -155,6 +155,18 @@ impl McpClient {
         names
     }
 
+    /// Waits (up to 20 s) until the listing has `tool`.
+    pub async fn wait_for_tool(&mut self, tool: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.tool_names().await.iter().any(|n| n == tool) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{tool} never appeared"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Opens the GET stream; messages arrive on the returned channel.
     pub async fn listen(&self) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
         let mut req = self

@@ -143,6 +143,19 @@ impl Gateway {
         format!("{}/mcp", self.base)
     }
 
+    /// An embedded gateway with one connection, `fx`, to `fixture`; ready.
+    pub async fn in_front_of(fixture: &Fixture) -> Self {
+        let gateway = Self::start(
+            &format!(
+                "connections:\n  - name: fx\n    url: {}\n",
+                fixture.mcp_url()
+            ),
+            &[],
+        );
+        gateway.wait_ready().await;
+        gateway
+    }
+
     /// Waits until `/readyz` answers 200 and the connection `name` (if any) serves tools.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);

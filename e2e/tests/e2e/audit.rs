@@ -64,11 +64,7 @@ async fn every_call_is_audited_with_its_outcome_connection_and_redacted_paramete
     );
     gateway.wait_ready().await;
     let mut client = McpClient::connect_as(&gateway.mcp_url(), "alice-audit-token").await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client.tool_names().await.iter().any(|t| t == "fx2__echo") {
-        assert!(Instant::now() < deadline, "tools never appeared");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    client.wait_for_tool("fx2__echo").await;
 
     // success, on the second connection, with a secret among the arguments
     let r = client
@@ -184,20 +180,9 @@ async fn every_call_is_audited_with_its_outcome_connection_and_redacted_paramete
 #[tokio::test]
 async fn the_request_id_and_trace_reach_the_upstream() {
     let fixture = Fixture::start(&[]);
-    let gateway = Gateway::start(
-        &format!(
-            "connections:\n  - name: fx\n    url: {}\n",
-            fixture.mcp_url()
-        ),
-        &[],
-    );
-    gateway.wait_ready().await;
+    let gateway = Gateway::in_front_of(&fixture).await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client.tool_names().await.iter().any(|t| t == "fx__headers") {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    client.wait_for_tool("fx__headers").await;
     let r = http()
         .post(gateway.mcp_url())
         .header("content-type", "application/json")
@@ -227,20 +212,9 @@ async fn the_request_id_and_trace_reach_the_upstream() {
 #[tokio::test]
 async fn metrics_parse_as_prometheus_text_and_move() {
     let fixture = Fixture::start(&[]);
-    let gateway = Gateway::start(
-        &format!(
-            "connections:\n  - name: fx\n    url: {}\n",
-            fixture.mcp_url()
-        ),
-        &[],
-    );
-    gateway.wait_ready().await;
+    let gateway = Gateway::in_front_of(&fixture).await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client.tool_names().await.iter().any(|t| t == "fx__echo") {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    client.wait_for_tool("fx__echo").await;
     let scrape = || async {
         http()
             .get(format!("{}/metrics", gateway.base))
@@ -358,11 +332,7 @@ async fn postgres_away_for_ten_seconds_loses_no_call_and_no_audit_row() {
     );
     gateway.wait_ready().await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client.tool_names().await.iter().any(|t| t == "fx__echo") {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    client.wait_for_tool("fx__echo").await;
 
     let run_for = Duration::from_secs(18);
     let started = Instant::now();

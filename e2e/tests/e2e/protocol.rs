@@ -9,14 +9,7 @@ use serde_json::json;
 #[tokio::test]
 async fn sessions_are_required_known_and_end_with_delete() {
     let fixture = Fixture::start(&[]);
-    let gateway = Gateway::start(
-        &format!(
-            "connections:\n  - name: fx\n    url: {}\n",
-            fixture.mcp_url()
-        ),
-        &[],
-    );
-    gateway.wait_ready().await;
+    let gateway = Gateway::in_front_of(&fixture).await;
 
     let mut anonymous = McpClient::new(&gateway.mcp_url());
     let r = anonymous.request("tools/list", json!({})).await;
@@ -67,7 +60,7 @@ async fn timeouts_and_dead_upstreams_fail_with_errors_naming_the_connection() {
     let gateway = Gateway::start(&config, &[]);
     gateway.wait_ready().await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
-    wait_for_tool(&mut client, "quick__slow").await;
+    client.wait_for_tool("quick__slow").await;
 
     let started = std::time::Instant::now();
     let r = client.call("quick__slow", json!({"ms": 10000})).await;
@@ -98,30 +91,12 @@ async fn timeouts_and_dead_upstreams_fail_with_errors_naming_the_connection() {
     assert!(r.error_message().contains("gone"), "{r:?}");
 }
 
-async fn wait_for_tool(client: &mut McpClient, tool: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !client.tool_names().await.iter().any(|n| n == tool) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{tool} never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn an_upstream_list_change_reaches_open_client_streams() {
     let fixture = Fixture::start(&[]);
-    let gateway = Gateway::start(
-        &format!(
-            "connections:\n  - name: fx\n    url: {}\n",
-            fixture.mcp_url()
-        ),
-        &[],
-    );
-    gateway.wait_ready().await;
+    let gateway = Gateway::in_front_of(&fixture).await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
-    wait_for_tool(&mut client, "fx__add_tool").await;
+    client.wait_for_tool("fx__add_tool").await;
     let mut stream = client.listen().await;
 
     let r = client
@@ -178,7 +153,7 @@ connections:
     assert_eq!(r.status, 401, "{r:?}");
 
     let mut alice = McpClient::connect_as(&gateway.mcp_url(), "alice-secret-token").await;
-    wait_for_tool(&mut alice, "keyed__whoami").await;
+    alice.wait_for_tool("keyed__whoami").await;
 
     // Bob cannot use Alice's session: same answer as an unknown one.
     let mut bob = McpClient::new(&gateway.mcp_url());
@@ -204,14 +179,7 @@ connections:
 #[tokio::test]
 async fn foreign_hosts_and_origins_are_refused() {
     let fixture = Fixture::start(&[]);
-    let gateway = Gateway::start(
-        &format!(
-            "connections:\n  - name: fx\n    url: {}\n",
-            fixture.mcp_url()
-        ),
-        &[],
-    );
-    gateway.wait_ready().await;
+    let gateway = Gateway::in_front_of(&fixture).await;
     let http = hawser_e2e::harness::http();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
     for (header, value) in [
@@ -371,14 +339,7 @@ async fn a_changed_connection_keeps_serving_until_its_new_revision_is_ready() {
 #[tokio::test]
 async fn sigterm_ends_get_streams_and_lets_calls_finish() {
     let fixture = Fixture::start(&[]);
-    let gateway = Gateway::start(
-        &format!(
-            "connections:\n  - name: fx\n    url: {}\n",
-            fixture.mcp_url()
-        ),
-        &[],
-    );
-    gateway.wait_ready().await;
+    let gateway = Gateway::in_front_of(&fixture).await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
     assert_eq!(
         client.call("fx__echo", json!({"text": "x"})).await.status,

@@ -142,11 +142,7 @@ async fn a_stdio_server_gets_its_own_env_not_the_gateways_secrets() {
     );
     gateway.wait_ready().await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !client.tool_names().await.iter().any(|n| n == "local__echo") {
-        assert!(std::time::Instant::now() < deadline, "stdio server not up");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    client.wait_for_tool("local__echo").await;
     let env = std::fs::read_to_string(&env_file).expect("the server wrote its env");
     let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
     assert!(env.contains("SERVER_SETTING=from-the-spec"), "{env}");
