@@ -821,26 +821,36 @@ impl Provider {
         let key = sha256_hex(params.require("token")?);
         let now = now_ms();
         let inner = self.lock();
+        let active =
+            |family: &Family, scope: &[String], issued_ms: u64, expires_ms: u64, kind: &str| {
+                let mut answer = json!({
+                    "active": true,
+                    "scope": scope.join(" "),
+                    "client_id": family.client_id,
+                    "sub": family.sub,
+                    "exp": expires_ms / 1000,
+                    "iat": issued_ms / 1000,
+                    "token_type": kind,
+                    "iss": self.issuer,
+                });
+                if let Some(resource) = &family.resource {
+                    answer["aud"] = json!(resource);
+                }
+                answer
+            };
         if let Some(access) = inner.access.get(&key)
             && let Some(family) = inner.families.get(&access.family)
             && !access.revoked
             && !family.revoked
             && now < access.expires_ms
         {
-            let mut answer = json!({
-                "active": true,
-                "scope": access.scope.join(" "),
-                "client_id": family.client_id,
-                "sub": family.sub,
-                "exp": access.expires_ms / 1000,
-                "iat": access.issued_ms / 1000,
-                "token_type": "Bearer",
-                "iss": self.issuer,
-            });
-            if let Some(resource) = &family.resource {
-                answer["aud"] = json!(resource);
-            }
-            return Ok(answer);
+            return Ok(active(
+                family,
+                &access.scope,
+                access.issued_ms,
+                access.expires_ms,
+                "Bearer",
+            ));
         }
         if let Some(refresh) = inner.refresh.get(&key)
             && let Some(family) = inner.families.get(&refresh.family)
@@ -848,20 +858,13 @@ impl Provider {
             && !family.revoked
             && now < refresh.expires_ms
         {
-            let mut answer = json!({
-                "active": true,
-                "scope": family.scope.join(" "),
-                "client_id": family.client_id,
-                "sub": family.sub,
-                "exp": refresh.expires_ms / 1000,
-                "iat": refresh.issued_ms / 1000,
-                "token_type": "refresh_token",
-                "iss": self.issuer,
-            });
-            if let Some(resource) = &family.resource {
-                answer["aud"] = json!(resource);
-            }
-            return Ok(answer);
+            return Ok(active(
+                family,
+                &family.scope,
+                refresh.issued_ms,
+                refresh.expires_ms,
+                "refresh_token",
+            ));
         }
         Ok(json!({ "active": false }))
     }
