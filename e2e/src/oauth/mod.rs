@@ -327,31 +327,8 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         writeln!(stdout, "listening {}", server.base_url()).context("writing to stdout")?;
         stdout.flush().context("flushing stdout")?;
     }
-    shutdown_signal().await;
+    crate::shutdown_signal().await;
     tracing::info!("shutting down");
     server.stop().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
