@@ -20,45 +20,7 @@ use crate::upstream::catalog::Item;
 /// MCP caps tool names at 128 characters.
 const MAX_NAME: usize = 128;
 
-/// The four lists a client can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ListKind {
-    Tools,
-    Prompts,
-    Resources,
-    Templates,
-}
-
-impl ListKind {
-    pub const ALL: [ListKind; 4] = [Self::Tools, Self::Prompts, Self::Resources, Self::Templates];
-
-    /// The notification telling clients this list changed.
-    pub fn changed_notification(self) -> &'static str {
-        match self {
-            Self::Tools => "notifications/tools/list_changed",
-            Self::Prompts => "notifications/prompts/list_changed",
-            Self::Resources | Self::Templates => "notifications/resources/list_changed",
-        }
-    }
-
-    fn field(self) -> &'static str {
-        match self {
-            Self::Tools => "tools",
-            Self::Prompts => "prompts",
-            Self::Resources => "resources",
-            Self::Templates => "resourceTemplates",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Self::Tools => 0,
-            Self::Prompts => 1,
-            Self::Resources => 2,
-            Self::Templates => 3,
-        }
-    }
-}
+pub use crate::upstream::catalog::ListKind;
 
 /// Where an exposed tool or prompt goes.
 #[derive(Debug, Clone)]

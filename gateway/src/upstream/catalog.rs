@@ -32,8 +32,8 @@ pub struct Catalog {
 /// Stop following cursors after this many pages (a looping cursor is a bug upstream).
 const MAX_PAGES: usize = 200;
 
-/// Which list to read.
-#[derive(Debug, Clone, Copy)]
+/// The four lists an MCP server offers and a client can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListKind {
     Tools,
     Prompts,
@@ -42,6 +42,8 @@ pub enum ListKind {
 }
 
 impl ListKind {
+    pub const ALL: [ListKind; 4] = [Self::Tools, Self::Prompts, Self::Resources, Self::Templates];
+
     pub fn method(self) -> &'static str {
         match self {
             Self::Tools => "tools/list",
@@ -51,7 +53,17 @@ impl ListKind {
         }
     }
 
-    fn field(self) -> &'static str {
+    /// The notification telling clients this list changed.
+    pub fn changed_notification(self) -> &'static str {
+        match self {
+            Self::Tools => "notifications/tools/list_changed",
+            Self::Prompts => "notifications/prompts/list_changed",
+            Self::Resources | Self::Templates => "notifications/resources/list_changed",
+        }
+    }
+
+    /// The result's field holding the items.
+    pub(crate) fn field(self) -> &'static str {
         match self {
             Self::Tools => "tools",
             Self::Prompts => "prompts",
@@ -66,6 +78,11 @@ impl ListKind {
             Self::Resources => "uri",
             Self::Templates => "uriTemplate",
         }
+    }
+
+    /// Position in [`ListKind::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
     }
 }
 
