@@ -89,6 +89,13 @@ impl Entry {
         }
     }
 
+    /// Stops every upstream of this entry.
+    fn stop_all(self) {
+        if let Some((_, stop)) = self.into_bridge() {
+            stop.cancel();
+        }
+    }
+
     /// Stops everything; keeps the upstream that serves (with its stop token) when it
     /// has a catalog, to bridge the next revision.
     fn into_bridge(self) -> Option<(Arc<Upstream>, CancellationToken)> {
@@ -369,9 +376,7 @@ impl Registry {
             let previous = match (old, &upstream) {
                 (Some(old), Some(_)) => old.into_bridge(),
                 (Some(old), None) => {
-                    if let Some((_, stop)) = old.into_bridge() {
-                        stop.cancel();
-                    }
+                    old.stop_all();
                     None
                 }
                 (None, _) => None,
@@ -398,9 +403,7 @@ impl Registry {
             return;
         };
         tracing::info!(connection = %name, "connection removed");
-        if let Some((_, stop)) = entry.into_bridge() {
-            stop.cancel();
-        }
+        entry.stop_all();
         self.metrics.remove_connection(name);
         self.metrics.reloads.inc();
         self.rebuild_view();
