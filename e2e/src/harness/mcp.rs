@@ -77,10 +77,15 @@ impl McpClient {
     }
 
     pub async fn initialize(&mut self) -> Reply {
+        self.initialize_version("2025-11-25").await
+    }
+
+    /// Initializes a session asking for protocol revision `version`.
+    pub async fn initialize_version(&mut self, version: &str) -> Reply {
         let r = self
             .request(
                 "initialize",
-                json!({"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}, "sampling": {}},
+                json!({"protocolVersion": version, "capabilities": {"elicitation": {}, "sampling": {}},
                        "clientInfo": {"name": "hawser-e2e", "version": "1"}}),
             )
             .await;

@@ -178,6 +178,29 @@ impl Gateway {
     }
 }
 
+/// An upstream MCP server written with the official Python SDK (a script from
+/// `e2e/python` that prints its `listening` line).
+pub struct PythonServer {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl PythonServer {
+    pub fn start(script: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new(tools::python());
+        cmd.arg(python_script(script)).args(args);
+        let mut child = Child::spawn(script, &mut cmd);
+        let base = child.wait_listening();
+        Self { child, base }
+    }
+
+    /// The Streamable HTTP endpoint.
+    pub fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.base)
+    }
+}
+
 /// A Python script from `e2e/python`.
 pub fn python_script(name: &str) -> PathBuf {
     tools::e2e_dir().join("python").join(name)

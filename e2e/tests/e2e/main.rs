@@ -8,4 +8,5 @@ mod oauth;
 mod protocol;
 mod python_client;
 mod replicas;
+mod revisions;
 mod transports;

@@ -188,18 +188,26 @@ impl Upstream {
                 url: None,
             });
         }
+        let version = if init.protocol_version.is_empty() {
+            PROTOCOL_VERSION
+        } else {
+            &init.protocol_version
+        };
         let params = serde_json::json!({
-            "protocolVersion": if init.protocol_version.is_empty() { PROTOCOL_VERSION } else { &init.protocol_version },
+            "protocolVersion": version,
             "capabilities": init.capabilities.clone().unwrap_or_else(|| serde_json::json!({})),
             "clientInfo": init.client_info.clone().unwrap_or_else(hawser_info),
         });
-        let (session, _) = self.initialize_http(&params.to_string()).await?;
+        let (session, _) = self.initialize_http(version, &params.to_string()).await?;
         Ok(session)
     }
 
-    /// initialize + notifications/initialized on a new HTTP session.
-    async fn initialize_http(
+    /// initialize + notifications/initialized on a new HTTP session. `version` is the
+    /// `protocolVersion` of `params`: the header says the same as the body, as strict
+    /// servers require.
+    pub(crate) async fn initialize_http(
         &self,
+        version: &str,
         params: &str,
     ) -> Result<(UpstreamSession, Box<RawValue>), UpstreamError> {
         let http = self.http().ok_or(UpstreamError::Closed)?;
@@ -208,7 +216,7 @@ impl Upstream {
         let timeout = self.config.connect_timeout;
         let fresh = SessionRef {
             id: None,
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: version,
         };
         let (reply, session_id) =
             tokio::time::timeout(timeout, http.post(fresh, body, &HeaderMap::new()))
