@@ -38,6 +38,11 @@ struct BuildLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub state: &'static str,
 }
@@ -55,7 +60,12 @@ pub struct Metrics {
     pub audit_queue: Gauge,
     pub audit_batches: Counter,
     pub audit_rows: Counter,
-    pub audit_dropped: Counter,
+    /// Audit events lost, by reason (`buffer_full`, `unwritable`, `shutdown`).
+    pub audit_dropped: Family<ReasonLabels, Counter>,
+    /// Audit events written with text escaped (NUL and the like).
+    pub audit_escaped: Counter,
+    /// Audit events the store refused, kept in the dead-letter table instead.
+    pub audit_dead_letters: Counter,
     pub db_pool: Family<PoolLabels, Gauge>,
 }
 
@@ -130,11 +140,26 @@ impl Metrics {
             "Audit events written",
             audit_rows.clone(),
         );
-        let audit_dropped = Counter::default();
+        let audit_dropped = Family::<ReasonLabels, Counter>::default();
+        for reason in ["buffer_full", "unwritable", "shutdown"] {
+            let _ = audit_dropped.get_or_create(&ReasonLabels { reason });
+        }
         registry.register(
             "audit_events_dropped",
-            "Audit events dropped because the buffer was full (the store was away too long)",
+            "Audit events lost, by reason: buffer_full (the store was away too long), unwritable (refused by the store and by its dead-letter table), shutdown (still unwritten when the process stopped)",
             audit_dropped.clone(),
+        );
+        let audit_escaped = Counter::default();
+        registry.register(
+            "audit_events_escaped",
+            "Audit events written with text the store cannot hold as sent (NUL) escaped, and marked so",
+            audit_escaped.clone(),
+        );
+        let audit_dead_letters = Counter::default();
+        registry.register(
+            "audit_events_dead_lettered",
+            "Audit events the store refused, kept in audit_dead_letters instead of blocking the others",
+            audit_dead_letters.clone(),
         );
         let db_pool = Family::<PoolLabels, Gauge>::default();
         registry.register(
@@ -162,8 +187,17 @@ impl Metrics {
             audit_batches,
             audit_rows,
             audit_dropped,
+            audit_escaped,
+            audit_dead_letters,
             db_pool,
         })
+    }
+
+    /// Counts `n` lost audit events.
+    pub fn audit_lost(&self, reason: &'static str, n: u64) {
+        self.audit_dropped
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(n);
     }
 
     /// Records one request.

@@ -387,3 +387,73 @@ async fn postgres_away_for_ten_seconds_loses_no_call_and_no_audit_row() {
     }
     let _ = cluster.stop();
 }
+
+#[tokio::test]
+async fn a_nul_in_a_call_or_in_client_info_neither_stops_the_audit_log_nor_fails_initialize() {
+    let fixture = Fixture::start(&[]);
+    let db = hawser_e2e::harness::test_db().await;
+    let gateway = Gateway::start(
+        &config(&fixture),
+        &[("DATABASE_URL", &db.url), ("HAWSER_ENCRYPTION_KEYS", KEYS)],
+    );
+    gateway.wait_ready().await;
+
+    // NUL in clientInfo: initialize works like any other.
+    let mut client = McpClient::new(&gateway.mcp_url());
+    client.token = Some("alice-audit-token".into());
+    let r = client
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "nul\u{0}client", "version": "1"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    client.session = r.session.clone();
+    client.wait_for_tool("fx__echo").await;
+
+    // NUL in a tool name (denied: unknown) and in arguments (a real call).
+    let r = client.call("fx__e\u{0}cho", json!({})).await;
+    assert!(r.error_message().contains("unknown tool"), "{r:?}");
+    let r = client.call("fx__echo", json!({"text": "a\u{0}b"})).await;
+    assert_eq!(text(r.result()), "a\u{0}b");
+    // Then 50 ordinary calls: every one is recorded.
+    for i in 0..50 {
+        let r = client
+            .call("fx__echo", json!({"text": format!("{i}")}))
+            .await;
+        assert_eq!(text(r.result()), format!("{i}"));
+    }
+    let rows = wait_rows(&db.url, 52, Duration::from_secs(15)).await;
+    let escaped: Vec<&Value> = rows.iter().filter(|r| r["escaped"] == true).collect();
+    assert_eq!(
+        escaped.len(),
+        2,
+        "the two NUL rows are marked: {escaped:#?}"
+    );
+    assert!(
+        escaped
+            .iter()
+            .any(|r| r["target"] == "fx__e\\u0000cho" && r["success"] == false),
+        "{escaped:#?}"
+    );
+    assert!(
+        escaped
+            .iter()
+            .any(|r| r["params"]["arguments"]["text"] == "a\\u0000b"),
+        "{escaped:#?}"
+    );
+    let metrics = http()
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("hawser_audit_events_escaped_total 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hawser_audit_queue_depth 0"), "{metrics}");
+}

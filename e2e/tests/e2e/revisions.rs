@@ -11,13 +11,17 @@ const REVISIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
 async fn call_at_every_revision(gateway: &Gateway, connection: &str) {
     for version in REVISIONS {
         for (url, tool) in [
-            (format!("{}/{connection}", gateway.mcp_url()), "echo".to_owned()),
+            (
+                format!("{}/{connection}", gateway.mcp_url()),
+                "echo".to_owned(),
+            ),
             (gateway.mcp_url(), format!("{connection}__echo")),
         ] {
             let mut client = McpClient::new(&url);
             let init = client.initialize_version(version).await;
             assert_eq!(
-                init.result()["protocolVersion"], version,
+                init.result()["protocolVersion"],
+                version,
                 "{url} negotiates what the client asked for"
             );
             let r = client.call(&tool, json!({"text": version})).await;
@@ -43,7 +47,10 @@ async fn older_revisions_call_tools_on_a_strict_rmcp_upstream() {
 
     // Each upstream session was opened with the header saying what the body says.
     let events = fixture.events().await;
-    let inits: Vec<_> = events.iter().filter(|e| e["kind"] == "initialize").collect();
+    let inits: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "initialize")
+        .collect();
     for version in REVISIONS {
         assert!(
             inits.iter().any(|e| e["protocolVersion"] == version),

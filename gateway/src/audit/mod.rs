@@ -18,8 +18,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use redact::{DEFAULT_REDACTED_KEYS, Redactor};
+pub use redact::Redactor;
 
+use crate::config::AuditSettings;
 use crate::metrics::Metrics;
 use crate::store::{AuditEvent, Store};
 
@@ -29,31 +30,6 @@ const BATCH: usize = 500;
 const MAX_PARAMS: usize = 64 * 1024;
 /// Responses larger than this are not parsed to count content blocks.
 const MAX_PARSED_RESPONSE: usize = 1024 * 1024;
-
-/// Audit settings.
-#[derive(Debug, Clone)]
-pub struct AuditSettings {
-    pub enabled: bool,
-    /// Events kept in memory while the store is away.
-    pub buffer: usize,
-    /// Events older than this are deleted.
-    pub retention: Duration,
-    pub redact: Vec<String>,
-}
-
-impl Default for AuditSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            buffer: 100_000,
-            retention: Duration::from_secs(30 * 24 * 3600),
-            redact: DEFAULT_REDACTED_KEYS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        }
-    }
-}
 
 /// An event as a request hands it over: the raw parameters and response are
 /// processed later by the writer.
@@ -127,7 +103,7 @@ impl Auditor {
     }
 
     fn dropped(&self, n: u64) {
-        self.metrics.audit_dropped.inc_by(n);
+        self.metrics.audit_lost("buffer_full", n);
         let total = self.dropped.fetch_add(n, Ordering::Relaxed) + n;
         let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
@@ -213,21 +189,15 @@ impl Writer {
                     _ => break,
                 }
             }
-            self.metrics.audit_queue.dec_by(batch.len() as i64);
             if !batch.is_empty() {
                 let events: Vec<AuditEvent> = batch.into_iter().map(|r| self.finish(r)).collect();
                 self.pending.push_back(events);
                 self.trim();
             }
             // Write what is pending, oldest first.
-            while let Some(front) = self.pending.front() {
-                match self.store.write_audit(front).await {
-                    Ok(()) => {
-                        self.metrics.audit_batches.inc();
-                        self.metrics.audit_rows.inc_by(front.len() as u64);
-                        self.pending.pop_front();
-                        backoff = Duration::from_millis(200);
-                    }
+            while !self.pending.is_empty() {
+                match self.write_front().await {
+                    Ok(()) => backoff = Duration::from_millis(200),
                     Err(error) => {
                         tracing::warn!(%error, pending = self.pending_len(), "cannot write audit events; keeping them");
                         tokio::select! {
@@ -241,11 +211,73 @@ impl Writer {
             }
         }
         // Shutting down: one last attempt for what is left.
-        for batch in std::mem::take(&mut self.pending) {
-            if let Err(error) = self.store.write_audit(&batch).await {
-                tracing::warn!(%error, lost = batch.len(), "audit events not written at shutdown");
+        while !self.pending.is_empty() {
+            if let Err(error) = self.write_front().await {
+                let lost = self.pending_len();
+                tracing::error!(%error, lost, "audit events not written at shutdown");
+                self.metrics.audit_lost("shutdown", lost as u64);
+                self.metrics.audit_queue.dec_by(lost as i64);
+                self.pending.clear();
             }
         }
+    }
+
+    /// Writes the oldest pending batch, or makes progress on it: a batch the store
+    /// refuses for its data is split in halves, down to the one event at fault, which
+    /// goes to the dead-letter table so that it never holds up the others. `Err` when
+    /// the store is unreachable (nothing was taken off the queue).
+    async fn write_front(&mut self) -> Result<(), crate::store::Error> {
+        let Some(front) = self.pending.front() else {
+            return Ok(());
+        };
+        let error = match self.store.write_audit(front).await {
+            Ok(escaped) => {
+                let n = front.len();
+                self.metrics.audit_batches.inc();
+                self.metrics.audit_rows.inc_by(n as u64);
+                self.metrics.audit_escaped.inc_by(escaped as u64);
+                self.metrics.audit_queue.dec_by(n as i64);
+                self.pending.pop_front();
+                return Ok(());
+            }
+            Err(error) if error.is_data() => error,
+            // An error the store does not attribute to the data: if the store answers
+            // otherwise, it is this batch it refuses after all.
+            Err(error) => match self.store.ping().await {
+                Ok(()) => error,
+                Err(_) => return Err(error),
+            },
+        };
+        let Some(mut batch) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        if batch.len() > 1 {
+            let second = batch.split_off(batch.len() / 2);
+            self.pending.push_front(second);
+            self.pending.push_front(batch);
+            return Ok(());
+        }
+        let Some(event) = batch.pop() else {
+            return Ok(());
+        };
+        let reason = error.to_string();
+        match self.store.dead_letter_audit(&event, &reason).await {
+            Ok(()) => {
+                tracing::error!(request_id = %event.request_id, error = %reason, "audit event refused by the store; kept in audit_dead_letters");
+                self.metrics.audit_dead_letters.inc();
+            }
+            Err(e) if e.is_data() => {
+                tracing::error!(request_id = %event.request_id, error = %reason, dead_letter_error = %e, "audit event lost: refused by the store and by its dead-letter table");
+                self.metrics.audit_lost("unwritable", 1);
+            }
+            Err(e) => {
+                // Unreachable now: keep the event and try again later.
+                self.pending.push_front(vec![event]);
+                return Err(e);
+            }
+        }
+        self.metrics.audit_queue.dec();
+        Ok(())
     }
 
     /// Keeps the pending buffer within its limit by dropping the oldest events.
@@ -264,10 +296,11 @@ impl Writer {
             over -= n;
             dropped += n as u64;
         }
-        if dropped > 0
-            && let Some(a) = self.auditor.upgrade()
-        {
-            a.dropped(dropped);
+        if dropped > 0 {
+            self.metrics.audit_queue.dec_by(dropped as i64);
+            if let Some(a) = self.auditor.upgrade() {
+                a.dropped(dropped);
+            }
         }
     }
 }

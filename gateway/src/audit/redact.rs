@@ -2,16 +2,8 @@
 
 use serde_json::Value;
 
-/// Keys whose values are never stored: matched case-insensitively, ignoring `-` and
-/// `_`, anywhere in the key (`apiKey`, `X-Api-Key`, `access_token`, `client_secret`).
-pub const DEFAULT_REDACTED_KEYS: &[&str] = &[
-    "password",
-    "token",
-    "secret",
-    "authorization",
-    "api_key",
-    "cookie",
-];
+#[cfg(test)]
+use crate::config::DEFAULT_REDACTED_KEYS;
 
 /// Replaces the values of sensitive keys with `"[redacted]"`, at any depth.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 //! The environment is passed in through [`Env`] so tests give a map instead of
 //! mutating the process environment.
 
+mod audit;
 mod connection;
 mod file;
 pub mod net;
@@ -16,6 +17,7 @@ use hawser_crds::SecretValue;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+pub use audit::{AuditSettings, DEFAULT_REDACTED_KEYS};
 pub use connection::{
     ConnectionConfig, InlineOnly, OAuth2Settings, PREFIX_SEPARATOR, Policy, SecretResolver, Source,
     SpecError, Target, ToolFilter, UpstreamAuth, resolve, validate_name,
@@ -186,7 +188,7 @@ pub struct Settings {
     pub public_url: Option<Url>,
     pub security: Security,
     pub client_auth: ClientAuth,
-    pub audit: crate::audit::AuditSettings,
+    pub audit: AuditSettings,
     /// Sessions unused for this long are ended (their upstream sessions closed).
     pub session_idle_timeout: std::time::Duration,
     pub connections: Vec<ConnectionConfig>,
@@ -358,7 +360,7 @@ impl Settings {
             security.trusted_proxies.push(range);
         }
 
-        let mut audit = crate::audit::AuditSettings::default();
+        let mut audit = AuditSettings::default();
         if let Some(enabled) = raw.audit.enabled {
             audit.enabled = enabled;
         }

@@ -380,14 +380,20 @@ impl Store for MemoryStore {
 
     /// Embedded mode keeps no audit table: events become structured log lines
     /// (target `hawser::audit`), which log collectors can keep.
-    async fn write_audit(&self, events: &[AuditEvent]) -> Result<()> {
+    async fn write_audit(&self, events: &[AuditEvent]) -> Result<usize> {
         if !tracing::enabled!(target: "hawser::audit", tracing::Level::INFO) {
-            return Ok(());
+            return Ok(0);
         }
         for e in events {
             let line = serde_json::to_string(e).unwrap_or_default();
             tracing::info!(target: "hawser::audit", event = %line, "audit");
         }
+        Ok(0)
+    }
+
+    async fn dead_letter_audit(&self, event: &AuditEvent, error: &str) -> Result<()> {
+        let line = serde_json::to_string(event).unwrap_or_default();
+        tracing::error!(target: "hawser::audit", event = %line, %error, "audit event not written");
         Ok(())
     }
 

@@ -35,6 +35,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the data was refused (a value the database cannot take), as opposed
+    /// to the store being unreachable: retrying the same data cannot succeed.
+    pub fn is_data(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
+                // 22: data exception, 23: integrity constraint, 54: program limit
+                // exceeded (e.g. a value too large).
+                ["22", "23", "54"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+            }),
+            Self::Database(
+                sqlx::Error::Encode(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_),
+            ) => true,
+            Self::Corrupt(_) => true,
+            _ => false,
+        }
+    }
+
     /// Short label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -380,8 +399,12 @@ pub trait Store: Send + Sync + 'static {
     async fn take_pkce(&self, state_hash: &[u8; 32]) -> Result<Option<PkceState>>;
 
     // --- audit
-    /// Writes a batch of audit events (one round trip).
-    async fn write_audit(&self, events: &[AuditEvent]) -> Result<()>;
+    /// Writes a batch of audit events (one round trip); returns how many had text
+    /// the store could not hold as given and were written escaped (and marked so).
+    async fn write_audit(&self, events: &[AuditEvent]) -> Result<usize>;
+    /// Keeps an event that could not be written (its batch was split down to it and
+    /// it still failed) where it blocks nothing and can be inspected.
+    async fn dead_letter_audit(&self, event: &AuditEvent, error: &str) -> Result<()>;
     /// Deletes audit events older than `age`; returns how many.
     async fn sweep_audit(&self, age: std::time::Duration) -> Result<u64>;
 }

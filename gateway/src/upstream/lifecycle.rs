@@ -162,7 +162,9 @@ async fn dial(upstream: &Arc<Upstream>) -> Result<Watch, UpstreamError> {
     let config = upstream.config().clone();
     let (watch, session, init) = match &config.target {
         Target::StreamableHttp(_) => {
-            let (session, init) = upstream.initialize_http(super::PROTOCOL_VERSION, &init_params).await?;
+            let (session, init) = upstream
+                .initialize_http(super::PROTOCOL_VERSION, &init_params)
+                .await?;
             let session = Arc::new(session);
             upstream.control.store(Some(session.clone()));
             (Watch::Http(session.clone()), session, init)

@@ -11,6 +11,7 @@ mod connections;
 mod oauth;
 mod sessions;
 mod status;
+pub mod storable;
 
 use std::time::Duration;
 
@@ -360,8 +361,12 @@ impl Store for PgStore {
         oauth::take_pkce(&self.pool, &self.keyring, state_hash).await
     }
 
-    async fn write_audit(&self, events: &[AuditEvent]) -> Result<()> {
+    async fn write_audit(&self, events: &[AuditEvent]) -> Result<usize> {
         audit::write(&self.pool, events).await
+    }
+
+    async fn dead_letter_audit(&self, event: &AuditEvent, error: &str) -> Result<()> {
+        audit::dead_letter(&self.pool, event, error).await
     }
 
     async fn sweep_audit(&self, age: Duration) -> Result<u64> {

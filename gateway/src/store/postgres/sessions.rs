@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::SESSIONS_CHANNEL;
+use super::{SESSIONS_CHANNEL, storable};
 use crate::store::{Error, Result, SessionRecord, UpstreamSession};
 
 #[derive(sqlx::FromRow)]
@@ -66,19 +66,26 @@ pub(super) fn decode_hash(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// A client-sent JSON value as text `jsonb` accepts (see [`storable::json`]).
+fn storable_json(value: &Option<serde_json::Value>) -> Option<String> {
+    value
+        .as_ref()
+        .map(|v| storable::json(&v.to_string()).0.into_owned())
+}
+
 pub(super) async fn create(pool: &PgPool, s: &SessionRecord) -> Result<()> {
     let upstreams =
         serde_json::to_value(&s.upstreams).map_err(|e| Error::Corrupt(e.to_string()))?;
     sqlx::query(
         "INSERT INTO sessions (id_hash, subject, endpoint, protocol_version, client_info, client_capabilities, upstreams, log_level)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)",
     )
     .bind(&s.id_hash[..])
-    .bind(&s.subject)
+    .bind(storable::text(&s.subject).0.as_ref())
     .bind(&s.endpoint)
-    .bind(&s.protocol_version)
-    .bind(&s.client_info)
-    .bind(&s.client_capabilities)
+    .bind(storable::text(&s.protocol_version).0.as_ref())
+    .bind(storable_json(&s.client_info))
+    .bind(storable_json(&s.client_capabilities))
     .bind(upstreams)
     .bind(&s.log_level)
     .execute(pool)

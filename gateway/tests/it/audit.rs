@@ -1,0 +1,133 @@
+//! The audit writer against a real PostgreSQL: text Postgres cannot store is escaped
+//! and marked, and an event the store refuses never blocks the events behind it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hawser_e2e::harness::test_db;
+use hawser_gateway::audit::{Auditor, Record};
+use hawser_gateway::config::AuditSettings;
+use hawser_gateway::crypto::Keyring;
+use hawser_gateway::metrics::Metrics;
+use hawser_gateway::store::postgres::{self, PgStore};
+use hawser_gateway::store::{AuditEvent, Store};
+use tokio_util::sync::CancellationToken;
+
+fn event(i: usize, target: &str) -> AuditEvent {
+    AuditEvent {
+        ts_ms: 1_700_000_000_000 + i as i64,
+        request_id: format!("req-{i}"),
+        session: None,
+        replica: "r1".into(),
+        subject: Some("alice".into()),
+        auth_type: Some("bearer".into()),
+        remote_addr: None,
+        user_agent: None,
+        method: "tools/call".into(),
+        connection: Some("fx".into()),
+        target: Some(target.into()),
+        params: None,
+        success: true,
+        error_category: None,
+        error_message: None,
+        duration_ms: 1.0,
+        request_bytes: None,
+        response_bytes: None,
+        content_blocks: None,
+        progress_count: None,
+    }
+}
+
+async fn count(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+async fn wait_for(pool: &sqlx::PgPool, sql: &'static str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let n = count(pool, sql).await;
+        if n >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {n} of {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_the_others() {
+    let db = test_db().await;
+    let pool = postgres::connect(&db.url, &Default::default())
+        .await
+        .unwrap();
+    postgres::migrate(&pool).await.unwrap();
+    // A rule the writer knows nothing about makes one event unstorable: the kind of
+    // refusal no escaping can cure.
+    sqlx::query("ALTER TABLE audit_events ADD CONSTRAINT no_poison CHECK (target <> 'poison')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let keyring = Keyring::parse(&Keyring::generate_entry()).unwrap();
+    let store: Arc<dyn Store> = Arc::new(PgStore::start(pool.clone(), keyring).await.unwrap());
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let auditor = Auditor::start(
+        AuditSettings::default(),
+        store,
+        metrics.clone(),
+        shutdown.clone(),
+    );
+
+    let mut nul = event(0, "bad\0name");
+    nul.params = Some(hawser_gateway::store::AuditParams::Raw(
+        r#"{"name":"bad\u0000name","arguments":{"text":"\u0000"}}"#.into(),
+    ));
+    auditor.record(Record {
+        event: nul,
+        params: None,
+        response: None,
+    });
+    for i in 1..=50 {
+        let target = if i == 20 { "poison" } else { "echo" };
+        auditor.record(Record {
+            event: event(i, target),
+            params: None,
+            response: None,
+        });
+    }
+    wait_for(&pool, "SELECT count(*) FROM audit_events", 50).await;
+    wait_for(&pool, "SELECT count(*) FROM audit_dead_letters", 1).await;
+
+    let (target, params, escaped): (String, serde_json::Value, bool) = sqlx::query_as(
+        "SELECT target, params, escaped FROM audit_events WHERE request_id = 'req-0'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(target, "bad\\u0000name", "NUL kept as its visible escape");
+    assert_eq!(params["arguments"]["text"], "\\u0000");
+    assert!(escaped, "the row says it was escaped");
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM audit_events WHERE escaped").await,
+        1
+    );
+    let (error, kept): (String, String) =
+        sqlx::query_as("SELECT error, event FROM audit_dead_letters")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(error.contains("no_poison"), "{error}");
+    assert!(kept.contains("\"req-20\""), "{kept}");
+
+    let text = metrics.render();
+    for line in [
+        "hawser_audit_events_escaped_total 1",
+        "hawser_audit_events_dead_lettered_total 1",
+        "hawser_audit_events_written_total 50",
+        "hawser_audit_queue_depth 0",
+        "hawser_audit_events_dropped_total{reason=\"unwritable\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing in\n{text}");
+    }
+    shutdown.cancel();
+}
