@@ -11,11 +11,13 @@
 #![forbid(unsafe_code)]
 
 mod duration;
+mod replica;
 mod secret;
 mod spec;
 mod status;
 
 pub use duration::{Duration, ParseDurationError};
+pub use replica::{AuthState, ConnectionState, Problem, ProblemKind};
 pub use secret::{SecretKeySelector, SecretValue};
 pub use spec::{
     Auth, EndpointAuth, McpConnection, McpConnectionSpec, OAuth2Auth, OAuth2Grant, Timeouts,

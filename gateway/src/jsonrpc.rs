@@ -350,18 +350,23 @@ impl RawParams {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
     }
+
+    /// The params as a raw value, ready to send.
+    pub fn to_raw(&self) -> Box<RawValue> {
+        raw_or_null(self.to_json())
+    }
 }
 
 /// A JSON string value as a raw value.
 pub fn raw_string(s: &str) -> Box<RawValue> {
-    let text = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
-    RawValue::from_string(text)
-        .unwrap_or_else(|_| unreachable!("a serialized string is valid JSON"))
+    serde_json::value::to_raw_value(s).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
-/// Parses raw JSON known to be valid (produced by serde_json).
-pub fn raw(json: String) -> Box<RawValue> {
-    RawValue::from_string(json).unwrap_or_else(|_| unreachable!("serde_json output is valid JSON"))
+/// JSON text this process produced (by serde_json, or spliced from parsed parts) as
+/// a raw value. Text that is not JSON would be a bug here; it becomes `null` rather
+/// than a panic.
+pub fn raw_or_null(json: String) -> Box<RawValue> {
+    RawValue::from_string(json).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// The `error.code` and `error.message` of an error response, for logs and audit.

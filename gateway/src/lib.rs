@@ -8,13 +8,17 @@
 pub mod admin;
 pub mod audit;
 pub mod cli;
-
+pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod endpoint;
 pub mod front;
+pub mod headers;
+pub mod identity;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod oauth;
+pub mod registry;
 pub mod server;
 pub mod sse;
 pub mod store;

@@ -10,6 +10,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use hawser_crds::ConnectionState;
+
+/// The states `hawser_upstream_state` has a series for (a removed connection has none).
+const SERVING_STATES: [ConnectionState; 5] = [
+    ConnectionState::Connecting,
+    ConnectionState::Ready,
+    ConnectionState::Down,
+    ConnectionState::AwaitingAuthorization,
+    ConnectionState::Invalid,
+];
+
 /// Labels of a request to an MCP endpoint.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -214,17 +225,11 @@ impl Metrics {
     }
 
     /// Sets the state of a connection (the old state's series drops to 0).
-    pub fn set_state(&self, connection: &str, state: &'static str) {
-        for s in [
-            "connecting",
-            "ready",
-            "down",
-            "awaiting_authorization",
-            "invalid",
-        ] {
+    pub fn set_state(&self, connection: &str, state: ConnectionState) {
+        for s in SERVING_STATES {
             let labels = StateLabels {
                 connection: connection.to_owned(),
-                state: Cow::Borrowed(s),
+                state: Cow::Borrowed(s.as_str()),
             };
             self.upstream_state
                 .get_or_create(&labels)
@@ -234,16 +239,10 @@ impl Metrics {
 
     /// Forgets a removed connection's state series.
     pub fn remove_connection(&self, connection: &str) {
-        for s in [
-            "connecting",
-            "ready",
-            "down",
-            "awaiting_authorization",
-            "invalid",
-        ] {
+        for s in SERVING_STATES {
             self.upstream_state.remove(&StateLabels {
                 connection: connection.to_owned(),
-                state: Cow::Borrowed(s),
+                state: Cow::Borrowed(s.as_str()),
             });
         }
     }

@@ -10,17 +10,16 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use sha2::{Digest, Sha256};
-
 use crate::admin::Admin;
 use crate::config::{Policy, Settings, Source};
 
 use crate::audit::Auditor;
+use crate::crypto::IdHash;
 use crate::front::{self, Front};
 use crate::metrics::Metrics;
 use crate::oauth::OAuth;
+use crate::registry::{Registry, RegistrySettings};
 use crate::store::{MemoryStore, PgStore, Store};
-use crate::upstream::registry::{Registry, RegistrySettings};
 
 /// Shared application state.
 pub struct AppState {
@@ -84,8 +83,7 @@ pub fn shutdown_signal() -> CancellationToken {
 
 /// A short random token unique to this process (upstream and relay ids, bus address).
 pub fn process_token() -> String {
-    let bytes: [u8; 4] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:08x}", rand::random::<u32>())
 }
 
 /// Writes the config file's connections to the store (source `file`) and removes
@@ -161,11 +159,10 @@ pub async fn build(
     front::spawn_background(front.clone(), shutdown.child_token());
     let admin = Arc::new(Admin {
         store: store.clone(),
-        registry: registry.clone(),
         token: settings
             .admin_token
             .as_ref()
-            .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
+            .map(|t| IdHash::of(t.expose())),
         policy,
         oauth: oauth.clone(),
     });
@@ -240,7 +237,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         listen = %local,
         replica = %state.replica,
         mode = if settings.is_shared() { "shared" } else { "embedded" },
-        store = state.store.kind(),
+        store = state.store.kind().as_str(),
         "hawser listening"
     );
     // Tests and scripts wait for this line.

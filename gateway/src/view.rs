@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use hawser_crds::{Problem, ProblemKind};
+
 use crate::config::PREFIX_SEPARATOR;
+use crate::endpoint::Endpoint;
 use crate::jsonrpc::{RawParams, raw_string};
 use crate::upstream::Upstream;
 use crate::upstream::catalog::Item;
@@ -30,9 +33,9 @@ pub struct Route {
     pub name: String,
 }
 
-/// One endpoint's lists and routes.
+/// What one endpoint serves: its lists and routes.
 #[derive(Debug)]
-pub struct Endpoint {
+pub struct EndpointView {
     lists: [Bytes; 4],
     fingerprints: [u64; 4],
     pub tools: HashMap<String, Route>,
@@ -43,14 +46,14 @@ pub struct Endpoint {
     pub upstream: Option<Arc<Upstream>>,
 }
 
-impl Default for Endpoint {
+impl Default for EndpointView {
     /// An endpoint with empty (but valid) lists.
     fn default() -> Self {
         Builder::new(None).finish()
     }
 }
 
-impl Endpoint {
+impl EndpointView {
     /// The prebuilt `result` of a list request.
     pub fn list(&self, kind: ListKind) -> Bytes {
         self.lists[kind.index()].clone()
@@ -71,19 +74,20 @@ impl Endpoint {
     }
 }
 
-/// A problem found while building a view (reported on the connection's status).
+/// A problem found while building a view, with the connection it concerns
+/// (reported on that connection's status).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub struct Found {
     pub connection: String,
-    pub message: String,
+    pub problem: Problem,
 }
 
 /// Every endpoint.
 #[derive(Debug, Default)]
 pub struct View {
-    pub aggregated: Arc<Endpoint>,
-    pub connections: HashMap<String, Arc<Endpoint>>,
-    pub problems: Vec<Problem>,
+    pub aggregated: Arc<EndpointView>,
+    pub connections: HashMap<String, Arc<EndpointView>>,
+    pub problems: Vec<Found>,
 }
 
 /// Which lists of which endpoints changed between two views.
@@ -98,29 +102,29 @@ impl Changes {
         self.aggregated.is_empty() && self.connections.values().all(Vec::is_empty)
     }
 
-    /// What changed for the endpoint a session uses (`""` = aggregated).
-    pub fn for_endpoint(&self, endpoint: &str) -> &[ListKind] {
-        if endpoint.is_empty() {
-            &self.aggregated
-        } else {
-            self.connections
-                .get(endpoint)
+    /// What changed for `endpoint`.
+    pub fn for_endpoint(&self, endpoint: &Endpoint) -> &[ListKind] {
+        match endpoint {
+            Endpoint::Aggregated => &self.aggregated,
+            Endpoint::Connection(name) => self
+                .connections
+                .get(name)
                 .map(Vec::as_slice)
-                .unwrap_or_default()
+                .unwrap_or_default(),
         }
     }
 }
 
 struct Builder {
     items: [Vec<String>; 4],
-    endpoint: Endpoint,
+    endpoint: EndpointView,
 }
 
 impl Builder {
     fn new(upstream: Option<Arc<Upstream>>) -> Self {
         Self {
             items: Default::default(),
-            endpoint: Endpoint {
+            endpoint: EndpointView {
                 lists: Default::default(),
                 fingerprints: [0; 4],
                 tools: HashMap::new(),
@@ -132,7 +136,7 @@ impl Builder {
         }
     }
 
-    fn finish(mut self) -> Endpoint {
+    fn finish(mut self) -> EndpointView {
         for kind in ListKind::ALL {
             let items = &self.items[kind.index()];
             let mut json =
@@ -198,9 +202,12 @@ impl View {
                 );
                 let exposed = format!("{}{PREFIX_SEPARATOR}{}", config.prefix, tool.key);
                 if exposed.len() > MAX_NAME {
-                    problems.push(Problem {
+                    problems.push(Found {
                         connection: upstream.name().to_owned(),
-                        message: format!("tool {:?} not exposed on /mcp: {exposed:?} is longer than {MAX_NAME} characters", tool.key),
+                        problem: Problem {
+                            kind: ProblemKind::NameTooLong,
+                            message: format!("tool {:?} not exposed on /mcp: {exposed:?} is longer than {MAX_NAME} characters", tool.key),
+                        },
                     });
                     continue;
                 }
@@ -278,7 +285,7 @@ impl View {
             connections.insert(upstream.name().to_owned(), Arc::new(own.finish()));
         }
         for p in &problems {
-            tracing::warn!(connection = %p.connection, problem = %p.message, "view problem");
+            tracing::warn!(connection = %p.connection, problem = %p.problem.message, "view problem");
         }
         Self {
             aggregated: Arc::new(agg.finish()),
@@ -289,7 +296,7 @@ impl View {
 
     /// What changed from `old` to `self`.
     pub fn changes_since(&self, old: &View) -> Changes {
-        let diff = |new: &Endpoint, old: Option<&Endpoint>| -> Vec<ListKind> {
+        let diff = |new: &EndpointView, old: Option<&EndpointView>| -> Vec<ListKind> {
             ListKind::ALL
                 .into_iter()
                 .filter(|k| old.is_none_or(|o| o.fingerprint(*k) != new.fingerprint(*k)))
@@ -315,30 +322,43 @@ impl View {
         changes
     }
 
+    /// What `endpoint` serves; `None` for a connection that does not exist.
+    pub fn endpoint(&self, endpoint: &Endpoint) -> Option<&Arc<EndpointView>> {
+        match endpoint {
+            Endpoint::Aggregated => Some(&self.aggregated),
+            Endpoint::Connection(name) => self.connections.get(name),
+        }
+    }
+
     /// Problems concerning one connection.
-    pub fn problems_of(&self, connection: &str) -> Vec<&str> {
+    pub fn problems_of(&self, connection: &str) -> Vec<Problem> {
         self.problems
             .iter()
             .filter(|p| p.connection == connection)
-            .map(|p| p.message.as_str())
+            .map(|p| p.problem.clone())
             .collect()
     }
 }
 
 /// A name two connections claim: reported on both, so neither is shadowed silently.
-fn collision(problems: &mut Vec<Problem>, what: &str, name: &str, owner: &str, other: &str) {
-    problems.push(Problem {
-        connection: other.to_owned(),
-        message: format!(
+fn collision(problems: &mut Vec<Found>, what: &str, name: &str, owner: &str, other: &str) {
+    let found = |connection: &str, message: String| Found {
+        connection: connection.to_owned(),
+        problem: Problem {
+            kind: ProblemKind::NameCollision,
+            message,
+        },
+    };
+    problems.push(found(
+        other,
+        format!(
             "{what} {name:?} collides with connection {owner:?}, which keeps it; change toolPrefix to expose it"
         ),
-    });
-    problems.push(Problem {
-        connection: owner.to_owned(),
-        message: format!(
-            "{what} {name:?} is also offered by connection {other:?} (not exposed from there)"
-        ),
-    });
+    ));
+    problems.push(found(
+        owner,
+        format!("{what} {name:?} is also offered by connection {other:?} (not exposed from there)"),
+    ));
 }
 
 /// A URI template (RFC 6570), matched against concrete URIs to route reads.
@@ -454,7 +474,7 @@ mod tests {
     fn renaming_keeps_every_other_field() {
         let item = Item {
             key: "search".into(),
-            raw: crate::jsonrpc::raw(r#"{"name":"search","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}"#.into()),
+            raw: crate::jsonrpc::raw_or_null(r#"{"name":"search","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}"#.into()),
         };
         assert_eq!(
             renamed(&item, "gh__search"),

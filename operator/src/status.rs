@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hawser_crds::{Condition, McpConnectionStatus, condition_types};
+use hawser_crds::{
+    AuthState, Condition, ConnectionState, McpConnectionStatus, ProblemKind, condition_types,
+};
 use hawser_gateway::store::{ConnectionStatus, PutOutcome};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -32,22 +34,6 @@ pub mod reasons {
     pub const NOT_REQUIRED: &str = "NotRequired";
     pub const SYNCED: &str = "Synced";
 }
-
-/// Gateway replica states (`connection_status.state`).
-mod states {
-    pub const READY: &str = "ready";
-    pub const DOWN: &str = "down";
-    pub const AWAITING_AUTHORIZATION: &str = "awaiting_authorization";
-    pub const INVALID: &str = "invalid";
-    pub const REMOVED: &str = "removed";
-}
-
-/// How the gateway words a tool-prefix collision in `last_error` (see
-/// `hawser_gateway::view`): the connection that keeps a name, and the one that loses it.
-const COLLISION_MARKERS: [&str; 2] = [
-    " collides with connection ",
-    " is also offered by connection ",
-];
 
 /// Kubernetes caps condition messages at 32 KiB; ours stay far shorter.
 const MAX_MESSAGE: usize = 1024;
@@ -92,9 +78,12 @@ pub fn build(
     let live: Vec<&ConnectionStatus> = obs
         .replicas
         .iter()
-        .filter(|r| r.state != states::REMOVED)
+        .filter(|r| r.state != ConnectionState::Removed)
         .collect();
-    let ready = live.iter().filter(|r| r.state == states::READY).count();
+    let ready = live
+        .iter()
+        .filter(|r| r.state == ConnectionState::Ready)
+        .count();
     let condition = |type_: &str, status: &str, reason: &str, message: String| Condition {
         type_: type_.to_owned(),
         status: status.to_owned(),
@@ -186,12 +175,12 @@ fn ready_condition(
     if ready > 0 {
         return ("True", reasons::READY, counts);
     }
-    let any = |state: &str| live.iter().any(|r| r.state == state);
-    let reason = if any(states::AWAITING_AUTHORIZATION) {
+    let any = |state: ConnectionState| live.iter().any(|r| r.state == state);
+    let reason = if any(ConnectionState::AwaitingAuthorization) {
         reasons::AWAITING_AUTHORIZATION
-    } else if any(states::INVALID) {
+    } else if any(ConnectionState::Invalid) {
         reasons::REJECTED
-    } else if any(states::DOWN) {
+    } else if any(ConnectionState::Down) {
         reasons::UNAVAILABLE
     } else {
         reasons::CONNECTING
@@ -223,8 +212,8 @@ fn authorized_condition(
         );
     }
     let awaiting = live.iter().any(|r| {
-        r.state == states::AWAITING_AUTHORIZATION
-            || r.auth_state.as_deref() == Some(states::AWAITING_AUTHORIZATION)
+        r.state == ConnectionState::AwaitingAuthorization
+            || r.auth_state == Some(AuthState::AwaitingAuthorization)
     });
     if awaiting {
         return (
@@ -250,13 +239,12 @@ fn authorized_condition(
     )
 }
 
-/// The replicas' `last_error`s that report collisions, without repeats. Taken whole:
-/// the gateway joins several problems with "; ", which its messages also contain.
+/// The replicas' name collisions, without repeats.
 fn collisions(live: &[&ConnectionStatus]) -> BTreeSet<String> {
     live.iter()
-        .filter_map(|r| r.last_error.as_deref())
-        .filter(|e| COLLISION_MARKERS.iter().any(|m| e.contains(m)))
-        .map(str::to_owned)
+        .flat_map(|r| &r.problems)
+        .filter(|p| p.kind == ProblemKind::NameCollision)
+        .map(|p| p.message.clone())
         .collect()
 }
 

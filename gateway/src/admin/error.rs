@@ -1,66 +1,93 @@
-//! Admin API errors: a status and a message (plus the offending field), logged with
-//! the internal cause while the client sees only the clean message.
+//! Admin API errors: each a status and a clean message (plus the offending field);
+//! internal causes are logged, never sent.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// An admin API error.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    field: Option<String>,
+/// Why an admin API request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the admin API is disabled: set HAWSER_ADMIN_TOKEN")]
+    Disabled,
+    #[error("missing or invalid admin token")]
+    Unauthorized,
+    #[error("connection {0} not found")]
+    NotFound(String),
+    /// A spec problem in `field`.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// The path does not name a connection.
+    #[error("{0}")]
+    BadPath(String),
+    #[error(
+        "connection {0} is managed by the McpConnection resource {0}; change the resource instead (kubectl edit mcpc -n {ns})",
+        ns = .0.split('/').next().unwrap_or_default()
+    )]
+    ManagedByResource(String),
+    #[error("connection {0} is defined in the gateway's config file; change it there")]
+    ManagedByFile(String),
+    #[error(
+        "connection names with a namespace ({0}) belong to McpConnection resources; create one with kubectl instead"
+    )]
+    NamespacedName(String),
+    #[error("{}", .0.public_message())]
+    OAuth(#[from] crate::oauth::Error),
+    #[error("the store is unavailable; retry")]
+    Store(#[from] crate::store::Error),
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            field: None,
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Disabled | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Invalid { .. } | Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::ManagedByResource(_) | Self::ManagedByFile(_) | Self::NamespacedName(_) => {
+                StatusCode::CONFLICT
+            }
+            Self::OAuth(e) => e.status(),
         }
     }
-
-    /// 400 for a spec problem in `field`.
-    pub fn invalid(field: String, message: String) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("{field}: {message}"),
-            field: Some(field),
-        }
-    }
-
-    /// The message the client sees.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    pub fn not_found(name: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            format!("connection {name} not found"),
-        )
-    }
 }
 
-impl From<crate::store::Error> for ApiError {
-    fn from(error: crate::store::Error) -> Self {
-        tracing::error!(%error, "admin API store operation failed");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the store is unavailable; retry",
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
+impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message });
-        if let Some(field) = self.field {
+        match &self {
+            Self::Store(error) | Self::OAuth(crate::oauth::Error::Store(error)) => {
+                tracing::error!(%error, "admin API store operation failed");
+            }
+            _ => {}
+        }
+        let mut body = json!({ "error": self.to_string() });
+        if let Self::Invalid { field, .. } = &self {
             body["field"] = json!(field);
         }
-        (self.status, Json(body)).into_response()
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_details_never_reach_the_client() {
+        let inner = crate::store::Error::Corrupt("row 42 of table secrets".into());
+        let e = Error::Store(inner);
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!e.to_string().contains("secrets"), "{e}");
+        let e = Error::OAuth(crate::oauth::Error::Store(crate::store::Error::Corrupt(
+            "x".into(),
+        )));
+        assert_eq!(e.to_string(), "the store is unavailable; retry");
+        let e = Error::ManagedByResource("team-a/gh".into());
+        assert!(
+            e.to_string().ends_with("(kubectl edit mcpc -n team-a)"),
+            "{e}"
+        );
+        assert_eq!(e.status(), StatusCode::CONFLICT);
     }
 }

@@ -7,24 +7,23 @@
 mod error;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+pub use error::Error;
 use hawser_crds::{McpConnectionSpec, SecretValue};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-pub use error::ApiError;
-
+use crate::clock::Timestamp;
 use crate::config::{InlineOnly, Policy, Source, resolve};
-use crate::store::{PutOutcome, Store, StoredConnection};
-use crate::upstream::Registry;
+use crate::crypto::IdHash;
+use crate::store::{ConnectionState, PutOutcome, Store, StoredConnection};
 
 /// A status row older than this comes from a replica that stopped reporting.
 const STALE_AFTER: Duration = Duration::from_secs(150);
@@ -32,9 +31,8 @@ const STALE_AFTER: Duration = Duration::from_secs(150);
 /// State of the admin API.
 pub struct Admin {
     pub store: Arc<dyn Store>,
-    pub registry: Arc<Registry>,
     /// SHA-256 of the admin token; `None` disables the API.
-    pub token: Option<[u8; 32]>,
+    pub token: Option<IdHash>,
     pub policy: Policy,
     pub oauth: Arc<crate::oauth::OAuth>,
 }
@@ -69,7 +67,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
 struct ConnectionName(String);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectionName {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
@@ -77,34 +75,16 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectionName {
     ) -> Result<Self, Self::Rejection> {
         let Path(segments) = Path::<Vec<String>>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+            .map_err(|e| Error::BadPath(e.body_text()))?;
         Ok(Self(segments.join("/")))
     }
 }
 
-fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = admin.token else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the admin API is disabled: set HAWSER_ADMIN_TOKEN",
-        ));
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    if digest
-        .iter()
-        .zip(expected.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        != 0
-    {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid admin token",
-        ));
+fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Error> {
+    let expected = admin.token.ok_or(Error::Disabled)?;
+    let presented = crate::headers::bearer(headers).unwrap_or_default();
+    if !IdHash::of(presented).matches(&expected) {
+        return Err(Error::Unauthorized);
     }
     Ok(())
 }
@@ -136,7 +116,7 @@ fn describe(conn: &StoredConnection) -> Value {
     out
 }
 
-async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Result<Response, Error> {
     authorize(&admin, &headers)?;
     let rows = admin.store.list_connections().await?;
     let items: Vec<Value> = rows.iter().map(describe).collect();
@@ -147,20 +127,20 @@ async fn get_one(
     State(admin): State<Arc<Admin>>,
     ConnectionName(name): ConnectionName,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     show(&admin, &headers, &name).await
 }
 
 /// The stored connection `name`, or 404.
-async fn stored(admin: &Admin, name: &str) -> Result<StoredConnection, ApiError> {
+async fn stored(admin: &Admin, name: &str) -> Result<StoredConnection, Error> {
     admin
         .store
         .get_connection(name)
         .await?
-        .ok_or_else(|| ApiError::not_found(name))
+        .ok_or_else(|| Error::NotFound(name.to_owned()))
 }
 
-async fn show(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
+async fn show(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, Error> {
     authorize(admin, headers)?;
     let conn = stored(admin, name).await?;
     Ok(Json(describe(&conn)).into_response())
@@ -171,24 +151,15 @@ async fn put(
     ConnectionName(name): ConnectionName,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     write(&admin, &headers, &name, body).await
 }
 
 /// Refuses changes to connections another source owns.
-fn check_owner(existing: Option<&StoredConnection>, name: &str) -> Result<(), ApiError> {
+fn check_owner(existing: Option<&StoredConnection>, name: &str) -> Result<(), Error> {
     match existing.map(|c| c.source) {
-        Some(Source::Crd) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "connection {name} is managed by the McpConnection resource {name}; change the resource instead (kubectl edit mcpc -n {})",
-                name.split('/').next().unwrap_or_default()
-            ),
-        )),
-        Some(Source::File) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("connection {name} is defined in the gateway's config file; change it there"),
-        )),
+        Some(Source::Crd) => Err(Error::ManagedByResource(name.to_owned())),
+        Some(Source::File) => Err(Error::ManagedByFile(name.to_owned())),
         _ => Ok(()),
     }
 }
@@ -198,26 +169,25 @@ async fn write(
     headers: &HeaderMap,
     name: &str,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     authorize(admin, headers)?;
     if name.contains('/') {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "connection names with a namespace ({name}) belong to McpConnection resources; create one with kubectl instead"
-            ),
-        ));
+        return Err(Error::NamespacedName(name.to_owned()));
     }
     let mut de = serde_json::Deserializer::from_slice(&body);
     let spec: McpConnectionSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();
-        ApiError::invalid(
-            if field == "." { "(body)".into() } else { field },
-            e.into_inner().to_string(),
-        )
+        Error::Invalid {
+            field: if field == "." { "(body)".into() } else { field },
+            message: e.into_inner().to_string(),
+        }
     })?;
-    let conn = resolve(name, spec, Source::Api, admin.policy, &InlineOnly)
-        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let conn = resolve(name, spec, Source::Api, admin.policy, &InlineOnly).map_err(|e| {
+        Error::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    })?;
     let existing = admin.store.get_connection(name).await?;
     check_owner(existing.as_ref(), name)?;
     let outcome = admin.store.put_connection(&conn, None).await?;
@@ -238,11 +208,11 @@ async fn delete(
     State(admin): State<Arc<Admin>>,
     ConnectionName(name): ConnectionName,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     remove(&admin, &headers, &name).await
 }
 
-async fn remove(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
+async fn remove(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, Error> {
     authorize(admin, headers)?;
     let existing = stored(admin, name).await?;
     check_owner(Some(&existing), name)?;
@@ -255,22 +225,22 @@ async fn status(
     State(admin): State<Arc<Admin>>,
     ConnectionName(name): ConnectionName,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     report(&admin, &headers, &name).await
 }
 
-async fn report(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
+async fn report(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Response, Error> {
     authorize(admin, headers)?;
     let conn = stored(admin, name).await?;
-    let now = SystemTime::now();
+    let now = Timestamp::now();
     let replicas: Vec<Value> = admin
         .store
         .read_status(name)
         .await?
         .into_iter()
-        .filter(|s| s.state != "removed")
+        .filter(|s| s.state != ConnectionState::Removed)
         .map(|s| {
-            let age = now.duration_since(s.updated_at).unwrap_or_default();
+            let age = now.since(s.updated_at);
             json!({
                 "replica": s.replica,
                 "state": s.state,
@@ -286,7 +256,7 @@ async fn report(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<Respon
         .collect();
     let ready = replicas
         .iter()
-        .filter(|r| r["state"] == "ready" && r["stale"] == false)
+        .filter(|r| r["state"] == ConnectionState::Ready.as_str() && r["stale"] == false)
         .count();
     Ok(Json(json!({
         "name": name,
@@ -302,7 +272,7 @@ async fn oauth_start(
     State(admin): State<Arc<Admin>>,
     ConnectionName(name): ConnectionName,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     authorize(&admin, &headers)?;
-    crate::oauth::flow::start(&admin.oauth, &name).await
+    Ok(crate::oauth::flow::start(&admin.oauth, &name).await?)
 }

@@ -7,6 +7,7 @@
 //! events dropped, counted and logged. Parameter redaction and counting content blocks
 //! happen in the writer, not in the request.
 
+pub mod event;
 mod redact;
 
 use std::collections::VecDeque;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use event::{Caller, Outcome};
 pub use redact::Redactor;
 
 use crate::config::AuditSettings;
@@ -57,7 +59,7 @@ impl Auditor {
     ) -> Arc<Self> {
         // Embedded mode writes events as log lines; when that target is filtered out
         // there is nobody to write for, so do not build them.
-        let nowhere = store.kind() == "memory"
+        let nowhere = store.kind() == crate::store::StoreKind::Memory
             && !tracing::enabled!(target: "hawser::audit", tracing::Level::INFO);
         if !settings.enabled || nowhere {
             return Arc::new(Self {

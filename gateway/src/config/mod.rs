@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use hawser_crds::SecretValue;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 pub use audit::{AuditSettings, DEFAULT_REDACTED_KEYS};
@@ -24,7 +23,7 @@ pub use connection::{
 };
 pub use file::{FileError, RawConfig};
 
-use crate::crypto::{CryptoError, Keyring, Secret};
+use crate::crypto::{CryptoError, IdHash, Keyring, Secret};
 
 /// Default listen address (all interfaces, as in a pod).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -160,8 +159,8 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
 pub enum ClientAuth {
     /// Every client is the subject `anonymous`.
     None,
-    /// Bearer tokens, stored as SHA-256 digests.
-    Bearer(Vec<(String, [u8; 32])>),
+    /// Bearer tokens (subject, SHA-256 of the token).
+    Bearer(Vec<(String, IdHash)>),
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -416,9 +415,9 @@ impl Settings {
                             let token = secrets
                                 .resolve(&token, &format!("{field}.token"))
                                 .map_err(|e| invalid(&e.field, e.message))?;
-                            Sha256::digest(token.as_bytes()).into()
+                            IdHash::of(&token)
                         }
-                        (None, Some(hex)) => parse_sha256(&hex).ok_or_else(|| {
+                        (None, Some(hex)) => IdHash::from_hex(&hex).ok_or_else(|| {
                             invalid(&format!("{field}.sha256"), "expected 64 hex digits")
                         })?,
                         _ => return Err(invalid(&field, "give exactly one of token and sha256")),
@@ -486,17 +485,6 @@ impl Settings {
     pub fn is_shared(&self) -> bool {
         self.database_url.is_some()
     }
-}
-
-fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 fn hostname() -> Option<String> {
@@ -635,7 +623,7 @@ mod tests {
         let ClientAuth::Bearer(tokens) = s.client_auth else {
             panic!()
         };
-        assert_eq!(tokens[0].1, <[u8; 32]>::from(Sha256::digest(b"a-token")));
+        assert_eq!(tokens[0].1, IdHash::of("a-token"));
     }
 
     #[test]

@@ -1,248 +1,227 @@
-//! What each MCP method does on the aggregated endpoint and on a connection's own
-//! endpoint: answered here (initialize, ping, lists), routed to one upstream
-//! (calls, reads, prompts, completions), or fanned out (log level, roots changes).
+//! What each MCP method does in a live session: answered here (ping, lists), routed
+//! to one upstream (calls, reads, prompts, completions), or fanned out (log level,
+//! roots changes); on a connection's own endpoint anything else goes upstream as is.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use super::Front;
+use super::bus;
+use super::error::{Error, Result};
+use super::forward::{Forward, forward};
+use super::record;
 use super::reply::{self, Reply};
 use super::request::RequestInfo;
 use super::session::ClientSession;
-use super::stream::{self, CallContext, Outcome};
-use crate::jsonrpc::{self, Id, Message, RawParams, code, raw_string};
-use crate::upstream::{Upstream, UpstreamError};
-use crate::view::{Endpoint, ListKind};
+use super::state::Front;
+use crate::jsonrpc::{self, Id, Kind, Message, RawParams, raw_string};
+use crate::upstream::Upstream;
+use crate::view::{EndpointView, ListKind, Route};
 
-/// Protocol revisions Hawser accepts from clients, newest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
-
-/// The version to answer an `initialize` asking for `requested`.
-pub fn negotiate(requested: Option<&str>) -> &'static str {
-    requested
-        .and_then(|r| SUPPORTED_VERSIONS.iter().find(|v| **v == r))
-        .copied()
-        .unwrap_or(SUPPORTED_VERSIONS[0])
-}
-
-/// The `initialize` result of the aggregated endpoint.
-pub fn aggregated_initialize(version: &str, connections: usize) -> String {
-    serde_json::json!({
-        "protocolVersion": version,
-        "capabilities": {
-            "tools": {"listChanged": true},
-            "prompts": {"listChanged": true},
-            "resources": {"listChanged": true, "subscribe": true},
-            "logging": {},
-            "completions": {}
-        },
-        "serverInfo": {"name": "hawser", "title": "Hawser MCP gateway", "version": env!("CARGO_PKG_VERSION")},
-        "instructions": format!(
-            "Hawser aggregates {connections} MCP connection(s); each tool and prompt is named <connection>__<name>."
-        )
-    })
-    .to_string()
-}
-
-/// The `initialize` result of a connection's endpoint: the upstream's own, with the
-/// negotiated version and list changes announced (Hawser sends them on reloads).
-pub fn connection_initialize(upstream: &Upstream, version: &str) -> Result<String, UpstreamError> {
-    let catalog = upstream
-        .catalog()
-        .ok_or_else(|| UpstreamError::Unavailable("not connected yet".into()))?;
-    let raw = jsonrpc::raw(String::from_utf8_lossy(&catalog.initialize).into_owned());
-    let mut members = RawParams::parse(Some(&raw)).map_err(|e| UpstreamError::Protocol(e.0))?;
-    members.0.set("protocolVersion", raw_string(version));
-    if let Some(caps) = members.0.get("capabilities") {
-        let mut caps: serde_json::Value = serde_json::from_str(caps.get()).unwrap_or_default();
-        for key in ["tools", "prompts", "resources"] {
-            if let Some(obj) = caps.get_mut(key).and_then(|v| v.as_object_mut()) {
-                obj.insert("listChanged".into(), serde_json::Value::Bool(true));
-            }
-        }
-        members
-            .0
-            .set("capabilities", jsonrpc::raw(caps.to_string()));
-    }
-    Ok(members.to_json())
-}
-
-/// Handles a request (a message with an id and a method) in a live session.
-pub async fn request(
+/// Handles a message in a live session.
+pub async fn message(
     front: &Front,
     session: &Arc<ClientSession>,
     msg: &Message<'_>,
     info: &RequestInfo,
 ) -> Reply {
-    let id = msg.id.map(Id::from_raw).unwrap_or_else(|| Id::string(""));
-    let view = front.registry.view();
-    let endpoint: Arc<Endpoint> = if session.endpoint.is_empty() {
-        view.aggregated.clone()
-    } else {
-        match view.connections.get(&session.endpoint) {
-            Some(e) => e.clone(),
-            None => {
-                return reply::rpc_error(
-                    Some(id.json()),
-                    code::UPSTREAM_UNAVAILABLE,
-                    &format!("connection {:?} no longer exists", session.endpoint),
-                );
-            }
-        }
-    };
-    let aggregated = session.endpoint.is_empty();
-    let method = msg.method();
-    // Requests the gateway answers itself count under connection "".
-    let answered = |outcome: &str| {
-        front
-            .metrics
-            .request(method, "", outcome, info.started.elapsed().as_secs_f64());
-    };
-    let list = |kind: ListKind| {
-        if msg.params.is_some_and(|p| p.get().contains("\"cursor\"")) {
-            answered("protocol");
-            return reply::rpc_error(
-                Some(id.json()),
-                code::INVALID_PARAMS,
-                "unknown cursor: lists are not paginated",
-            );
-        }
-        let message = jsonrpc::result(
-            id.json(),
-            std::str::from_utf8(&endpoint.list(kind)).unwrap_or("{}"),
-        );
-        answered("ok");
-        // A connection's endpoint answers in the framing its upstream uses.
-        if endpoint
-            .upstream
-            .as_ref()
-            .is_some_and(|u| u.streams_replies())
-        {
-            reply::sse_once(message)
-        } else {
-            reply::json(message)
-        }
-    };
-    match method {
-        "ping" => {
-            answered("ok");
-            reply::json(jsonrpc::result(id.json(), "{}"))
-        }
-        "tools/list" => list(ListKind::Tools),
-        "prompts/list" => list(ListKind::Prompts),
-        "resources/list" => list(ListKind::Resources),
-        "resources/templates/list" => list(ListKind::Templates),
-        "initialize" => reply::rpc_error(
-            Some(id.json()),
-            code::INVALID_REQUEST,
-            "session is already initialized",
-        ),
-        "tools/call" | "prompts/get" => {
-            let field = if method == "tools/call" {
-                "tool"
-            } else {
-                "prompt"
-            };
-            let mut params = match RawParams::parse(msg.params) {
-                Ok(p) => p,
-                Err(e) => return reply::rpc_error(Some(id.json()), code::INVALID_PARAMS, &e.0),
-            };
-            let Some(name) = params.0.get_str("name") else {
-                return reply::rpc_error(
-                    Some(id.json()),
-                    code::INVALID_PARAMS,
-                    "params.name is required",
-                );
-            };
-            let routes = if method == "tools/call" {
-                &endpoint.tools
-            } else {
-                &endpoint.prompts
-            };
-            let Some(route) = routes.get(&name) else {
-                let message = format!("unknown {field} {name:?}");
-                front.deny(info, Some(session), method, Some(name), "policy", &message);
-                return reply::rpc_error(Some(id.json()), code::INVALID_PARAMS, &message);
-            };
-            let forwarded = if route.name != name {
-                params.0.set("name", raw_string(&route.name));
-                Some(jsonrpc::raw(params.to_json()))
-            } else {
-                None
-            };
-            let params = forwarded.as_deref().or(msg.params);
-            forward(
-                front,
-                session,
-                &route.upstream,
-                method,
-                params,
-                id,
-                Some(route.name.clone()),
-                info,
-            )
-            .await
-        }
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            let params = match RawParams::parse(msg.params) {
-                Ok(p) => p,
-                Err(e) => return reply::rpc_error(Some(id.json()), code::INVALID_PARAMS, &e.0),
-            };
-            let Some(uri) = params.0.get_str("uri") else {
-                return reply::rpc_error(
-                    Some(id.json()),
-                    code::INVALID_PARAMS,
-                    "params.uri is required",
-                );
-            };
-            match route_uri(&endpoint, &uri) {
-                Some(upstream) => {
-                    forward(
-                        front,
-                        session,
-                        &upstream,
-                        method,
-                        msg.params,
-                        id,
-                        Some(uri),
-                        info,
-                    )
-                    .await
+    match msg.kind() {
+        Kind::Request => {
+            let id = msg.id.map(Id::from_raw).unwrap_or_else(|| Id::string(""));
+            match request(front, session, msg, &id, info).await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    record::answered(front, info, msg.method(), error.metric_label());
+                    error.reply(Some(&id))
                 }
-                None => reply::rpc_error(
-                    Some(id.json()),
-                    code::RESOURCE_NOT_FOUND,
-                    &format!("resource not found: {uri}"),
-                ),
             }
         }
-        "completion/complete" => complete(front, session, &endpoint, msg, id, info).await,
-        "logging/setLevel" if aggregated => set_level(front, session, msg, id).await,
-        _ if aggregated => reply::rpc_error(
-            Some(id.json()),
-            code::METHOD_NOT_FOUND,
-            &format!("method not found: {method}"),
-        ),
-        // A connection's endpoint is a transparent proxy: anything else goes upstream as is.
-        _ => match endpoint.upstream.clone() {
-            Some(upstream) => {
-                forward(
-                    front, session, &upstream, method, msg.params, id, None, info,
-                )
-                .await
-            }
-            None => reply::rpc_error(
-                Some(id.json()),
-                code::UPSTREAM_UNAVAILABLE,
-                "connection is not available",
-            ),
-        },
+        Kind::Notification => {
+            notification(front, session, msg).await;
+            reply::accepted()
+        }
+        Kind::Response => {
+            bus::deliver_answer(front, session, msg).await;
+            reply::accepted()
+        }
     }
 }
 
-fn route_uri(endpoint: &Endpoint, uri: &str) -> Option<Arc<Upstream>> {
+async fn request(
+    front: &Front,
+    session: &Arc<ClientSession>,
+    msg: &Message<'_>,
+    id: &Id,
+    info: &RequestInfo,
+) -> Result<Reply> {
+    let view = front.registry.view();
+    let endpoint = view.endpoint(&session.endpoint).cloned().ok_or_else(|| {
+        Error::ConnectionGone(session.endpoint.connection().unwrap_or_default().to_owned())
+    })?;
+    let method = msg.method();
+    match method {
+        "ping" => {
+            record::answered(front, info, method, "ok");
+            Ok(reply::json(jsonrpc::result(id.json(), "{}")))
+        }
+        "initialize" => Err(Error::AlreadyInitialized),
+        _ => {
+            if let Some(kind) = ListKind::of_method(method) {
+                return list(front, &endpoint, kind, msg, id, info);
+            }
+            routed(front, session, &endpoint, msg, id, info).await
+        }
+    }
+}
+
+/// A list, answered from the endpoint's prebuilt result.
+fn list(
+    front: &Front,
+    endpoint: &EndpointView,
+    kind: ListKind,
+    msg: &Message<'_>,
+    id: &Id,
+    info: &RequestInfo,
+) -> Result<Reply> {
+    if msg.params.is_some_and(|p| p.get().contains("\"cursor\"")) {
+        return Err(Error::InvalidParams(
+            "unknown cursor: lists are not paginated".into(),
+        ));
+    }
+    let message = jsonrpc::result(
+        id.json(),
+        std::str::from_utf8(&endpoint.list(kind)).unwrap_or("{}"),
+    );
+    record::answered(front, info, msg.method(), "ok");
+    // A connection's endpoint answers in the framing its upstream uses.
+    if endpoint
+        .upstream
+        .as_ref()
+        .is_some_and(|u| u.streams_replies())
+    {
+        Ok(reply::sse_once(message))
+    } else {
+        Ok(reply::json(message))
+    }
+}
+
+fn params(msg: &Message<'_>) -> Result<RawParams> {
+    RawParams::parse(msg.params).map_err(|e| Error::InvalidParams(e.0))
+}
+
+/// A request on its way to one upstream.
+struct Routing<'a> {
+    front: &'a Front,
+    session: &'a Arc<ClientSession>,
+    info: &'a RequestInfo,
+    id: &'a Id,
+    method: &'a str,
+}
+
+impl Routing<'_> {
+    async fn send(
+        &self,
+        upstream: &Arc<Upstream>,
+        params: Option<&RawValue>,
+        target: Option<String>,
+    ) -> Reply {
+        let request = Forward {
+            method: self.method,
+            params,
+            id: self.id.clone(),
+            target,
+        };
+        forward(self.front, self.session, upstream, request, self.info).await
+    }
+}
+
+/// Requests that go to one upstream, chosen by what they name.
+async fn routed(
+    front: &Front,
+    session: &Arc<ClientSession>,
+    endpoint: &EndpointView,
+    msg: &Message<'_>,
+    id: &Id,
+    info: &RequestInfo,
+) -> Result<Reply> {
+    let method = msg.method();
+    let to = Routing {
+        front,
+        session,
+        info,
+        id,
+        method,
+    };
+    match method {
+        "tools/call" | "prompts/get" => {
+            let (kind, routes) = if method == "tools/call" {
+                ("tool", &endpoint.tools)
+            } else {
+                ("prompt", &endpoint.prompts)
+            };
+            let mut params = params(msg)?;
+            let name = params
+                .0
+                .get_str("name")
+                .ok_or_else(|| Error::InvalidParams("params.name is required".into()))?;
+            let Some(route) = routes.get(&name) else {
+                let error = Error::UnknownName {
+                    kind,
+                    name: name.clone(),
+                };
+                record::refused(front, info, Some(session), method, Some(name), &error);
+                return Ok(error.reply(Some(id)));
+            };
+            let renamed = renamed(&mut params, "name", route, &name);
+            let params = renamed.as_deref().or(msg.params);
+            Ok(to
+                .send(&route.upstream, params, Some(route.name.clone()))
+                .await)
+        }
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            let uri = params(msg)?
+                .0
+                .get_str("uri")
+                .ok_or_else(|| Error::InvalidParams("params.uri is required".into()))?;
+            let upstream =
+                route_uri(endpoint, &uri).ok_or_else(|| Error::ResourceNotFound(uri.clone()))?;
+            Ok(to.send(&upstream, msg.params, Some(uri)).await)
+        }
+        "completion/complete" => complete(&to, endpoint, msg).await,
+        "logging/setLevel" if session.endpoint.is_aggregated() => {
+            set_level(front, session, msg, id).await
+        }
+        _ if session.endpoint.is_aggregated() => Err(Error::MethodNotFound {
+            method: method.to_owned(),
+            hint: None,
+        }),
+        // A connection's endpoint is a transparent proxy: anything else goes upstream as is.
+        _ => {
+            let upstream = endpoint
+                .upstream
+                .clone()
+                .ok_or(Error::ConnectionUnavailable)?;
+            Ok(to.send(&upstream, msg.params, None).await)
+        }
+    }
+}
+
+/// The params with `field` set to the upstream's own name, when the route renames.
+fn renamed(
+    params: &mut RawParams,
+    field: &str,
+    route: &Route,
+    exposed: &str,
+) -> Option<Box<RawValue>> {
+    if route.name == exposed {
+        return None;
+    }
+    params.0.set(field, raw_string(&route.name));
+    Some(params.to_raw())
+}
+
+fn route_uri(endpoint: &EndpointView, uri: &str) -> Option<Arc<Upstream>> {
     endpoint
         .resource_owner(uri)
         .cloned()
@@ -250,78 +229,34 @@ fn route_uri(endpoint: &Endpoint, uri: &str) -> Option<Arc<Upstream>> {
 }
 
 /// `completion/complete`: routed by the prompt (renamed) or the resource URI.
-async fn complete(
-    front: &Front,
-    session: &Arc<ClientSession>,
-    endpoint: &Endpoint,
-    msg: &Message<'_>,
-    id: Id,
-    info: &RequestInfo,
-) -> Reply {
-    let mut params = match RawParams::parse(msg.params) {
-        Ok(p) => p,
-        Err(e) => return reply::rpc_error(Some(id.json()), code::INVALID_PARAMS, &e.0),
-    };
+async fn complete(to: &Routing<'_>, endpoint: &EndpointView, msg: &Message<'_>) -> Result<Reply> {
+    let mut params = params(msg)?;
     let Ok(mut reference) = RawParams::parse(params.0.get("ref")) else {
-        return reply::rpc_error(
-            Some(id.json()),
-            code::INVALID_PARAMS,
-            "params.ref must be an object",
-        );
+        return Err(Error::InvalidParams("params.ref must be an object".into()));
     };
     match reference.0.get_str("type").as_deref() {
         Some("ref/prompt") => {
             let name = reference.0.get_str("name").unwrap_or_default();
-            let Some(route) = endpoint.prompts.get(&name) else {
-                return reply::rpc_error(
-                    Some(id.json()),
-                    code::INVALID_PARAMS,
-                    &format!("unknown prompt {name:?}"),
-                );
-            };
+            let route = endpoint
+                .prompts
+                .get(&name)
+                .ok_or_else(|| Error::InvalidParams(format!("unknown prompt {name:?}")))?;
             reference.0.set("name", raw_string(&route.name));
-            params.0.set("ref", jsonrpc::raw(reference.to_json()));
-            let params = jsonrpc::raw(params.to_json());
-            forward(
-                front,
-                session,
-                &route.upstream,
-                "completion/complete",
-                Some(&params),
-                id,
-                Some(route.name.clone()),
-                info,
-            )
-            .await
+            params.0.set("ref", reference.to_raw());
+            let params = params.to_raw();
+            Ok(to
+                .send(&route.upstream, Some(&params), Some(route.name.clone()))
+                .await)
         }
         Some("ref/resource") => {
             let uri = reference.0.get_str("uri").unwrap_or_default();
-            match route_uri(endpoint, &uri) {
-                Some(upstream) => {
-                    forward(
-                        front,
-                        session,
-                        &upstream,
-                        "completion/complete",
-                        msg.params,
-                        id,
-                        Some(uri),
-                        info,
-                    )
-                    .await
-                }
-                None => reply::rpc_error(
-                    Some(id.json()),
-                    code::INVALID_PARAMS,
-                    &format!("unknown resource {uri:?}"),
-                ),
-            }
+            let upstream = route_uri(endpoint, &uri)
+                .ok_or_else(|| Error::InvalidParams(format!("unknown resource {uri:?}")))?;
+            Ok(to.send(&upstream, msg.params, Some(uri)).await)
         }
-        _ => reply::rpc_error(
-            Some(id.json()),
-            code::INVALID_PARAMS,
-            "params.ref.type must be ref/prompt or ref/resource",
-        ),
+        _ => Err(Error::InvalidParams(
+            "params.ref.type must be ref/prompt or ref/resource".into(),
+        )),
     }
 }
 
@@ -331,16 +266,8 @@ async fn set_level(
     front: &Front,
     session: &Arc<ClientSession>,
     msg: &Message<'_>,
-    id: Id,
-) -> Reply {
-    let params = RawParams::parse(msg.params).unwrap_or_default();
-    let Some(level) = params.0.get_str("level") else {
-        return reply::rpc_error(
-            Some(id.json()),
-            code::INVALID_PARAMS,
-            "params.level is required",
-        );
-    };
+    id: &Id,
+) -> Result<Reply> {
     const LEVELS: &[&str] = &[
         "debug",
         "info",
@@ -351,12 +278,13 @@ async fn set_level(
         "alert",
         "emergency",
     ];
+    let level = RawParams::parse(msg.params)
+        .unwrap_or_default()
+        .0
+        .get_str("level")
+        .ok_or_else(|| Error::InvalidParams("params.level is required".into()))?;
     if !LEVELS.contains(&level.as_str()) {
-        return reply::rpc_error(
-            Some(id.json()),
-            code::INVALID_PARAMS,
-            &format!("unknown log level {level:?}"),
-        );
+        return Err(Error::InvalidParams(format!("unknown log level {level:?}")));
     }
     if let Ok(mut l) = session.log_level.lock() {
         *l = Some(level.clone());
@@ -383,101 +311,18 @@ async fn set_level(
             });
         }
     }
-    reply::json(jsonrpc::result(id.json(), "{}"))
-}
-
-/// Sends a request to `upstream` in the session's upstream session (opened on first
-/// use, re-opened once if the upstream forgot it) and relays what comes back.
-#[allow(clippy::too_many_arguments)]
-pub async fn forward(
-    front: &Front,
-    session: &Arc<ClientSession>,
-    upstream: &Arc<Upstream>,
-    method: &str,
-    params: Option<&RawValue>,
-    id: Id,
-    target: Option<String>,
-    info: &RequestInfo,
-) -> Reply {
-    let inflight = session.track(id.clone());
-    let timeout = upstream.config().call_timeout;
-    let finish = front.audit_hook(
-        info,
-        session,
-        upstream,
-        method,
-        target,
-        params,
-        info.request_bytes,
-    );
-    let fail = |e: &UpstreamError, finish: Option<Box<dyn FnOnce(Outcome) + Send>>| {
-        let body = stream::upstream_error(&id, upstream.name(), e);
-        if let Some(f) = finish {
-            f(Outcome {
-                error: Some((
-                    e.category().into(),
-                    format!("connection {:?}: {e}", upstream.name()),
-                )),
-                response_bytes: body.len(),
-                progress: 0,
-                response: None,
-            });
-        }
-        reply::json(body)
-    };
-    let mut retried = false;
-    loop {
-        let cancelled = inflight.token.clone();
-        let opened = tokio::select! {
-            () = cancelled.cancelled() => return reply::sse(axum::body::Body::empty()),
-            r = tokio::time::timeout(timeout, async {
-                let upstream_session = front.sessions.upstream_session(session, upstream).await?;
-                let call = upstream
-                    .call(&upstream_session, method, params, Some(id.json()), &info.upstream_headers())
-                    .await;
-                Ok::<_, UpstreamError>((upstream_session, call))
-            }) => r,
-        };
-        let (upstream_session, call) = match opened {
-            Err(_) => return fail(&UpstreamError::Timeout(timeout), finish),
-            Ok(Err(e)) => return fail(&e, finish),
-            Ok(Ok(pair)) => pair,
-        };
-        match call {
-            Ok(call) => {
-                let ctx = CallContext {
-                    relay: front.relay.clone(),
-                    session: session.clone(),
-                    upstream: upstream.clone(),
-                    upstream_session,
-                    client_id: id,
-                    inflight,
-                    timeout,
-                    finish,
-                };
-                return stream::respond(ctx, call, !session.endpoint.is_empty()).await;
-            }
-            Err(UpstreamError::SessionExpired) if !retried => {
-                retried = true;
-                front
-                    .sessions
-                    .drop_upstream_session(session, upstream, &upstream_session)
-                    .await;
-            }
-            Err(e) => return fail(&e, finish),
-        }
-    }
+    Ok(reply::json(jsonrpc::result(id.json(), "{}")))
 }
 
 /// Handles a notification from the client.
-pub async fn notification(front: &Front, session: &Arc<ClientSession>, msg: &Message<'_>) {
+async fn notification(front: &Front, session: &Arc<ClientSession>, msg: &Message<'_>) {
     match msg.method() {
         "notifications/cancelled" => {
             let params = RawParams::parse(msg.params).unwrap_or_default();
             if let Some(request_id) = params.0.get("requestId") {
                 let id = Id::from_raw(request_id);
                 if !session.cancel(&id) {
-                    front.cancel_elsewhere(session, &id).await;
+                    bus::cancel_elsewhere(front, session, &id).await;
                 }
             }
         }

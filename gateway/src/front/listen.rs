@@ -9,9 +9,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Front;
 use super::reply::{self, Reply};
 use super::session::ClientSession;
+use super::state::Front;
 use crate::jsonrpc::{Id, Kind, Message};
 use crate::sse;
 use crate::store::UpstreamSession;

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::crypto::IdHash;
 use crate::jsonrpc::{self, Id, Message};
 use crate::store::UpstreamSession;
 use crate::upstream::{Upstream, UpstreamError};
 
 /// A server→client request waiting for the client's answer.
 pub struct Pending {
-    pub session: [u8; 32],
+    pub session: IdHash,
     pub upstream: Arc<Upstream>,
     pub upstream_session: UpstreamSession,
     pub upstream_id: Id,
@@ -60,7 +61,7 @@ impl Relay {
     /// with the gateway id (JSON text) it now has.
     pub fn register(
         &self,
-        session: [u8; 32],
+        session: IdHash,
         upstream: &Arc<Upstream>,
         upstream_session: &UpstreamSession,
         upstream_id: Id,
@@ -103,7 +104,7 @@ impl Relay {
     /// `Ok(false)` when nothing waits for it here.
     pub async fn deliver(
         &self,
-        session: [u8; 32],
+        session: IdHash,
         answer: &Message<'_>,
     ) -> Result<bool, UpstreamError> {
         let Some(id) = answer.id.map(Id::from_raw) else {

@@ -8,20 +8,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::Identity;
+use crate::crypto::IdHash;
+use crate::endpoint::Endpoint;
+use crate::identity::Identity;
 use crate::jsonrpc::Id;
+use crate::registry::Registry;
 use crate::store::{self, BusMessage, SessionRecord, Store, UpstreamSession};
-
 use crate::upstream::{ClientInit, Upstream, UpstreamError};
-
-/// SHA-256 of a session id: the key everywhere, so the id itself is never stored.
-pub fn hash_id(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
-}
 
 /// A new unguessable session id (256 random bits).
 fn new_id() -> String {
@@ -31,12 +27,12 @@ fn new_id() -> String {
 
 /// One client session as this replica holds it.
 pub struct ClientSession {
-    pub id_hash: [u8; 32],
+    /// SHA-256 of the session id: the key everywhere, so the id itself is never stored.
+    pub id_hash: IdHash,
     /// A short, non-secret handle for logs and audit (hash prefix).
     pub handle: String,
     pub subject: String,
-    /// `""` for the aggregated endpoint, else the connection name.
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     pub init: ClientInit,
     pub log_level: Mutex<Option<String>>,
     upstreams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UpstreamSession>>>>>,
@@ -74,10 +70,7 @@ impl ClientSession {
             .collect();
         Self {
             id_hash: record.id_hash,
-            handle: record.id_hash[..6]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            handle: record.id_hash.handle(),
             subject: record.subject.clone(),
             endpoint: record.endpoint.clone(),
             init: ClientInit {
@@ -210,7 +203,7 @@ pub enum SessionError {
 #[derive(Default)]
 struct Cache {
     by_id: HashMap<Box<str>, Arc<ClientSession>>,
-    ids: HashMap<[u8; 32], Box<str>>,
+    ids: HashMap<IdHash, Box<str>>,
 }
 
 impl Cache {
@@ -220,12 +213,12 @@ impl Cache {
         entry
     }
 
-    fn remove(&mut self, id_hash: &[u8; 32]) -> Option<Arc<ClientSession>> {
+    fn remove(&mut self, id_hash: &IdHash) -> Option<Arc<ClientSession>> {
         let id = self.ids.remove(id_hash)?;
         self.by_id.remove(&id)
     }
 
-    fn get_by_hash(&self, id_hash: &[u8; 32]) -> Option<&Arc<ClientSession>> {
+    fn get_by_hash(&self, id_hash: &IdHash) -> Option<&Arc<ClientSession>> {
         self.ids.get(id_hash).and_then(|id| self.by_id.get(id))
     }
 }
@@ -248,14 +241,14 @@ impl Sessions {
     pub async fn create(
         &self,
         identity: &Identity,
-        endpoint: &str,
+        endpoint: &Endpoint,
         init: ClientInit,
     ) -> Result<(String, Arc<ClientSession>), store::Error> {
         let id = new_id();
         let record = SessionRecord {
-            id_hash: hash_id(&id),
+            id_hash: IdHash::of(&id),
             subject: identity.subject.clone(),
-            endpoint: endpoint.to_owned(),
+            endpoint: endpoint.clone(),
             protocol_version: init.protocol_version.clone(),
             client_info: init.client_info.clone(),
             client_capabilities: init.capabilities.clone(),
@@ -282,13 +275,13 @@ impl Sessions {
         &self,
         id: &str,
         identity: &Identity,
-        endpoint: &str,
+        endpoint: &Endpoint,
     ) -> Result<Arc<ClientSession>, SessionError> {
         let cached = self.read_cache().by_id.get(id).cloned();
         let session = match cached {
             Some(s) => s,
             None => {
-                let key = hash_id(id);
+                let key = IdHash::of(id);
                 let record = self
                     .store
                     .get_session(&key)
@@ -300,7 +293,7 @@ impl Sessions {
         };
         // Another identity presenting the id learns nothing: same answer as unknown.
         if session.subject != identity.subject
-            || session.endpoint != endpoint
+            || session.endpoint != *endpoint
             || session.ended.is_cancelled()
         {
             return Err(SessionError::NotFound);
@@ -313,7 +306,7 @@ impl Sessions {
     pub async fn end(
         &self,
         session: &Arc<ClientSession>,
-        registry: &crate::upstream::Registry,
+        registry: &Registry,
     ) -> Result<(), store::Error> {
         self.store.end_session(&session.id_hash).await?;
         self.forget(&session.id_hash);
@@ -326,14 +319,14 @@ impl Sessions {
     }
 
     /// Drops a session from this replica (it ended elsewhere).
-    pub fn forget(&self, id_hash: &[u8; 32]) {
+    pub fn forget(&self, id_hash: &IdHash) {
         if let Some(s) = self.write_cache().remove(id_hash) {
             s.ended.cancel();
         }
     }
 
     /// A session held locally, if any.
-    pub fn local_session(&self, id_hash: &[u8; 32]) -> Option<Arc<ClientSession>> {
+    pub fn local_session(&self, id_hash: &IdHash) -> Option<Arc<ClientSession>> {
         self.read_cache().get_by_hash(id_hash).cloned()
     }
 
@@ -345,7 +338,7 @@ impl Sessions {
     /// Ids of sessions in use since the last call — a request arrived, a call is in
     /// flight or the client holds its GET stream — to refresh `last_seen_at` in
     /// batches; the others leave the cache (the store still has them).
-    pub fn take_used(&self) -> Vec<[u8; 32]> {
+    pub fn take_used(&self) -> Vec<IdHash> {
         let mut used = Vec::new();
         let mut idle = Vec::new();
         for s in self.read_cache().by_id.values() {
@@ -420,7 +413,7 @@ impl Sessions {
             }
             // Whichever replica holds the client's GET stream follows this session's own stream.
             let note = BusMessage::UpstreamSession {
-                session: store::hex(&session.id_hash),
+                session: session.id_hash,
                 connection: upstream.name().to_owned(),
             };
             if let Err(error) = self.store.publish(None, &note).await {

@@ -10,9 +10,12 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::Bytes;
 
+use super::error::Error;
+use super::record::CallRecord;
 use super::relay::Relay;
 use super::reply::{self, Reply};
 use super::session::{ClientSession, Inflight};
+use crate::audit::Outcome;
 use crate::jsonrpc::{self, Id};
 use crate::sse;
 use crate::store::UpstreamSession;
@@ -27,34 +30,14 @@ pub struct CallContext {
     pub client_id: Id,
     pub inflight: Inflight,
     pub timeout: Duration,
-    pub finish: Option<Box<dyn FnOnce(Outcome) + Send>>,
-}
-
-/// How a call ended, for audit and metrics.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// Error category and message, when it failed.
-    pub error: Option<(String, String)>,
-    pub response_bytes: usize,
-    /// Progress notifications relayed.
-    pub progress: u32,
-    /// The response (shared bytes, not a copy), for counting content blocks later.
-    pub response: Option<Bytes>,
-}
-
-/// The error response a client gets for an upstream failure.
-pub fn upstream_error(id: &Id, connection: &str, error: &UpstreamError) -> Bytes {
-    jsonrpc::error(
-        Some(id.json()),
-        error.jsonrpc_code(),
-        &format!("connection {connection:?}: {error}"),
-        Some(&serde_json::json!({"connection": connection, "category": error.category()})),
-    )
+    pub record: Option<CallRecord>,
 }
 
 enum Step {
     /// Send this and continue.
     Frame(Bytes),
+    /// Nothing to send (a server request answered here); continue.
+    Skip,
     /// Send this and stop.
     Last(Bytes),
     /// Stop without sending anything (cancelled).
@@ -65,13 +48,20 @@ struct Relaying {
     ctx: CallContext,
     call: Option<Call>,
     pending: Vec<String>,
-    progress: u32,
-    response_bytes: usize,
-    response: Option<Bytes>,
-    error: Option<(String, String)>,
+    outcome: Outcome,
 }
 
 impl Relaying {
+    /// The next step that sends something, or stops.
+    async fn next_frame(&mut self) -> Step {
+        loop {
+            match self.step().await {
+                Step::Skip => continue,
+                other => return other,
+            }
+        }
+    }
+
     async fn step(&mut self) -> Step {
         let Some(call) = self.call.as_mut() else {
             return Step::Stop;
@@ -79,42 +69,40 @@ impl Relaying {
         let next = tokio::select! {
             biased;
             () = self.ctx.inflight.token.cancelled() => {
-                self.error = Some(("cancelled".into(), "cancelled by the client".into()));
+                self.outcome.error = Some(("cancelled", "cancelled by the client".into()));
                 // Dropping the call tells the upstream.
                 self.call = None;
                 return Step::Stop;
             }
             r = tokio::time::timeout(self.ctx.timeout, call.next()) => r,
         };
-        let failure = |me: &mut Self, e: UpstreamError| {
-            me.error = Some((e.category().into(), e.to_string()));
-            me.call = None;
-            Step::Last(upstream_error(
-                &me.ctx.client_id,
-                me.ctx.upstream.name(),
-                &e,
-            ))
-        };
         match next {
-            Err(_) => failure(self, UpstreamError::Timeout(self.ctx.timeout)),
-            Ok(None) => failure(self, UpstreamError::Closed),
-            Ok(Some(Err(e))) => failure(self, e),
+            Err(_) => self.fail(UpstreamError::Timeout(self.ctx.timeout)),
+            Ok(None) => self.fail(UpstreamError::Closed),
+            Ok(Some(Err(e))) => self.fail(e),
             Ok(Some(Ok(Inbound::Response { bytes, error }))) => {
-                self.response_bytes = bytes.len();
+                self.outcome.response_bytes = bytes.len();
                 if let Some((code, message)) = error {
-                    self.error = Some(("upstream".into(), format!("error {code}: {message}")));
+                    self.outcome.error = Some(("upstream", format!("error {code}: {message}")));
                 }
-                self.response = Some(bytes.clone());
+                self.outcome.response = Some(bytes.clone());
                 Step::Last(bytes)
             }
             Ok(Some(Ok(Inbound::Notification(bytes)))) => {
                 if memchr::memmem::find(&bytes, b"notifications/progress").is_some() {
-                    self.progress += 1;
+                    self.outcome.progress += 1;
                 }
                 Step::Frame(bytes)
             }
             Ok(Some(Ok(Inbound::Request { id, bytes }))) => self.server_request(id, bytes).await,
         }
+    }
+
+    fn fail(&mut self, e: UpstreamError) -> Step {
+        self.outcome.error = Some((e.category(), e.to_string()));
+        self.call = None;
+        let error = Error::upstream(self.ctx.upstream.name(), e);
+        Step::Last(error.to_message(Some(&self.ctx.client_id)))
     }
 
     async fn server_request(&mut self, id: Id, bytes: Bytes) -> Step {
@@ -139,41 +127,36 @@ impl Relaying {
                 .upstream
                 .send(&self.ctx.upstream_session, refusal)
                 .await;
-            return Step::Frame(Bytes::new());
+            return Step::Skip;
         }
         match self.ctx.relay.register(
             self.ctx.session.id_hash,
             &self.ctx.upstream,
             &self.ctx.upstream_session,
-            id.clone(),
+            id,
             &bytes,
         ) {
             Some((rewritten, gateway_id)) => {
                 self.pending.push(gateway_id);
                 Step::Frame(rewritten)
             }
-            None => Step::Frame(Bytes::new()),
+            None => Step::Skip,
         }
     }
 
     fn finish(&mut self) {
         self.ctx.relay.forget(&self.pending);
         self.pending.clear();
-        if let Some(f) = self.ctx.finish.take() {
-            f(Outcome {
-                error: self.error.take(),
-                response_bytes: self.response_bytes,
-                progress: self.progress,
-                response: self.response.take(),
-            });
+        if let Some(record) = self.ctx.record.take() {
+            record.finish(std::mem::take(&mut self.outcome));
         }
     }
 }
 
 impl Drop for Relaying {
     fn drop(&mut self) {
-        if self.call.as_ref().is_some_and(|c| !c.is_finished()) && self.error.is_none() {
-            self.error = Some(("cancelled".into(), "client went away".into()));
+        if self.call.as_ref().is_some_and(|c| !c.is_finished()) && self.outcome.error.is_none() {
+            self.outcome.error = Some(("cancelled", "client went away".into()));
         }
         self.finish();
     }
@@ -187,19 +170,10 @@ pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
         ctx,
         call: Some(call),
         pending: Vec::new(),
-        progress: 0,
-        response_bytes: 0,
-        response: None,
-        error: None,
+        outcome: Outcome::default(),
     };
     // Wait for the first message: if it is the response, answer with plain JSON.
-    let first = loop {
-        match state.step().await {
-            Step::Frame(b) if b.is_empty() => continue,
-            other => break other,
-        }
-    };
-    let first = match first {
+    let first = match state.next_frame().await {
         Step::Last(bytes) if !stream_anyway => {
             state.call = None;
             drop(state);
@@ -208,13 +182,10 @@ pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
         Step::Last(bytes) => {
             state.call = None;
             drop(state);
-            let once = futures::stream::once(async move {
-                Ok::<_, std::convert::Infallible>(sse::event(&bytes))
-            });
-            return reply::sse(Body::from_stream(once));
+            return reply::sse_once(bytes);
         }
         // Cancelled before anything was said: the client asked for silence.
-        Step::Stop => return reply::sse(Body::empty()),
+        Step::Stop | Step::Skip => return reply::sse(Body::empty()),
         Step::Frame(bytes) => bytes,
     };
     let stream = futures::stream::unfold((Some(first), Some(state)), |(first, state)| async move {
@@ -225,16 +196,13 @@ pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
             ));
         }
         let mut state = state?;
-        loop {
-            match state.step().await {
-                Step::Frame(b) if b.is_empty() => continue,
-                Step::Frame(b) => return Some((Ok(sse::event(&b)), (None, Some(state)))),
-                Step::Last(b) => {
-                    state.call = None;
-                    return Some((Ok(sse::event(&b)), (None, None)));
-                }
-                Step::Stop => return None,
+        match state.next_frame().await {
+            Step::Frame(b) => Some((Ok(sse::event(&b)), (None, Some(state)))),
+            Step::Last(b) => {
+                state.call = None;
+                Some((Ok(sse::event(&b)), (None, None)))
             }
+            Step::Stop | Step::Skip => None,
         }
     });
     reply::sse(Body::from_stream(stream))

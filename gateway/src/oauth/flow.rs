@@ -16,48 +16,27 @@ use oauth2::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::OAuth;
 use super::tokens;
-use crate::admin::ApiError;
-use crate::crypto::Secret;
+use super::{Error, OAuth};
+use crate::clock::Timestamp;
+use crate::crypto::{IdHash, Secret};
 use crate::store::PkceState;
 
 /// How long an operator has to complete the authorization.
-const FLOW_TTL_SECONDS: i64 = 600;
+const FLOW_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Starts an authorization for `connection`; the admin API calls this.
-pub async fn start(oauth: &OAuth, connection: &str) -> Result<Response, ApiError> {
-    let public = oauth.public_url.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "HAWSER_PUBLIC_URL is not set: the authorization server needs a redirect URI that reaches Hawser",
-        )
-    })?;
+pub async fn start(oauth: &OAuth, connection: &str) -> Result<Response, Error> {
+    let public = oauth.public_url.as_ref().ok_or(Error::NoPublicUrl)?;
     let tokens = oauth.tokens_for(connection).await?;
     if tokens.settings().spec.grant != OAuth2Grant::AuthorizationCode {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "connection {connection} uses the client_credentials grant: there is nothing to authorize"
-            ),
-        ));
+        return Err(Error::NothingToAuthorize(connection.to_owned()));
     }
-    let endpoints = tokens
-        .endpoints()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let endpoints = tokens.endpoints().await.map_err(Error::Discovery)?;
     let Some(authorization) = endpoints.authorization.clone() else {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "no authorization endpoint",
-        ));
+        return Err(Error::NoAuthorizationEndpoint);
     };
-    let redirect = callback_url(public).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("redirect URI: {e}"),
-        )
-    })?;
+    let redirect = callback_url(public).map_err(Error::RedirectUri)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let spec = &tokens.settings().spec;
     let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(spec.client_id.clone()))
@@ -72,11 +51,11 @@ pub async fn start(oauth: &OAuth, connection: &str) -> Result<Response, ApiError
         request = request.add_extra_param(k.clone(), v.clone());
     }
     let (url, state) = request.url();
-    let expires_at = tokens::now() as i64 + FLOW_TTL_SECONDS;
+    let expires_at = Timestamp::now().plus(FLOW_TTL);
     oauth
         .store
         .put_pkce(&PkceState {
-            state_hash: crate::front::session::hash_id(state.secret()),
+            state_hash: IdHash::of(state.secret()),
             connection: connection.to_owned(),
             verifier: Secret::new(verifier.secret().clone()),
             redirect_uri: redirect.to_string(),
@@ -87,7 +66,7 @@ pub async fn start(oauth: &OAuth, connection: &str) -> Result<Response, ApiError
     Ok(Json(json!({
         "authorizationUrl": url.as_str(),
         "state": state.secret(),
-        "expiresAt": expires_at,
+        "expiresAt": expires_at.millis() / 1000,
         "redirectUri": redirect.as_str(),
     }))
     .into_response())
@@ -123,11 +102,7 @@ pub async fn callback(State(oauth): State<Arc<OAuth>>, Query(q): Query<Callback>
         );
     };
     // Taken exactly once, even when the provider reports an error.
-    let pending = match oauth
-        .store
-        .take_pkce(&crate::front::session::hash_id(&state))
-        .await
-    {
+    let pending = match oauth.store.take_pkce(&IdHash::of(&state)).await {
         Ok(Some(p)) => p,
         Ok(None) => {
             return page(
@@ -193,7 +168,7 @@ async fn exchange(oauth: &OAuth, pending: &PkceState, code: String) -> Result<()
     let tokens = oauth
         .tokens_for(&pending.connection)
         .await
-        .map_err(|e| e.message().to_owned())?;
+        .map_err(|e| e.public_message())?;
     let endpoints = tokens.endpoints().await.map_err(|e| e.to_string())?;
     let redirect = RedirectUrl::new(pending.redirect_uri.clone()).map_err(|e| e.to_string())?;
     let client = tokens.token_client(&endpoints).set_redirect_uri(redirect);

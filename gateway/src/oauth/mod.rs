@@ -3,6 +3,7 @@
 //! safe across replicas.
 
 pub mod discovery;
+mod error;
 pub mod flow;
 mod http;
 pub mod tokens;
@@ -11,17 +12,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::http::StatusCode;
 use axum::routing::get;
 use url::Url;
 
-use crate::admin::ApiError;
+pub use error::Error;
+
 use crate::config::{ConnectionConfig, InlineOnly, Policy, Target, UpstreamAuth, resolve};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::upstream::UpstreamError;
-use crate::upstream::auth::Credentials;
-use crate::upstream::registry::{CredentialsFactory, StaticCredentials};
+use crate::upstream::auth::{Credentials, CredentialsFactory, StaticCredentials};
 use tokens::ConnectionTokens;
 
 /// OAuth state shared by the registry (token sources) and the HTTP handlers.
@@ -82,7 +82,7 @@ impl OAuth {
     }
 
     /// The token source of `connection` (this replica's, or one built from the store).
-    pub async fn tokens_for(&self, connection: &str) -> Result<Arc<ConnectionTokens>, ApiError> {
+    pub async fn tokens_for(&self, connection: &str) -> Result<Arc<ConnectionTokens>, Error> {
         if let Some(t) = self
             .sources
             .lock()
@@ -96,21 +96,21 @@ impl OAuth {
             .store
             .get_connection(connection)
             .await?
-            .ok_or_else(|| ApiError::not_found(connection))?;
-        let spec = stored.spec.map_err(|e| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("connection {connection}: {e}"),
-            )
-        })?;
-        let config = resolve(connection, spec, stored.source, self.policy, &InlineOnly)
-            .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-        self.source(&config).map_err(|_| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("connection {connection} does not use OAuth"),
-            )
-        })
+            .ok_or_else(|| Error::NotFound(connection.to_owned()))?;
+        let unusable = |message: String| Error::Unusable {
+            connection: connection.to_owned(),
+            message,
+        };
+        let spec = stored.spec.map_err(unusable)?;
+        let config =
+            resolve(connection, spec, stored.source, self.policy, &InlineOnly).map_err(|e| {
+                Error::Unusable {
+                    connection: connection.to_owned(),
+                    message: e.to_string(),
+                }
+            })?;
+        self.source(&config)
+            .map_err(|_| Error::NotOAuth(connection.to_owned()))
     }
 }
 

@@ -8,7 +8,7 @@
 //! authorization instead of retrying in a loop.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ use url::Url;
 
 use super::discovery::{self, Endpoints};
 use super::http;
+use crate::clock::Timestamp;
 use crate::config::OAuth2Settings;
 use crate::crypto::Secret;
 use crate::store::{BusMessage, OAuthToken, Store};
@@ -30,32 +31,23 @@ use crate::upstream::UpstreamError;
 use crate::upstream::auth::TokenSource;
 
 /// Never keep using a token closer than this to its expiry.
-const MAX_MARGIN_SECONDS: f64 = 60.0;
-
-pub(crate) fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
+const MAX_MARGIN: Duration = Duration::from_secs(60);
 
 /// How long before expiry a token is replaced: a quarter of its lifetime, at most a
 /// minute. Short-lived tokens get a short margin, so they are not refreshed on every
 /// call (a fixed margin longer than the lifetime would do exactly that).
-fn margin(token: &OAuthToken) -> f64 {
-    match (token.expires_at_ms, token.issued_at_ms) {
-        (Some(exp), Some(iat)) if exp > iat => {
-            ((exp - iat) as f64 / 4000.0).min(MAX_MARGIN_SECONDS)
-        }
-        _ => 5.0,
+fn margin(token: &OAuthToken) -> Duration {
+    match (token.expires_at, token.issued_at) {
+        (Some(exp), Some(iat)) if exp > iat => (exp.since(iat) / 4).min(MAX_MARGIN),
+        _ => Duration::from_secs(5),
     }
 }
 
 /// Whether `token` can still be used now.
 pub(crate) fn is_fresh(token: &OAuthToken) -> bool {
-    match token.expires_at_ms {
+    match token.expires_at {
         None => true,
-        Some(exp) => now() + margin(token) < exp as f64 / 1000.0,
+        Some(exp) => Timestamp::now().plus(margin(token)) < exp,
     }
 }
 
@@ -164,7 +156,7 @@ impl ConnectionTokens {
         response: &BasicTokenResponse,
         previous_refresh: Option<&Secret>,
     ) -> OAuthToken {
-        let issued_ms = (now() * 1000.0) as i64;
+        let issued = Timestamp::now();
         OAuthToken {
             connection: self.connection.clone(),
             access_token: Secret::new(response.access_token().secret().clone()),
@@ -174,10 +166,8 @@ impl ConnectionTokens {
                 .map(|r| Secret::new(r.secret().clone()))
                 .or_else(|| previous_refresh.cloned()),
             token_type: "Bearer".into(),
-            expires_at_ms: response
-                .expires_in()
-                .map(|d| issued_ms + d.as_millis() as i64),
-            issued_at_ms: Some(issued_ms),
+            expires_at: response.expires_in().map(|d| issued.plus(d)),
+            issued_at: Some(issued),
             scope: response.scopes().map(|s| {
                 s.iter()
                     .map(|x| x.to_string())
@@ -396,14 +386,14 @@ mod tests {
     use super::*;
 
     fn token(lifetime_ms: i64, age_ms: i64) -> OAuthToken {
-        let now_ms = (now() * 1000.0) as i64;
+        let now_ms = Timestamp::now().millis();
         OAuthToken {
             connection: "c".into(),
             access_token: Secret::new("a"),
             refresh_token: None,
             token_type: "Bearer".into(),
-            expires_at_ms: Some(now_ms - age_ms + lifetime_ms),
-            issued_at_ms: Some(now_ms - age_ms),
+            expires_at: Some(Timestamp::from_millis(now_ms - age_ms + lifetime_ms)),
+            issued_at: Some(Timestamp::from_millis(now_ms - age_ms)),
             scope: None,
             version: 1,
         }

@@ -9,15 +9,17 @@ use tokio::sync::broadcast;
 
 use super::{
     AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome, Result,
-    SessionRecord, Store, StoreEvent, StoredConnection, TokenLock, UpstreamSession,
+    SessionRecord, Store, StoreEvent, StoreKind, StoredConnection, TokenLock, UpstreamSession,
 };
+use crate::clock::Timestamp;
 use crate::config::{ConnectionConfig, Source};
+use crate::crypto::IdHash;
 
 struct Row {
     source: Source,
     generation: Option<i64>,
     revision: i64,
-    updated_at_ms: i64,
+    updated_at: Timestamp,
     spec: hawser_crds::McpConnectionSpec,
 }
 
@@ -26,9 +28,9 @@ struct State {
     revision: i64,
     connections: BTreeMap<String, Row>,
     status: BTreeMap<(String, String), ConnectionStatus>,
-    sessions: BTreeMap<[u8; 32], (SessionRecord, Instant)>,
+    sessions: BTreeMap<IdHash, (SessionRecord, Instant)>,
     tokens: BTreeMap<String, OAuthToken>,
-    pkce: BTreeMap<[u8; 32], PkceState>,
+    pkce: BTreeMap<IdHash, PkceState>,
     token_locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
@@ -114,15 +116,15 @@ fn stored(name: &str, row: &Row) -> StoredConnection {
         source: row.source,
         revision: row.revision,
         generation: row.generation,
-        updated_at_ms: Some(row.updated_at_ms),
+        updated_at: Some(row.updated_at),
         spec: Ok(row.spec.clone()),
     }
 }
 
 #[async_trait]
 impl Store for MemoryStore {
-    fn kind(&self) -> &'static str {
-        "memory"
+    fn kind(&self) -> StoreKind {
+        StoreKind::Memory
     }
 
     async fn ping(&self) -> Result<()> {
@@ -178,7 +180,7 @@ impl Store for MemoryStore {
                     source: conn.source,
                     generation,
                     revision,
-                    updated_at_ms: unix_now() * 1000,
+                    updated_at: Timestamp::now(),
                     spec: conn.spec.clone(),
                 },
             );
@@ -260,11 +262,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get_session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+    async fn get_session(&self, id_hash: &IdHash) -> Result<Option<SessionRecord>> {
         Ok(self.lock().sessions.get(id_hash).map(|(s, _)| s.clone()))
     }
 
-    async fn end_session(&self, id_hash: &[u8; 32]) -> Result<bool> {
+    async fn end_session(&self, id_hash: &IdHash) -> Result<bool> {
         let existed = self.lock().sessions.remove(id_hash).is_some();
         if existed {
             self.emit(StoreEvent::SessionEnded { id_hash: *id_hash });
@@ -274,7 +276,7 @@ impl Store for MemoryStore {
 
     async fn set_upstream_session(
         &self,
-        id_hash: &[u8; 32],
+        id_hash: &IdHash,
         connection: &str,
         upstream: &UpstreamSession,
     ) -> Result<UpstreamSession> {
@@ -295,7 +297,7 @@ impl Store for MemoryStore {
 
     async fn clear_upstream_session(
         &self,
-        id_hash: &[u8; 32],
+        id_hash: &IdHash,
         connection: &str,
         stale_id: Option<&str>,
     ) -> Result<()> {
@@ -310,14 +312,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn set_log_level(&self, id_hash: &[u8; 32], level: &str) -> Result<()> {
+    async fn set_log_level(&self, id_hash: &IdHash, level: &str) -> Result<()> {
         if let Some((session, _)) = self.lock().sessions.get_mut(id_hash) {
             session.log_level = Some(level.to_owned());
         }
         Ok(())
     }
 
-    async fn touch_sessions(&self, id_hashes: &[[u8; 32]]) -> Result<()> {
+    async fn touch_sessions(&self, id_hashes: &[IdHash]) -> Result<()> {
         let now = Instant::now();
         let mut state = self.lock();
         for id in id_hashes {
@@ -332,7 +334,7 @@ impl Store for MemoryStore {
         let swept: Vec<SessionRecord> = {
             let mut state = self.lock();
             let now = Instant::now();
-            let doomed: Vec<[u8; 32]> = state
+            let doomed: Vec<IdHash> = state
                 .sessions
                 .iter()
                 .filter(|(_, (_, seen))| now.duration_since(*seen) > idle)
@@ -371,7 +373,7 @@ impl Store for MemoryStore {
     }
 
     async fn put_pkce(&self, state: &PkceState) -> Result<()> {
-        let now = unix_now();
+        let now = Timestamp::now();
         let mut s = self.lock();
         s.pkce.retain(|_, p| p.expires_at >= now);
         s.pkce.insert(state.state_hash, state.clone());
@@ -401,15 +403,8 @@ impl Store for MemoryStore {
         Ok(0)
     }
 
-    async fn take_pkce(&self, state_hash: &[u8; 32]) -> Result<Option<PkceState>> {
+    async fn take_pkce(&self, state_hash: &IdHash) -> Result<Option<PkceState>> {
         let taken = self.lock().pkce.remove(state_hash);
-        Ok(taken.filter(|p| p.expires_at >= unix_now()))
+        Ok(taken.filter(|p| p.expires_at >= Timestamp::now()))
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }

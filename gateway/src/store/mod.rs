@@ -6,7 +6,6 @@ mod memory;
 pub mod postgres;
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use hawser_crds::McpConnectionSpec;
@@ -16,8 +15,12 @@ use tokio::sync::broadcast;
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 
+pub use hawser_crds::{AuthState, ConnectionState, Problem, ProblemKind};
+
+use crate::clock::Timestamp;
 use crate::config::{ConnectionConfig, Source};
-use crate::crypto::CryptoError;
+use crate::crypto::{CryptoError, IdHash};
+use crate::endpoint::Endpoint;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -65,6 +68,24 @@ impl Error {
     }
 }
 
+/// The two stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Embedded mode: one replica, nothing outlives the process.
+    Memory,
+    /// Shared mode.
+    Postgres,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
 /// A connection as stored, secrets unsealed.
 #[derive(Debug, Clone)]
 pub struct StoredConnection {
@@ -72,8 +93,8 @@ pub struct StoredConnection {
     pub source: Source,
     pub revision: i64,
     pub generation: Option<i64>,
-    /// When the row was last written (milliseconds since the Unix epoch).
-    pub updated_at_ms: Option<i64>,
+    /// When the row was last written.
+    pub updated_at: Option<Timestamp>,
     /// The spec, or why it could not be read (e.g. sealed with a key this replica
     /// does not have); the connection is then reported in error, not dropped.
     pub spec: Result<McpConnectionSpec, String>,
@@ -104,49 +125,30 @@ impl PutOutcome {
     }
 }
 
-/// One replica's view of one connection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// One replica's view of one connection (a row of `connection_status`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionStatus {
     pub connection: String,
     pub replica: String,
-    pub state: String,
+    pub state: ConnectionState,
     pub tools: i32,
+    /// Why it is not ready, or the problems below in words.
     pub last_error: Option<String>,
-    pub auth_state: Option<String>,
+    /// Problems with its names that do not stop it from serving (collisions).
+    pub problems: Vec<Problem>,
+    pub auth_state: Option<AuthState>,
     pub revision: i64,
-    #[serde(with = "unix_seconds")]
-    pub updated_at: SystemTime,
-}
-
-mod unix_seconds {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(
-            t.duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or_default(),
-        )
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Ok(UNIX_EPOCH + std::time::Duration::from_secs_f64(secs.max(0.0)))
-    }
+    pub updated_at: Timestamp,
 }
 
 /// A client session as shared between replicas.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
     /// SHA-256 of the session id; the id itself is never stored.
-    pub id_hash: [u8; 32],
+    pub id_hash: IdHash,
     /// Identity the session is bound to.
     pub subject: String,
-    /// `""` for the aggregated endpoint, else the connection of `/mcp/{connection}`.
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     pub protocol_version: String,
     pub client_info: Option<serde_json::Value>,
     pub client_capabilities: Option<serde_json::Value>,
@@ -178,10 +180,9 @@ pub struct OAuthToken {
     pub access_token: crate::crypto::Secret,
     pub refresh_token: Option<crate::crypto::Secret>,
     pub token_type: String,
-    /// Milliseconds since the Unix epoch.
-    pub expires_at_ms: Option<i64>,
-    /// When the token was issued (milliseconds since the Unix epoch), to know its lifetime.
-    pub issued_at_ms: Option<i64>,
+    pub expires_at: Option<Timestamp>,
+    /// When the token was issued, to know its lifetime.
+    pub issued_at: Option<Timestamp>,
     pub scope: Option<String>,
     /// Increases with every write of the row.
     pub version: i64,
@@ -191,7 +192,7 @@ impl std::fmt::Debug for OAuthToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthToken")
             .field("connection", &self.connection)
-            .field("expires_at_ms", &self.expires_at_ms)
+            .field("expires_at", &self.expires_at)
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
@@ -200,12 +201,11 @@ impl std::fmt::Debug for OAuthToken {
 /// A pending authorization_code flow (PKCE), unsealed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PkceState {
-    pub state_hash: [u8; 32],
+    pub state_hash: IdHash,
     pub connection: String,
     pub verifier: crate::crypto::Secret,
     pub redirect_uri: String,
-    /// Seconds since the Unix epoch.
-    pub expires_at: i64,
+    pub expires_at: Timestamp,
 }
 
 /// Exclusive access to one connection's token row, across replicas, until
@@ -246,8 +246,8 @@ impl AuditParams {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
-    /// Milliseconds since the Unix epoch.
-    pub ts_ms: i64,
+    #[serde(rename = "tsMs")]
+    pub ts: Timestamp,
     pub request_id: String,
     /// A non-secret handle of the session (a prefix of its id hash).
     pub session: Option<String>,
@@ -278,31 +278,14 @@ pub struct AuditEvent {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum BusMessage {
     /// A client's answer to a server→client request waiting on the addressed replica.
-    Answer { session: String, message: String },
+    Answer { session: IdHash, message: String },
     /// Cancel a client request in flight, wherever it runs.
-    Cancel { session: String, request_id: String },
+    Cancel { session: IdHash, request_id: String },
     /// An upstream session was opened for a client session: the replica holding the
     /// client's GET stream follows the upstream's own stream too.
-    UpstreamSession { session: String, connection: String },
+    UpstreamSession { session: IdHash, connection: String },
     /// A connection's OAuth token was stored or removed: re-read it, re-dial.
     TokenChanged { connection: String },
-}
-
-/// Hex form of a session id hash, as carried in bus messages.
-pub fn hex(id_hash: &[u8; 32]) -> String {
-    id_hash.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Parses [`hex`].
-pub fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Something another replica (or this one) changed.
@@ -316,7 +299,7 @@ pub enum StoreEvent {
     /// compare everything.
     Resync,
     /// A client session ended.
-    SessionEnded { id_hash: [u8; 32] },
+    SessionEnded { id_hash: IdHash },
     /// A message for this replica (or for every replica).
     Bus(BusMessage),
 }
@@ -324,8 +307,8 @@ pub enum StoreEvent {
 /// The operations every store provides.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// `"memory"` or `"postgres"`.
-    fn kind(&self) -> &'static str;
+    /// Which store this is.
+    fn kind(&self) -> StoreKind;
 
     /// Checks the store is reachable (readiness).
     async fn ping(&self) -> Result<()>;
@@ -366,27 +349,27 @@ pub trait Store: Send + Sync + 'static {
     // --- sessions
     async fn create_session(&self, session: &SessionRecord) -> Result<()>;
     /// A live (not ended) session.
-    async fn get_session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>>;
+    async fn get_session(&self, id_hash: &IdHash) -> Result<Option<SessionRecord>>;
     /// Ends a session everywhere; whether it was live.
-    async fn end_session(&self, id_hash: &[u8; 32]) -> Result<bool>;
+    async fn end_session(&self, id_hash: &IdHash) -> Result<bool>;
     /// Records the upstream session for `(session, connection)` unless one was recorded
     /// for the same revision meanwhile; returns the one that is recorded now.
     async fn set_upstream_session(
         &self,
-        id_hash: &[u8; 32],
+        id_hash: &IdHash,
         connection: &str,
         upstream: &UpstreamSession,
     ) -> Result<UpstreamSession>;
     /// Forgets an upstream session (it expired upstream) if it is still `stale_id`.
     async fn clear_upstream_session(
         &self,
-        id_hash: &[u8; 32],
+        id_hash: &IdHash,
         connection: &str,
         stale_id: Option<&str>,
     ) -> Result<()>;
-    async fn set_log_level(&self, id_hash: &[u8; 32], level: &str) -> Result<()>;
+    async fn set_log_level(&self, id_hash: &IdHash, level: &str) -> Result<()>;
     /// Marks sessions as used; sessions unused for the idle timeout are swept.
-    async fn touch_sessions(&self, id_hashes: &[[u8; 32]]) -> Result<()>;
+    async fn touch_sessions(&self, id_hashes: &[IdHash]) -> Result<()>;
     /// Ends sessions idle for longer than `idle`; returns them.
     async fn sweep_sessions(&self, idle: std::time::Duration) -> Result<Vec<SessionRecord>>;
 
@@ -396,7 +379,7 @@ pub trait Store: Send + Sync + 'static {
     async fn lock_token(&self, connection: &str) -> Result<Box<dyn TokenLock>>;
     async fn put_pkce(&self, state: &PkceState) -> Result<()>;
     /// Takes a PKCE state exactly once; `None` when unknown, used or expired.
-    async fn take_pkce(&self, state_hash: &[u8; 32]) -> Result<Option<PkceState>>;
+    async fn take_pkce(&self, state_hash: &IdHash) -> Result<Option<PkceState>>;
 
     // --- audit
     /// Writes a batch of audit events (one round trip); returns how many had text

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use http::{HeaderMap, HeaderValue};
 
 use super::UpstreamError;
+use crate::config::{ConnectionConfig, UpstreamAuth};
 use crate::crypto::Secret;
 
 /// Supplies OAuth access tokens for one connection.
@@ -71,14 +72,37 @@ impl Credentials {
         let Self::OAuth(source) = self else {
             return Ok(false);
         };
-        let token = sent
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(Secret::new);
+        let token = crate::headers::bearer(sent).map(Secret::new);
         match token {
             Some(t) => source.rejected(&t).await,
             None => Ok(false),
+        }
+    }
+}
+
+/// Builds the credentials of a connection (static headers here; OAuth token sources
+/// are plugged in by the OAuth module).
+pub trait CredentialsFactory: Send + Sync {
+    fn credentials(&self, config: &ConnectionConfig) -> Result<Credentials, UpstreamError>;
+}
+
+/// Static credentials only.
+pub struct StaticCredentials;
+
+impl CredentialsFactory for StaticCredentials {
+    fn credentials(&self, config: &ConnectionConfig) -> Result<Credentials, UpstreamError> {
+        match &config.auth {
+            UpstreamAuth::None => Ok(Credentials::None),
+            UpstreamAuth::Headers(headers) => {
+                let mut map = http::HeaderMap::new();
+                for (k, v) in headers {
+                    map.append(k.clone(), v.clone());
+                }
+                Ok(Credentials::Static(map))
+            }
+            UpstreamAuth::OAuth2(_) => Err(UpstreamError::NotAuthorized(
+                "OAuth connections need the gateway's OAuth support".into(),
+            )),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! What an upstream offers: its initialize result and its tools, prompts, resources
 //! and resource templates, listed across every page.
 
-use bytes::Bytes;
 use rmcp::model::{InitializeResult, ServerCapabilities};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -20,7 +19,7 @@ pub struct Item {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     /// The upstream's initialize result, as sent.
-    pub initialize: Bytes,
+    pub initialize: Box<RawValue>,
     pub capabilities: ServerCapabilities,
     pub protocol_version: String,
     pub tools: Vec<Item>,
@@ -51,6 +50,11 @@ impl ListKind {
             Self::Resources => "resources/list",
             Self::Templates => "resources/templates/list",
         }
+    }
+
+    /// The list a method asks for (`tools/list` …).
+    pub fn of_method(method: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.method() == method)
     }
 
     /// The notification telling clients this list changed.
@@ -127,7 +131,7 @@ pub fn parse_page(
                 kind.key()
             )));
         };
-        let raw = crate::jsonrpc::raw(value.to_string());
+        let raw = crate::jsonrpc::raw_or_null(value.to_string());
         items.push(Item {
             key: key.to_owned(),
             raw,
@@ -176,7 +180,7 @@ mod tests {
         let items = list_all(ListKind::Tools, |method, params| {
             seen.push((method, params.clone()));
             let page = if params.is_some() { pages[1] } else { pages[0] };
-            async move { Ok(crate::jsonrpc::raw(page.to_owned())) }
+            async move { Ok(crate::jsonrpc::raw_or_null(page.to_owned())) }
         })
         .await
         .unwrap();
@@ -197,7 +201,7 @@ mod tests {
         let err = list_all(ListKind::Prompts, |_, _| {
             n += 1;
             let page = format!(r#"{{"prompts":[],"nextCursor":"c{n}"}}"#);
-            async move { Ok(crate::jsonrpc::raw(page)) }
+            async move { Ok(crate::jsonrpc::raw_or_null(page)) }
         })
         .await
         .unwrap_err();

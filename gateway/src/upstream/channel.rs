@@ -132,8 +132,8 @@ impl Channel {
                     let gateway = format!("\"{}-p{seq}\"", self.prefix);
                     route.client_token = Some(token.to_owned());
                     route.gateway_token = Some(gateway.clone());
-                    meta.0.set("progressToken", jsonrpc::raw(gateway));
-                    members.0.set("_meta", jsonrpc::raw(meta.to_json()));
+                    meta.0.set("progressToken", jsonrpc::raw_or_null(gateway));
+                    members.0.set("_meta", meta.to_raw());
                     params_text = Some(members.to_json());
                 }
             }

@@ -11,35 +11,12 @@ use super::catalog::{self, Catalog, ListKind};
 use super::{Upstream, UpstreamError, channel, hawser_info, sse_legacy, stdio};
 use crate::config::Target;
 use crate::jsonrpc::{self, Message};
-use crate::store::UpstreamSession;
+use crate::store::{ConnectionState, UpstreamSession};
 
 /// How often a healthy upstream is pinged; a failed ping re-dials.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Without a live notification stream, lists are re-read this often.
 const REFRESH_EVERY: Duration = Duration::from_secs(300);
-
-/// Connection states as reported in `connection_status.state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Connecting,
-    Ready,
-    Down,
-    AwaitingAuthorization,
-    Invalid,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connecting => "connecting",
-            Self::Ready => "ready",
-            Self::Down => "down",
-            Self::AwaitingAuthorization => "awaiting_authorization",
-            Self::Invalid => "invalid",
-        }
-    }
-}
 
 /// What a lifecycle tells the registry.
 #[derive(Debug)]
@@ -47,7 +24,7 @@ pub enum Report {
     /// New state (and why, when not ready).
     State {
         upstream: Arc<Upstream>,
-        state: State,
+        state: ConnectionState,
         error: Option<String>,
     },
     /// The catalog changed (first discovery or re-discovery).
@@ -94,7 +71,7 @@ pub async fn run(
     };
     let mut backoff = Backoff::new();
     loop {
-        report(State::Connecting, None);
+        report(ConnectionState::Connecting, None);
         let dialled = tokio::select! {
             () = shutdown.cancelled() => return,
             r = dial(&upstream) => r,
@@ -105,7 +82,7 @@ pub async fn run(
                 let _ = reports.send(Report::Catalog {
                     upstream: upstream.clone(),
                 });
-                report(State::Ready, None);
+                report(ConnectionState::Ready, None);
                 let why = tokio::select! {
                     () = shutdown.cancelled() => {
                         close(&upstream, watch);
@@ -118,12 +95,12 @@ pub async fn run(
                 };
                 tracing::warn!(connection = %upstream.name(), reason = %why, "upstream lost; re-dialling");
                 close(&upstream, watch);
-                report(State::Down, Some(why.to_string()));
+                report(ConnectionState::Down, Some(why.to_string()));
             }
             Err(error) => {
                 let state = match error {
-                    UpstreamError::NotAuthorized(_) => State::AwaitingAuthorization,
-                    _ => State::Down,
+                    UpstreamError::NotAuthorized(_) => ConnectionState::AwaitingAuthorization,
+                    _ => ConnectionState::Down,
                 };
                 tracing::warn!(connection = %upstream.name(), %error, "cannot reach upstream");
                 report(state, Some(error.to_string()));
@@ -204,7 +181,7 @@ async fn initialize_channel(
     params: &str,
 ) -> Result<(Arc<UpstreamSession>, Box<serde_json::value::RawValue>), UpstreamError> {
     let timeout = upstream.config().connect_timeout;
-    let params = jsonrpc::raw(params.to_owned());
+    let params = jsonrpc::raw_or_null(params.to_owned());
     let mut call = ch.request("initialize", Some(&params)).await?;
     let reply = tokio::time::timeout(timeout, call.rx.recv())
         .await
@@ -267,7 +244,7 @@ async fn discover(
         (Vec::new(), Vec::new())
     };
     Ok(Catalog {
-        initialize: bytes::Bytes::from(init.get().to_owned()),
+        initialize: init,
         capabilities,
         protocol_version,
         tools,
@@ -388,8 +365,7 @@ async fn rediscover(
     let Some(old) = upstream.catalog() else {
         return Ok(());
     };
-    let init = jsonrpc::raw(String::from_utf8_lossy(&old.initialize).into_owned());
-    let catalog = discover(upstream, session, init).await?;
+    let catalog = discover(upstream, session, old.initialize.clone()).await?;
     upstream.catalog.store(Some(Arc::new(catalog)));
     let _ = reports.send(Report::Catalog {
         upstream: upstream.clone(),

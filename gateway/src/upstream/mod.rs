@@ -10,8 +10,7 @@ mod call;
 pub mod catalog;
 pub mod channel;
 pub(crate) mod error;
-mod lifecycle;
-pub mod registry;
+pub mod lifecycle;
 mod sse_legacy;
 mod stdio;
 pub mod streamable;
@@ -28,7 +27,6 @@ use serde_json::value::RawValue;
 pub use call::{Call, Inbound};
 pub use catalog::Catalog;
 pub use error::UpstreamError;
-pub use registry::Registry;
 
 use crate::config::{ConnectionConfig, Target};
 use crate::jsonrpc::{self, Message};
@@ -358,7 +356,7 @@ impl Upstream {
         params: Option<&str>,
         timeout: Duration,
     ) -> Result<Box<RawValue>, UpstreamError> {
-        let params = params.map(|p| jsonrpc::raw(p.to_owned()));
+        let params = params.map(|p| jsonrpc::raw_or_null(p.to_owned()));
         let work = async {
             let mut call = self
                 .call(session, method, params.as_deref(), None, &HeaderMap::new())

@@ -19,8 +19,7 @@ use url::Url;
 use super::auth::Credentials;
 use super::{UpstreamError, error};
 
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
+use crate::headers::{MCP_PROTOCOL_VERSION as VERSION_HEADER, MCP_SESSION_ID as SESSION_HEADER};
 /// Upper bound for one buffered JSON response body.
 const MAX_JSON_BODY: usize = 256 * 1024 * 1024;
 
@@ -352,7 +351,6 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Reads a whole body, refusing more than `limit` bytes.
 /// Reads a whole body, refusing more than `limit` bytes.
 async fn read_limited(
     response: http::Response<Incoming>,

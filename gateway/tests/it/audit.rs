@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 fn event(i: usize, target: &str) -> AuditEvent {
     AuditEvent {
-        ts_ms: 1_700_000_000_000 + i as i64,
+        ts: hawser_gateway::clock::Timestamp::from_millis(1_700_000_000_000 + i as i64),
         request_id: format!("req-{i}"),
         session: None,
         replica: "r1".into(),

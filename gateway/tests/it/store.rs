@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use hawser_e2e::harness::test_db;
 use hawser_gateway::config::{InlineOnly, Policy, Source, resolve};
-use hawser_gateway::crypto::Keyring;
+use hawser_gateway::crypto::{IdHash, Keyring};
+use hawser_gateway::endpoint::Endpoint;
 use hawser_gateway::store::postgres::{self, PgStore};
 use hawser_gateway::store::{PutOutcome, SessionRecord, Store, StoreEvent, UpstreamSession};
 
@@ -232,11 +233,11 @@ async fn listener_killed_by_the_server_reconnects_and_asks_for_a_resync() {
 async fn sessions_are_shared_and_the_first_upstream_session_wins() {
     let (a, pool) = store().await;
     let b = PgStore::start(pool, keyring()).await.unwrap();
-    let id = [7u8; 32];
+    let id = IdHash::of("seven");
     let session = SessionRecord {
         id_hash: id,
         subject: "alice".into(),
-        endpoint: String::new(),
+        endpoint: Endpoint::Aggregated,
         protocol_version: "2025-11-25".into(),
         client_info: Some(serde_json::json!({"name": "t", "version": "1"})),
         client_capabilities: Some(serde_json::json!({"elicitation": {}})),
@@ -303,9 +304,9 @@ async fn idle_sessions_are_swept_once_and_announced() {
     let (a, pool) = store().await;
     let b = PgStore::start(pool, keyring()).await.unwrap();
     let record = |n: u8| SessionRecord {
-        id_hash: [n; 32],
+        id_hash: IdHash::of(&n.to_string()),
         subject: "alice".into(),
-        endpoint: String::new(),
+        endpoint: Endpoint::Aggregated,
         protocol_version: "2025-11-25".into(),
         client_info: None,
         client_capabilities: None,
@@ -318,11 +319,11 @@ async fn idle_sessions_are_swept_once_and_announced() {
     assert!(a.sweep_sessions(idle).await.unwrap().is_empty());
 
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    b.touch_sessions(&[[2; 32]]).await.unwrap();
+    b.touch_sessions(&[IdHash::of("2")]).await.unwrap();
     let mut events = b.subscribe();
     // Two replicas sweep at once: the idle session goes to exactly one of them.
     let (x, y) = tokio::join!(a.sweep_sessions(idle), b.sweep_sessions(idle));
-    let swept: Vec<[u8; 32]> = x
+    let swept: Vec<IdHash> = x
         .unwrap()
         .into_iter()
         .chain(y.unwrap())
@@ -330,14 +331,19 @@ async fn idle_sessions_are_swept_once_and_announced() {
         .collect();
     assert_eq!(
         swept,
-        vec![[1; 32]],
+        vec![IdHash::of("1")],
         "only the unused session is swept, once"
     );
-    assert_eq!(a.get_session(&[1; 32]).await.unwrap(), None);
-    assert!(a.get_session(&[2; 32]).await.unwrap().is_some());
+    assert_eq!(a.get_session(&IdHash::of("1")).await.unwrap(), None);
+    assert!(a.get_session(&IdHash::of("2")).await.unwrap().is_some());
     let got = tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await
         .expect("notified")
         .unwrap();
-    assert_eq!(got, StoreEvent::SessionEnded { id_hash: [1; 32] });
+    assert_eq!(
+        got,
+        StoreEvent::SessionEnded {
+            id_hash: IdHash::of("1")
+        }
+    );
 }

@@ -1,7 +1,7 @@
 //! Reconcile scenarios: a mocked API server that asserts every call, and a real
 //! Postgres whose rows are checked through the gateway's store.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use hawser_crds::{Auth, McpConnectionStatus, condition_types};
 use hawser_gateway::store::{ConnectionStatus, StoredConnection};
@@ -93,12 +93,13 @@ fn replica_status(
     ConnectionStatus {
         connection: CONNECTION.into(),
         replica: "gw-1".into(),
-        state: state.into(),
+        state: hawser_crds::ConnectionState::parse(state).expect("a connection state"),
         tools,
         last_error: last_error.map(str::to_owned),
+        problems: Vec::new(),
         auth_state: None,
         revision,
-        updated_at: SystemTime::now(),
+        updated_at: hawser_gateway::clock::Timestamp::now(),
     }
 }
 
@@ -368,10 +369,12 @@ async fn a_name_collision_is_surfaced_with_a_warning() {
     let status = created(&env, &conn, "tok-v1").await;
     let revision = stored(&env).await.revision;
     let collision = "tool \"github__search\" collides with connection \"team-b/github\", which keeps it; change toolPrefix to expose it";
-    env.store
-        .write_status(&replica_status("ready", 3, Some(collision), revision))
-        .await
-        .unwrap();
+    let mut row = replica_status("ready", 3, Some(collision), revision);
+    row.problems = vec![hawser_crds::Problem {
+        kind: hawser_crds::ProblemKind::NameCollision,
+        message: collision.to_owned(),
+    }];
+    env.store.write_status(&row).await.unwrap();
 
     let conn = conn.with_status(status);
     let (result, seen, _) = step(

@@ -1,4 +1,4 @@
-use std::time::{Duration as StdDuration, SystemTime};
+use hawser_crds::Problem;
 
 use super::*;
 
@@ -12,13 +12,26 @@ fn replica(
     ConnectionStatus {
         connection: "team-a/github".into(),
         replica: name.into(),
-        state: state.into(),
+        state: ConnectionState::parse(state).expect("a connection state"),
         tools,
         last_error: error.map(str::to_owned),
+        problems: Vec::new(),
         auth_state: None,
         revision: 7,
-        updated_at: SystemTime::now() - StdDuration::from_secs(age_secs),
+        updated_at: hawser_gateway::clock::Timestamp::from_millis(
+            hawser_gateway::clock::Timestamp::now().millis() - (age_secs * 1000) as i64,
+        ),
     }
+}
+
+/// A replica reporting a name collision, as the gateway does.
+fn colliding(name: &str, message: &str) -> ConnectionStatus {
+    let mut r = replica(name, "ready", 3, Some(message), 1);
+    r.problems = vec![Problem {
+        kind: ProblemKind::NameCollision,
+        message: message.to_owned(),
+    }];
+    r
 }
 
 fn written() -> Sync {
@@ -151,10 +164,7 @@ fn collisions_are_surfaced_on_both_connections() {
     for message in [loser, owner] {
         let s = observe(
             &sync,
-            &[
-                replica("r1", "ready", 3, Some(message), 1),
-                replica("r2", "ready", 3, Some(message), 1),
-            ],
+            &[colliding("r1", message), colliding("r2", message)],
             false,
         );
         let ready = cond(&s, condition_types::READY);

@@ -74,7 +74,7 @@ pub(super) async fn write(pool: &PgPool, events: &[AuditEvent]) -> Result<usize>
                 connection, target, params, success, error_category, error_message, duration_ms,
                 request_bytes, response_bytes, content_blocks, progress_count, escaped)",
     )
-    .bind(column!(|e| e.ts_ms))
+    .bind(column!(|e| e.ts.millis()))
     .bind(text(0))
     .bind(text(1))
     .bind(text(2))

@@ -94,7 +94,7 @@ fn to_stored(keyring: &Keyring, row: Row) -> Result<StoredConnection> {
         source,
         revision: row.revision,
         generation: row.generation,
-        updated_at_ms: row.updated_at_ms,
+        updated_at: row.updated_at_ms.map(crate::clock::Timestamp::from_millis),
         spec,
     })
 }

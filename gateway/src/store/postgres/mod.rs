@@ -23,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome, Result,
-    SessionRecord, Store, StoreEvent, StoredConnection, TokenLock, UpstreamSession,
+    SessionRecord, Store, StoreEvent, StoreKind, StoredConnection, TokenLock, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
-use crate::crypto::Keyring;
+use crate::crypto::{IdHash, Keyring};
 
 /// The schema, embedded at build time from `migrations/`. Migrations applied by a newer
 /// release are tolerated (`ignore_missing`): during a rolling upgrade or a rollback,
@@ -232,7 +232,7 @@ fn parse_notification(channel: &str, payload: &str) -> Option<StoreEvent> {
         }),
         (CONNECTIONS_CHANNEL, "delete") => Some(StoreEvent::ConnectionDeleted { name: p.name? }),
         (SESSIONS_CHANNEL, "end") => {
-            let id = sessions::decode_hash(&p.id?)?;
+            let id = IdHash::from_hex(&p.id?)?;
             Some(StoreEvent::SessionEnded { id_hash: id })
         }
         _ => None,
@@ -241,8 +241,8 @@ fn parse_notification(channel: &str, payload: &str) -> Option<StoreEvent> {
 
 #[async_trait]
 impl Store for PgStore {
-    fn kind(&self) -> &'static str {
-        "postgres"
+    fn kind(&self) -> StoreKind {
+        StoreKind::Postgres
     }
 
     fn pool_stats(&self) -> Option<(u32, u32)> {
@@ -305,17 +305,17 @@ impl Store for PgStore {
         sessions::create(&self.pool, session).await
     }
 
-    async fn get_session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+    async fn get_session(&self, id_hash: &IdHash) -> Result<Option<SessionRecord>> {
         sessions::get(&self.pool, id_hash).await
     }
 
-    async fn end_session(&self, id_hash: &[u8; 32]) -> Result<bool> {
+    async fn end_session(&self, id_hash: &IdHash) -> Result<bool> {
         sessions::end(&self.pool, id_hash).await
     }
 
     async fn set_upstream_session(
         &self,
-        id_hash: &[u8; 32],
+        id_hash: &IdHash,
         connection: &str,
         upstream: &UpstreamSession,
     ) -> Result<UpstreamSession> {
@@ -324,18 +324,18 @@ impl Store for PgStore {
 
     async fn clear_upstream_session(
         &self,
-        id_hash: &[u8; 32],
+        id_hash: &IdHash,
         connection: &str,
         stale_id: Option<&str>,
     ) -> Result<()> {
         sessions::clear_upstream(&self.pool, id_hash, connection, stale_id).await
     }
 
-    async fn set_log_level(&self, id_hash: &[u8; 32], level: &str) -> Result<()> {
+    async fn set_log_level(&self, id_hash: &IdHash, level: &str) -> Result<()> {
         sessions::set_log_level(&self.pool, id_hash, level).await
     }
 
-    async fn touch_sessions(&self, id_hashes: &[[u8; 32]]) -> Result<()> {
+    async fn touch_sessions(&self, id_hashes: &[IdHash]) -> Result<()> {
         sessions::touch(&self.pool, id_hashes).await
     }
 
@@ -357,7 +357,7 @@ impl Store for PgStore {
         oauth::put_pkce(&self.pool, &self.keyring, state).await
     }
 
-    async fn take_pkce(&self, state_hash: &[u8; 32]) -> Result<Option<PkceState>> {
+    async fn take_pkce(&self, state_hash: &IdHash) -> Result<Option<PkceState>> {
         oauth::take_pkce(&self.pool, &self.keyring, state_hash).await
     }
 

@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::crypto::Keyring;
+use crate::clock::Timestamp;
+use crate::crypto::{IdHash, Keyring};
 use crate::store::{Error, OAuthToken, PkceState, Result, TokenLock};
 
 fn access_context(connection: &str) -> String {
@@ -15,8 +16,8 @@ fn refresh_context(connection: &str) -> String {
     format!("oauth:{connection}:refresh")
 }
 
-fn pkce_context(state_hash: &[u8; 32]) -> String {
-    format!("pkce:{}", crate::store::hex(state_hash))
+fn pkce_context(state_hash: &IdHash) -> String {
+    format!("pkce:{}", state_hash.to_hex())
 }
 
 #[derive(sqlx::FromRow)]
@@ -56,8 +57,8 @@ fn unseal(keyring: &Keyring, row: Row) -> Result<OAuthToken> {
         access_token,
         refresh_token,
         token_type: row.token_type,
-        expires_at_ms: row.expires_at_ms,
-        issued_at_ms: row.issued_at_ms,
+        expires_at: row.expires_at_ms.map(Timestamp::from_millis),
+        issued_at: row.issued_at_ms.map(Timestamp::from_millis),
         scope: row.scope,
         version: row.version,
     })
@@ -147,9 +148,9 @@ impl TokenLock for PgTokenLock {
         .bind(&access)
         .bind(&refresh)
         .bind(&token.token_type)
-        .bind(token.expires_at_ms.map(|e| e as f64 / 1000.0))
+        .bind(token.expires_at.map(Timestamp::secs_f64))
         .bind(&token.scope)
-        .bind(token.issued_at_ms.map(|i| i as f64 / 1000.0))
+        .bind(token.issued_at.map(Timestamp::secs_f64))
         .fetch_one(&mut **self.tx()?)
         .await?;
         let mut stored = token.clone();
@@ -189,11 +190,11 @@ pub(super) async fn put_pkce(pool: &PgPool, keyring: &Keyring, state: &PkceState
         "INSERT INTO oauth_pkce_states (state_hash, connection, verifier, redirect_uri, expires_at)
          VALUES ($1, $2, $3, $4, to_timestamp($5))",
     )
-    .bind(&state.state_hash[..])
+    .bind(&state.state_hash.as_bytes()[..])
     .bind(&state.connection)
     .bind(&verifier)
     .bind(&state.redirect_uri)
-    .bind(state.expires_at as f64)
+    .bind(state.expires_at.secs_f64())
     .execute(pool)
     .await?;
     Ok(())
@@ -202,23 +203,20 @@ pub(super) async fn put_pkce(pool: &PgPool, keyring: &Keyring, state: &PkceState
 pub(super) async fn take_pkce(
     pool: &PgPool,
     keyring: &Keyring,
-    state_hash: &[u8; 32],
+    state_hash: &IdHash,
 ) -> Result<Option<PkceState>> {
     let row: Option<(String, String, String, i64)> = sqlx::query_as(
         "DELETE FROM oauth_pkce_states WHERE state_hash = $1
-         RETURNING connection, verifier, redirect_uri, EXTRACT(EPOCH FROM expires_at)::bigint",
+         RETURNING connection, verifier, redirect_uri, (EXTRACT(EPOCH FROM expires_at) * 1000)::bigint",
     )
-    .bind(&state_hash[..])
+    .bind(&state_hash.as_bytes()[..])
     .fetch_optional(pool)
     .await?;
     let Some((connection, verifier, redirect_uri, expires_at)) = row else {
         return Ok(None);
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
-    if expires_at < now {
+    let expires_at = Timestamp::from_millis(expires_at);
+    if expires_at < Timestamp::now() {
         return Ok(None);
     }
     Ok(Some(PkceState {
@@ -265,12 +263,12 @@ pub(super) async fn reseal(pool: &PgPool, keyring: &Keyring) -> Result<usize> {
             .fetch_all(pool)
             .await?;
     for (hash, verifier) in states {
-        let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) else {
+        let Some(hash) = IdHash::from_bytes(&hash) else {
             continue;
         };
         if let Some(fresh) = keyring.reseal(&verifier, &pkce_context(&hash))? {
             let done = sqlx::query("UPDATE oauth_pkce_states SET verifier = $2 WHERE state_hash = $1 AND verifier = $3")
-                .bind(&hash[..])
+                .bind(&hash.as_bytes()[..])
                 .bind(&fresh)
                 .bind(&verifier)
                 .execute(pool)

@@ -6,6 +6,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use super::{SESSIONS_CHANNEL, storable};
+use crate::crypto::IdHash;
+use crate::endpoint::Endpoint;
 use crate::store::{Error, Result, SessionRecord, UpstreamSession};
 
 #[derive(sqlx::FromRow)]
@@ -32,38 +34,20 @@ macro_rules! select {
 }
 
 fn to_record(row: Row) -> Result<SessionRecord> {
-    let id_hash: [u8; 32] = row
-        .id_hash
-        .as_slice()
-        .try_into()
-        .map_err(|_| Error::Corrupt("session id hash is not 32 bytes".into()))?;
+    let id_hash = IdHash::from_bytes(&row.id_hash)
+        .ok_or_else(|| Error::Corrupt("session id hash is not 32 bytes".into()))?;
     let upstreams: BTreeMap<String, UpstreamSession> = serde_json::from_value(row.upstreams)
         .map_err(|e| Error::Corrupt(format!("session upstreams: {e}")))?;
     Ok(SessionRecord {
         id_hash,
         subject: row.subject,
-        endpoint: row.endpoint,
+        endpoint: Endpoint::from_stored(&row.endpoint),
         protocol_version: row.protocol_version,
         client_info: row.client_info,
         client_capabilities: row.client_capabilities,
         upstreams,
         log_level: row.log_level,
     })
-}
-
-pub(super) fn encode_hash(id: &[u8; 32]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(super) fn decode_hash(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// A client-sent JSON value as text `jsonb` accepts (see [`storable::json`]).
@@ -80,9 +64,9 @@ pub(super) async fn create(pool: &PgPool, s: &SessionRecord) -> Result<()> {
         "INSERT INTO sessions (id_hash, subject, endpoint, protocol_version, client_info, client_capabilities, upstreams, log_level)
          VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)",
     )
-    .bind(&s.id_hash[..])
+    .bind(&s.id_hash.as_bytes()[..])
     .bind(storable::text(&s.subject).0.as_ref())
-    .bind(&s.endpoint)
+    .bind(s.endpoint.as_stored())
     .bind(storable::text(&s.protocol_version).0.as_ref())
     .bind(storable_json(&s.client_info))
     .bind(storable_json(&s.client_capabilities))
@@ -93,18 +77,18 @@ pub(super) async fn create(pool: &PgPool, s: &SessionRecord) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn get(pool: &PgPool, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+pub(super) async fn get(pool: &PgPool, id_hash: &IdHash) -> Result<Option<SessionRecord>> {
     let row: Option<Row> = sqlx::query_as(select!("WHERE id_hash = $1"))
-        .bind(&id_hash[..])
+        .bind(&id_hash.as_bytes()[..])
         .fetch_optional(pool)
         .await?;
     row.map(to_record).transpose()
 }
 
-pub(super) async fn end(pool: &PgPool, id_hash: &[u8; 32]) -> Result<bool> {
+pub(super) async fn end(pool: &PgPool, id_hash: &IdHash) -> Result<bool> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
-        .bind(&id_hash[..])
+        .bind(&id_hash.as_bytes()[..])
         .execute(&mut *tx)
         .await?;
     let existed = done.rows_affected() > 0;
@@ -115,8 +99,8 @@ pub(super) async fn end(pool: &PgPool, id_hash: &[u8; 32]) -> Result<bool> {
     Ok(existed)
 }
 
-async fn notify_ended(tx: &mut sqlx::PgConnection, id_hash: &[u8; 32]) -> Result<()> {
-    let payload = serde_json::json!({"op": "end", "id": encode_hash(id_hash)}).to_string();
+async fn notify_ended(tx: &mut sqlx::PgConnection, id_hash: &IdHash) -> Result<()> {
+    let payload = serde_json::json!({"op": "end", "id": id_hash.to_hex()}).to_string();
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(SESSIONS_CHANNEL)
         .bind(payload)
@@ -127,7 +111,7 @@ async fn notify_ended(tx: &mut sqlx::PgConnection, id_hash: &[u8; 32]) -> Result
 
 pub(super) async fn set_upstream(
     pool: &PgPool,
-    id_hash: &[u8; 32],
+    id_hash: &IdHash,
     connection: &str,
     upstream: &UpstreamSession,
 ) -> Result<UpstreamSession> {
@@ -144,7 +128,7 @@ pub(super) async fn set_upstream(
          UNION ALL
          SELECT upstreams -> $2 FROM sessions WHERE id_hash = $1 AND NOT EXISTS (SELECT 1 FROM updated)",
     )
-    .bind(&id_hash[..])
+    .bind(&id_hash.as_bytes()[..])
     .bind(connection)
     .bind(&value)
     .bind(upstream.revision)
@@ -162,7 +146,7 @@ pub(super) async fn set_upstream(
 
 pub(super) async fn clear_upstream(
     pool: &PgPool,
-    id_hash: &[u8; 32],
+    id_hash: &IdHash,
     connection: &str,
     stale_id: Option<&str>,
 ) -> Result<()> {
@@ -170,7 +154,7 @@ pub(super) async fn clear_upstream(
         "UPDATE sessions SET upstreams = upstreams - $2
          WHERE id_hash = $1 AND (upstreams -> $2 ->> 'id') IS NOT DISTINCT FROM $3",
     )
-    .bind(&id_hash[..])
+    .bind(&id_hash.as_bytes()[..])
     .bind(connection)
     .bind(stale_id)
     .execute(pool)
@@ -178,20 +162,20 @@ pub(super) async fn clear_upstream(
     Ok(())
 }
 
-pub(super) async fn set_log_level(pool: &PgPool, id_hash: &[u8; 32], level: &str) -> Result<()> {
+pub(super) async fn set_log_level(pool: &PgPool, id_hash: &IdHash, level: &str) -> Result<()> {
     sqlx::query("UPDATE sessions SET log_level = $2 WHERE id_hash = $1")
-        .bind(&id_hash[..])
+        .bind(&id_hash.as_bytes()[..])
         .bind(level)
         .execute(pool)
         .await?;
     Ok(())
 }
 
-pub(super) async fn touch(pool: &PgPool, id_hashes: &[[u8; 32]]) -> Result<()> {
+pub(super) async fn touch(pool: &PgPool, id_hashes: &[IdHash]) -> Result<()> {
     if id_hashes.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Vec<u8>> = id_hashes.iter().map(|h| h.to_vec()).collect();
+    let ids: Vec<Vec<u8>> = id_hashes.iter().map(|h| h.as_bytes().to_vec()).collect();
     sqlx::query("UPDATE sessions SET last_seen_at = now() WHERE id_hash = ANY($1)")
         .bind(ids)
         .execute(pool)

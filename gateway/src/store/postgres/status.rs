@@ -2,7 +2,8 @@
 
 use sqlx::PgPool;
 
-use crate::store::{ConnectionStatus, Result};
+use crate::clock::Timestamp;
+use crate::store::{AuthState, ConnectionState, ConnectionStatus, Error, Result};
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -11,25 +12,28 @@ struct Row {
     state: String,
     tools: i32,
     last_error: Option<String>,
+    problems: serde_json::Value,
     auth_state: Option<String>,
     revision: i64,
-    updated_at: f64,
+    updated_at_ms: i64,
 }
 
 pub(super) async fn write(pool: &PgPool, s: &ConnectionStatus) -> Result<()> {
     sqlx::query(
-        "INSERT INTO connection_status (connection, replica, state, tools, last_error, auth_state, revision, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+        "INSERT INTO connection_status (connection, replica, state, tools, last_error, problems, auth_state, revision, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
          ON CONFLICT (connection, replica) DO UPDATE
             SET state = EXCLUDED.state, tools = EXCLUDED.tools, last_error = EXCLUDED.last_error,
-                auth_state = EXCLUDED.auth_state, revision = EXCLUDED.revision, updated_at = now()",
+                problems = EXCLUDED.problems, auth_state = EXCLUDED.auth_state,
+                revision = EXCLUDED.revision, updated_at = now()",
     )
     .bind(&s.connection)
     .bind(&s.replica)
-    .bind(&s.state)
+    .bind(s.state.as_str())
     .bind(s.tools)
     .bind(&s.last_error)
-    .bind(&s.auth_state)
+    .bind(serde_json::to_value(&s.problems).map_err(|e| Error::Corrupt(e.to_string()))?)
+    .bind(s.auth_state.map(AuthState::as_str))
     .bind(s.revision)
     .execute(pool)
     .await?;
@@ -38,27 +42,35 @@ pub(super) async fn write(pool: &PgPool, s: &ConnectionStatus) -> Result<()> {
 
 pub(super) async fn read(pool: &PgPool, connection: &str) -> Result<Vec<ConnectionStatus>> {
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT connection, replica, state, tools, last_error, auth_state, revision,
-                EXTRACT(EPOCH FROM updated_at)::float8 AS updated_at
+        "SELECT connection, replica, state, tools, last_error, problems, auth_state, revision,
+                (EXTRACT(EPOCH FROM updated_at) * 1000)::bigint AS updated_at_ms
          FROM connection_status WHERE connection = $1 ORDER BY replica",
     )
     .bind(connection)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ConnectionStatus {
-            connection: r.connection,
-            replica: r.replica,
-            state: r.state,
-            tools: r.tools,
-            last_error: r.last_error,
-            auth_state: r.auth_state,
-            revision: r.revision,
-            updated_at: std::time::UNIX_EPOCH
-                + std::time::Duration::from_secs_f64(r.updated_at.max(0.0)),
+    rows.into_iter()
+        .map(|r| {
+            Ok(ConnectionStatus {
+                state: ConnectionState::parse(&r.state).ok_or_else(|| {
+                    Error::Corrupt(format!("unknown connection state {:?}", r.state))
+                })?,
+                // A newer release's kinds this one does not know are left out.
+                problems: serde_json::from_value::<Vec<serde_json::Value>>(r.problems)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| serde_json::from_value(p).ok())
+                    .collect(),
+                auth_state: r.auth_state.as_deref().and_then(AuthState::parse),
+                connection: r.connection,
+                replica: r.replica,
+                tools: r.tools,
+                last_error: r.last_error,
+                revision: r.revision,
+                updated_at: Timestamp::from_millis(r.updated_at_ms),
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub(super) async fn clear_replica(pool: &PgPool, replica: &str) -> Result<()> {

@@ -1,4 +1,6 @@
-//! Secrets at rest: AES-256-GCM sealing with key ids, and the [`Secret`] wrapper.
+//! Secrets at rest: AES-256-GCM sealing with key ids, the [`Secret`] wrapper, and
+//! [`IdHash`], the digest under which every bearer secret (session ids, tokens,
+//! OAuth states) is stored and compared.
 //!
 //! A sealed value reads `enc:v1:<kid>:<base64(nonce ‖ ciphertext ‖ tag)>`. The key id
 //! travels with the value, so a keyring may hold several keys: the first seals, all
@@ -7,6 +9,8 @@
 //! `connection:github:credentials`), so a sealed value copied into another row or
 //! column fails to unseal instead of being accepted.
 
+mod digest;
+
 use std::fmt;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -14,10 +18,13 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+pub use digest::{IdHash, constant_time_eq};
+
 const PREFIX: &str = "enc:v1:";
 const NONCE_LEN: usize = 12;
 
-/// A string that must not be shown: `Debug` and `Display` print `<redacted>`.
+/// A string that must not be shown: `Debug` prints `<redacted>`, and there is no
+/// `Display`, so it cannot end up in a message by accident.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 

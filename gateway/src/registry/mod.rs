@@ -3,124 +3,30 @@
 //! run by its lifecycle task. Every change rebuilds the [`View`] and announces which
 //! lists changed so sessions can be told.
 
+mod entry;
+mod status;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::auth::Credentials;
-use super::lifecycle::{self, Report, State};
-use super::{Upstream, UpstreamError};
-use crate::config::{ConnectionConfig, InlineOnly, Policy, UpstreamAuth, resolve};
+pub use entry::LocalStatus;
+
+use crate::clock::Timestamp;
+use crate::config::{InlineOnly, Policy, resolve};
 use crate::metrics::Metrics;
-use crate::store::{BusMessage, ConnectionStatus, Store, StoreEvent, StoredConnection};
+use crate::store::{
+    BusMessage, ConnectionState, ConnectionStatus, Store, StoreEvent, StoredConnection,
+};
+use crate::upstream::auth::CredentialsFactory;
+use crate::upstream::lifecycle::{self, Report};
+use crate::upstream::{Upstream, UpstreamError};
 use crate::view::{Changes, View};
-
-/// How often each replica rewrites its status rows.
-const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Builds the credentials of a connection (static headers here; OAuth token sources
-/// are plugged in by the OAuth module).
-pub trait CredentialsFactory: Send + Sync {
-    fn credentials(&self, config: &ConnectionConfig) -> Result<Credentials, UpstreamError>;
-}
-
-/// Static credentials only.
-pub struct StaticCredentials;
-
-impl CredentialsFactory for StaticCredentials {
-    fn credentials(&self, config: &ConnectionConfig) -> Result<Credentials, UpstreamError> {
-        match &config.auth {
-            UpstreamAuth::None => Ok(Credentials::None),
-            UpstreamAuth::Headers(headers) => {
-                let mut map = http::HeaderMap::new();
-                for (k, v) in headers {
-                    map.append(k.clone(), v.clone());
-                }
-                Ok(Credentials::Static(map))
-            }
-            UpstreamAuth::OAuth2(_) => Err(UpstreamError::NotAuthorized(
-                "OAuth connections need the gateway's OAuth support".into(),
-            )),
-        }
-    }
-}
-
-/// A connection's last known state on this replica.
-#[derive(Debug, Clone)]
-pub struct LocalStatus {
-    pub state: State,
-    pub error: Option<String>,
-    pub revision: i64,
-}
-
-struct Entry {
-    revision: i64,
-    /// When the row was written, until this replica serves it (reload lag).
-    written_at_ms: Option<i64>,
-    /// The upstream of this revision; `None` for a connection whose spec is invalid here.
-    upstream: Option<Arc<Upstream>>,
-    stop: CancellationToken,
-    /// The previous revision's upstream, still serving until `upstream` has its
-    /// catalog (make before break), so a change never empties the connection's lists
-    /// or fails its calls while the new revision dials.
-    previous: Option<(Arc<Upstream>, CancellationToken)>,
-    status: LocalStatus,
-}
-
-impl Entry {
-    /// The upstream requests go to and the view shows.
-    fn serving(&self) -> Option<Arc<Upstream>> {
-        match (&self.upstream, &self.previous) {
-            (Some(current), Some((previous, _))) if current.catalog().is_none() => {
-                Some(previous.clone())
-            }
-            (current, _) => current.clone(),
-        }
-    }
-
-    fn retire_previous(&mut self) {
-        if let Some((_, stop)) = self.previous.take() {
-            stop.cancel();
-        }
-    }
-
-    /// Stops every upstream of this entry.
-    fn stop_all(self) {
-        if let Some((_, stop)) = self.into_bridge() {
-            stop.cancel();
-        }
-    }
-
-    /// Stops everything; keeps the upstream that serves (with its stop token) when it
-    /// has a catalog, to bridge the next revision.
-    fn into_bridge(self) -> Option<(Arc<Upstream>, CancellationToken)> {
-        let ready = |u: &Arc<Upstream>| u.catalog().is_some();
-        match (self.upstream, self.previous) {
-            (Some(current), previous) if ready(&current) => {
-                if let Some((_, stop)) = previous {
-                    stop.cancel();
-                }
-                Some((current, self.stop))
-            }
-            (_, Some((previous, previous_stop))) if ready(&previous) => {
-                self.stop.cancel();
-                Some((previous, previous_stop))
-            }
-            (_, previous) => {
-                self.stop.cancel();
-                if let Some((_, stop)) = previous {
-                    stop.cancel();
-                }
-                None
-            }
-        }
-    }
-}
+use entry::Entry;
 
 /// Settings the registry needs.
 pub struct RegistrySettings {
@@ -179,22 +85,6 @@ impl Registry {
         tokio::spawn(registry.clone().follow_reports(report_rx));
         tokio::spawn(registry.clone().heartbeat());
         registry
-    }
-
-    /// Rewrites this replica's status rows periodically, so readers can tell a live
-    /// replica from one that stopped reporting.
-    async fn heartbeat(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(HEARTBEAT);
-        tick.reset();
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            for (name, status) in self.local_status() {
-                self.write_status(&name, &status);
-            }
-        }
     }
 
     /// The current view.
@@ -317,28 +207,8 @@ impl Registry {
     /// Starts (or replaces) a connection from its stored row.
     fn apply(&self, row: StoredConnection) {
         let name = row.name.clone();
-        let resolved = row
-            .spec
-            .map_err(|e| e.to_string())
-            .and_then(|spec| {
-                resolve(&name, spec, row.source, self.settings.policy, &InlineOnly)
-                    .map_err(|e| e.to_string())
-            })
-            .map(Arc::new);
         let stop = self.shutdown.child_token();
-        let (upstream, status) = match resolved.and_then(|config| {
-            let creds = self
-                .credentials
-                .credentials(&config)
-                .map_err(|e| e.to_string());
-            let creds = match creds {
-                Ok(c) => c,
-                Err(e) if matches!(config.auth, UpstreamAuth::OAuth2(_)) => return Err(e),
-                Err(e) => return Err(e),
-            };
-            Upstream::new(config, row.revision, creds, &self.settings.replica_token)
-                .map_err(|e| e.to_string())
-        }) {
+        let (upstream, status) = match self.build(&row) {
             Ok(upstream) => {
                 let upstream = Arc::new(upstream);
                 tokio::spawn(lifecycle::run(
@@ -347,19 +217,14 @@ impl Registry {
                     stop.clone(),
                 ));
                 let status = LocalStatus {
-                    state: State::Connecting,
+                    state: ConnectionState::Connecting,
                     error: None,
                     revision: row.revision,
                 };
                 (Some(upstream), status)
             }
-            Err(error) => {
+            Err((state, error)) => {
                 tracing::warn!(connection = %name, %error, "connection cannot run on this replica");
-                let state = if error.contains("OAuth") {
-                    State::AwaitingAuthorization
-                } else {
-                    State::Invalid
-                };
                 let status = LocalStatus {
                     state,
                     error: Some(error),
@@ -385,7 +250,7 @@ impl Registry {
                 name.clone(),
                 Entry {
                     revision: row.revision,
-                    written_at_ms: row.updated_at_ms,
+                    written_at: row.updated_at,
                     upstream,
                     stop,
                     previous,
@@ -396,6 +261,34 @@ impl Registry {
         self.metrics.reloads.inc();
         self.rebuild_view();
         self.write_status(&name, &status);
+    }
+
+    /// The upstream a stored row describes, or the state it is in and why not.
+    fn build(&self, row: &StoredConnection) -> Result<Upstream, (ConnectionState, String)> {
+        let invalid = |e: String| (ConnectionState::Invalid, e);
+        let spec = row.spec.clone().map_err(invalid)?;
+        let config = resolve(
+            &row.name,
+            spec,
+            row.source,
+            self.settings.policy,
+            &InlineOnly,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        let credentials = self.credentials.credentials(&config).map_err(|e| {
+            let state = match e {
+                UpstreamError::NotAuthorized(_) => ConnectionState::AwaitingAuthorization,
+                _ => ConnectionState::Invalid,
+            };
+            (state, e.to_string())
+        })?;
+        Upstream::new(
+            Arc::new(config),
+            row.revision,
+            credentials,
+            &self.settings.replica_token,
+        )
+        .map_err(|e| invalid(e.to_string()))
     }
 
     fn remove(&self, name: &str) {
@@ -411,12 +304,13 @@ impl Registry {
         let _ = self.status_tx.send(ConnectionStatus {
             connection: name.to_owned(),
             replica: self.settings.replica.clone(),
-            state: "removed".into(),
+            state: ConnectionState::Removed,
             tools: 0,
             last_error: None,
+            problems: Vec::new(),
             auth_state: None,
             revision: 0,
-            updated_at: SystemTime::now(),
+            updated_at: Timestamp::now(),
         });
     }
 
@@ -449,7 +343,9 @@ impl Registry {
                         // The new revision cannot serve: stop bridging with the old one.
                         let failed = matches!(
                             state,
-                            State::Down | State::Invalid | State::AwaitingAuthorization
+                            ConnectionState::Down
+                                | ConnectionState::Invalid
+                                | ConnectionState::AwaitingAuthorization
                         );
                         let bridged = failed && entry.previous.is_some();
                         if bridged {
@@ -474,7 +370,7 @@ impl Registry {
                             {
                                 // The new revision is ready: it takes over.
                                 e.retire_previous();
-                                (e.upstream.clone(), e.written_at_ms.take())
+                                (e.upstream.clone(), e.written_at.take())
                             }
                             Some(e) => (e.upstream.clone(), None),
                             None => (None, None),
@@ -483,13 +379,9 @@ impl Registry {
                     if current.is_some_and(|u| Arc::ptr_eq(&u, &upstream)) {
                         self.rebuild_view();
                         if let Some(written) = written {
-                            let now_ms = SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map(|d| d.as_millis() as i64)
-                                .unwrap_or_default();
                             self.metrics
                                 .reload_lag
-                                .observe((now_ms - written).max(0) as f64 / 1000.0);
+                                .observe(written.elapsed().as_secs_f64());
                         }
                     }
                 }
@@ -505,57 +397,6 @@ impl Registry {
         let changes = self.view.load().changes_since(&old);
         if !changes.is_empty() {
             let _ = self.changes.send(Arc::new(changes));
-        }
-    }
-
-    /// `authorized` / `awaiting_authorization` for OAuth connections, else nothing.
-    fn auth_state(&self, name: &str, state: State) -> Option<String> {
-        let oauth = self.upstream(name).is_some_and(|u| u.uses_oauth());
-        match state {
-            State::AwaitingAuthorization => Some("awaiting_authorization".into()),
-            State::Ready if oauth => Some("authorized".into()),
-            _ => None,
-        }
-    }
-
-    fn write_status(&self, name: &str, status: &LocalStatus) {
-        let view = self.view();
-        let problems = view.problems_of(name);
-        let tools = view
-            .connections
-            .get(name)
-            .map(|e| e.tools.len())
-            .unwrap_or_default();
-        let last_error = match (&status.error, problems.is_empty()) {
-            (Some(e), _) => Some(e.clone()),
-            (None, false) => Some(problems.join("; ")),
-            (None, true) => None,
-        };
-        let row = ConnectionStatus {
-            connection: name.to_owned(),
-            replica: self.settings.replica.clone(),
-            state: {
-                self.metrics.set_state(name, status.state.as_str());
-                status.state.as_str().to_owned()
-            },
-            tools: i32::try_from(tools).unwrap_or(i32::MAX),
-            last_error,
-            auth_state: self.auth_state(name, status.state),
-            revision: status.revision,
-            updated_at: SystemTime::now(),
-        };
-        // One writer task keeps the rows in the order the states happened.
-        let _ = self.status_tx.send(row);
-    }
-
-    async fn write_statuses(
-        store: Arc<dyn Store>,
-        mut rows: mpsc::UnboundedReceiver<ConnectionStatus>,
-    ) {
-        while let Some(row) = rows.recv().await {
-            if let Err(error) = store.write_status(&row).await {
-                tracing::warn!(connection = %row.connection, %error, "cannot write connection status");
-            }
         }
     }
 }

@@ -1,0 +1,260 @@
+//! [`Error`]: every way the MCP endpoints refuse or fail a request, and how each is
+//! answered: the HTTP status, the JSON-RPC code, the metric label. What a client reads
+//! is written here; internal causes (store errors) go to the log only.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use bytes::Bytes;
+
+use super::reply::{self, Reply};
+use crate::identity::Rejection;
+use crate::jsonrpc::{self, Id, ParseError, code};
+use crate::upstream::UpstreamError;
+
+/// Why a request to `/mcp` or `/mcp/{connection}` was not served.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- refused before JSON-RPC: an HTTP error status
+    #[error("unknown connection")]
+    UnknownPath,
+    #[error("unknown connection {0:?}")]
+    UnknownConnection(String),
+    #[error("Host {0:?} is not allowed (security.allowedHosts)")]
+    HostNotAllowed(String),
+    #[error("Origin {0:?} is not allowed (security.allowedOrigins)")]
+    OriginNotAllowed(String),
+    #[error("{0}")]
+    Unauthenticated(Rejection),
+    #[error("request body larger than {0} bytes, or unreadable")]
+    BodyTooLarge(usize),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("Accept must include application/json and text/event-stream")]
+    NotAcceptable,
+    #[error("Accept must include text/event-stream")]
+    NotAcceptableStream,
+    #[error("{0}")]
+    Parse(ParseError),
+    #[error("unsupported MCP-Protocol-Version {version:?}; supported: {supported}")]
+    UnsupportedVersion { version: String, supported: String },
+    #[error("Bad Request: Mcp-Session-Id header is required")]
+    SessionRequired,
+    #[error("session not found: initialize a new session")]
+    SessionNotFound,
+    #[error("session store unavailable; retry")]
+    Store(#[source] crate::store::Error),
+
+    // --- answered in JSON-RPC (HTTP 200)
+    #[error("{0}")]
+    InvalidParams(String),
+    #[error("session is already initialized")]
+    AlreadyInitialized,
+    #[error("method not found: {method}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
+    MethodNotFound {
+        method: String,
+        hint: Option<&'static str>,
+    },
+    /// A tool or prompt the endpoint does not offer (to this caller).
+    #[error("unknown {kind} {name:?}")]
+    UnknownName { kind: &'static str, name: String },
+    #[error("resource not found: {0}")]
+    ResourceNotFound(String),
+    #[error("connection {0:?} no longer exists")]
+    ConnectionGone(String),
+    #[error("connection is not available")]
+    ConnectionUnavailable,
+    #[error("connection {connection:?}: {error}")]
+    Upstream {
+        connection: String,
+        error: UpstreamError,
+    },
+}
+
+impl Error {
+    /// The upstream failure of a call to `connection`.
+    pub fn upstream(connection: &str, error: UpstreamError) -> Self {
+        Self::Upstream {
+            connection: connection.to_owned(),
+            error,
+        }
+    }
+
+    /// The HTTP status; 200 for errors answered in JSON-RPC.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnknownPath | Self::UnknownConnection(_) | Self::SessionNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::HostNotAllowed(_) | Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotAcceptable | Self::NotAcceptableStream => StatusCode::NOT_ACCEPTABLE,
+            Self::Parse(_) | Self::UnsupportedVersion { .. } | Self::SessionRequired => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::OK,
+        }
+    }
+
+    /// The JSON-RPC error code of the body.
+    pub fn jsonrpc_code(&self) -> i64 {
+        match self {
+            Self::Parse(_) => code::PARSE_ERROR,
+            Self::InvalidParams(_) | Self::UnknownName { .. } => code::INVALID_PARAMS,
+            Self::MethodNotFound { .. } => code::METHOD_NOT_FOUND,
+            Self::ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
+            Self::ConnectionGone(_) | Self::ConnectionUnavailable => code::UPSTREAM_UNAVAILABLE,
+            Self::Upstream { error, .. } => error.jsonrpc_code(),
+            // HTTP-level refusals carry "invalid request", as the MCP SDKs expect.
+            _ => code::INVALID_REQUEST,
+        }
+    }
+
+    /// The outcome label of `hawser_requests_total` and the audit error category.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::HostNotAllowed(_) | Self::OriginNotAllowed(_) | Self::Unauthenticated(_) => {
+                "auth"
+            }
+            Self::UnknownName { .. } => "policy",
+            Self::ConnectionGone(_) | Self::ConnectionUnavailable => "upstream",
+            Self::Upstream { error, .. } => error.category(),
+            Self::Store(_) => "error",
+            _ => "protocol",
+        }
+    }
+
+    /// The error as a JSON-RPC response message to request `id`.
+    pub fn to_message(&self, id: Option<&Id>) -> Bytes {
+        let data = match self {
+            Self::Upstream { connection, error } => Some(serde_json::json!({
+                "connection": connection,
+                "category": error.category(),
+            })),
+            _ => None,
+        };
+        jsonrpc::error(
+            id.map(Id::json),
+            self.jsonrpc_code(),
+            &self.to_string(),
+            data.as_ref(),
+        )
+    }
+
+    /// The whole HTTP answer to request `id` (`None` where it could not be read).
+    pub fn reply(self, id: Option<&Id>) -> Reply {
+        if let Self::Store(error) = &self {
+            tracing::error!(%error, "session store operation failed");
+        }
+        let mut r = reply::json(self.to_message(id));
+        *r.status_mut() = self.status();
+        if let Self::Unauthenticated(_) = self {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"hawser\""),
+            );
+        }
+        r
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Reply {
+        self.reply(None)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(r: Reply) -> serde_json::Value {
+        let (_, body) = r.into_parts();
+        let bytes = futures::executor::block_on(axum::body::to_bytes(body, 1 << 20)).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn refusals_before_json_rpc_have_a_status_and_a_null_id() {
+        for (error, status) in [
+            (Error::UnknownConnection("gh".into()), 404),
+            (Error::HostNotAllowed("evil".into()), 403),
+            (Error::Unauthenticated(Rejection::Missing), 401),
+            (Error::BodyTooLarge(10), 413),
+            (Error::UnsupportedMediaType, 415),
+            (Error::NotAcceptable, 406),
+            (Error::SessionRequired, 400),
+            (Error::SessionNotFound, 404),
+        ] {
+            let message = error.to_string();
+            let r = error.reply(None);
+            assert_eq!(r.status().as_u16(), status, "{message}");
+            let b = body(r);
+            assert_eq!(b["id"], serde_json::Value::Null);
+            assert_eq!(b["error"]["code"], code::INVALID_REQUEST);
+            assert_eq!(b["error"]["message"], message.as_str());
+        }
+    }
+
+    #[test]
+    fn a_401_says_how_to_authenticate() {
+        let r = Error::Unauthenticated(Rejection::Invalid).reply(None);
+        assert_eq!(
+            r.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+            "Bearer realm=\"hawser\""
+        );
+    }
+
+    #[test]
+    fn json_rpc_errors_answer_the_request_with_their_code() {
+        let id = Id::string("r1");
+        for (error, code, label) in [
+            (
+                Error::UnknownName {
+                    kind: "tool",
+                    name: "x".into(),
+                },
+                code::INVALID_PARAMS,
+                "policy",
+            ),
+            (
+                Error::ResourceNotFound("file:///x".into()),
+                code::RESOURCE_NOT_FOUND,
+                "protocol",
+            ),
+            (
+                Error::upstream("gh", UpstreamError::Closed),
+                UpstreamError::Closed.jsonrpc_code(),
+                UpstreamError::Closed.category(),
+            ),
+        ] {
+            assert_eq!(error.metric_label(), label);
+            let r = error.reply(Some(&id));
+            assert_eq!(r.status(), StatusCode::OK);
+            let b = body(r);
+            assert_eq!(b["id"], "r1");
+            assert_eq!(b["error"]["code"], code);
+        }
+        let b = body(Error::upstream("gh", UpstreamError::Closed).reply(Some(&id)));
+        assert_eq!(b["error"]["data"]["connection"], "gh");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("connection \"gh\": "),
+            "{b}"
+        );
+    }
+
+    #[test]
+    fn store_details_stay_in_the_log() {
+        let e = Error::Store(crate::store::Error::Corrupt("table sessions, row 7".into()));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let b = body(e.reply(None));
+        assert_eq!(b["error"]["message"], "session store unavailable; retry");
+    }
+}

@@ -1,0 +1,106 @@
+//! Forwarding a request to one upstream in the session's upstream session (opened on
+//! first use, re-opened once if the upstream forgot it), then relaying what comes back.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use super::error::Error;
+use super::record::CallRecord;
+use super::reply::{self, Reply};
+use super::request::RequestInfo;
+use super::session::ClientSession;
+use super::state::Front;
+use super::stream::{self, CallContext};
+use crate::audit::Outcome;
+use crate::jsonrpc::Id;
+use crate::upstream::{Upstream, UpstreamError};
+
+/// What to forward: a request of the client's, possibly rewritten for the upstream.
+pub struct Forward<'a> {
+    pub method: &'a str,
+    pub params: Option<&'a RawValue>,
+    pub id: Id,
+    /// Tool, prompt or resource as the upstream names it (audit).
+    pub target: Option<String>,
+}
+
+/// Sends `request` to `upstream` and relays its answer.
+pub async fn forward(
+    front: &Front,
+    session: &Arc<ClientSession>,
+    upstream: &Arc<Upstream>,
+    request: Forward<'_>,
+    info: &RequestInfo,
+) -> Reply {
+    let Forward {
+        method,
+        params,
+        id,
+        target,
+    } = request;
+    let inflight = session.track(id.clone());
+    let timeout = upstream.config().call_timeout;
+    let record = CallRecord::start(
+        front,
+        info,
+        session,
+        upstream.name(),
+        method,
+        target,
+        params,
+    );
+    let fail = |e: UpstreamError, record: CallRecord| {
+        let category = e.category();
+        let error = Error::upstream(upstream.name(), e);
+        let body = error.to_message(Some(&id));
+        record.finish(Outcome {
+            error: Some((category, error.to_string())),
+            response_bytes: body.len(),
+            ..Outcome::default()
+        });
+        reply::json(body)
+    };
+    let mut retried = false;
+    loop {
+        let cancelled = inflight.token.clone();
+        let opened = tokio::select! {
+            () = cancelled.cancelled() => return reply::sse(axum::body::Body::empty()),
+            r = tokio::time::timeout(timeout, async {
+                let upstream_session = front.sessions.upstream_session(session, upstream).await?;
+                let call = upstream
+                    .call(&upstream_session, method, params, Some(id.json()), &info.upstream_headers())
+                    .await;
+                Ok::<_, UpstreamError>((upstream_session, call))
+            }) => r,
+        };
+        let (upstream_session, call) = match opened {
+            Err(_) => return fail(UpstreamError::Timeout(timeout), record),
+            Ok(Err(e)) => return fail(e, record),
+            Ok(Ok(pair)) => pair,
+        };
+        match call {
+            Ok(call) => {
+                let ctx = CallContext {
+                    relay: front.relay.clone(),
+                    session: session.clone(),
+                    upstream: upstream.clone(),
+                    upstream_session,
+                    client_id: id,
+                    inflight,
+                    timeout,
+                    record: Some(record),
+                };
+                return stream::respond(ctx, call, !session.endpoint.is_aggregated()).await;
+            }
+            Err(UpstreamError::SessionExpired) if !retried => {
+                retried = true;
+                front
+                    .sessions
+                    .drop_upstream_session(session, upstream, &upstream_session)
+                    .await;
+            }
+            Err(e) => return fail(e, record),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Starting a session: `initialize` negotiates the revision, answers with the
+//! endpoint's capabilities and creates the session every replica will accept.
+
+use serde_json::value::RawValue;
+
+use super::error::{Error, Result};
+use super::reply::{self, Reply};
+use super::state::Front;
+use super::version;
+use crate::endpoint::Endpoint;
+use crate::headers::MCP_SESSION_ID;
+use crate::identity::Identity;
+use crate::jsonrpc::{self, Id, Message, RawParams, raw_string};
+use crate::upstream::{ClientInit, Upstream, UpstreamError};
+
+/// A request sent without a session: `initialize`, or the probe of a client trying
+/// the sessionless revision first. `None` for anything else.
+pub async fn sessionless(
+    front: &Front,
+    endpoint: &Endpoint,
+    identity: &Identity,
+    msg: &Message<'_>,
+) -> Option<Reply> {
+    let id = msg.id.map(Id::from_raw).unwrap_or_else(|| Id::string(""));
+    let reply = match msg.method() {
+        "initialize" => initialize(front, endpoint, identity, msg, &id).await,
+        // Newer clients probe for the stateless revision first; answering "no" makes
+        // them fall back to initialize.
+        "server/discover" => Err(Error::MethodNotFound {
+            method: "server/discover".into(),
+            hint: Some("this server speaks MCP 2025-11-25 and earlier: use initialize"),
+        }),
+        _ => return None,
+    };
+    Some(reply.unwrap_or_else(|e| e.reply(Some(&id))))
+}
+
+async fn initialize(
+    front: &Front,
+    endpoint: &Endpoint,
+    identity: &Identity,
+    msg: &Message<'_>,
+    id: &Id,
+) -> Result<Reply> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Params {
+        protocol_version: Option<String>,
+        capabilities: Option<serde_json::Value>,
+        client_info: Option<serde_json::Value>,
+    }
+    let params: Params = msg
+        .params
+        .map(|p| serde_json::from_str(p.get()))
+        .transpose()
+        .map_err(|e| Error::InvalidParams(format!("invalid initialize params: {e}")))?
+        .unwrap_or_default();
+    let version = version::negotiate(params.protocol_version.as_deref());
+    let view = front.registry.view();
+    let result = match endpoint {
+        Endpoint::Aggregated => aggregated_result(version, view.connections.len()),
+        Endpoint::Connection(name) => {
+            let upstream = view
+                .connections
+                .get(name)
+                .and_then(|e| e.upstream.clone())
+                .ok_or(Error::ConnectionUnavailable)?;
+            connection_result(&upstream, version).map_err(|e| Error::upstream(name, e))?
+        }
+    };
+    let init = ClientInit {
+        protocol_version: version.to_owned(),
+        capabilities: params.capabilities,
+        client_info: params.client_info,
+    };
+    let (session_id, session) = front
+        .sessions
+        .create(identity, endpoint, init)
+        .await
+        .map_err(Error::Store)?;
+    tracing::info!(session = %session.handle, subject = %identity.subject, %endpoint, version, "session started");
+    Ok(reply::with_session(
+        reply::json(jsonrpc::result(id.json(), &result)),
+        &session_id,
+    ))
+}
+
+/// Whether a reply to `initialize` started a session.
+pub fn started(reply: &Reply) -> bool {
+    reply.headers().contains_key(MCP_SESSION_ID)
+}
+
+/// The `initialize` result of the aggregated endpoint.
+fn aggregated_result(version: &str, connections: usize) -> String {
+    serde_json::json!({
+        "protocolVersion": version,
+        "capabilities": {
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"listChanged": true, "subscribe": true},
+            "logging": {},
+            "completions": {}
+        },
+        "serverInfo": {"name": "hawser", "title": "Hawser MCP gateway", "version": env!("CARGO_PKG_VERSION")},
+        "instructions": format!(
+            "Hawser aggregates {connections} MCP connection(s); each tool and prompt is named <connection>__<name>."
+        )
+    })
+    .to_string()
+}
+
+/// The `initialize` result of a connection's endpoint: the upstream's own, with the
+/// negotiated version and list changes announced (Hawser sends them on reloads).
+fn connection_result(upstream: &Upstream, version: &str) -> Result<String, UpstreamError> {
+    let catalog = upstream
+        .catalog()
+        .ok_or_else(|| UpstreamError::Unavailable("not connected yet".into()))?;
+    let raw: &RawValue = &catalog.initialize;
+    let mut members = RawParams::parse(Some(raw)).map_err(|e| UpstreamError::Protocol(e.0))?;
+    members.0.set("protocolVersion", raw_string(version));
+    if let Some(caps) = members.0.get("capabilities") {
+        let mut caps: serde_json::Value = serde_json::from_str(caps.get()).unwrap_or_default();
+        for key in ["tools", "prompts", "resources"] {
+            if let Some(obj) = caps.get_mut(key).and_then(|v| v.as_object_mut()) {
+                obj.insert("listChanged".into(), serde_json::Value::Bool(true));
+            }
+        }
+        if let Ok(caps) = RawValue::from_string(caps.to_string()) {
+            members.0.set("capabilities", caps);
+        }
+    }
+    Ok(members.to_json())
+}

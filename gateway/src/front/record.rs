@@ -1,0 +1,127 @@
+//! What the front records about a request: a metric for every request, and an audit
+//! event for calls (`tools/call`, `resources/read`, `prompts/get`) and refusals.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use super::error::Error;
+use super::request::RequestInfo;
+use super::session::ClientSession;
+use super::state::Front;
+use crate::audit::{self, Auditor, Caller, Outcome, Record};
+use crate::metrics::Metrics;
+use crate::store::AuditEvent;
+
+/// Methods that produce an audit event.
+fn audited(method: &str) -> bool {
+    matches!(method, "tools/call" | "resources/read" | "prompts/get")
+}
+
+/// The audit log's view of who sent `info` in `session`.
+fn caller(info: &RequestInfo, session: Option<&ClientSession>) -> Caller {
+    Caller {
+        request_id: info.request_id.clone(),
+        session: session.map(|s| s.handle.clone()),
+        subject: session.map(|s| s.subject.clone()),
+        auth_type: info.auth_type,
+        remote_addr: info.remote_addr.clone(),
+        user_agent: info.user_agent.clone(),
+    }
+}
+
+/// Records a request the gateway answered itself: a metric under connection `""`.
+pub fn answered(front: &Front, info: &RequestInfo, method: &str, outcome: &str) {
+    front
+        .metrics
+        .request(method, "", outcome, info.started.elapsed().as_secs_f64());
+}
+
+/// Records a request the gateway refused: the metric, and for calls and
+/// authentication failures an audit event naming why.
+pub fn refused(
+    front: &Front,
+    info: &RequestInfo,
+    session: Option<&ClientSession>,
+    method: &str,
+    target: Option<String>,
+    error: &Error,
+) {
+    let category = error.metric_label();
+    answered(front, info, method, category);
+    let worth_a_row = audited(method) || matches!(error, Error::Unauthenticated(_));
+    if !front.auditor.enabled() || !worth_a_row {
+        return;
+    }
+    let mut event =
+        audit::event::begin(&front.replica, &caller(info, session), method, None, target);
+    let message = match error {
+        Error::Unauthenticated(_) => "missing or invalid credentials".to_owned(),
+        other => other.to_string(),
+    };
+    audit::event::refuse(&mut event, category, &message, info.started.elapsed());
+    front.auditor.record(Record {
+        event,
+        params: None,
+        response: None,
+    });
+}
+
+/// One forwarded request's record, finished with its [`Outcome`] when the relay ends.
+pub struct CallRecord {
+    metrics: Arc<Metrics>,
+    method: String,
+    connection: String,
+    started: Instant,
+    request_bytes: usize,
+    audit: Option<(Arc<Auditor>, AuditEvent, Option<Bytes>)>,
+}
+
+impl CallRecord {
+    pub fn start(
+        front: &Front,
+        info: &RequestInfo,
+        session: &ClientSession,
+        connection: &str,
+        method: &str,
+        target: Option<String>,
+        params: Option<&RawValue>,
+    ) -> Self {
+        let audit = (front.auditor.enabled() && audited(method)).then(|| {
+            let event = audit::event::begin(
+                &front.replica,
+                &caller(info, Some(session)),
+                method,
+                Some(connection),
+                target,
+            );
+            let params = params.map(|p| Bytes::copy_from_slice(p.get().as_bytes()));
+            (front.auditor.clone(), event, params)
+        });
+        Self {
+            metrics: front.metrics.clone(),
+            method: method.to_owned(),
+            connection: connection.to_owned(),
+            started: info.started,
+            request_bytes: info.request_bytes,
+            audit,
+        }
+    }
+
+    pub fn finish(self, outcome: Outcome) {
+        let elapsed = self.started.elapsed();
+        let label = outcome.error.as_ref().map_or("ok", |(c, _)| *c);
+        self.metrics
+            .request(&self.method, &self.connection, label, elapsed.as_secs_f64());
+        if let Some((auditor, mut event, params)) = self.audit {
+            audit::event::finish(&mut event, &outcome, elapsed, self.request_bytes);
+            auditor.record(Record {
+                event,
+                params,
+                response: outcome.response,
+            });
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The routes `/mcp`, `/mcp/{connection}` and `/mcp/{namespace}/{name}`: each request
+//! is admitted, then either starts a session or is dispatched in the one it names.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use tracing::Instrument;
+
+use super::error::Error;
+use super::reply::{self, Reply};
+use super::request::RequestInfo;
+use super::state::Front;
+use super::{admission, dispatch, initialize, listen, record, version};
+use crate::endpoint::Endpoint;
+use crate::jsonrpc::{Kind, Message};
+
+/// The endpoint a request's path names.
+struct Path(Endpoint);
+
+impl<S: Send + Sync> FromRequestParts<S> for Path {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        admission::endpoint_of(parts.uri.path()).map(Self)
+    }
+}
+
+/// The MCP routes.
+pub fn router(front: Arc<Front>) -> Router {
+    let methods = || post(post_mcp).get(get_mcp).delete(delete_mcp);
+    Router::new()
+        .route("/mcp", methods())
+        .route("/mcp/{connection}", methods())
+        .route("/mcp/{namespace}/{name}", methods())
+        .with_state(front)
+}
+
+async fn post_mcp(
+    State(front): State<Arc<Front>>,
+    Path(endpoint): Path,
+    request: axum::extract::Request,
+) -> Reply {
+    let (parts, body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let info = RequestInfo::new(&parts.headers, peer, &front.security.trusted_proxies);
+    let span = tracing::info_span!(
+        "mcp",
+        request_id = %info.request_id,
+        %endpoint,
+        session = tracing::field::Empty,
+    );
+    handle_post(front, endpoint, parts.headers, body, info)
+        .instrument(span)
+        .await
+}
+
+async fn handle_post(
+    front: Arc<Front>,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    mut info: RequestInfo,
+) -> Reply {
+    let identity = match admission::admit(&front, &endpoint, &headers) {
+        Ok(identity) => identity,
+        Err(error) => {
+            if let Error::Unauthenticated(_) = error {
+                record::refused(&front, &info, None, "(unauthenticated)", None, &error);
+            }
+            return error.reply(None);
+        }
+    };
+    let body = match admission::read_body(&headers, body).await {
+        Ok(body) => body,
+        Err(error) => return error.reply(None),
+    };
+    info.auth_type = Some(identity.method.as_str());
+    info.request_bytes = body.len();
+    let msg = match Message::parse(&body) {
+        Ok(m) => m,
+        Err(e) => return Error::Parse(e).reply(None),
+    };
+    if let Err(error) = version::check_header(&headers) {
+        return error.reply(None);
+    }
+    if msg.kind() == Kind::Request
+        && !admission::has_session(&headers)
+        && let Some(reply) = initialize::sessionless(&front, &endpoint, &identity, &msg).await
+    {
+        if msg.method() == "initialize" {
+            let outcome = if initialize::started(&reply) {
+                "ok"
+            } else {
+                "protocol"
+            };
+            record::answered(&front, &info, "initialize", outcome);
+        }
+        return reply;
+    }
+    let session = match admission::live_session(&front, &endpoint, &identity, &headers).await {
+        Ok(s) => s,
+        Err(error) => return error.reply(None),
+    };
+    tracing::Span::current().record("session", session.handle.as_str());
+    dispatch::message(&front, &session, &msg, &info).await
+}
+
+async fn get_mcp(
+    State(front): State<Arc<Front>>,
+    Path(endpoint): Path,
+    headers: HeaderMap,
+) -> Reply {
+    let opened = async {
+        let identity = admission::admit(&front, &endpoint, &headers)?;
+        admission::check_stream_accept(&headers)?;
+        admission::live_session(&front, &endpoint, &identity, &headers).await
+    };
+    match opened.await {
+        Ok(session) => listen::open(&front, &session),
+        Err(error) => error.reply(None),
+    }
+}
+
+async fn delete_mcp(
+    State(front): State<Arc<Front>>,
+    Path(endpoint): Path,
+    headers: HeaderMap,
+) -> Reply {
+    let ended = async {
+        let identity = admission::admit(&front, &endpoint, &headers)?;
+        let session = admission::live_session(&front, &endpoint, &identity, &headers).await?;
+        front
+            .sessions
+            .end(&session, &front.registry)
+            .await
+            .map_err(Error::Store)?;
+        tracing::info!(session = %session.handle, "session ended by the client");
+        Ok::<_, Error>(())
+    };
+    match ended.await {
+        Ok(()) => {
+            let mut r = reply::accepted();
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Err(error) => error.reply(None),
+    }
+}

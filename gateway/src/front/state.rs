@@ -1,0 +1,32 @@
+//! [`Front`]: what the MCP endpoints share.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::relay::Relay;
+use super::session::Sessions;
+use crate::audit::Auditor;
+use crate::config::{ClientAuth, Security};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// State of the MCP endpoints.
+pub struct Front {
+    pub security: Security,
+    pub client_auth: ClientAuth,
+    pub sessions: Arc<Sessions>,
+    pub registry: Arc<Registry>,
+    pub relay: Arc<Relay>,
+    pub store: Arc<dyn Store>,
+    pub auditor: Arc<Auditor>,
+    pub metrics: Arc<Metrics>,
+    pub replica: String,
+    /// Sessions unused for this long are ended.
+    pub session_idle_timeout: Duration,
+    /// Cancelled when the process is asked to stop: GET streams end (the clients
+    /// re-open them on another replica) so that shutdown waits only for calls.
+    pub draining: CancellationToken,
+}

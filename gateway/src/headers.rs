@@ -1,0 +1,43 @@
+//! HTTP header names of the MCP transport and the one parser of bearer credentials.
+
+use http::HeaderMap;
+
+/// `Mcp-Session-Id`: the session of a 2025 revision.
+pub const MCP_SESSION_ID: &str = "mcp-session-id";
+/// `MCP-Protocol-Version`: the revision a request speaks.
+pub const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+
+/// The credential of an `Authorization: Bearer <token>` header. The scheme is
+/// case-insensitive (RFC 9110 §11.1); surrounding spaces are not part of the token;
+/// an empty token is none.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            value.parse().expect("valid header value"),
+        );
+        h
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_the_token_trimmed() {
+        for v in ["Bearer abc", "bearer abc", "BEARER abc", "Bearer   abc  "] {
+            assert_eq!(bearer(&with(v)), Some("abc"), "{v:?}");
+        }
+        for v in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc"] {
+            assert_eq!(bearer(&with(v)), None, "{v:?}");
+        }
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+}
