@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::config::{Flags, ProcessEnv, Settings};
+use crate::config::{Env, Flags, ProcessEnv, Settings};
 use crate::crypto::Keyring;
 use crate::telemetry::{self, LogFormat};
 
@@ -27,11 +27,11 @@ enum Command {
     /// Run the gateway. Without DATABASE_URL it runs embedded (one replica, in-memory
     /// state, connections from the config file); with it, shared (Postgres).
     Serve {
-        /// Config file (YAML).
-        #[arg(long, env = "HAWSER_CONFIG")]
+        /// Config file (YAML) [env: HAWSER_CONFIG].
+        #[arg(long)]
         config: Option<PathBuf>,
-        /// Address to listen on [default: 0.0.0.0:8080].
-        #[arg(long, env = "HAWSER_LISTEN")]
+        /// Address to listen on [env: HAWSER_LISTEN] [default: 0.0.0.0:8080].
+        #[arg(long)]
         listen: Option<String>,
         /// Accept stdio connections from the admin API and McpConnection resources.
         #[arg(long)]
@@ -97,7 +97,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Reseal => {
             let url = database_url()?;
-            let keys = std::env::var("HAWSER_ENCRYPTION_KEYS")
+            let keys = ProcessEnv
+                .var("HAWSER_ENCRYPTION_KEYS")
                 .context("HAWSER_ENCRYPTION_KEYS is not set")?;
             let keyring = Keyring::parse(&keys)?;
             let pool = crate::store::postgres::connect(&url, &Default::default())
@@ -117,7 +118,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn database_url() -> anyhow::Result<String> {
-    std::env::var("DATABASE_URL")
+    ProcessEnv
+        .var("DATABASE_URL")
         .context("DATABASE_URL is not set (e.g. postgres://user:pass@host/db)")
 }
 
@@ -126,8 +128,8 @@ fn database_url() -> anyhow::Result<String> {
 /// single-threaded scheduler: it skips the multi-threaded scheduler's cross-thread
 /// wake-ups, which cost more than the request itself on a one-core budget.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let threads = std::env::var("HAWSER_WORKER_THREADS")
-        .ok()
+    let threads = ProcessEnv
+        .var("HAWSER_WORKER_THREADS")
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n > 0)
         .unwrap_or_else(|| {

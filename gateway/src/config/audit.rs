@@ -37,3 +37,29 @@ impl Default for AuditSettings {
         }
     }
 }
+
+/// Resolves `audit:` with `HAWSER_AUDIT_ENABLED` and `HAWSER_AUDIT_RETENTION`.
+pub(super) fn resolve(
+    raw: super::file::RawAudit,
+    env: &dyn super::Env,
+) -> Result<AuditSettings, super::ConfigError> {
+    let mut audit = AuditSettings::default();
+    if let Some(enabled) = super::env::boolean(env, "HAWSER_AUDIT_ENABLED")?.or(raw.enabled) {
+        audit.enabled = enabled;
+    }
+    if let Some(retention) =
+        super::env::duration(env, "HAWSER_AUDIT_RETENTION")?.or(raw.retention.map(|r| r.get()))
+    {
+        audit.retention = retention;
+    }
+    if let Some(n) = raw.buffer_size {
+        if n == 0 {
+            return Err(super::invalid("audit.bufferSize", "must be at least 1"));
+        }
+        audit.buffer = n;
+    }
+    if let Some(keys) = raw.redact_keys {
+        audit.redact = keys;
+    }
+    Ok(audit)
+}
