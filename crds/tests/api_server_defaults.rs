@@ -2,6 +2,11 @@
 //! resource. Whatever it fills in must still deserialize: the spec types reject
 //! unknown fields, so a default on a field that belongs to another variant (say, an
 //! OAuth field in a bearer `auth`) would make every such resource unreadable.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 use hawser_crds::{McpConnection, McpConnectionSpec};
 use kube::CustomResourceExt;

@@ -211,7 +211,7 @@ async fn wait_for_tool(http: &reqwest::Client, url: &str, tool: &str) -> anyhow:
 /// Worker threads for the gateway under test (`HAWSER_BENCH_GATEWAY_THREADS`, default 1:
 /// the gateway shares two cores with the fixture and the load driver).
 fn gateway_threads() -> String {
-    std::env::var("HAWSER_BENCH_GATEWAY_THREADS").unwrap_or_else(|_| "1".into())
+    crate::harness::env_var("HAWSER_BENCH_GATEWAY_THREADS").unwrap_or_else(|| "1".into())
 }
 
 /// Queries Postgres ran so far, from pg_stat_statements (or transactions when the

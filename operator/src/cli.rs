@@ -99,11 +99,8 @@ impl Cli {
 
 /// The hostname, from `HOSTNAME` or `/etc/hostname`.
 pub fn hostname() -> Option<String> {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
+    use hawser_gateway::config::Env as _;
+    hawser_gateway::config::ProcessEnv.hostname()
 }
 
 #[cfg(test)]

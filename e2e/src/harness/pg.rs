@@ -56,9 +56,7 @@ pub async fn test_db() -> TestDb {
 async fn try_test_db() -> Result<TestDb, PgError> {
     let admin_url = SHARED
         .get_or_try_init(|| async {
-            if let Ok(url) = std::env::var("DATABASE_URL")
-                && !url.is_empty()
-            {
+            if let Some(url) = super::env_var("DATABASE_URL") {
                 return Ok(url);
             }
             let cluster = tokio::task::spawn_blocking(TestCluster::start_uninterruptible)
@@ -326,7 +324,7 @@ fn run(cmd: &mut Command, what: &'static str) -> Result<(), PgError> {
 /// The directory holding `initdb` and `postgres`.
 fn find_bin_dir() -> Option<PathBuf> {
     let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(path) = std::env::var_os("PATH") {
+    if let Some(path) = super::env_var("PATH") {
         for dir in std::env::split_paths(&path) {
             if has_server(&dir) {
                 // PATH may hold symlinks (e.g. /usr/local/bin/initdb); the real directory

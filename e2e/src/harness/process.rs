@@ -46,7 +46,7 @@ impl Child {
         .flatten()
         {
             let out = output.clone();
-            let verbose = std::env::var_os("HAWSER_TEST_VERBOSE").is_some();
+            let verbose = super::env_var("HAWSER_TEST_VERBOSE").is_some();
             let label = name.to_owned();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {

@@ -125,7 +125,7 @@ impl Gateway {
             .env_remove("DATABASE_URL")
             .env(
                 "RUST_LOG",
-                std::env::var("HAWSER_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                super::env_var("HAWSER_TEST_LOG").unwrap_or_else(|| "info".into()),
             );
         for (k, v) in env {
             cmd.env(k, v);

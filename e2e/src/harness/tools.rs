@@ -40,7 +40,7 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// The Python interpreter with the official MCP SDK installed (scripts/setup-test-deps).
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("HAWSER_TEST_PYTHON")
+    let path = crate::harness::env_var("HAWSER_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/test-deps/venv/bin/python"));
     crate::harness::process::require_file(
@@ -52,7 +52,7 @@ pub fn python() -> PathBuf {
 
 /// A Node.js ≥ 22 binary (scripts/setup-test-deps installs one).
 pub fn node() -> PathBuf {
-    let path = std::env::var_os("HAWSER_TEST_NODE")
+    let path = crate::harness::env_var("HAWSER_TEST_NODE")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/test-deps/node/bin/node"));
     crate::harness::process::require_file(
@@ -64,7 +64,7 @@ pub fn node() -> PathBuf {
 
 /// Helm 3 (scripts/setup-test-deps installs it into the test venv).
 pub fn helm() -> PathBuf {
-    let path = std::env::var_os("HAWSER_TEST_HELM")
+    let path = crate::harness::env_var("HAWSER_TEST_HELM")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/test-deps/venv/bin/helm"));
     crate::harness::process::require_file(&path, "run scripts/setup-test-deps (installs Helm)");

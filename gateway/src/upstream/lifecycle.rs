@@ -159,7 +159,6 @@ async fn dial(upstream: &Arc<Upstream>) -> Result<Watch, UpstreamError> {
         }
         Target::Sse(url) => {
             let ch = sse_legacy::connect(
-                upstream.client.clone(),
                 url.clone(),
                 upstream.credentials.clone(),
                 config.connect_timeout,

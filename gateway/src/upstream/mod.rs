@@ -65,7 +65,6 @@ pub struct Upstream {
     revision: i64,
     transport: Transport,
     credentials: auth::Credentials,
-    client: reqwest::Client,
     catalog: ArcSwapOption<Catalog>,
     /// Hawser's own session (HTTP) for discovery and list_changed.
     control: ArcSwapOption<UpstreamSession>,
@@ -94,16 +93,6 @@ impl Upstream {
         credentials: auth::Credentials,
         replica_token: &str,
     ) -> Result<Self, UpstreamError> {
-        crate::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("hawser/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| UpstreamError::Unavailable(format!("HTTP client: {e}")))?;
         let transport = match &config.target {
             Target::StreamableHttp(url) => Transport::Http(Box::new(
                 streamable::HttpTransport::new(url, credentials.clone(), config.connect_timeout)?,
@@ -115,7 +104,6 @@ impl Upstream {
             revision,
             transport,
             credentials,
-            client,
             catalog: ArcSwapOption::empty(),
             control: ArcSwapOption::empty(),
             id_prefix: format!("h{replica_token}"),

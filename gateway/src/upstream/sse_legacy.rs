@@ -15,14 +15,28 @@ use super::UpstreamError;
 use super::auth::Credentials;
 use super::channel::Channel;
 
+/// The HTTP client of one legacy SSE connection (built per dial: these are rare, and
+/// no other transport needs reqwest).
+fn client(connect_timeout: Duration) -> Result<reqwest::Client, UpstreamError> {
+    crate::install_crypto_provider();
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("hawser/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| UpstreamError::Unavailable(format!("HTTP client: {e}")))
+}
+
 /// Opens the stream, waits for the endpoint event, and wires a channel to it.
 pub async fn connect(
-    client: reqwest::Client,
     url: Url,
     credentials: Credentials,
     connect_timeout: Duration,
     prefix: String,
 ) -> Result<Arc<Channel>, UpstreamError> {
+    let client = client(connect_timeout)?;
     let host = url.host_str().unwrap_or_default().to_owned();
     let headers = credentials.headers().await?;
     let response = client

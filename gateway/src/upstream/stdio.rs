@@ -23,10 +23,7 @@ fn inherited_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsStri
     const KEEP: &[&str] = &[
         "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
     ];
-    std::env::vars_os().filter(|(key, _)| {
-        key.to_str()
-            .is_some_and(|k| KEEP.contains(&k) || k.starts_with("LC_"))
-    })
+    crate::config::ProcessEnv::vars_where(|k| KEEP.contains(&k) || k.starts_with("LC_")).into_iter()
 }
 
 /// Spawns the process and wires it to a new channel. The process is killed when the
