@@ -7,6 +7,7 @@
 //! `hawser-mock-oauth` binary ([`run`]).
 
 pub mod cli;
+mod error;
 mod params;
 mod provider;
 mod routes;

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, hash_map::Entry};
 use axum::http::{HeaderMap, header};
 use base64::{Engine, engine::general_purpose::STANDARD};
 
-use super::{AuthMethod, provider::OAuthError};
+use super::{AuthMethod, error::OAuthError};
 
 /// Decoded `application/x-www-form-urlencoded` parameters. Parameters sent
 /// without a value are treated as omitted (RFC 6749 §3.1); names sent more
