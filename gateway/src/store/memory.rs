@@ -40,11 +40,15 @@ pub struct MemoryStore {
     events: broadcast::Sender<StoreEvent>,
 }
 
-/// The in-memory token lock: a per-connection mutex.
+/// The in-memory token lock: a per-connection mutex. Like the Postgres lock's
+/// transaction, what is written under it becomes visible at `finish`, and a lock
+/// dropped without `finish` changes nothing.
 struct MemoryTokenLock {
     state: Arc<Mutex<State>>,
     connection: String,
     current: Option<OAuthToken>,
+    /// What `finish` makes of the row (`None`: leave it as it was).
+    staged: Option<Option<OAuthToken>>,
     _guard: tokio::sync::OwnedMutexGuard<()>,
 }
 
@@ -55,30 +59,28 @@ impl TokenLock for MemoryTokenLock {
     }
 
     async fn write(&mut self, token: &OAuthToken) -> Result<i64> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let version = state
-            .tokens
-            .get(&self.connection)
-            .map(|t| t.version + 1)
-            .unwrap_or(1);
+        let version = self.current.as_ref().map(|t| t.version + 1).unwrap_or(1);
         let mut stored = token.clone();
         stored.version = version;
-        state.tokens.insert(self.connection.clone(), stored.clone());
+        self.staged = Some(Some(stored.clone()));
         self.current = Some(stored);
         Ok(version)
     }
 
     async fn delete(&mut self) -> Result<()> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .tokens
-            .remove(&self.connection);
+        self.staged = Some(None);
         self.current = None;
         Ok(())
     }
 
-    async fn finish(self: Box<Self>) -> Result<()> {
+    async fn finish(mut self: Box<Self>) -> Result<()> {
+        if let Some(staged) = self.staged.take() {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            match staged {
+                Some(token) => state.tokens.insert(self.connection.clone(), token),
+                None => state.tokens.remove(&self.connection),
+            };
+        }
         Ok(())
     }
 }
@@ -223,6 +225,9 @@ impl Store for MemoryStore {
                 .collect();
             for n in &doomed {
                 state.connections.remove(n);
+                // A connection's tokens and pending flows go with it.
+                state.tokens.remove(n);
+                state.pkce.retain(|_, p| &p.connection != n);
             }
             doomed
         };
@@ -368,6 +373,7 @@ impl Store for MemoryStore {
             state: self.state.clone(),
             connection: connection.to_owned(),
             current,
+            staged: None,
             _guard: guard,
         }))
     }

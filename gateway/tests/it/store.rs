@@ -1,14 +1,14 @@
 //! The Postgres store: migrations, connection rows with sealed credentials,
-//! notifications, sessions.
+//! notifications. What both stores must do alike (sessions among it) is in
+//! `contract.rs`.
 
 use std::time::Duration;
 
 use hawser_e2e::harness::test_db;
 use hawser_gateway::config::{InlineOnly, Policy, Source, resolve};
-use hawser_gateway::crypto::{IdHash, Keyring};
-use hawser_gateway::endpoint::Endpoint;
+use hawser_gateway::crypto::Keyring;
 use hawser_gateway::store::postgres::{self, PgStore};
-use hawser_gateway::store::{PutOutcome, SessionRecord, Store, StoreEvent, UpstreamSession};
+use hawser_gateway::store::{PutOutcome, Store, StoreEvent};
 
 fn keyring() -> Keyring {
     Keyring::parse(&Keyring::generate_entry()).expect("generated key parses")
@@ -226,124 +226,5 @@ async fn listener_killed_by_the_server_reconnects_and_asks_for_a_resync() {
     assert!(
         matches!(got, StoreEvent::ConnectionChanged { ref name, .. } if name == "after"),
         "{got:?}"
-    );
-}
-
-#[tokio::test]
-async fn sessions_are_shared_and_the_first_upstream_session_wins() {
-    let (a, pool) = store().await;
-    let b = PgStore::start(pool, keyring()).await.unwrap();
-    let id = IdHash::of("seven");
-    let session = SessionRecord {
-        id_hash: id,
-        subject: "alice".into(),
-        endpoint: Endpoint::Aggregated,
-        protocol_version: "2025-11-25".into(),
-        client_info: Some(serde_json::json!({"name": "t", "version": "1"})),
-        client_capabilities: Some(serde_json::json!({"elicitation": {}})),
-        upstreams: Default::default(),
-        log_level: None,
-    };
-    a.create_session(&session).await.unwrap();
-    assert_eq!(b.get_session(&id).await.unwrap().as_ref(), Some(&session));
-
-    let mine = UpstreamSession {
-        id: Some("up-a".into()),
-        protocol_version: "2025-11-25".into(),
-        revision: 3,
-        url: None,
-    };
-    let theirs = UpstreamSession {
-        id: Some("up-b".into()),
-        protocol_version: "2025-11-25".into(),
-        revision: 3,
-        url: None,
-    };
-    assert_eq!(
-        a.set_upstream_session(&id, "gh", &mine).await.unwrap(),
-        mine
-    );
-    assert_eq!(
-        b.set_upstream_session(&id, "gh", &theirs).await.unwrap(),
-        mine,
-        "the first one stays"
-    );
-    let newer = UpstreamSession {
-        revision: 4,
-        ..theirs.clone()
-    };
-    assert_eq!(
-        b.set_upstream_session(&id, "gh", &newer).await.unwrap(),
-        newer,
-        "a newer revision replaces it"
-    );
-    b.clear_upstream_session(&id, "gh", Some("up-b"))
-        .await
-        .unwrap();
-    assert!(
-        a.get_session(&id)
-            .await
-            .unwrap()
-            .unwrap()
-            .upstreams
-            .is_empty()
-    );
-
-    let mut events = b.subscribe();
-    assert!(a.end_session(&id).await.unwrap());
-    let got = tokio::time::timeout(Duration::from_secs(5), events.recv())
-        .await
-        .expect("notified")
-        .unwrap();
-    assert_eq!(got, StoreEvent::SessionEnded { id_hash: id });
-    assert_eq!(b.get_session(&id).await.unwrap(), None);
-}
-
-#[tokio::test]
-async fn idle_sessions_are_swept_once_and_announced() {
-    let (a, pool) = store().await;
-    let b = PgStore::start(pool, keyring()).await.unwrap();
-    let record = |n: u8| SessionRecord {
-        id_hash: IdHash::of(&n.to_string()),
-        subject: "alice".into(),
-        endpoint: Endpoint::Aggregated,
-        protocol_version: "2025-11-25".into(),
-        client_info: None,
-        client_capabilities: None,
-        upstreams: Default::default(),
-        log_level: None,
-    };
-    a.create_session(&record(1)).await.unwrap();
-    a.create_session(&record(2)).await.unwrap();
-    let idle = Duration::from_secs(1);
-    assert!(a.sweep_sessions(idle).await.unwrap().is_empty());
-
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    b.touch_sessions(&[IdHash::of("2")]).await.unwrap();
-    let mut events = b.subscribe();
-    // Two replicas sweep at once: the idle session goes to exactly one of them.
-    let (x, y) = tokio::join!(a.sweep_sessions(idle), b.sweep_sessions(idle));
-    let swept: Vec<IdHash> = x
-        .unwrap()
-        .into_iter()
-        .chain(y.unwrap())
-        .map(|r| r.id_hash)
-        .collect();
-    assert_eq!(
-        swept,
-        vec![IdHash::of("1")],
-        "only the unused session is swept, once"
-    );
-    assert_eq!(a.get_session(&IdHash::of("1")).await.unwrap(), None);
-    assert!(a.get_session(&IdHash::of("2")).await.unwrap().is_some());
-    let got = tokio::time::timeout(Duration::from_secs(5), events.recv())
-        .await
-        .expect("notified")
-        .unwrap();
-    assert_eq!(
-        got,
-        StoreEvent::SessionEnded {
-            id_hash: IdHash::of("1")
-        }
     );
 }

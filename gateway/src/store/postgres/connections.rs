@@ -200,13 +200,24 @@ pub(super) async fn delete(pool: &PgPool, name: &str) -> Result<bool> {
 }
 
 pub(super) async fn prune(pool: &PgPool, source: Source, keep: &[String]) -> Result<Vec<String>> {
+    let mut tx = pool.begin().await?;
     let removed: Vec<String> = sqlx::query_scalar(
         "DELETE FROM connections WHERE source = $1 AND NOT (name = ANY($2)) RETURNING name",
     )
     .bind(source.as_str())
     .bind(keep)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    // Their tokens and pending flows go with them, as on delete.
+    sqlx::query("DELETE FROM oauth_tokens WHERE connection = ANY($1)")
+        .bind(&removed)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM oauth_pkce_states WHERE connection = ANY($1)")
+        .bind(&removed)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(removed)
 }
 
