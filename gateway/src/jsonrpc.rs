@@ -34,14 +34,43 @@ pub mod code {
 
 /// A message that is not valid JSON-RPC 2.0.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+#[error("{message}")]
+pub struct ParseError {
+    pub message: String,
+    /// Not JSON at all (JSON-RPC's parse error), rather than JSON that is not a valid
+    /// request (invalid request).
+    pub syntax: bool,
+}
+
+impl ParseError {
+    fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            syntax: false,
+        }
+    }
+
+    /// The JSON-RPC error code to answer with.
+    pub fn code(&self) -> i64 {
+        if self.syntax {
+            code::PARSE_ERROR
+        } else {
+            code::INVALID_REQUEST
+        }
+    }
+}
+
+/// Keeps an explicit `null` (serde maps it to `None` otherwise): a request whose id
+/// is `null` is invalid, not a notification.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
+}
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow, default)]
     jsonrpc: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     method: Option<Cow<'a, str>>,
@@ -76,18 +105,20 @@ impl<'a> Message<'a> {
     pub fn parse(input: &'a [u8]) -> Result<Self, ParseError> {
         let first = input.iter().find(|b| !b.is_ascii_whitespace());
         if first == Some(&b'[') {
-            return Err(ParseError(
-                "JSON-RPC batches are not supported (removed in MCP 2025-06-18)".into(),
+            return Err(ParseError::invalid(
+                "JSON-RPC batches are not supported (removed in MCP 2025-06-18)",
             ));
         }
-        let env: Envelope<'a> = serde_json::from_slice(input)
-            .map_err(|e| ParseError(format!("invalid JSON-RPC message: {e}")))?;
+        let env: Envelope<'a> = serde_json::from_slice(input).map_err(|e| ParseError {
+            message: format!("invalid JSON-RPC message: {e}"),
+            syntax: e.is_syntax() || e.is_eof(),
+        })?;
         if env.jsonrpc.as_deref() != Some("2.0") {
-            return Err(ParseError(
-                "not a JSON-RPC 2.0 message (jsonrpc must be \"2.0\")".into(),
+            return Err(ParseError::invalid(
+                "not a JSON-RPC 2.0 message (jsonrpc must be \"2.0\")",
             ));
         }
-        let msg = Message {
+        let mut msg = Message {
             id: env.id,
             method: env.method,
             params: env.params,
@@ -95,14 +126,17 @@ impl<'a> Message<'a> {
             error: env.error,
         };
         if msg.method.is_none() && msg.result.is_none() && msg.error.is_none() {
-            return Err(ParseError(
-                "message has neither method, result nor error".into(),
+            return Err(ParseError::invalid(
+                "message has neither method, result nor error",
             ));
         }
-        if let Some(id) = msg.id
-            && !is_valid_id(id)
-        {
-            return Err(ParseError("id must be a string or an integer".into()));
+        if let Some(id) = msg.id {
+            // An error answering a request that could not be read has a null id.
+            if msg.method.is_none() && id.get().trim() == "null" {
+                msg.id = None;
+            } else if !is_valid_id(id) {
+                return Err(ParseError::invalid("id must be a string or an integer"));
+            }
         }
         Ok(msg)
     }
@@ -343,7 +377,7 @@ impl RawParams {
         match params {
             None => Ok(Self::default()),
             Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|e| ParseError(format!("params must be an object: {e}"))),
+                .map_err(|e| ParseError::invalid(format!("params must be an object: {e}"))),
         }
     }
 
@@ -367,6 +401,33 @@ pub fn raw_string(s: &str) -> Box<RawValue> {
 /// than a panic.
 pub fn raw_or_null(json: String) -> Box<RawValue> {
     RawValue::from_string(json).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+/// How deeply arrays and objects nest in valid JSON text (a scalar is 0), found by
+/// a scan that builds nothing.
+pub fn depth(json: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// The `error.code` and `error.message` of an error response, for logs and audit.
@@ -420,7 +481,18 @@ mod tests {
             );
         }
         let e = Message::parse(b"[{}]").unwrap_err();
-        assert!(e.0.contains("batches"), "{e}");
+        assert!(e.message.contains("batches"), "{e}");
+        assert_eq!(e.code(), code::INVALID_REQUEST);
+        assert_eq!(
+            Message::parse(b"{\"jsonrpc\"").unwrap_err().code(),
+            code::PARSE_ERROR
+        );
+        // A request with a null id is invalid, not a notification.
+        let e = Message::parse(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#).unwrap_err();
+        assert_eq!(e.code(), code::INVALID_REQUEST);
+        // A response to an unreadable request may carry a null id.
+        let r = Message::parse(br#"{"jsonrpc":"2.0","id":null,"error":{"code":1,"message":"x"}}"#);
+        assert!(r.is_ok_and(|m| m.kind() == Kind::Response));
     }
 
     #[test]
@@ -450,6 +522,14 @@ mod tests {
             p.to_json(),
             r#"{"name":"search","arguments":{"q":"a\"b"},"_meta":{"progressToken":1}}"#
         );
+    }
+
+    #[test]
+    fn depth_counts_nesting_outside_strings() {
+        assert_eq!(depth("1"), 0);
+        assert_eq!(depth(r#"{"a":[1,{"b":{}}]}"#), 4);
+        assert_eq!(depth(r#"{"a":"[[[[{{{\"]]"}"#), 1);
+        assert_eq!(depth(r#"[[],[[]]]"#), 3);
     }
 
     #[test]

@@ -77,7 +77,13 @@ pub struct Metrics {
     pub audit_escaped: Counter,
     /// Audit events the store refused, kept in the dead-letter table instead.
     pub audit_dead_letters: Counter,
+    /// Audit events that did not fit in the queue and wait on disk only.
+    pub audit_spilled: Counter,
+    /// 1 when events wait in a spool on disk, 0 when in memory only.
+    pub audit_spool_enabled: Gauge,
     pub db_pool: Family<PoolLabels, Gauge>,
+    /// Connections closed at once: their client address held too many.
+    pub connections_refused: Counter,
 }
 
 fn duration_histogram() -> Histogram {
@@ -152,12 +158,12 @@ impl Metrics {
             audit_rows.clone(),
         );
         let audit_dropped = Family::<ReasonLabels, Counter>::default();
-        for reason in ["buffer_full", "unwritable", "shutdown"] {
+        for reason in ["buffer_full", "unwritable", "shutdown", "spool"] {
             let _ = audit_dropped.get_or_create(&ReasonLabels { reason });
         }
         registry.register(
             "audit_events_dropped",
-            "Audit events lost, by reason: buffer_full (the store was away too long), unwritable (refused by the store and by its dead-letter table), shutdown (still unwritten when the process stopped)",
+            "Audit events lost, by reason: buffer_full (no spool, and the store was away too long), unwritable (refused by the store and by its dead-letter table), shutdown (no spool, and still unwritten when the process stopped), spool (unreadable in the spool)",
             audit_dropped.clone(),
         );
         let audit_escaped = Counter::default();
@@ -165,6 +171,18 @@ impl Metrics {
             "audit_events_escaped",
             "Audit events written with text the store cannot hold as sent (NUL) escaped, and marked so",
             audit_escaped.clone(),
+        );
+        let audit_spilled = Counter::default();
+        registry.register(
+            "audit_events_spilled",
+            "Audit events that did not fit in the in-memory queue and wait in the spool on disk",
+            audit_spilled.clone(),
+        );
+        let audit_spool_enabled = Gauge::default();
+        registry.register(
+            "audit_spool_enabled",
+            "1 when audit events wait in a spool on disk until written, 0 when in memory only",
+            audit_spool_enabled.clone(),
         );
         let audit_dead_letters = Counter::default();
         registry.register(
@@ -177,6 +195,12 @@ impl Metrics {
             "db_pool_connections",
             "Postgres pool connections by state",
             db_pool.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Client connections closed at once because their address held http.maxConnectionsPerClient already",
+            connections_refused.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -200,7 +224,10 @@ impl Metrics {
             audit_dropped,
             audit_escaped,
             audit_dead_letters,
+            audit_spilled,
+            audit_spool_enabled,
             db_pool,
+            connections_refused,
         })
     }
 

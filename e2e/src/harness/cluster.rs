@@ -17,6 +17,9 @@ pub struct Cluster {
     pub lb: Nginx,
     config: String,
     extra_env: Vec<(String, String)>,
+    /// Each replica's audit spool lives under here, by replica id, and outlives the
+    /// replica's processes (as an emptyDir outlives a container).
+    pub spools: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -57,6 +60,7 @@ impl Cluster {
                 (k.to_string(), v)
             })
             .collect();
+        let spools = tempfile::tempdir().unwrap_or_else(|e| panic!("spool dirs: {e}"));
         let replicas: Vec<Gateway> = ports
             .iter()
             .enumerate()
@@ -66,6 +70,7 @@ impl Cluster {
                     &keys,
                     config,
                     &extra_env,
+                    spools.path(),
                     &format!("r{}", i + 1),
                     *port,
                 )
@@ -83,7 +88,40 @@ impl Cluster {
             lb,
             config: config.to_owned(),
             extra_env,
+            spools,
         }
+    }
+
+    /// Starts replica `i` again (same id, port, spool and settings) after it died.
+    pub async fn revive(&mut self, i: usize) {
+        let port: u16 = self.replicas[i]
+            .base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let mut attempt = 0;
+        let g = loop {
+            attempt += 1;
+            let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                replica(
+                    &self.db,
+                    &self.keys,
+                    &self.config,
+                    &self.extra_env,
+                    self.spools.path(),
+                    &format!("r{}", i + 1),
+                    port,
+                )
+            }));
+            match started {
+                Ok(g) => break g,
+                Err(e) if attempt > 20 => std::panic::resume_unwind(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        };
+        g.wait_ready().await;
+        self.replicas[i] = g;
     }
 
     /// Stops every replica and starts them again with `keys` (same database, same
@@ -113,6 +151,7 @@ impl Cluster {
                         &self.keys,
                         &self.config,
                         &self.extra_env,
+                        self.spools.path(),
                         &format!("r{}", i + 1),
                         port,
                     )
@@ -130,7 +169,15 @@ impl Cluster {
 
     /// Starts one more replica process with this cluster's settings.
     pub fn start_replica(&self, id: &str) -> Gateway {
-        replica(&self.db, &self.keys, &self.config, &self.extra_env, id, 0)
+        replica(
+            &self.db,
+            &self.keys,
+            &self.config,
+            &self.extra_env,
+            self.spools.path(),
+            id,
+            0,
+        )
     }
 
     /// PUT /api/v1/connections/{name} on replica `i`; returns the status code.
@@ -201,14 +248,17 @@ fn replica(
     keys: &str,
     config: &str,
     extra: &[(String, String)],
+    spools: &std::path::Path,
     id: &str,
     port: u16,
 ) -> Gateway {
+    let spool = spools.join(id).to_string_lossy().into_owned();
     let mut env: Vec<(&str, &str)> = vec![
         ("DATABASE_URL", &db.url),
         ("HAWSER_ENCRYPTION_KEYS", keys),
         ("HAWSER_ADMIN_TOKEN", ADMIN_TOKEN),
         ("HAWSER_REPLICA_ID", id),
+        ("HAWSER_AUDIT_SPOOL_DIR", &spool),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     Gateway::start_at(&format!("127.0.0.1:{port}"), config, &env, &[])

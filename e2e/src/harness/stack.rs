@@ -95,6 +95,8 @@ pub struct Gateway {
     /// `http://127.0.0.1:PORT`
     pub base: String,
     _config: tempfile::NamedTempFile,
+    /// This gateway's own audit spool, unless the test gave one.
+    _spool: Option<tempfile::TempDir>,
 }
 
 impl Gateway {
@@ -130,12 +132,21 @@ impl Gateway {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Every gateway gets a spool of its own: two processes never share one.
+        let spool = if env.iter().any(|(k, _)| *k == "HAWSER_AUDIT_SPOOL_DIR") {
+            None
+        } else {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("spool dir: {e}"));
+            cmd.env("HAWSER_AUDIT_SPOOL_DIR", dir.path());
+            Some(dir)
+        };
         let mut child = Child::spawn("hawser", &mut cmd);
         let base = child.wait_listening();
         Self {
             child,
             base,
             _config: file,
+            _spool: spool,
         }
     }
 

@@ -18,6 +18,8 @@ pub enum Error {
     /// A spec problem in `field`.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
     /// The path does not name a connection.
     #[error("{0}")]
     BadPath(String),
@@ -45,6 +47,7 @@ impl Error {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid { .. } | Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ManagedByResource(_) | Self::ManagedByFile(_) | Self::NamespacedName(_) => {
                 StatusCode::CONFLICT
             }

@@ -171,6 +171,14 @@ async fn write(
     body: Bytes,
 ) -> Result<Response, Error> {
     authorize(admin, headers)?;
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(Error::UnsupportedMediaType);
+    }
     if name.contains('/') {
         return Err(Error::NamespacedName(name.to_owned()));
     }

@@ -5,8 +5,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::{Record, Redactor};
 use crate::clock::Timestamp;
 use crate::store::AuditEvent;
+
+/// Parameters larger than this are summarized instead of stored.
+const MAX_PARAMS: usize = 64 * 1024;
+/// Responses larger than this are not parsed to count content blocks.
+const MAX_PARSED_RESPONSE: usize = 1024 * 1024;
 
 /// Who made a request and from where, as the audit log records it.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +50,7 @@ pub fn begin(
     target: Option<String>,
 ) -> AuditEvent {
     AuditEvent {
+        event_id: String::new(),
         ts: Timestamp::now(),
         request_id: caller.request_id.clone(),
         session: caller.session.clone(),
@@ -85,4 +92,93 @@ pub fn refuse(event: &mut AuditEvent, category: &str, message: &str, elapsed: Du
     event.error_category = Some(category.to_owned());
     event.error_message = Some(message.chars().take(MAX_MESSAGE_CHARS).collect());
     event.duration_ms = elapsed.as_secs_f64() * 1000.0;
+}
+
+/// An event as it is stored: parameters redacted (or summarized when large), content
+/// blocks counted, a result that says `isError` made a failure.
+pub fn prepare(record: Record, redactor: &Redactor) -> AuditEvent {
+    let mut event = record.event;
+    if let Some(raw) = record.params {
+        event.params = Some(if raw.len() > MAX_PARAMS {
+            crate::store::AuditParams::Value(
+                serde_json::json!({"truncated": true, "bytes": raw.len()}),
+            )
+        } else if !redactor.may_need(&raw) {
+            // Nothing to redact: stored as sent, without decoding it here.
+            crate::store::AuditParams::Raw(String::from_utf8_lossy(&raw).into_owned())
+        } else {
+            match serde_json::from_slice::<serde_json::Value>(&raw) {
+                Ok(mut v) => {
+                    redactor.redact(&mut v);
+                    crate::store::AuditParams::Value(v)
+                }
+                Err(_) => {
+                    crate::store::AuditParams::Value(serde_json::json!({"unparseable": true}))
+                }
+            }
+        });
+    }
+    if let Some(response) = record.response
+        && response.len() <= MAX_PARSED_RESPONSE
+        && let Some((blocks, is_error)) = inspect(&response)
+    {
+        event.content_blocks = blocks;
+        // A tool that reports failure in its result failed, even though the
+        // protocol exchange succeeded.
+        if is_error && event.success {
+            event.success = false;
+            event.error_category = Some("upstream".into());
+            event.error_message = Some("the tool reported an error (isError)".into());
+        }
+    }
+    event
+}
+
+/// Number of content blocks of a tools/call, prompts/get or resources/read result
+/// (`content`, `messages`, `contents`), and whether a tool result says `isError`.
+fn inspect(response: &[u8]) -> Option<(Option<i32>, bool)> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        result: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Counted {
+        content: Option<Vec<serde::de::IgnoredAny>>,
+        messages: Option<Vec<serde::de::IgnoredAny>>,
+        contents: Option<Vec<serde::de::IgnoredAny>>,
+        #[serde(rename = "isError", default)]
+        is_error: bool,
+    }
+    let env: Envelope<'_> = serde_json::from_slice(response).ok()?;
+    let c: Counted = serde_json::from_str(env.result?.get()).ok()?;
+    let blocks = c
+        .content
+        .or(c.messages)
+        .or(c.contents)
+        .map(|v| i32::try_from(v.len()).unwrap_or(i32::MAX));
+    Some((blocks, c.is_error))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_content_blocks() {
+        assert_eq!(
+            super::inspect(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"a"},{"type":"image"}]}}"#),
+            Some((Some(2), false))
+        );
+        assert_eq!(
+            super::inspect(br#"{"jsonrpc":"2.0","id":1,"result":{"messages":[{}]}}"#),
+            Some((Some(1), false))
+        );
+        assert_eq!(
+            super::inspect(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#),
+            Some((Some(0), true))
+        );
+        assert_eq!(
+            super::inspect(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#),
+            None
+        );
+    }
 }

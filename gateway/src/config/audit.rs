@@ -22,6 +22,11 @@ pub struct AuditSettings {
     /// Events older than this are deleted.
     pub retention: Duration,
     pub redact: Vec<String>,
+    /// Where events wait until the store has them (shared mode). `None`: a
+    /// directory under the system's temporary directory, per replica.
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Most the spool may hold on disk.
+    pub spool_max_bytes: u64,
 }
 
 impl Default for AuditSettings {
@@ -34,6 +39,8 @@ impl Default for AuditSettings {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            spool_dir: None,
+            spool_max_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -60,6 +67,13 @@ pub(super) fn resolve(
     }
     if let Some(keys) = raw.redact_keys {
         audit.redact = keys;
+    }
+    audit.spool_dir = env
+        .var("HAWSER_AUDIT_SPOOL_DIR")
+        .or(raw.spool_dir)
+        .map(std::path::PathBuf::from);
+    if let Some(n) = raw.spool_max_bytes {
+        audit.spool_max_bytes = n;
     }
     Ok(audit)
 }

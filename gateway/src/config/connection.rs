@@ -124,6 +124,11 @@ pub struct Policy {
     pub allow_stdio_from_api: bool,
 }
 
+/// Longest `timeouts.connect`: a dial that takes longer is better reported as down.
+pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Longest `timeouts.call`: a day (a client waiting longer has gone away).
+pub const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// Separator between prefix and name on the aggregated endpoint.
 pub const PREFIX_SEPARATOR: &str = "__";
 
@@ -331,6 +336,24 @@ pub fn resolve(
         include: compile_globs(&spec.tools.include, "tools.include")?,
         exclude: compile_globs(&spec.tools.exclude, "tools.exclude")?,
     };
+    for (field, value, max) in [
+        (
+            "timeouts.connect",
+            spec.timeouts.connect,
+            MAX_CONNECT_TIMEOUT,
+        ),
+        ("timeouts.call", spec.timeouts.call, MAX_CALL_TIMEOUT),
+    ] {
+        if value.get() > max {
+            return Err(SpecError::new(
+                field,
+                format!(
+                    "{value} is longer than the {} the gateway allows",
+                    hawser_crds::Duration::from_secs(max.as_secs())
+                ),
+            ));
+        }
+    }
 
     Ok(ConnectionConfig {
         name: name.to_owned(),
@@ -448,6 +471,30 @@ mod tests {
             Policy::default(),
             &InlineOnly,
         )
+    }
+
+    #[test]
+    fn absurd_timeouts_are_refused_with_the_limit() {
+        let e = resolve_api(
+            "x",
+            serde_json::json!({"url": "https://mcp.example.com/mcp", "timeouts": {"call": "99999999999999d"}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "timeouts.call");
+        assert!(e.message.contains("24h"), "{e}");
+        let e = resolve_api(
+            "x",
+            serde_json::json!({"url": "https://mcp.example.com/mcp", "timeouts": {"connect": "11m"}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "timeouts.connect");
+        assert!(
+            resolve_api(
+                "x",
+                serde_json::json!({"url": "https://mcp.example.com/mcp", "timeouts": {"call": "24h", "connect": "10m"}}),
+            )
+            .is_ok()
+        );
     }
 
     #[test]

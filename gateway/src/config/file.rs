@@ -30,9 +30,28 @@ pub struct RawConfig {
     /// Client sessions.
     #[serde(default)]
     pub sessions: RawSessions,
+    /// Limits of the HTTP server towards clients.
+    #[serde(default)]
+    pub http: RawHttp,
     /// Upstream MCP servers.
     #[serde(default)]
     pub connections: Vec<McpConnectionSpec>,
+}
+
+/// HTTP server limits, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawHttp {
+    /// Largest POST body on `/mcp` (bytes; default 16 MiB; `HAWSER_MAX_REQUEST_BYTES`).
+    pub max_request_bytes: Option<usize>,
+    /// Time a client has to send a request's headers, counted from when the
+    /// connection is waiting for one: it also closes keep-alive connections idle this
+    /// long (default 30s).
+    pub header_read_timeout: Option<hawser_crds::Duration>,
+    /// Time a client has to send a request's body once its headers arrived (default 30s).
+    pub body_read_timeout: Option<hawser_crds::Duration>,
+    /// Open connections one client address may hold (default 512; 0 = no cap).
+    pub max_connections_per_client: Option<usize>,
 }
 
 /// Client session settings, as written.
@@ -55,6 +74,11 @@ pub struct RawAudit {
     pub buffer_size: Option<usize>,
     /// Parameter keys whose values are redacted (replaces the default list).
     pub redact_keys: Option<Vec<String>>,
+    /// Directory where events wait until the store has them (shared mode;
+    /// `HAWSER_AUDIT_SPOOL_DIR`; default under the temporary directory, per replica).
+    pub spool_dir: Option<String>,
+    /// Most the spool may hold on disk, in bytes (default 1 GiB).
+    pub spool_max_bytes: Option<u64>,
 }
 
 /// Host/Origin allow-lists for `/mcp`.

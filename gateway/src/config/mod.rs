@@ -9,6 +9,7 @@ mod client_auth;
 mod connection;
 mod env;
 mod file;
+mod http;
 pub mod net;
 mod security;
 #[cfg(test)]
@@ -27,6 +28,7 @@ pub use connection::{
 };
 pub use env::{Env, ProcessEnv};
 pub use file::{FileError, RawConfig};
+pub use http::HttpLimits;
 pub use security::Security;
 
 use crate::crypto::{CryptoError, Keyring, Secret};
@@ -91,6 +93,7 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Sessions unused for this long are ended (their upstream sessions closed).
     pub session_idle_timeout: std::time::Duration,
+    pub http: HttpLimits,
     pub connections: Vec<ConnectionConfig>,
 }
 
@@ -215,6 +218,20 @@ impl Settings {
         let policy = Policy {
             allow_stdio_from_api: security.allow_stdio_from_api,
         };
+        let replica_id = env
+            .var("HAWSER_REPLICA_ID")
+            .or(raw.replica_id)
+            .or_else(|| env.hostname())
+            .unwrap_or_else(|| "hawser".to_owned());
+        let mut audit = audit::resolve(raw.audit, env)?;
+        if audit.spool_dir.is_none() {
+            let tmp = env.var("TMPDIR").unwrap_or_else(|| "/tmp".to_owned());
+            audit.spool_dir = Some(
+                PathBuf::from(tmp)
+                    .join("hawser-audit-spool")
+                    .join(&replica_id),
+            );
+        }
         Ok(Self {
             listen: listen(flags, env, raw.listen)?,
             database_url: env.var("DATABASE_URL").map(Secret::new),
@@ -223,11 +240,7 @@ impl Settings {
                 .map(|keys| Keyring::parse(&keys))
                 .transpose()?,
             admin_token: admin_token(env, raw.admin_token, &secrets)?,
-            replica_id: env
-                .var("HAWSER_REPLICA_ID")
-                .or(raw.replica_id)
-                .or_else(|| env.hostname())
-                .unwrap_or_else(|| "hawser".to_owned()),
+            replica_id,
             public_url: env
                 .var("HAWSER_PUBLIC_URL")
                 .or(raw.public_url)
@@ -238,8 +251,9 @@ impl Settings {
                 .transpose()?,
             security,
             client_auth: client_auth::resolve(raw.client_auth, &secrets)?,
-            audit: audit::resolve(raw.audit, env)?,
+            audit,
             session_idle_timeout: session_idle_timeout(env, raw.sessions)?,
+            http: http::resolve(raw.http, env)?,
             connections: connections(raw.connections, &label, policy, &secrets)?,
             config_path,
         })

@@ -11,13 +11,10 @@ use bytes::Bytes;
 use super::error::{Error, Result};
 use super::session::{ClientSession, SessionError};
 use super::state::Front;
-use crate::config::Security;
+use crate::config::{HttpLimits, Security};
 use crate::endpoint::Endpoint;
 use crate::headers::MCP_SESSION_ID;
 use crate::identity::{self, Identity};
-
-/// Largest JSON-RPC message accepted from a client.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
 /// The endpoint a path names: `/mcp`, `/mcp/{connection}` or `/mcp/{namespace}/{name}`.
 pub fn endpoint_of(path: &str) -> Result<Endpoint> {
@@ -35,8 +32,31 @@ pub fn endpoint_of(path: &str) -> Result<Endpoint> {
     Ok(Endpoint::from_stored(rest))
 }
 
-/// Rejects requests whose `Host` or `Origin` is not allowed.
+/// Headers a request may carry once: with two, which one a check read and which one
+/// a later step (or a proxy) reads could differ.
+const SINGLE: [(header::HeaderName, &str); 6] = [
+    (header::HOST, "Host"),
+    (header::ORIGIN, "Origin"),
+    (header::AUTHORIZATION, "Authorization"),
+    (header::CONTENT_TYPE, "Content-Type"),
+    (
+        header::HeaderName::from_static(MCP_SESSION_ID),
+        "Mcp-Session-Id",
+    ),
+    (
+        header::HeaderName::from_static(crate::headers::MCP_PROTOCOL_VERSION),
+        "MCP-Protocol-Version",
+    ),
+];
+
+/// Rejects requests that repeat a header that must be single, or whose `Host` or
+/// `Origin` is not allowed.
 pub fn check_origin(security: &Security, headers: &HeaderMap) -> Result<()> {
+    for (name, label) in &SINGLE {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(Error::DuplicateHeader(label));
+        }
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -83,12 +103,22 @@ pub fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     }
 }
 
-/// Reads a POST body, refusing what is too large, not JSON, or sent by a client
-/// that cannot take both answer forms.
-pub async fn read_body(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes> {
-    let body = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+/// Reads a POST body, refusing what is too large, too slow, not JSON, or sent by a
+/// client that cannot take both answer forms.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limits: &HttpLimits,
+) -> Result<Bytes> {
+    let body = axum::body::to_bytes(body, limits.max_request_bytes)
         .await
-        .map_err(|_| Error::BodyTooLarge(MAX_REQUEST_BYTES))?;
+        .map_err(|e| {
+            if crate::server::listener::is_body_timeout(&e) {
+                Error::BodyTimeout(limits.body_read_timeout)
+            } else {
+                Error::BodyTooLarge(limits.max_request_bytes)
+            }
+        })?;
     let is_json = header_str(headers, header::CONTENT_TYPE.as_str()).is_some_and(|c| {
         c.split(';')
             .next()
@@ -198,6 +228,13 @@ mod tests {
             )
             .is_ok()
         );
+        // A second Host (the first allowed, the second not) is refused outright.
+        let mut two = headers(&[("host", "localhost")]);
+        two.append("host", "evil.example".parse().unwrap());
+        assert!(matches!(
+            check_origin(&security, &two),
+            Err(Error::DuplicateHeader("Host"))
+        ));
     }
 
     #[test]
@@ -222,10 +259,15 @@ mod tests {
             ("content-type", "application/json; charset=utf-8"),
             ("accept", "application/json, text/event-stream"),
         ]);
-        assert!(read_body(&ok, axum::body::Body::from("{}")).await.is_ok());
+        let limits = HttpLimits::default();
+        assert!(
+            read_body(&ok, axum::body::Body::from("{}"), &limits)
+                .await
+                .is_ok()
+        );
         let text = headers(&[("content-type", "text/plain")]);
         assert!(matches!(
-            read_body(&text, axum::body::Body::from("{}")).await,
+            read_body(&text, axum::body::Body::from("{}"), &limits).await,
             Err(Error::UnsupportedMediaType)
         ));
         let json_only = headers(&[
@@ -233,7 +275,7 @@ mod tests {
             ("accept", "application/json"),
         ]);
         assert!(matches!(
-            read_body(&json_only, axum::body::Body::from("{}")).await,
+            read_body(&json_only, axum::body::Body::from("{}"), &limits).await,
             Err(Error::NotAcceptable)
         ));
     }

@@ -107,7 +107,7 @@ fn list(
 }
 
 fn params(msg: &Message<'_>) -> Result<RawParams> {
-    RawParams::parse(msg.params).map_err(|e| Error::InvalidParams(e.0))
+    RawParams::parse(msg.params).map_err(|e| Error::InvalidParams(e.message))
 }
 
 /// A request on its way to one upstream.

@@ -19,6 +19,8 @@ pub enum Error {
     UnknownPath,
     #[error("unknown connection {0:?}")]
     UnknownConnection(String),
+    #[error("more than one {0} header")]
+    DuplicateHeader(&'static str),
     #[error("Host {0:?} is not allowed (security.allowedHosts)")]
     HostNotAllowed(String),
     #[error("Origin {0:?} is not allowed (security.allowedOrigins)")]
@@ -27,6 +29,8 @@ pub enum Error {
     Unauthenticated(Rejection),
     #[error("request body larger than {0} bytes, or unreadable")]
     BodyTooLarge(usize),
+    #[error("request body not received within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("Accept must include application/json and text/event-stream")]
@@ -88,11 +92,13 @@ impl Error {
             Self::HostNotAllowed(_) | Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotAcceptable | Self::NotAcceptableStream => StatusCode::NOT_ACCEPTABLE,
-            Self::Parse(_) | Self::UnsupportedVersion { .. } | Self::SessionRequired => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Parse(_)
+            | Self::DuplicateHeader(_)
+            | Self::UnsupportedVersion { .. }
+            | Self::SessionRequired => StatusCode::BAD_REQUEST,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::OK,
         }
@@ -101,7 +107,7 @@ impl Error {
     /// The JSON-RPC error code of the body.
     pub fn jsonrpc_code(&self) -> i64 {
         match self {
-            Self::Parse(_) => code::PARSE_ERROR,
+            Self::Parse(e) => e.code(),
             Self::InvalidParams(_) | Self::UnknownName { .. } => code::INVALID_PARAMS,
             Self::MethodNotFound { .. } => code::METHOD_NOT_FOUND,
             Self::ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
@@ -150,11 +156,19 @@ impl Error {
         }
         let mut r = reply::json(self.to_message(id));
         *r.status_mut() = self.status();
-        if let Self::Unauthenticated(_) = self {
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"hawser\""),
-            );
+        match self {
+            Self::Unauthenticated(_) => {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"hawser\""),
+                );
+            }
+            // The store answers again within seconds, or the probe says it is away.
+            Self::Store(_) => {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         r
     }
@@ -254,7 +268,9 @@ mod tests {
     fn store_details_stay_in_the_log() {
         let e = Error::Store(crate::store::Error::Corrupt("table sessions, row 7".into()));
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let b = body(e.reply(None));
+        let r = e.reply(None);
+        assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        let b = body(r);
         assert_eq!(b["error"]["message"], "session store unavailable; retry");
     }
 }

@@ -35,6 +35,56 @@ pub async fn sessionless(
     Some(reply.unwrap_or_else(|e| e.reply(Some(&id))))
 }
 
+/// Most a session keeps of a client's `capabilities` (JSON text) …
+pub const MAX_CAPABILITIES_BYTES: usize = 16 * 1024;
+/// … and of its `clientInfo`.
+pub const MAX_CLIENT_INFO_BYTES: usize = 4 * 1024;
+/// Deepest nesting accepted in either.
+pub const MAX_DEPTH: usize = 8;
+
+/// What an `initialize` asks for. Capabilities and client info stay the client's JSON
+/// text: a session keeps them as they came, bounded, instead of decoding them.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Params {
+    protocol_version: Option<String>,
+    capabilities: Option<Box<RawValue>>,
+    client_info: Option<Box<RawValue>>,
+}
+
+impl Params {
+    fn parse(msg: &Message<'_>) -> Result<Self> {
+        let params: Self = msg
+            .params
+            .map(|p| serde_json::from_str(p.get()))
+            .transpose()
+            .map_err(|e| Error::InvalidParams(format!("invalid initialize params: {e}")))?
+            .unwrap_or_default();
+        for (field, value, max) in [
+            ("capabilities", &params.capabilities, MAX_CAPABILITIES_BYTES),
+            ("clientInfo", &params.client_info, MAX_CLIENT_INFO_BYTES),
+        ] {
+            let Some(value) = value else { continue };
+            if !value.get().trim_start().starts_with('{') {
+                return Err(Error::InvalidParams(format!(
+                    "params.{field} must be an object"
+                )));
+            }
+            if value.get().len() > max {
+                return Err(Error::InvalidParams(format!(
+                    "params.{field} is larger than {max} bytes"
+                )));
+            }
+            if jsonrpc::depth(value.get()) > MAX_DEPTH {
+                return Err(Error::InvalidParams(format!(
+                    "params.{field} nests deeper than {MAX_DEPTH} levels"
+                )));
+            }
+        }
+        Ok(params)
+    }
+}
+
 async fn initialize(
     front: &Front,
     endpoint: &Endpoint,
@@ -42,19 +92,7 @@ async fn initialize(
     msg: &Message<'_>,
     id: &Id,
 ) -> Result<Reply> {
-    #[derive(serde::Deserialize, Default)]
-    #[serde(rename_all = "camelCase")]
-    struct Params {
-        protocol_version: Option<String>,
-        capabilities: Option<serde_json::Value>,
-        client_info: Option<serde_json::Value>,
-    }
-    let params: Params = msg
-        .params
-        .map(|p| serde_json::from_str(p.get()))
-        .transpose()
-        .map_err(|e| Error::InvalidParams(format!("invalid initialize params: {e}")))?
-        .unwrap_or_default();
+    let params = Params::parse(msg)?;
     let version = version::negotiate(params.protocol_version.as_deref());
     let view = front.registry.view();
     let result = match endpoint {
@@ -68,11 +106,7 @@ async fn initialize(
             connection_result(&upstream, version).map_err(|e| Error::upstream(name, e))?
         }
     };
-    let init = ClientInit {
-        protocol_version: version.to_owned(),
-        capabilities: params.capabilities,
-        client_info: params.client_info,
-    };
+    let init = ClientInit::new(version.to_owned(), params.capabilities, params.client_info);
     let (session_id, session) = front
         .sessions
         .create(identity, endpoint, init)
@@ -116,7 +150,8 @@ fn connection_result(upstream: &Upstream, version: &str) -> Result<String, Upstr
         .catalog()
         .ok_or_else(|| UpstreamError::Unavailable("not connected yet".into()))?;
     let raw: &RawValue = &catalog.initialize;
-    let mut members = RawParams::parse(Some(raw)).map_err(|e| UpstreamError::Protocol(e.0))?;
+    let mut members =
+        RawParams::parse(Some(raw)).map_err(|e| UpstreamError::Protocol(e.message))?;
     members.0.set("protocolVersion", raw_string(version));
     if let Some(caps) = members.0.get("capabilities") {
         let mut caps: serde_json::Value = serde_json::from_str(caps.get()).unwrap_or_default();

@@ -35,7 +35,6 @@ mod state;
 mod stream;
 pub mod version;
 
-pub use admission::MAX_REQUEST_BYTES;
 pub use background::spawn as spawn_background;
 pub use error::Error;
 pub use routes::router;

@@ -77,7 +77,7 @@ async fn handle_post(
             return error.reply(None);
         }
     };
-    let body = match admission::read_body(&headers, body).await {
+    let body = match admission::read_body(&headers, body, &front.limits).await {
         Ok(body) => body,
         Err(error) => return error.reply(None),
     };

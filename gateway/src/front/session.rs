@@ -16,7 +16,7 @@ use crate::endpoint::Endpoint;
 use crate::identity::Identity;
 use crate::jsonrpc::Id;
 use crate::registry::Registry;
-use crate::store::{self, BusMessage, SessionRecord, Store, UpstreamSession};
+use crate::store::{self, BusMessage, Health, SessionRecord, Store, UpstreamSession};
 use crate::upstream::{ClientInit, Upstream, UpstreamError};
 
 /// A new unguessable session id (256 random bits).
@@ -73,11 +73,11 @@ impl ClientSession {
             handle: record.id_hash.handle(),
             subject: record.subject.clone(),
             endpoint: record.endpoint.clone(),
-            init: ClientInit {
-                protocol_version: record.protocol_version.clone(),
-                capabilities: record.client_capabilities.clone(),
-                client_info: record.client_info.clone(),
-            },
+            init: ClientInit::new(
+                record.protocol_version.clone(),
+                record.client_capabilities.clone(),
+                record.client_info.clone(),
+            ),
             log_level: Mutex::new(record.log_level.clone()),
             upstreams: Mutex::new(upstreams),
             streams: Mutex::new(Vec::new()),
@@ -91,10 +91,7 @@ impl ClientSession {
 
     /// Whether the client declared `capability` (e.g. `elicitation`) in initialize.
     pub fn supports(&self, capability: &str) -> bool {
-        self.init
-            .capabilities
-            .as_ref()
-            .is_some_and(|c| c.get(capability).is_some_and(|v| !v.is_null()))
+        self.init.declared.has(capability)
     }
 
     /// Registers a request in flight; the guard unregisters it.
@@ -226,13 +223,17 @@ impl Cache {
 /// Every session this replica has seen recently.
 pub struct Sessions {
     store: Arc<dyn Store>,
+    /// Store operations on a request's path go through it: fast failure when the
+    /// store is away, never a wait longer than its budget.
+    health: Arc<Health>,
     cache: RwLock<Cache>,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, health: Arc<Health>) -> Arc<Self> {
         Arc::new(Self {
             store,
+            health,
             cache: RwLock::new(Cache::default()),
         })
     }
@@ -255,7 +256,9 @@ impl Sessions {
             upstreams: Default::default(),
             log_level: None,
         };
-        self.store.create_session(&record).await?;
+        self.health
+            .within_budget(self.store.create_session(&record))
+            .await?;
         let session = Arc::new(ClientSession::from_record(&record));
         let session = self.write_cache().insert(&id, session);
         Ok((id, session))
@@ -283,8 +286,8 @@ impl Sessions {
             None => {
                 let key = IdHash::of(id);
                 let record = self
-                    .store
-                    .get_session(&key)
+                    .health
+                    .within_budget(self.store.get_session(&key))
                     .await?
                     .ok_or(SessionError::NotFound)?;
                 let fresh = Arc::new(ClientSession::from_record(&record));
@@ -308,7 +311,9 @@ impl Sessions {
         session: &Arc<ClientSession>,
         registry: &Registry,
     ) -> Result<(), store::Error> {
-        self.store.end_session(&session.id_hash).await?;
+        self.health
+            .within_budget(self.store.end_session(&session.id_hash))
+            .await?;
         self.forget(&session.id_hash);
         for (connection, upstream_session) in session.upstream_sessions() {
             if let Some(upstream) = registry.upstream(&connection) {
@@ -381,7 +386,11 @@ impl Sessions {
             return Ok(shared);
         }
         // Another replica may have opened one already.
-        if let Ok(Some(record)) = self.store.get_session(&session.id_hash).await
+        let recorded = self
+            .health
+            .within_budget(self.store.get_session(&session.id_hash))
+            .await;
+        if let Ok(Some(record)) = &recorded
             && let Some(recorded) = record.upstreams.get(upstream.name())
         {
             if recorded.revision == upstream.revision() {
@@ -391,13 +400,29 @@ impl Sessions {
             superseded = Some(recorded.clone());
         }
         let fresh = upstream.open_session(&session.init).await?;
-        let winner = self
-            .store
-            .set_upstream_session(&session.id_hash, upstream.name(), &fresh)
+        if recorded.is_err() {
+            // The store is away: serve the call with an upstream session of this
+            // replica's own, unrecorded (another replica may open a second one).
+            tracing::warn!(session = %session.handle, connection = %upstream.name(), "store unreachable: upstream session not shared with other replicas");
+            *guard = Some(fresh.clone());
+            return Ok(fresh);
+        }
+        let winner = match self
+            .health
+            .within_budget(self.store.set_upstream_session(
+                &session.id_hash,
+                upstream.name(),
+                &fresh,
+            ))
             .await
-            .map_err(|e| {
-                UpstreamError::Unavailable(format!("cannot record upstream session: {e}"))
-            })?;
+        {
+            Ok(winner) => winner,
+            Err(error) => {
+                tracing::warn!(session = %session.handle, connection = %upstream.name(), %error, "cannot record the upstream session; using it unshared");
+                *guard = Some(fresh.clone());
+                return Ok(fresh);
+            }
+        };
         if winner != fresh {
             upstream.close_session(fresh);
         } else {
@@ -438,8 +463,12 @@ impl Sessions {
             *guard = None;
         }
         if let Err(error) = self
-            .store
-            .clear_upstream_session(&session.id_hash, upstream.name(), stale.id.as_deref())
+            .health
+            .within_budget(self.store.clear_upstream_session(
+                &session.id_hash,
+                upstream.name(),
+                stale.id.as_deref(),
+            ))
             .await
         {
             tracing::warn!(%error, "cannot clear expired upstream session");

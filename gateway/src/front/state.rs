@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::relay::Relay;
 use super::session::Sessions;
 use crate::audit::Auditor;
-use crate::config::{ClientAuth, Security};
+use crate::config::{ClientAuth, HttpLimits, Security};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::Store;
@@ -26,6 +26,7 @@ pub struct Front {
     pub replica: String,
     /// Sessions unused for this long are ended.
     pub session_idle_timeout: Duration,
+    pub limits: HttpLimits,
     /// Cancelled when the process is asked to stop: GET streams end (the clients
     /// re-open them on another replica) so that shutdown waits only for calls.
     pub draining: CancellationToken,

@@ -1,6 +1,7 @@
 //! Wires the gateway together and serves it until shutdown.
 
-use std::net::SocketAddr;
+pub mod listener;
+
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -19,11 +20,15 @@ use crate::front::{self, Front};
 use crate::metrics::Metrics;
 use crate::oauth::OAuth;
 use crate::registry::{Registry, RegistrySettings};
-use crate::store::{MemoryStore, PgStore, Store};
+use crate::store::{Health, MemoryStore, PgStore, Store, StoreKind};
 
 /// Shared application state.
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub health: Arc<Health>,
+    pub auditor: Arc<Auditor>,
+    /// Stops the audit writer (after the HTTP server has finished).
+    pub audit_stop: CancellationToken,
     pub registry: Arc<Registry>,
     pub front: Arc<Front>,
     pub admin: Arc<Admin>,
@@ -137,23 +142,38 @@ pub async fn build(
         metrics.clone(),
         shutdown.child_token(),
     );
+    let health = match store.kind() {
+        StoreKind::Memory => Health::always_up(),
+        StoreKind::Postgres => Health::spawn(store.clone(), shutdown.child_token()),
+    };
+    // Events wait on disk until the store has them; in embedded mode they are log
+    // lines, written at once.
+    let spool_dir = match store.kind() {
+        StoreKind::Memory => None,
+        StoreKind::Postgres => settings.audit.spool_dir.clone(),
+    };
+    // The audit writer outlives the HTTP server: it stops once the last request has
+    // recorded its event (see `serve`).
+    let audit_stop = CancellationToken::new();
     let auditor = Auditor::start(
         settings.audit.clone(),
         store.clone(),
+        spool_dir,
         metrics.clone(),
-        shutdown.child_token(),
+        audit_stop.clone(),
     );
     let front = Arc::new(Front {
         security: settings.security.clone(),
         client_auth: settings.client_auth.clone(),
-        sessions: front::session::Sessions::new(store.clone()),
+        sessions: front::session::Sessions::new(store.clone(), health.clone()),
         registry: registry.clone(),
         relay: front::relay::Relay::new(&token),
         store: store.clone(),
-        auditor,
+        auditor: auditor.clone(),
         metrics: metrics.clone(),
         replica: settings.replica_id.clone(),
         session_idle_timeout: settings.session_idle_timeout,
+        limits: settings.http,
         draining: shutdown.child_token(),
     });
     front::spawn_background(front.clone(), shutdown.child_token());
@@ -168,6 +188,9 @@ pub async fn build(
     });
     Ok(Arc::new(AppState {
         store,
+        health,
+        auditor,
+        audit_stop,
         registry,
         front,
         admin,
@@ -211,13 +234,17 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl axum::response::Int
     )
 }
 
+/// Ready once the connections are loaded, while the store answers. Reads the last
+/// probe of the store (at most a second old) rather than asking it, so it answers at
+/// once even when the store does not.
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
     if !state.registry.is_synced() {
         return (StatusCode::SERVICE_UNAVAILABLE, "loading connections");
     }
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
+    if state.health.is_up() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store unreachable")
     }
 }
 
@@ -242,17 +269,12 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     );
     // Tests and scripts wait for this line.
     println!("listening http://{local}");
+    let metrics = state.metrics.clone();
+    let (auditor, audit_stop) = (state.auditor.clone(), state.audit_stop.clone());
     let app = router(state);
-    // Small writes (an SSE event, a short JSON answer) must leave at once, not wait
-    // for the peer's delayed ACK (Nagle): that would add ~40 ms to a call.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
-    .context("serving")
+    listener::serve(listener, app, settings.http, metrics, shutdown).await;
+    // Every request has finished and recorded its event: write (or spool) the rest.
+    audit_stop.cancel();
+    auditor.finished().await;
+    Ok(())
 }

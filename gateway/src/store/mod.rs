@@ -2,6 +2,7 @@
 //! Postgres store of shared mode implement the same operations, so everything above
 //! this module runs unchanged in both.
 
+pub mod health;
 mod memory;
 pub mod postgres;
 
@@ -12,6 +13,7 @@ use hawser_crds::McpConnectionSpec;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+pub use health::Health;
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 
@@ -35,6 +37,9 @@ pub enum Error {
     Corrupt(String),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// Known to be down, or did not answer within a request's budget.
+    #[error("the store is unreachable")]
+    Unavailable,
 }
 
 impl Error {
@@ -64,6 +69,7 @@ impl Error {
             Self::Migrate(_) => "migrate",
             Self::Corrupt(_) => "corrupt",
             Self::Crypto(_) => "crypto",
+            Self::Unavailable => "unavailable",
         }
     }
 }
@@ -142,7 +148,7 @@ pub struct ConnectionStatus {
 }
 
 /// A client session as shared between replicas.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SessionRecord {
     /// SHA-256 of the session id; the id itself is never stored.
     pub id_hash: IdHash,
@@ -150,11 +156,31 @@ pub struct SessionRecord {
     pub subject: String,
     pub endpoint: Endpoint,
     pub protocol_version: String,
-    pub client_info: Option<serde_json::Value>,
-    pub client_capabilities: Option<serde_json::Value>,
+    /// What the client sent in `initialize`, as sent (bounded by the front).
+    pub client_info: Option<Box<serde_json::value::RawValue>>,
+    pub client_capabilities: Option<Box<serde_json::value::RawValue>>,
     /// Upstream sessions opened for this client session, by connection name.
     pub upstreams: BTreeMap<String, UpstreamSession>,
     pub log_level: Option<String>,
+}
+
+/// Equal when they say the same: the client's JSON is compared as values (a store
+/// may re-space or reorder it).
+impl PartialEq for SessionRecord {
+    fn eq(&self, other: &Self) -> bool {
+        let value = |v: &Option<Box<serde_json::value::RawValue>>| {
+            v.as_ref()
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+        };
+        self.id_hash == other.id_hash
+            && self.subject == other.subject
+            && self.endpoint == other.endpoint
+            && self.protocol_version == other.protocol_version
+            && value(&self.client_info) == value(&other.client_info)
+            && value(&self.client_capabilities) == value(&other.client_capabilities)
+            && self.upstreams == other.upstreams
+            && self.log_level == other.log_level
+    }
 }
 
 /// The session an upstream issued for one (client session, connection).
@@ -225,7 +251,7 @@ pub trait TokenLock: Send {
 
 /// Audited parameters: decoded (after redaction) or, with nothing to redact, the
 /// JSON text as received.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum AuditParams {
     Value(serde_json::Value),
@@ -243,9 +269,11 @@ impl AuditParams {
 }
 
 /// One audited request (a row of `audit_events`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
+    /// Unique per event: written once however often it is retried or replayed.
+    pub event_id: String,
     #[serde(rename = "tsMs")]
     pub ts: Timestamp,
     pub request_id: String,

@@ -124,10 +124,10 @@ impl Channel {
         let mut params_text = params.map(|p| p.get().to_owned());
         if let Some(raw) = params {
             let mut members =
-                RawParams::parse(Some(raw)).map_err(|e| UpstreamError::Protocol(e.0))?;
+                RawParams::parse(Some(raw)).map_err(|e| UpstreamError::Protocol(e.message))?;
             if let Some(meta) = members.0.get("_meta") {
                 let mut meta =
-                    RawParams::parse(Some(meta)).map_err(|e| UpstreamError::Protocol(e.0))?;
+                    RawParams::parse(Some(meta)).map_err(|e| UpstreamError::Protocol(e.message))?;
                 if let Some(token) = meta.0.get("progressToken") {
                     let gateway = format!("\"{}-p{seq}\"", self.prefix);
                     route.client_token = Some(token.to_owned());

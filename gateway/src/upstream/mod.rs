@@ -9,6 +9,7 @@ pub mod auth;
 mod call;
 pub mod catalog;
 pub mod channel;
+mod client;
 pub(crate) mod error;
 pub mod lifecycle;
 mod sse_legacy;
@@ -26,6 +27,7 @@ use serde_json::value::RawValue;
 
 pub use call::{Call, Inbound};
 pub use catalog::Catalog;
+pub use client::{ClientInit, Declared};
 pub use error::UpstreamError;
 
 use crate::config::{ConnectionConfig, Target};
@@ -35,14 +37,6 @@ use streamable::{Reply, SessionRef};
 
 /// The protocol revision Hawser speaks on its own sessions.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
-
-/// What a client told Hawser in `initialize`, replayed to upstreams.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInit {
-    pub protocol_version: String,
-    pub capabilities: Option<serde_json::Value>,
-    pub client_info: Option<serde_json::Value>,
-}
 
 impl UpstreamSession {
     pub(crate) fn as_ref(&self) -> SessionRef<'_> {
@@ -179,12 +173,7 @@ impl Upstream {
         } else {
             &init.protocol_version
         };
-        let params = serde_json::json!({
-            "protocolVersion": version,
-            "capabilities": init.capabilities.clone().unwrap_or_else(|| serde_json::json!({})),
-            "clientInfo": init.client_info.clone().unwrap_or_else(hawser_info),
-        });
-        let (session, _) = self.initialize_http(version, &params.to_string()).await?;
+        let (session, _) = self.initialize_http(version, &init.params(version)).await?;
         Ok(session)
     }
 
@@ -400,7 +389,7 @@ pub fn hawser_info() -> serde_json::Value {
 
 /// The `result` of a response, or its error as an [`UpstreamError`].
 fn result_of(bytes: &[u8]) -> Result<Box<RawValue>, UpstreamError> {
-    let msg = Message::parse(bytes).map_err(|e| UpstreamError::Protocol(e.0))?;
+    let msg = Message::parse(bytes).map_err(|e| UpstreamError::Protocol(e.message))?;
     if let Some(result) = msg.result {
         return Ok(result.to_owned());
     }

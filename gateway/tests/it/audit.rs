@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 fn event(i: usize, target: &str) -> AuditEvent {
     AuditEvent {
-        ts: hawser_gateway::clock::Timestamp::from_millis(1_700_000_000_000 + i as i64),
+        event_id: String::new(),
+        ts: hawser_gateway::clock::Timestamp::now(),
         request_id: format!("req-{i}"),
         session: None,
         replica: "r1".into(),
@@ -71,9 +72,11 @@ async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_th
     let store: Arc<dyn Store> = Arc::new(PgStore::start(pool.clone(), keyring).await.unwrap());
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
+    let spool = tempfile::tempdir().unwrap();
     let auditor = Auditor::start(
         AuditSettings::default(),
         store,
+        Some(spool.path().to_owned()),
         metrics.clone(),
         shutdown.clone(),
     );

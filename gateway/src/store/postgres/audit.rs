@@ -1,5 +1,6 @@
 //! `audit_events`: batched inserts (one statement per batch, arrays unnested), the
-//! dead-letter table for events that cannot be written, and the retention sweep.
+//! dead-letter table for events that cannot be written, and the daily partitions:
+//! created ahead of time, dropped whole once older than the retention.
 
 use sqlx::PgPool;
 
@@ -8,7 +9,7 @@ use crate::store::{AuditEvent, Result};
 
 /// One event's columns, made storable (see [`storable`]).
 struct Row {
-    strings: [Option<String>; 11],
+    strings: [Option<String>; 12],
     params: Option<String>,
     escaped: bool,
 }
@@ -18,6 +19,7 @@ impl Row {
         let mut escaped = false;
         let mut t = |s: Option<&str>| storable::opt_text(s, &mut escaped);
         let strings = [
+            t(Some(&e.event_id)),
             t(Some(&e.request_id)),
             t(e.session.as_deref()),
             t(Some(&e.replica)),
@@ -61,21 +63,24 @@ pub(super) async fn write(pool: &PgPool, events: &[AuditEvent]) -> Result<usize>
             .collect::<Vec<_>>()
     };
     sqlx::query(
-        "INSERT INTO audit_events (ts, request_id, session_id, replica, subject, auth_type, remote_addr,
-             user_agent, method, connection, target, params, success, error_category, error_message,
-             duration_ms, request_bytes, response_bytes, content_blocks, progress_count, escaped)
-         SELECT to_timestamp(ts / 1000.0), request_id, session_id, replica, subject, auth_type, remote_addr,
-             user_agent, method, connection, target, params::jsonb, success, error_category, error_message,
-             duration_ms, request_bytes, response_bytes, content_blocks, progress_count, escaped
-         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::text[], $15::text[],
-             $16::float8[], $17::bigint[], $18::bigint[], $19::int[], $20::int[], $21::bool[])
-           AS t(ts, request_id, session_id, replica, subject, auth_type, remote_addr, user_agent, method,
-                connection, target, params, success, error_category, error_message, duration_ms,
-                request_bytes, response_bytes, content_blocks, progress_count, escaped)",
+        "INSERT INTO audit_events (event_id, ts, request_id, session_id, replica, subject, auth_type,
+             remote_addr, user_agent, method, connection, target, params, success, error_category,
+             error_message, duration_ms, request_bytes, response_bytes, content_blocks, progress_count,
+             escaped)
+         SELECT event_id, to_timestamp(ts / 1000.0), request_id, session_id, replica, subject, auth_type,
+             remote_addr, user_agent, method, connection, target, params::jsonb, success, error_category,
+             error_message, duration_ms, request_bytes, response_bytes, content_blocks, progress_count,
+             escaped
+         FROM UNNEST($22::text[], $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[],
+             $14::text[], $15::text[], $16::float8[], $17::bigint[], $18::bigint[], $19::int[], $20::int[],
+             $21::bool[])
+           AS t(event_id, ts, request_id, session_id, replica, subject, auth_type, remote_addr, user_agent,
+                method, connection, target, params, success, error_category, error_message, duration_ms,
+                request_bytes, response_bytes, content_blocks, progress_count, escaped)
+         ON CONFLICT (event_id, ts) DO NOTHING",
     )
     .bind(column!(|e| e.ts.millis()))
-    .bind(text(0))
     .bind(text(1))
     .bind(text(2))
     .bind(text(3))
@@ -85,16 +90,18 @@ pub(super) async fn write(pool: &PgPool, events: &[AuditEvent]) -> Result<usize>
     .bind(text(7))
     .bind(text(8))
     .bind(text(9))
+    .bind(text(10))
     .bind(rows.iter().map(|r| r.params.clone()).collect::<Vec<_>>())
     .bind(column!(|e| e.success))
     .bind(column!(|e| e.error_category.clone()))
-    .bind(text(10))
+    .bind(text(11))
     .bind(column!(|e| e.duration_ms))
     .bind(column!(|e| e.request_bytes))
     .bind(column!(|e| e.response_bytes))
     .bind(column!(|e| e.content_blocks))
     .bind(column!(|e| e.progress_count))
     .bind(rows.iter().map(|r| r.escaped).collect::<Vec<_>>())
+    .bind(text(0))
     .execute(pool)
     .await?;
     Ok(rows.iter().filter(|r| r.escaped).count())
@@ -114,20 +121,62 @@ pub(super) async fn dead_letter(pool: &PgPool, event: &AuditEvent, error: &str) 
     Ok(())
 }
 
-/// Deletes old events in slices, so a large backlog does not hold one long lock.
+/// Days of partitions kept ready ahead of today.
+const DAYS_AHEAD: i64 = 3;
+
+/// Partition upkeep and retention, once an hour on every replica (an advisory lock
+/// lets one do it at a time): the partitions for today and the next days exist;
+/// daily partitions wholly older than `age` are dropped; rows older than `age` in the
+/// partitions that are not daily (rows from before partitioning, the default) are
+/// deleted in slices. Returns about how many rows went.
 pub(super) async fn sweep(pool: &PgPool, age: std::time::Duration) -> Result<u64> {
-    let mut total = 0;
-    loop {
-        let done = sqlx::query(
-            "DELETE FROM audit_events WHERE id IN (
-                 SELECT id FROM audit_events WHERE ts < now() - make_interval(secs => $1) LIMIT 10000)",
-        )
-        .bind(age.as_secs_f64())
-        .execute(pool)
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('hawser-audit-partitions', 0))")
+        .execute(&mut *tx)
         .await?;
-        total += done.rows_affected();
-        if done.rows_affected() < 10_000 {
-            break;
+    let today: i64 = sqlx::query_scalar(
+        "SELECT (EXTRACT(EPOCH FROM date_trunc('day', now() AT TIME ZONE 'UTC')) / 86400)::bigint",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    for day in today..=today + DAYS_AHEAD {
+        ensure_partition(&mut tx, day).await?;
+    }
+    // Daily partitions whose last day ended before the cutoff.
+    let cutoff_day = today - i64::try_from(age.as_secs() / 86_400).unwrap_or(i64::MAX) - 1;
+    let daily: Vec<(String, f32)> = sqlx::query_as(
+        "SELECT c.relname::text, c.reltuples FROM pg_inherits i
+           JOIN pg_class c ON c.oid = i.inhrelid
+           JOIN pg_class p ON p.oid = i.inhparent
+         WHERE p.relname = 'audit_events' AND c.relname ~ '^audit_events_p[0-9]{8}$'",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut removed = 0u64;
+    for (name, tuples) in daily {
+        let Some(day) = day_of(&name) else { continue };
+        if day <= cutoff_day {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}")))
+                .execute(&mut *tx)
+                .await?;
+            removed += tuples.max(0.0) as u64;
+            tracing::info!(partition = %name, "audit retention: partition dropped");
+        }
+    }
+    tx.commit().await?;
+    for table in ["audit_events_before", "audit_events_default"] {
+        loop {
+            let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE ctid IN (
+                     SELECT ctid FROM {table} WHERE ts < now() - make_interval(secs => $1) LIMIT 10000)"
+            )))
+            .bind(age.as_secs_f64())
+            .execute(pool)
+            .await?;
+            removed += done.rows_affected();
+            if done.rows_affected() < 10_000 {
+                break;
+            }
         }
     }
     sqlx::query(
@@ -136,5 +185,121 @@ pub(super) async fn sweep(pool: &PgPool, age: std::time::Duration) -> Result<u64
     .bind(age.as_secs_f64())
     .execute(pool)
     .await?;
-    Ok(total)
+    Ok(removed)
+}
+
+/// The day (days since the Unix epoch) of a daily partition's name.
+fn day_of(name: &str) -> Option<i64> {
+    let digits = name.strip_prefix("audit_events_p")?;
+    let (y, m, d) = (
+        digits.get(0..4)?.parse::<i64>().ok()?,
+        digits.get(4..6)?.parse::<i64>().ok()?,
+        digits.get(6..8)?.parse::<i64>().ok()?,
+    );
+    Some(days_from_civil(y, m, d))
+}
+
+/// Days since 1970-01-01 of a date (proleptic Gregorian; Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYYMMDD` of a day since the Unix epoch.
+fn civil_from_days(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+/// Creates the partition of `day` unless it exists (or `audit_events_before` covers
+/// it). Rows the default partition holds for that day move into it.
+async fn ensure_partition(tx: &mut sqlx::PgConnection, day: i64) -> Result<()> {
+    let name = format!("audit_events_p{}", civil_from_days(day));
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(&name)
+        .fetch_one(&mut *tx)
+        .await?;
+    if exists {
+        return Ok(());
+    }
+    let (from, to) = (day * 86_400, (day + 1) * 86_400);
+    // Already covered by the partition of the rows from before partitioning?
+    let before_upper: Option<f64> = sqlx::query_scalar(
+        r#"SELECT EXTRACT(EPOCH FROM (regexp_match(pg_get_expr(c.relpartbound, c.oid), $$TO \('([^']+)'\)$$))[1]::timestamptz)::float8
+           FROM pg_class c WHERE c.relname = 'audit_events_before'"#,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .flatten();
+    if before_upper.is_some_and(|upper| (from as f64) < upper) {
+        return Ok(());
+    }
+    let bounds = format!("FROM (to_timestamp({from})) TO (to_timestamp({to}))");
+    let stray: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM audit_events_default WHERE ts >= to_timestamp($1) AND ts < to_timestamp($2))",
+    )
+    .bind(from as f64)
+    .bind(to as f64)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !stray {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {name} PARTITION OF audit_events FOR VALUES {bounds}"
+        )))
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        // The default partition holds rows of that day (a clock that ran ahead):
+        // move them into the new partition, then attach it.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {name} (LIKE audit_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH moved AS (DELETE FROM audit_events_default
+                 WHERE ts >= to_timestamp($1) AND ts < to_timestamp($2) RETURNING *)
+             INSERT INTO {name} SELECT * FROM moved"
+        )))
+        .bind(from as f64)
+        .bind(to as f64)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE audit_events ATTACH PARTITION {name} FOR VALUES {bounds}"
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tracing::info!(partition = %name, "audit partition created");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_and_days_agree() {
+        for day in [0, 1, 59, 365, 10_957, 20_423, 20_788] {
+            let name = format!("audit_events_p{}", civil_from_days(day));
+            assert_eq!(day_of(&name), Some(day), "{name}");
+        }
+        assert_eq!(civil_from_days(0), "19700101");
+        assert_eq!(civil_from_days(20_423), "20251201");
+        assert_eq!(day_of("audit_events_default"), None);
+    }
 }

@@ -16,8 +16,8 @@ struct Row {
     subject: String,
     endpoint: String,
     protocol_version: String,
-    client_info: Option<serde_json::Value>,
-    client_capabilities: Option<serde_json::Value>,
+    client_info: Option<String>,
+    client_capabilities: Option<String>,
     upstreams: serde_json::Value,
     log_level: Option<String>,
 }
@@ -26,8 +26,8 @@ struct Row {
 macro_rules! select {
     ($tail:literal) => {
         concat!(
-            "SELECT id_hash, subject, endpoint, protocol_version, client_info, ",
-            "client_capabilities, upstreams, log_level FROM sessions ",
+            "SELECT id_hash, subject, endpoint, protocol_version, client_info::text AS client_info, ",
+            "client_capabilities::text AS client_capabilities, upstreams, log_level FROM sessions ",
             $tail
         )
     };
@@ -43,18 +43,23 @@ fn to_record(row: Row) -> Result<SessionRecord> {
         subject: row.subject,
         endpoint: Endpoint::from_stored(&row.endpoint),
         protocol_version: row.protocol_version,
-        client_info: row.client_info,
-        client_capabilities: row.client_capabilities,
+        client_info: row.client_info.and_then(raw),
+        client_capabilities: row.client_capabilities.and_then(raw),
         upstreams,
         log_level: row.log_level,
     })
 }
 
 /// A client-sent JSON value as text `jsonb` accepts (see [`storable::json`]).
-fn storable_json(value: &Option<serde_json::Value>) -> Option<String> {
+fn storable_json(value: &Option<Box<serde_json::value::RawValue>>) -> Option<String> {
     value
         .as_ref()
-        .map(|v| storable::json(&v.to_string()).0.into_owned())
+        .map(|v| storable::json(v.get()).0.into_owned())
+}
+
+/// A `jsonb` column read back as text.
+fn raw(text: String) -> Option<Box<serde_json::value::RawValue>> {
+    serde_json::value::RawValue::from_string(text).ok()
 }
 
 pub(super) async fn create(pool: &PgPool, s: &SessionRecord) -> Result<()> {
@@ -187,7 +192,8 @@ pub(super) async fn sweep(pool: &PgPool, idle: Duration) -> Result<Vec<SessionRe
     let mut tx = pool.begin().await?;
     let rows: Vec<Row> = sqlx::query_as(
         "DELETE FROM sessions WHERE last_seen_at < now() - make_interval(secs => $1)
-         RETURNING id_hash, subject, endpoint, protocol_version, client_info, client_capabilities, upstreams, log_level",
+         RETURNING id_hash, subject, endpoint, protocol_version, client_info::text AS client_info,
+                   client_capabilities::text AS client_capabilities, upstreams, log_level",
     )
     .bind(idle.as_secs_f64())
     .fetch_all(&mut *tx)

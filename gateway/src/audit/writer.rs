@@ -1,0 +1,392 @@
+//! The audit writer: one task that writes queued events to the store in batches, in
+//! the order they were recorded, and keeps the spool's mark of how far they are.
+//!
+//! With a spool, every event has a sequence number. The writer takes the next one
+//! from the queue when it is there, and from the spool when it is not (the queue was
+//! full, or a previous process left it), so events are written in sequence and the
+//! mark only ever moves over events the store has. When the store is away, batches
+//! wait in order and are retried with back-off; the queue fills, and events wait on
+//! disk instead. Without a spool, the oldest events are dropped once the buffer is
+//! full, counted and logged.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::Auditor;
+use super::spool::{self, Spool};
+use crate::metrics::Metrics;
+use crate::store::{AuditEvent, Store};
+
+/// Largest batch written in one statement.
+const BATCH: usize = 500;
+/// How long a batch waits for more events before it is written.
+const GATHER: Duration = Duration::from_millis(50);
+/// How often the spool is flushed to disk (the batched fsync).
+const SYNC_EVERY: Duration = Duration::from_millis(100);
+/// Time the writer keeps trying at shutdown before leaving the rest in the spool.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
+
+/// An event in the queue: its place in the spool (with one) and the event.
+pub struct Queued {
+    pub seq: Option<u64>,
+    pub event: AuditEvent,
+}
+
+pub struct Writer {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    spool: Option<Arc<Spool>>,
+    reader: Option<spool::Reader>,
+    /// With a spool: the sequence number of the next event to take (every earlier
+    /// one is pending here or in the store).
+    next: u64,
+    /// Batches not written yet, oldest first.
+    pending: VecDeque<Vec<Queued>>,
+    buffer_limit: usize,
+    /// Times in a row the store refused the oldest batch while answering a ping.
+    refusals: u8,
+    auditor: Weak<Auditor>,
+}
+
+impl Writer {
+    pub fn new(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        spool: Option<Arc<Spool>>,
+        committed: u64,
+        buffer_limit: usize,
+        auditor: Weak<Auditor>,
+    ) -> Self {
+        Self {
+            store,
+            metrics,
+            reader: spool.as_ref().map(|s| s.reader()),
+            spool,
+            next: committed + 1,
+            pending: VecDeque::new(),
+            buffer_limit,
+            refusals: 0,
+            auditor,
+        }
+    }
+
+    fn pending_len(&self) -> usize {
+        self.pending.iter().map(Vec::len).sum()
+    }
+
+    /// `hawser_audit_queue_depth`: events recorded and not yet in the store, whether
+    /// queued, held here, or waiting in the spool.
+    fn show_depth(&self, rx: &mpsc::Receiver<Queued>) {
+        let waiting = match &self.spool {
+            Some(spool) => spool.next_seq().saturating_sub(self.next) as usize,
+            None => rx.len(),
+        };
+        self.metrics
+            .audit_queue
+            .set(i64::try_from(waiting + self.pending_len()).unwrap_or(i64::MAX));
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Queued>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        let mut synced = tokio::time::Instant::now();
+        loop {
+            self.show_depth(&rx);
+            if self.pending_len() < self.buffer_limit {
+                let batch = tokio::select! {
+                    b = self.gather(&mut rx) => b,
+                    () = shutdown.cancelled() => break,
+                };
+                match batch {
+                    Some(batch) if !batch.is_empty() => {
+                        self.pending.push_back(batch);
+                        self.trim();
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            if let Some(spool) = &self.spool
+                && synced.elapsed() >= SYNC_EVERY
+            {
+                spool.sync();
+                synced = tokio::time::Instant::now();
+            }
+            // Write what is pending, oldest first.
+            while !self.pending.is_empty() {
+                match self.write_front().await {
+                    Ok(()) => backoff = Duration::from_millis(200),
+                    Err(error) => {
+                        tracing::warn!(%error, pending = self.pending_len(), "cannot write audit events; keeping them");
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = shutdown.cancelled() => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        break;
+                    }
+                }
+                if shutdown.is_cancelled() {
+                    break;
+                }
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        self.drain(rx).await;
+    }
+
+    /// The next batch: events from the queue, or from the spool where the queue does
+    /// not have them, waiting briefly for more. `None` when the queue is closed.
+    async fn gather(&mut self, rx: &mut mpsc::Receiver<Queued>) -> Option<Vec<Queued>> {
+        let mut batch = Vec::new();
+        let deadline = tokio::time::Instant::now() + GATHER;
+        while batch.len() < BATCH {
+            // Read the spool's head before the queue: an event numbered below it that
+            // the queue does not hold now was never queued (it only went to disk).
+            let spooled_up_to = self.spool.as_ref().map(|s| s.next_seq());
+            match rx.try_recv() {
+                Ok(q) => {
+                    self.take(q, &mut batch);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) if batch.is_empty() => return None,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {}
+            }
+            if let Some(head) = spooled_up_to
+                && self.next < head
+            {
+                self.read_spool(head, &mut batch);
+                continue;
+            }
+            if batch.is_empty() && self.pending.is_empty() {
+                self.show_depth(rx);
+                // Nothing at all: wait for the next event without a deadline.
+                match rx.recv().await {
+                    Some(q) => self.take(q, &mut batch),
+                    None => return None,
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(q)) => self.take(q, &mut batch),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// Adds a queued event, after reading from the spool the ones before it that the
+    /// queue skipped.
+    fn take(&mut self, q: Queued, batch: &mut Vec<Queued>) {
+        let Some(seq) = q.seq else {
+            batch.push(q);
+            return;
+        };
+        if seq < self.next {
+            return; // Already taken from the spool.
+        }
+        if seq > self.next {
+            self.read_spool(seq, batch);
+        }
+        self.next = seq + 1;
+        batch.push(q);
+    }
+
+    /// Reads events `self.next..up_to` from the spool into `batch` (at most a batch's
+    /// worth more).
+    fn read_spool(&mut self, up_to: u64, batch: &mut Vec<Queued>) {
+        let (Some(spool), Some(reader)) = (&self.spool, self.reader.as_mut()) else {
+            return;
+        };
+        let room = BATCH.saturating_sub(batch.len()).max(1);
+        let want = usize::try_from(up_to - self.next).unwrap_or(room).min(room);
+        match spool.read(reader, self.next, want) {
+            Ok(events) => {
+                let before = self.next;
+                for (seq, event) in events {
+                    if seq >= up_to {
+                        break;
+                    }
+                    self.next = seq + 1;
+                    batch.push(Queued {
+                        seq: Some(seq),
+                        event,
+                    });
+                }
+                if self.next == before {
+                    // Nothing readable there (a torn or deleted range): skip it, counted.
+                    let lost = up_to - self.next;
+                    tracing::error!(
+                        from = self.next,
+                        to = up_to,
+                        "audit events missing from the spool"
+                    );
+                    self.metrics.audit_lost("spool", lost);
+                    self.next = up_to;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read the audit spool; skipping what it holds");
+                self.metrics.audit_lost("spool", up_to - self.next);
+                self.next = up_to;
+            }
+        }
+    }
+
+    /// Writes the oldest pending batch, or makes progress on it: a batch the store
+    /// refuses for its data is split in halves, down to the one event at fault, which
+    /// goes to the dead-letter table so that it never holds up the others. `Err` when
+    /// the store is unreachable (nothing was taken off the queue).
+    async fn write_front(&mut self) -> Result<(), crate::store::Error> {
+        let Some(front) = self.pending.front() else {
+            return Ok(());
+        };
+        let events: Vec<AuditEvent> = front.iter().map(|q| q.event.clone()).collect();
+        let error = match self.store.write_audit(&events).await {
+            Ok(escaped) => {
+                let n = front.len();
+                self.metrics.audit_batches.inc();
+                self.metrics.audit_rows.inc_by(n as u64);
+                self.metrics.audit_escaped.inc_by(escaped as u64);
+                self.refusals = 0;
+                self.done_with_front();
+                return Ok(());
+            }
+            Err(error) if error.is_data() => error,
+            // An error the store does not attribute to the data. If the store answers
+            // a ping, try once more (the connection may have been a stale one), and
+            // then take it as this batch being refused.
+            Err(error) => {
+                if self.store.ping().await.is_err() {
+                    return Err(error);
+                }
+                self.refusals += 1;
+                if self.refusals < 2 {
+                    return Ok(());
+                }
+                error
+            }
+        };
+        self.refusals = 0;
+        let Some(mut batch) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        if batch.len() > 1 {
+            let second = batch.split_off(batch.len() / 2);
+            self.pending.push_front(second);
+            self.pending.push_front(batch);
+            return Ok(());
+        }
+        let Some(q) = batch.pop() else {
+            return Ok(());
+        };
+        let reason = error.to_string();
+        match self.store.dead_letter_audit(&q.event, &reason).await {
+            Ok(()) => {
+                tracing::error!(request_id = %q.event.request_id, error = %reason, "audit event refused by the store; kept in audit_dead_letters");
+                self.metrics.audit_dead_letters.inc();
+            }
+            Err(e) if e.is_data() => {
+                tracing::error!(request_id = %q.event.request_id, error = %reason, dead_letter_error = %e, "audit event lost: refused by the store and by its dead-letter table");
+                self.metrics.audit_lost("unwritable", 1);
+            }
+            Err(e) => {
+                // Unreachable now: keep the event and try again later.
+                self.pending.push_front(vec![q]);
+                return Err(e);
+            }
+        }
+        self.pending.push_front(vec![q]);
+        self.done_with_front();
+        Ok(())
+    }
+
+    /// The oldest pending batch is in the store (or dead-lettered): forget it and move
+    /// the spool's mark over it.
+    fn done_with_front(&mut self) {
+        let Some(batch) = self.pending.pop_front() else {
+            return;
+        };
+        let last = batch.iter().filter_map(|q| q.seq).max();
+        if let (Some(spool), Some(last)) = (&self.spool, last)
+            && let Err(error) = spool.commit(last)
+        {
+            tracing::warn!(%error, "cannot record the audit spool's mark; events may be written twice (the store keeps one)");
+        }
+    }
+
+    /// Keeps the pending buffer within its limit: without a spool, by dropping the
+    /// oldest events (counted); with one, nothing is dropped (the queue stops being
+    /// read, and events wait on disk).
+    fn trim(&mut self) {
+        if self.spool.is_some() {
+            return;
+        }
+        let mut over = self.pending_len().saturating_sub(self.buffer_limit);
+        let mut dropped = 0;
+        while over > 0 {
+            let Some(front) = self.pending.front_mut() else {
+                break;
+            };
+            let n = over.min(front.len());
+            front.drain(..n);
+            if front.is_empty() {
+                self.pending.pop_front();
+            }
+            over -= n;
+            dropped += n as u64;
+        }
+        if dropped > 0
+            && let Some(a) = self.auditor.upgrade()
+        {
+            a.dropped(dropped);
+        }
+    }
+
+    /// Shutting down: write what can be written within the budget. What is left waits
+    /// in the spool for the next start, or (without one) is counted as lost.
+    async fn drain(mut self, mut rx: mpsc::Receiver<Queued>) {
+        rx.close();
+        let mut rest = Vec::new();
+        while let Ok(q) = rx.try_recv() {
+            self.take(q, &mut rest);
+        }
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(BATCH));
+            self.pending.push_back(std::mem::replace(&mut rest, tail));
+        }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
+        while !self.pending.is_empty() && tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout_at(deadline, self.write_front()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        let left = self.pending_len() as u64;
+        self.show_depth(&rx);
+        match &self.spool {
+            Some(spool) => {
+                spool.sync();
+                let waiting = spool.next_seq().saturating_sub(self.next) + left;
+                if waiting > 0 {
+                    tracing::warn!(
+                        events = waiting,
+                        "audit events not yet in the store are kept in the spool; they are written at the next start"
+                    );
+                }
+            }
+            None if left > 0 => {
+                tracing::error!(lost = left, "audit events not written at shutdown");
+                self.metrics.audit_lost("shutdown", left);
+            }
+            None => {}
+        }
+    }
+}

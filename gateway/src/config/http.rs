@@ -1,0 +1,64 @@
+//! Limits of the HTTP server towards clients: what a slow or hostile client may hold.
+
+use std::time::Duration;
+
+use super::env::Env;
+use super::file::RawHttp;
+use super::{ConfigError, invalid};
+
+/// How much time, memory and how many connections one client gets.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest POST body on the MCP endpoints.
+    pub max_request_bytes: usize,
+    /// Time to send a request's headers, from when the connection waits for one
+    /// (so also how long an idle keep-alive connection stays open).
+    pub header_read_timeout: Duration,
+    /// Time to send a request's body once its headers arrived.
+    pub body_read_timeout: Duration,
+    /// Open connections per client address; 0 is no cap.
+    pub max_connections_per_client: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 16 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections_per_client: 512,
+        }
+    }
+}
+
+/// Resolves `http:` with `HAWSER_MAX_REQUEST_BYTES`.
+pub(super) fn resolve(raw: RawHttp, env: &dyn Env) -> Result<HttpLimits, ConfigError> {
+    let mut limits = HttpLimits::default();
+    let from_env = env
+        .var("HAWSER_MAX_REQUEST_BYTES")
+        .map(|v| {
+            v.parse::<usize>().map_err(|_| {
+                invalid(
+                    "HAWSER_MAX_REQUEST_BYTES",
+                    format!("{v:?} is not a number of bytes"),
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(n) = from_env.or(raw.max_request_bytes) {
+        if n < 1024 {
+            return Err(invalid("http.maxRequestBytes", "must be at least 1024"));
+        }
+        limits.max_request_bytes = n;
+    }
+    if let Some(d) = raw.header_read_timeout {
+        limits.header_read_timeout = d.get();
+    }
+    if let Some(d) = raw.body_read_timeout {
+        limits.body_read_timeout = d.get();
+    }
+    if let Some(n) = raw.max_connections_per_client {
+        limits.max_connections_per_client = n;
+    }
+    Ok(limits)
+}
