@@ -265,14 +265,41 @@ async fn the_gateway_deployment_the_chart_renders_serves_mcp() {
         "the gateway uses the image entrypoint"
     );
 
+    // The audit spool is a writable emptyDir of the pod (the root filesystem is read-only).
+    let spool_path = env
+        .iter()
+        .find(|(k, _)| k == "HAWSER_AUDIT_SPOOL_DIR")
+        .map(|(_, v)| v.clone())
+        .expect("HAWSER_AUDIT_SPOOL_DIR");
+    let pod = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec");
+    let mounted_empty_dir = gateway.volume_mounts.iter().flatten().any(|m| {
+        m.mount_path == spool_path
+            && pod
+                .volumes
+                .iter()
+                .flatten()
+                .any(|v| v.name == m.name && v.empty_dir.is_some())
+    });
+    assert!(
+        mounted_empty_dir,
+        "{spool_path} is not an emptyDir mount of the gateway pod"
+    );
+    let spool_dir = tempfile::tempdir().expect("temp dir");
+
     let port = free_port();
     let mut cmd = Command::new(tools::binary("hawser"));
     cmd.args(&args).env_clear().env("PATH", "/usr/bin:/bin");
     for (k, v) in &env {
         cmd.env(k, v);
     }
-    // The one deviation from the pod: a free loopback port instead of 0.0.0.0:8080.
+    // The deviations from the pod: a free loopback port instead of 0.0.0.0:8080, and
+    // the spool's emptyDir at a temporary directory.
     cmd.env("HAWSER_LISTEN", format!("127.0.0.1:{port}"));
+    cmd.env("HAWSER_AUDIT_SPOOL_DIR", spool_dir.path());
     let mut child = Child::spawn("hawser", &mut cmd);
     let base = child.wait_listening();
 

@@ -29,7 +29,7 @@ pub use spool::Spool;
 
 use crate::config::AuditSettings;
 use crate::metrics::Metrics;
-use crate::store::{AuditEvent, Store};
+use crate::store::{AuditEvent, Health, Store};
 use writer::{Queued, Writer};
 
 /// An event as a request hands it over, with its raw parameters and response.
@@ -60,6 +60,7 @@ impl Auditor {
     pub fn start(
         settings: AuditSettings,
         store: Arc<dyn Store>,
+        health: Arc<Health>,
         spool_dir: Option<PathBuf>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
@@ -108,6 +109,7 @@ impl Auditor {
         let auditor = Arc::new(auditor);
         let writer = Writer::new(
             store.clone(),
+            health,
             metrics,
             spool,
             committed,

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::Auditor;
 use super::spool::{self, Spool};
 use crate::metrics::Metrics;
-use crate::store::{AuditEvent, Store};
+use crate::store::{AuditEvent, Error as StoreError, Health, Store};
 
 /// Largest batch written in one statement.
 const BATCH: usize = 500;
@@ -39,6 +39,9 @@ pub struct Queued {
 
 pub struct Writer {
     store: Arc<dyn Store>,
+    /// While the store is known to be away, no write is attempted (each would wait
+    /// for the pool's timeout).
+    health: Arc<Health>,
     metrics: Arc<Metrics>,
     spool: Option<Arc<Spool>>,
     reader: Option<spool::Reader>,
@@ -56,6 +59,7 @@ pub struct Writer {
 impl Writer {
     pub fn new(
         store: Arc<dyn Store>,
+        health: Arc<Health>,
         metrics: Arc<Metrics>,
         spool: Option<Arc<Spool>>,
         committed: u64,
@@ -64,6 +68,7 @@ impl Writer {
     ) -> Self {
         Self {
             store,
+            health,
             metrics,
             reader: spool.as_ref().map(|s| s.reader()),
             spool,
@@ -116,9 +121,14 @@ impl Writer {
                 spool.sync();
                 synced = tokio::time::Instant::now();
             }
-            // Write what is pending, oldest first.
+            // Write what is pending, oldest first. A write cut short by shutdown is
+            // harmless: the spool still has its events, and the store keeps each once.
             while !self.pending.is_empty() {
-                match self.write_front().await {
+                let written = tokio::select! {
+                    r = self.write_front() => r,
+                    () = shutdown.cancelled() => break,
+                };
+                match written {
                     Ok(()) => backoff = Duration::from_millis(200),
                     Err(error) => {
                         tracing::warn!(%error, pending = self.pending_len(), "cannot write audit events; keeping them");
@@ -244,10 +254,13 @@ impl Writer {
     /// refuses for its data is split in halves, down to the one event at fault, which
     /// goes to the dead-letter table so that it never holds up the others. `Err` when
     /// the store is unreachable (nothing was taken off the queue).
-    async fn write_front(&mut self) -> Result<(), crate::store::Error> {
+    async fn write_front(&mut self) -> Result<(), StoreError> {
         let Some(front) = self.pending.front() else {
             return Ok(());
         };
+        if !self.health.is_up() {
+            return Err(StoreError::Unavailable);
+        }
         let events: Vec<AuditEvent> = front.iter().map(|q| q.event.clone()).collect();
         let error = match self.store.write_audit(&events).await {
             Ok(escaped) => {

@@ -158,6 +158,7 @@ pub async fn build(
     let auditor = Auditor::start(
         settings.audit.clone(),
         store.clone(),
+        health.clone(),
         spool_dir,
         metrics.clone(),
         audit_stop.clone(),

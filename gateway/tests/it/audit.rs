@@ -76,6 +76,7 @@ async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_th
     let auditor = Auditor::start(
         AuditSettings::default(),
         store,
+        hawser_gateway::store::Health::always_up(),
         Some(spool.path().to_owned()),
         metrics.clone(),
         shutdown.clone(),
