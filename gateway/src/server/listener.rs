@@ -30,10 +30,14 @@ use crate::metrics::Metrics;
 #[error("request body not received within {0:?}")]
 pub struct BodyTimeout(pub Duration);
 
-/// A request body that fails once its deadline passes.
+/// A request body that fails once its deadline passes. The timer starts only when
+/// the body is not all there at the first read (most bodies arrive with their
+/// headers), so the common request pays for no timer.
 pub struct TimedBody {
     inner: Incoming,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the request arrived: the deadline counts from here.
+    arrived: tokio::time::Instant,
     timeout: Duration,
 }
 
@@ -48,8 +52,12 @@ impl Body for TimedBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(self.timeout))))),
+        let (arrived, timeout) = (self.arrived, self.timeout);
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(arrived + timeout)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(timeout))))),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -154,7 +162,8 @@ pub async fn serve(
             let request = request.map(|inner| {
                 axum::body::Body::new(TimedBody {
                     inner,
-                    deadline: Box::pin(tokio::time::sleep(body_timeout)),
+                    deadline: None,
+                    arrived: tokio::time::Instant::now(),
                     timeout: body_timeout,
                 })
             });
