@@ -100,20 +100,20 @@ pub fn prepare(record: Record, redactor: &Redactor) -> AuditEvent {
     let mut event = record.event;
     if let Some(raw) = record.params {
         event.params = Some(if raw.len() > MAX_PARAMS {
-            crate::store::AuditParams::Value(
-                serde_json::json!({"truncated": true, "bytes": raw.len()}),
+            crate::store::AuditParams::value(
+                &serde_json::json!({"truncated": true, "bytes": raw.len()}),
             )
         } else if !redactor.may_need(&raw) {
             // Nothing to redact: stored as sent, without decoding it here.
-            crate::store::AuditParams::Raw(String::from_utf8_lossy(&raw).into_owned())
+            crate::store::AuditParams::raw(String::from_utf8_lossy(&raw).into_owned())
         } else {
             match serde_json::from_slice::<serde_json::Value>(&raw) {
                 Ok(mut v) => {
                     redactor.redact(&mut v);
-                    crate::store::AuditParams::Value(v)
+                    crate::store::AuditParams::value(&v)
                 }
                 Err(_) => {
-                    crate::store::AuditParams::Value(serde_json::json!({"unparseable": true}))
+                    crate::store::AuditParams::value(&serde_json::json!({"unparseable": true}))
                 }
             }
         });

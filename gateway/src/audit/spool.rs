@@ -89,6 +89,7 @@ struct Cursor {
 }
 
 /// Reads events back (for the writer, after a restart or when its queue overflowed).
+#[derive(Debug, Clone, Copy)]
 pub struct Reader {
     cursor: Option<Cursor>,
 }

@@ -26,8 +26,11 @@ use crate::store::{AuditEvent, Error as StoreError, Health, Store};
 const BATCH: usize = 500;
 /// How long a batch waits for more events before it is written.
 const GATHER: Duration = Duration::from_millis(50);
-/// How often the spool is flushed to disk (the batched fsync).
-const SYNC_EVERY: Duration = Duration::from_millis(100);
+/// How often the spool is flushed to disk (the batched fsync) and its mark of what
+/// the store has is written. A process that dies loses nothing either way (what it
+/// wrote is in the page cache); this bounds what a node crash can take, and how many
+/// events a restart writes again (the store keeps one of each).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Time the writer keeps trying at shutdown before leaving the rest in the spool.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
 
@@ -53,6 +56,10 @@ pub struct Writer {
     buffer_limit: usize,
     /// Times in a row the store refused the oldest batch while answering a ping.
     refusals: u8,
+    /// The last sequence number the store has, not yet marked in the spool.
+    unmarked: Option<u64>,
+    /// A queued event taken out of turn: the spool holds earlier ones still to read.
+    held: Option<Queued>,
     auditor: Weak<Auditor>,
 }
 
@@ -76,6 +83,8 @@ impl Writer {
             pending: VecDeque::new(),
             buffer_limit,
             refusals: 0,
+            unmarked: None,
+            held: None,
             auditor,
         }
     }
@@ -115,10 +124,8 @@ impl Writer {
                     None => break,
                 }
             }
-            if let Some(spool) = &self.spool
-                && synced.elapsed() >= SYNC_EVERY
-            {
-                spool.sync();
+            if synced.elapsed() >= SYNC_EVERY {
+                self.sync_spool().await;
                 synced = tokio::time::Instant::now();
             }
             // Write what is pending, oldest first. A write cut short by shutdown is
@@ -157,12 +164,16 @@ impl Writer {
         let mut batch = Vec::new();
         let deadline = tokio::time::Instant::now() + GATHER;
         while batch.len() < BATCH {
+            if let Some(q) = self.held.take() {
+                self.take(q, &mut batch).await;
+                continue;
+            }
             // Read the spool's head before the queue: an event numbered below it that
             // the queue does not hold now was never queued (it only went to disk).
             let spooled_up_to = self.spool.as_ref().map(|s| s.next_seq());
             match rx.try_recv() {
                 Ok(q) => {
-                    self.take(q, &mut batch);
+                    self.take(q, &mut batch).await;
                     continue;
                 }
                 Err(TryRecvError::Disconnected) if batch.is_empty() => return None,
@@ -172,20 +183,20 @@ impl Writer {
             if let Some(head) = spooled_up_to
                 && self.next < head
             {
-                self.read_spool(head, &mut batch);
+                self.read_spool(head, &mut batch).await;
                 continue;
             }
             if batch.is_empty() && self.pending.is_empty() {
                 self.show_depth(rx);
                 // Nothing at all: wait for the next event without a deadline.
                 match rx.recv().await {
-                    Some(q) => self.take(q, &mut batch),
+                    Some(q) => self.take(q, &mut batch).await,
                     None => return None,
                 }
                 continue;
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(q)) => self.take(q, &mut batch),
+                Ok(Some(q)) => self.take(q, &mut batch).await,
                 Ok(None) | Err(_) => break,
             }
         }
@@ -194,7 +205,7 @@ impl Writer {
 
     /// Adds a queued event, after reading from the spool the ones before it that the
     /// queue skipped.
-    fn take(&mut self, q: Queued, batch: &mut Vec<Queued>) {
+    async fn take(&mut self, q: Queued, batch: &mut Vec<Queued>) {
         let Some(seq) = q.seq else {
             batch.push(q);
             return;
@@ -203,21 +214,42 @@ impl Writer {
             return; // Already taken from the spool.
         }
         if seq > self.next {
-            self.read_spool(seq, batch);
+            self.read_spool(seq, batch).await;
+            if self.next < seq {
+                // More of the spool comes first; this one waits its turn.
+                self.held = Some(q);
+                return;
+            }
         }
         self.next = seq + 1;
         batch.push(q);
     }
 
     /// Reads events `self.next..up_to` from the spool into `batch` (at most a batch's
-    /// worth more).
-    fn read_spool(&mut self, up_to: u64, batch: &mut Vec<Queued>) {
-        let (Some(spool), Some(reader)) = (&self.spool, self.reader.as_mut()) else {
+    /// worth more), on a blocking thread.
+    async fn read_spool(&mut self, up_to: u64, batch: &mut Vec<Queued>) {
+        let (Some(spool), Some(mut reader)) = (self.spool.clone(), self.reader) else {
             return;
         };
         let room = BATCH.saturating_sub(batch.len()).max(1);
         let want = usize::try_from(up_to - self.next).unwrap_or(room).min(room);
-        match spool.read(reader, self.next, want) {
+        let from = self.next;
+        let read = tokio::task::spawn_blocking(move || {
+            let events = spool.read(&mut reader, from, want);
+            (reader, events)
+        })
+        .await;
+        let events = match read {
+            Ok((reader, events)) => {
+                self.reader = Some(reader);
+                events
+            }
+            Err(error) => Err(super::spool::SpoolError::Io {
+                path: std::path::PathBuf::from("(spool)"),
+                source: std::io::Error::other(error.to_string()),
+            }),
+        };
+        match events {
             Ok(events) => {
                 let before = self.next;
                 for (seq, event) in events {
@@ -261,10 +293,12 @@ impl Writer {
         if !self.health.is_up() {
             return Err(StoreError::Unavailable);
         }
-        let events: Vec<AuditEvent> = front.iter().map(|q| q.event.clone()).collect();
-        let error = match self.store.write_audit(&events).await {
+        let events: Vec<&AuditEvent> = front.iter().map(|q| &q.event).collect();
+        let written = self.store.write_audit(&events).await;
+        drop(events);
+        let error = match written {
             Ok(escaped) => {
-                let n = front.len();
+                let n = self.pending.front().map_or(0, Vec::len);
                 self.metrics.audit_batches.inc();
                 self.metrics.audit_rows.inc_by(n as u64);
                 self.metrics.audit_escaped.inc_by(escaped as u64);
@@ -321,17 +355,35 @@ impl Writer {
         Ok(())
     }
 
-    /// The oldest pending batch is in the store (or dead-lettered): forget it and move
-    /// the spool's mark over it.
+    /// The oldest pending batch is in the store (or dead-lettered): forget it; the
+    /// spool's mark moves over it at the next sync.
     fn done_with_front(&mut self) {
         let Some(batch) = self.pending.pop_front() else {
             return;
         };
-        let last = batch.iter().filter_map(|q| q.seq).max();
-        if let (Some(spool), Some(last)) = (&self.spool, last)
-            && let Err(error) = spool.commit(last)
-        {
-            tracing::warn!(%error, "cannot record the audit spool's mark; events may be written twice (the store keeps one)");
+        if let Some(last) = batch.iter().filter_map(|q| q.seq).max() {
+            self.unmarked = Some(last);
+        }
+    }
+
+    /// Flushes the spool to disk and moves its mark over what the store has, on a
+    /// blocking thread (fsync takes milliseconds the request path must not wait for).
+    async fn sync_spool(&mut self) {
+        let Some(spool) = self.spool.clone() else {
+            return;
+        };
+        let mark = self.unmarked.take();
+        let done = tokio::task::spawn_blocking(move || {
+            spool.sync();
+            mark.map(|seq| spool.commit(seq)).transpose()
+        })
+        .await;
+        match done {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot record the audit spool's mark; events may be written twice (the store keeps one)")
+            }
+            Err(error) => tracing::warn!(%error, "audit spool sync failed"),
         }
     }
 
@@ -369,7 +421,7 @@ impl Writer {
         rx.close();
         let mut rest = Vec::new();
         while let Ok(q) = rx.try_recv() {
-            self.take(q, &mut rest);
+            self.take(q, &mut rest).await;
         }
         while !rest.is_empty() {
             let tail = rest.split_off(rest.len().min(BATCH));
@@ -384,9 +436,9 @@ impl Writer {
         }
         let left = self.pending_len() as u64;
         self.show_depth(&rx);
+        self.sync_spool().await;
         match &self.spool {
             Some(spool) => {
-                spool.sync();
                 let waiting = spool.next_seq().saturating_sub(self.next) + left;
                 if waiting > 0 {
                     tracing::warn!(

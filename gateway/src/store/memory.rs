@@ -388,7 +388,7 @@ impl Store for MemoryStore {
 
     /// Embedded mode keeps no audit table: events become structured log lines
     /// (target `hawser::audit`), which log collectors can keep.
-    async fn write_audit(&self, events: &[AuditEvent]) -> Result<usize> {
+    async fn write_audit(&self, events: &[&AuditEvent]) -> Result<usize> {
         if !tracing::enabled!(target: "hawser::audit", tracing::Level::INFO) {
             return Ok(0);
         }

@@ -249,22 +249,34 @@ pub trait TokenLock: Send {
     async fn finish(self: Box<Self>) -> Result<()>;
 }
 
-/// Audited parameters: decoded (after redaction) or, with nothing to redact, the
-/// JSON text as received.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum AuditParams {
-    Value(serde_json::Value),
-    Raw(String),
-}
+/// Audited parameters, as JSON text (redacted where needed): written into the row,
+/// the spool and log lines as they are, never decoded again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AuditParams(Box<serde_json::value::RawValue>);
 
 impl AuditParams {
+    /// Parameters as the client sent them (valid JSON text).
+    pub fn raw(json: String) -> Self {
+        Self(crate::jsonrpc::raw_or_null(json))
+    }
+
+    /// Parameters made of a value (after redaction, or a summary).
+    pub fn value(value: &serde_json::Value) -> Self {
+        Self::raw(value.to_string())
+    }
+
     /// The JSON text.
-    pub fn to_json(&self) -> String {
-        match self {
-            Self::Value(v) => v.to_string(),
-            Self::Raw(s) => s.clone(),
-        }
+    pub fn to_json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+/// Equal when they hold the same JSON value.
+impl PartialEq for AuditParams {
+    fn eq(&self, other: &Self) -> bool {
+        serde_json::from_str::<serde_json::Value>(self.0.get()).ok()
+            == serde_json::from_str::<serde_json::Value>(other.0.get()).ok()
     }
 }
 
@@ -412,7 +424,7 @@ pub trait Store: Send + Sync + 'static {
     // --- audit
     /// Writes a batch of audit events (one round trip); returns how many had text
     /// the store could not hold as given and were written escaped (and marked so).
-    async fn write_audit(&self, events: &[AuditEvent]) -> Result<usize>;
+    async fn write_audit(&self, events: &[&AuditEvent]) -> Result<usize>;
     /// Keeps an event that could not be written (its batch was split down to it and
     /// it still failed) where it blocks nothing and can be inspected.
     async fn dead_letter_audit(&self, event: &AuditEvent, error: &str) -> Result<()>;

@@ -83,7 +83,7 @@ async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_th
     );
 
     let mut nul = event(0, "bad\0name");
-    nul.params = Some(hawser_gateway::store::AuditParams::Raw(
+    nul.params = Some(hawser_gateway::store::AuditParams::raw(
         r#"{"name":"bad\u0000name","arguments":{"text":"\u0000"}}"#.into(),
     ));
     auditor.record(Record {
@@ -133,5 +133,57 @@ async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_th
     ] {
         assert!(text.contains(line), "{line} missing in\n{text}");
     }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn events_that_do_not_fit_in_the_queue_wait_on_disk_and_are_all_written_in_order() {
+    let db = test_db().await;
+    let pool = postgres::connect(&db.url, &Default::default())
+        .await
+        .unwrap();
+    postgres::migrate(&pool).await.unwrap();
+    let keyring = Keyring::parse(&Keyring::generate_entry()).unwrap();
+    let store: Arc<dyn Store> = Arc::new(PgStore::start(pool.clone(), keyring).await.unwrap());
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let spool = tempfile::tempdir().unwrap();
+    let settings = AuditSettings {
+        buffer: 5,
+        ..AuditSettings::default()
+    };
+    let auditor = Auditor::start(
+        settings,
+        store,
+        hawser_gateway::store::Health::always_up(),
+        Some(spool.path().to_owned()),
+        metrics.clone(),
+        shutdown.clone(),
+    );
+    // Far more than the queue holds, and gaps longer than one batch.
+    for i in 0..1_200 {
+        auditor.record(Record {
+            event: event(i, "echo"),
+            params: None,
+            response: None,
+        });
+    }
+    wait_for(&pool, "SELECT count(*) FROM audit_events", 1_200).await;
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT request_id) FROM audit_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(distinct, 1_200, "each event once");
+    let text = metrics.render();
+    let spilled: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hawser_audit_events_spilled_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(spilled > 0.0, "nothing waited on disk:\n{text}");
+    assert!(
+        text.contains("hawser_audit_events_dropped_total{reason=\"buffer_full\"} 0"),
+        "{text}"
+    );
     shutdown.cancel();
 }

@@ -2,22 +2,25 @@
 //! dead-letter table for events that cannot be written, and the daily partitions:
 //! created ahead of time, dropped whole once older than the retention.
 
+use std::borrow::Cow;
+
 use sqlx::PgPool;
 
 use super::storable;
 use crate::store::{AuditEvent, Result};
 
-/// One event's columns, made storable (see [`storable`]).
-struct Row {
-    strings: [Option<String>; 12],
-    params: Option<String>,
+/// One event's columns, made storable (see [`storable`]); borrowed from the event
+/// unless something had to be escaped.
+struct Row<'a> {
+    strings: [Option<Cow<'a, str>>; 12],
+    params: Option<Cow<'a, str>>,
     escaped: bool,
 }
 
-impl Row {
-    fn new(e: &AuditEvent) -> Self {
+impl<'a> Row<'a> {
+    fn new(e: &'a AuditEvent) -> Self {
         let mut escaped = false;
-        let mut t = |s: Option<&str>| storable::opt_text(s, &mut escaped);
+        let mut t = |s: Option<&'a str>| storable::opt_text(s, &mut escaped);
         let strings = [
             t(Some(&e.event_id)),
             t(Some(&e.request_id)),
@@ -33,10 +36,9 @@ impl Row {
             t(e.error_message.as_deref()),
         ];
         let params = e.params.as_ref().map(|p| {
-            let json = p.to_json();
-            let (stored, changed) = storable::json(&json);
+            let (stored, changed) = storable::json(p.to_json());
             escaped |= changed;
-            stored.into_owned()
+            stored
         });
         Self {
             strings,
@@ -47,11 +49,11 @@ impl Row {
 }
 
 /// Writes `events` in one statement; returns how many had to be escaped.
-pub(super) async fn write(pool: &PgPool, events: &[AuditEvent]) -> Result<usize> {
+pub(super) async fn write(pool: &PgPool, events: &[&AuditEvent]) -> Result<usize> {
     if events.is_empty() {
         return Ok(0);
     }
-    let rows: Vec<Row> = events.iter().map(Row::new).collect();
+    let rows: Vec<Row> = events.iter().map(|e| Row::new(e)).collect();
     macro_rules! column {
         ($f:expr) => {
             events.iter().map($f).collect::<Vec<_>>()
@@ -91,9 +93,9 @@ pub(super) async fn write(pool: &PgPool, events: &[AuditEvent]) -> Result<usize>
     .bind(text(8))
     .bind(text(9))
     .bind(text(10))
-    .bind(rows.iter().map(|r| r.params.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.params.as_deref()).collect::<Vec<_>>())
     .bind(column!(|e| e.success))
-    .bind(column!(|e| e.error_category.clone()))
+    .bind(column!(|e| e.error_category.as_deref()))
     .bind(text(11))
     .bind(column!(|e| e.duration_ms))
     .bind(column!(|e| e.request_bytes))

@@ -361,7 +361,7 @@ impl Store for PgStore {
         oauth::take_pkce(&self.pool, &self.keyring, state_hash).await
     }
 
-    async fn write_audit(&self, events: &[AuditEvent]) -> Result<usize> {
+    async fn write_audit(&self, events: &[&AuditEvent]) -> Result<usize> {
         audit::write(&self.pool, events).await
     }
 

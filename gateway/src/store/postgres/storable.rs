@@ -19,11 +19,11 @@ pub fn text(s: &str) -> (Cow<'_, str>, bool) {
 }
 
 /// [`text`] for an optional column, setting `escaped` when it changed anything.
-pub fn opt_text(s: Option<&str>, escaped: &mut bool) -> Option<String> {
+pub fn opt_text<'a>(s: Option<&'a str>, escaped: &mut bool) -> Option<Cow<'a, str>> {
     s.map(|s| {
         let (t, changed) = text(s);
         *escaped |= changed;
-        t.into_owned()
+        t
     })
 }
 
