@@ -906,7 +906,12 @@ async fn start_fixture(args: &[&str]) -> Fixture {
         .await
         .expect("bind");
     let local = listener.local_addr().expect("address");
-    let shared = Shared::new("fixture".to_owned(), 42, EventLog::new(None).expect("log"));
+    let shared = Shared::new(
+        "fixture".to_owned(),
+        crate::fixture::cli::Era::Legacy,
+        42,
+        EventLog::new(None).expect("log"),
+    );
     let shutdown = CancellationToken::new();
     let app = crate::fixture::http::app(&cli, shared.clone(), local, shutdown.clone())
         .await
