@@ -1,6 +1,7 @@
-"""One Python SDK session spread over several replicas by a round-robin load
-balancer: initialize, list, call, an elicitation answered through whichever replica
-the balancer picks, and DELETE (the SDK ends the session when it closes).
+"""One Python SDK session (a legacy-era client: initialize, Mcp-Session-Id) spread
+over several replicas by a round-robin load balancer: list, call, an elicitation
+answered through whichever replica the balancer picks, and DELETE (the SDK ends the
+session when it closes). 2026-07-28 clients across replicas: eras.py.
 
 usage: replicas.py <load balancer /mcp URL> <connection prefix>
 """
@@ -22,7 +23,7 @@ async def main():
         report["elicitations"] += 1
         return types.ElicitResult(action="accept", content={"name": f"answer-{report['elicitations']}"})
 
-    async with Client(URL, elicitation_callback=on_elicit) as client:
+    async with Client(URL, mode="legacy", elicitation_callback=on_elicit) as client:
         names = [t.name for t in (await client.list_tools()).tools]
         check(f"{PREFIX}__echo" in names, f"{PREFIX}__echo missing from {names}")
         for i in range(6):

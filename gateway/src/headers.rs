@@ -6,6 +6,12 @@ use http::HeaderMap;
 pub const MCP_SESSION_ID: &str = "mcp-session-id";
 /// `MCP-Protocol-Version`: the revision a request speaks.
 pub const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+/// `Mcp-Method` (2026-07-28): the body's `method`.
+pub const MCP_METHOD: &str = "mcp-method";
+/// `Mcp-Name` (2026-07-28): the tool, prompt or resource a request names.
+pub const MCP_NAME: &str = "mcp-name";
+/// `Mcp-Param-{Name}` (2026-07-28): a tool argument annotated `x-mcp-header`.
+pub const MCP_PARAM_PREFIX: &str = "mcp-param-";
 
 /// The credential of an `Authorization: Bearer <token>` header. The scheme is
 /// case-insensitive (RFC 9110 §11.1); surrounding spaces are not part of the token;

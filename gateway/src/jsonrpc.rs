@@ -266,6 +266,50 @@ impl Message<'_> {
     }
 }
 
+/// The same response with `"resultType":"complete"` as the first member of its result
+/// object: what a 2026-07-28 client needs of an answer from an upstream of an earlier
+/// revision. The result is spliced, not decoded; anything else (an error, a result
+/// that already says, a message that does not parse) is returned as it is.
+pub fn mark_complete(bytes: Bytes) -> Bytes {
+    #[derive(Deserialize)]
+    struct Tagged<'a> {
+        #[serde(rename = "resultType", borrow, default)]
+        result_type: Option<&'a RawValue>,
+    }
+    let offset = {
+        let Ok(msg) = Message::parse(&bytes) else {
+            return bytes;
+        };
+        let Some(result) = msg.result else {
+            return bytes;
+        };
+        let text = result.get();
+        if !text.starts_with('{')
+            || serde_json::from_str::<Tagged<'_>>(text).map_or(true, |t| t.result_type.is_some())
+        {
+            return bytes;
+        }
+        // `result` borrows from `bytes`: its offset there, just past the brace.
+        let start = (text.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+        if start >= bytes.len() {
+            return bytes;
+        }
+        let empty = text[1..].trim_start().starts_with('}');
+        (start + 1, empty)
+    };
+    let (at, empty) = offset;
+    let member: &[u8] = if empty {
+        br#""resultType":"complete""#
+    } else {
+        br#""resultType":"complete","#
+    };
+    let mut out = Vec::with_capacity(bytes.len() + member.len());
+    out.extend_from_slice(&bytes[..at]);
+    out.extend_from_slice(member);
+    out.extend_from_slice(&bytes[at..]);
+    Bytes::from(out)
+}
+
 /// A success response.
 pub fn result(id: &str, result: &str) -> Bytes {
     write(Some(id), None, None, Some(result), None)
@@ -548,5 +592,29 @@ mod tests {
         );
         let e = error(None, code::PARSE_ERROR, "bad", None);
         assert!(std::str::from_utf8(&e).unwrap().contains(r#""id":null"#));
+    }
+
+    #[test]
+    fn mark_complete_splices_result_type_into_results_only() {
+        let marked = mark_complete(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"x"}]}}"#,
+        ));
+        let v: serde_json::Value = serde_json::from_slice(&marked).unwrap();
+        assert_eq!(v["result"]["resultType"], "complete");
+        assert_eq!(v["result"]["content"][0]["text"], "x");
+        assert_eq!(v["id"], 7);
+        let empty = mark_complete(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"result":{ }}"#,
+        ));
+        let v: serde_json::Value = serde_json::from_slice(&empty).unwrap();
+        assert_eq!(v["result"], serde_json::json!({"resultType": "complete"}));
+        for unchanged in [
+            &br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required"}}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"no"}}"#,
+            br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#,
+            br#"not json"#,
+        ] {
+            assert_eq!(mark_complete(Bytes::copy_from_slice(unchanged)), unchanged);
+        }
     }
 }

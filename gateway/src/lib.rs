@@ -19,6 +19,7 @@ pub mod jsonrpc;
 pub mod metrics;
 pub mod oauth;
 pub mod registry;
+pub mod revision;
 pub mod server;
 pub mod sse;
 pub mod store;

@@ -18,10 +18,24 @@ use crate::config::PREFIX_SEPARATOR;
 use crate::endpoint::Endpoint;
 use crate::jsonrpc::{RawParams, raw_string};
 use crate::upstream::Upstream;
-use crate::upstream::catalog::Item;
+use crate::upstream::catalog::{CacheHint, Item};
+
+/// Hawser's `serverInfo` (JSON text), in the results it builds itself.
+pub fn hawser_info() -> &'static str {
+    HAWSER_INFO.as_str()
+}
+
+static HAWSER_INFO: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    serde_json::json!({"name": "hawser", "title": "Hawser MCP gateway", "version": env!("CARGO_PKG_VERSION")})
+        .to_string()
+});
 
 /// MCP caps tool names at 128 characters.
 const MAX_NAME: usize = 128;
+
+/// How long a client may reuse Hawser's own results (`ttlMs`) when no upstream asks
+/// for less: list changes are announced meanwhile (GET stream, `subscriptions/listen`).
+pub const DEFAULT_TTL_MS: u64 = 60_000;
 
 pub use crate::upstream::catalog::ListKind;
 
@@ -117,6 +131,9 @@ impl Changes {
 
 struct Builder {
     items: [Vec<String>; 4],
+    hints: [CacheHint; 4],
+    /// `serverInfo` for result `_meta` (JSON text).
+    server_info: Option<String>,
     endpoint: EndpointView,
 }
 
@@ -124,6 +141,8 @@ impl Builder {
     fn new(upstream: Option<Arc<Upstream>>) -> Self {
         Self {
             items: Default::default(),
+            hints: Default::default(),
+            server_info: None,
             endpoint: EndpointView {
                 lists: Default::default(),
                 fingerprints: [0; 4],
@@ -150,14 +169,42 @@ impl Builder {
                 }
                 json.push_str(item);
             }
-            json.push_str("]}");
+            json.push(']');
+            // The fingerprint says whether the items changed, not the hints.
             let mut h = DefaultHasher::new();
             json.hash(&mut h);
             self.endpoint.fingerprints[kind.index()] = h.finish();
+            // 2026-07-28 fields; earlier revisions ignore them.
+            let hint = self.hints[kind.index()];
+            json.push_str(",\"resultType\":\"complete\",\"ttlMs\":");
+            json.push_str(
+                &hint
+                    .ttl_ms
+                    .unwrap_or(DEFAULT_TTL_MS)
+                    .min(DEFAULT_TTL_MS)
+                    .to_string(),
+            );
+            json.push_str(if hint.private {
+                ",\"cacheScope\":\"private\""
+            } else {
+                ",\"cacheScope\":\"public\""
+            });
+            json.push_str(",\"_meta\":{\"io.modelcontextprotocol/serverInfo\":");
+            json.push_str(self.server_info.as_deref().unwrap_or(HAWSER_INFO.as_str()));
+            json.push_str("}}");
             self.endpoint.lists[kind.index()] = Bytes::from(json);
         }
         self.endpoint
     }
+}
+
+/// The `serverInfo` of an initialize result (JSON text).
+fn server_info(initialize: &serde_json::value::RawValue) -> Option<String> {
+    RawParams::parse(Some(initialize))
+        .ok()?
+        .0
+        .get("serverInfo")
+        .map(|v| v.get().to_owned())
 }
 
 /// An item's JSON with its `name` replaced.
@@ -187,6 +234,11 @@ impl View {
                 connections.insert(upstream.name().to_owned(), Arc::new(own.finish()));
                 continue;
             };
+            own.hints = catalog.hints;
+            own.server_info = server_info(&catalog.initialize);
+            for (joined, hint) in agg.hints.iter_mut().zip(catalog.hints) {
+                *joined = joined.join(hint);
+            }
             let config = upstream.config();
             for tool in &catalog.tools {
                 if !config.tools.allows(&tool.key) {
@@ -493,7 +545,10 @@ mod empty_tests {
         for kind in ListKind::ALL {
             let list: serde_json::Value =
                 serde_json::from_slice(&view.aggregated.list(kind)).unwrap();
-            assert_eq!(list.as_object().map(|o| o.len()), Some(1), "{list}");
+            assert_eq!(list[kind.field()], serde_json::json!([]), "{list}");
+            // 2026-07-28 members, ignored by earlier revisions.
+            assert_eq!(list["resultType"], "complete", "{list}");
+            assert_eq!(list["ttlMs"], DEFAULT_TTL_MS, "{list}");
         }
     }
 }

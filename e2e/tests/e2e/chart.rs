@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const RELEASE: &str = "hw";
+/// The pod's address as the downward API gives it.
+const POD_IP: &str = "127.0.0.1";
 const NAMESPACE: &str = "mcp";
 const POD_NAME: &str = "hw-hawser-gateway-7d9f8c6b5-x2kqp";
 
@@ -95,7 +97,13 @@ fn pod_env(container: &Container, secret: &BTreeMap<String, String>) -> Vec<(Str
     let mut env = Vec::new();
     for var in container.env.iter().flatten() {
         if let Some(value) = &var.value {
-            env.push((var.name.clone(), value.clone()));
+            // `$(NAME)` names a variable defined before this one, as the kubelet expands it.
+            let expanded = env
+                .iter()
+                .fold(value.clone(), |v, (name, value): &(String, String)| {
+                    v.replace(&format!("$({name})"), value)
+                });
+            env.push((var.name.clone(), expanded));
             continue;
         }
         let from = var.value_from.as_ref().expect("env value or valueFrom");
@@ -114,6 +122,7 @@ fn pod_env(container: &Container, secret: &BTreeMap<String, String>) -> Vec<(Str
             let value = match field.field_path.as_str() {
                 "metadata.name" => POD_NAME,
                 "metadata.namespace" => NAMESPACE,
+                "status.podIP" => POD_IP,
                 other => panic!("unexpected fieldRef {other}"),
             };
             env.push((var.name.clone(), value.to_owned()));

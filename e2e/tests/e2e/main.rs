@@ -4,6 +4,7 @@
 mod audit;
 mod chart;
 mod conformance;
+mod eras;
 mod faults;
 mod oauth;
 mod protocol;

@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub listen: Option<String>,
     /// External base URL, used for OAuth redirect URIs (`HAWSER_PUBLIC_URL`).
     pub public_url: Option<String>,
+    /// The URL other replicas reach this one at (`HAWSER_ADVERTISE_URL`).
+    pub advertise_url: Option<String>,
     /// This replica's name (`HAWSER_REPLICA_ID`; default: hostname).
     pub replica_id: Option<String>,
     /// Bearer token for the admin API (`HAWSER_ADMIN_TOKEN`).

@@ -88,6 +88,9 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     pub replica_id: String,
     pub public_url: Option<Url>,
+    /// Where other replicas reach this one (a 2026-07-28 retry of a call held here is
+    /// passed on to it); `None` when it cannot be known.
+    pub advertise_url: Option<Url>,
     pub security: Security,
     pub client_auth: ClientAuth,
     pub audit: AuditSettings,
@@ -115,6 +118,30 @@ fn listen(flags: &Flags, env: &dyn Env, file: Option<String>) -> Result<SocketAd
             format!("{text:?} is not an address:port (e.g. 127.0.0.1:8080)"),
         )
     })
+}
+
+/// `HAWSER_ADVERTISE_URL`, else `advertiseUrl:`, else `http://<listen>` when the
+/// listen address names one interface (all interfaces name no address others can use).
+fn advertise_url(
+    env: &dyn Env,
+    file: Option<String>,
+    listen: SocketAddr,
+) -> Result<Option<Url>, ConfigError> {
+    let (field, text) = match (env.var("HAWSER_ADVERTISE_URL"), file) {
+        (Some(url), _) => ("HAWSER_ADVERTISE_URL", url),
+        (None, Some(url)) => ("advertiseUrl", url),
+        (None, None) if listen.ip().is_unspecified() => return Ok(None),
+        (None, None) => return Ok(Url::parse(&format!("http://{listen}")).ok()),
+    };
+    let url =
+        Url::parse(&text).map_err(|e| invalid(field, format!("{text:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(
+            field,
+            format!("{text:?} must be an http(s) URL with a host"),
+        ));
+    }
+    Ok(Some(url))
 }
 
 /// `HAWSER_ADMIN_TOKEN`, else `adminToken:`; at least 16 characters.
@@ -232,8 +259,10 @@ impl Settings {
                     .join(&replica_id),
             );
         }
+        let listen = listen(flags, env, raw.listen)?;
         Ok(Self {
-            listen: listen(flags, env, raw.listen)?,
+            listen,
+            advertise_url: advertise_url(env, raw.advertise_url, listen)?,
             database_url: env.var("DATABASE_URL").map(Secret::new),
             keyring: env
                 .var("HAWSER_ENCRYPTION_KEYS")

@@ -114,6 +114,17 @@ impl Keyring {
         Ok(Self { keys })
     }
 
+    /// A keyring of one random key, for a process that was given none: what it seals
+    /// is readable by this process only.
+    pub fn ephemeral() -> Self {
+        let key: [u8; 32] = rand::random();
+        let cipher = Aes256Gcm::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("a 32-byte key is an AES-256 key"));
+        Self {
+            keys: vec![("ephemeral".to_owned(), cipher)],
+        }
+    }
+
     /// A fresh `kid:base64` entry for `HAWSER_ENCRYPTION_KEYS`.
     pub fn generate_entry() -> String {
         let key: [u8; 32] = rand::random();

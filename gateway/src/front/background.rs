@@ -28,6 +28,7 @@ async fn follow_events(front: Arc<Front>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             c = changes.recv() => match c {
                 Ok(changes) => {
+                    front.listeners.announce(&changes);
                     for session in front.sessions.local() {
                         for kind in notifications(changes.for_endpoint(&session.endpoint)) {
                             let note = jsonrpc::notification(kind, None);
@@ -67,6 +68,17 @@ async fn sweep_sessions(front: Arc<Front>, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        let abandoned = front.bridge.sweep();
+        if abandoned > 0 {
+            tracing::info!(
+                count = abandoned,
+                "ended bridged calls whose client never retried"
+            );
+        }
+        let pooled = front.sessions.pool.sweep(&front.registry);
+        if pooled > 0 {
+            tracing::debug!(count = pooled, "closed idle pooled upstream sessions");
         }
         let used = front.sessions.take_used();
         if let Err(error) = front.store.touch_sessions(&used).await {

@@ -33,7 +33,7 @@ pub async fn message(
                 Ok(reply) => reply,
                 Err(error) => {
                     record::answered(front, info, msg.method(), error.metric_label());
-                    error.reply(Some(&id))
+                    error.reply_in(Some(&id), session.is_modern())
                 }
             }
         }
@@ -171,7 +171,7 @@ async fn routed(
                     name: name.clone(),
                 };
                 record::refused(front, info, Some(session), method, Some(name), &error);
-                return Ok(error.reply(Some(id)));
+                return Ok(error.reply_in(Some(id), session.is_modern()));
             };
             let renamed = renamed(&mut params, "name", route, &name);
             let params = renamed.as_deref().or(msg.params);

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::reply::{self, Reply};
 use crate::identity::Rejection;
 use crate::jsonrpc::{self, Id, ParseError, code};
+use crate::revision;
 use crate::upstream::UpstreamError;
 
 /// Why a request to `/mcp` or `/mcp/{connection}` was not served.
@@ -39,10 +40,21 @@ pub enum Error {
     NotAcceptableStream,
     #[error("{0}")]
     Parse(ParseError),
-    #[error("unsupported MCP-Protocol-Version {version:?}; supported: {supported}")]
-    UnsupportedVersion { version: String, supported: String },
+    #[error("unsupported protocol version {version:?}; supported: {}", revision::ALL.join(", "))]
+    UnsupportedVersion { version: String },
+    /// 2026-07-28: a header disagrees with the body, or a required one is missing.
+    #[error("header mismatch: {0}")]
+    HeaderMismatch(String),
+    /// 2026-07-28: the `_meta` envelope lacks what the revision requires.
+    #[error("{0}")]
+    MetaInvalid(String),
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("Bad Request: Mcp-Session-Id header is required")]
     SessionRequired,
+    /// GET or DELETE without a session: only 2025 sessions have streams to open or end.
+    #[error("{0} needs an Mcp-Session-Id (a 2025 session); 2026-07-28 clients only POST")]
+    MethodNotAllowed(&'static str),
     #[error("session not found: initialize a new session")]
     SessionNotFound,
     #[error("session store unavailable; retry")]
@@ -51,6 +63,15 @@ pub enum Error {
     // --- answered in JSON-RPC (HTTP 200)
     #[error("{0}")]
     InvalidParams(String),
+    /// The server needs an answer the client did not declare it can give.
+    #[error("{what} needs the client capability {capability:?}, which this client did not declare")]
+    MissingCapability {
+        capability: &'static str,
+        what: String,
+    },
+    /// A `requestState` Hawser did not issue to this caller, or one that expired.
+    #[error("invalid or expired requestState: retry the request without it")]
+    InvalidRequestState,
     #[error("session is already initialized")]
     AlreadyInitialized,
     #[error("method not found: {method}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
@@ -90,6 +111,7 @@ impl Error {
                 StatusCode::NOT_FOUND
             }
             Self::HostNotAllowed(_) | Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -98,6 +120,9 @@ impl Error {
             Self::Parse(_)
             | Self::DuplicateHeader(_)
             | Self::UnsupportedVersion { .. }
+            | Self::HeaderMismatch(_)
+            | Self::MetaInvalid(_)
+            | Self::InvalidRequest(_)
             | Self::SessionRequired => StatusCode::BAD_REQUEST,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::OK,
@@ -108,7 +133,13 @@ impl Error {
     pub fn jsonrpc_code(&self) -> i64 {
         match self {
             Self::Parse(e) => e.code(),
-            Self::InvalidParams(_) | Self::UnknownName { .. } => code::INVALID_PARAMS,
+            Self::InvalidParams(_)
+            | Self::UnknownName { .. }
+            | Self::MetaInvalid(_)
+            | Self::InvalidRequestState => code::INVALID_PARAMS,
+            Self::UnsupportedVersion { .. } => revision::code::UNSUPPORTED_VERSION,
+            Self::HeaderMismatch(_) => revision::code::HEADER_MISMATCH,
+            Self::MissingCapability { .. } => revision::code::MISSING_CLIENT_CAPABILITY,
             Self::MethodNotFound { .. } => code::METHOD_NOT_FOUND,
             Self::ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
             Self::ConnectionGone(_) | Self::ConnectionUnavailable => code::UPSTREAM_UNAVAILABLE,
@@ -139,6 +170,13 @@ impl Error {
                 "connection": connection,
                 "category": error.category(),
             })),
+            Self::UnsupportedVersion { version } => Some(serde_json::json!({
+                "supported": revision::ALL,
+                "requested": version,
+            })),
+            Self::MissingCapability { capability, .. } => Some(serde_json::json!({
+                "requiredCapabilities": { *capability: {} },
+            })),
             _ => None,
         };
         jsonrpc::error(
@@ -163,6 +201,10 @@ impl Error {
                     HeaderValue::from_static("Bearer realm=\"hawser\""),
                 );
             }
+            Self::MethodNotAllowed(_) => {
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
             // The store answers again within seconds, or the probe says it is away.
             Self::Store(_) => {
                 r.headers_mut()
@@ -170,6 +212,40 @@ impl Error {
             }
             _ => {}
         }
+        r
+    }
+}
+
+impl Error {
+    /// The answer in the era of the request: see [`Self::reply_modern`].
+    pub fn reply_in(self, id: Option<&Id>, modern: bool) -> Reply {
+        if modern {
+            self.reply_modern(id)
+        } else {
+            self.reply(id)
+        }
+    }
+
+    /// The answer to a 2026-07-28 request: the JSON-RPC error with the HTTP status the
+    /// revision gives its code (400 for malformed requests, 404 for unknown methods).
+    pub fn reply_modern(self, id: Option<&Id>) -> Reply {
+        let status = match self.jsonrpc_code() {
+            code::PARSE_ERROR
+            | code::INVALID_REQUEST
+            | code::INVALID_PARAMS
+            | revision::code::HEADER_MISMATCH
+            | revision::code::MISSING_CLIENT_CAPABILITY
+            | revision::code::UNSUPPORTED_VERSION => StatusCode::BAD_REQUEST,
+            code::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            _ => self.status(),
+        };
+        let status = if self.status() == StatusCode::OK {
+            status
+        } else {
+            self.status()
+        };
+        let mut r = self.reply(id);
+        *r.status_mut() = status;
         r
     }
 }

@@ -5,15 +5,17 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
+use super::bridge::{self, Retry};
 use super::error::Error;
 use super::record::CallRecord;
 use super::reply::{self, Reply};
 use super::request::RequestInfo;
 use super::session::ClientSession;
 use super::state::Front;
-use super::stream::{self, CallContext};
+use super::stream::{self, CallContext, RetryContext};
 use crate::audit::Outcome;
 use crate::jsonrpc::Id;
+use crate::revision::Era;
 use crate::upstream::{Upstream, UpstreamError};
 
 /// What to forward: a request of the client's, possibly rewritten for the upstream.
@@ -39,6 +41,19 @@ pub async fn forward(
         id,
         target,
     } = request;
+    if session.is_modern()
+        && let Some(state) = bridge::hawser_state(params)
+    {
+        let retry = Retry {
+            session,
+            upstream,
+            method,
+            target: target.as_deref(),
+            params,
+            id,
+        };
+        return bridge::resume(&front.bridge, retry, &state).await;
+    }
     let inflight = session.track(id.clone());
     let timeout = upstream.config().call_timeout;
     let record = CallRecord::start(
@@ -47,7 +62,7 @@ pub async fn forward(
         session,
         upstream.name(),
         method,
-        target,
+        target.clone(),
         params,
     );
     let fail = |e: UpstreamError, record: CallRecord| {
@@ -61,6 +76,24 @@ pub async fn forward(
         });
         reply::json(body)
     };
+    // A 2026-07-28 upstream is told about the client in every request; a legacy one
+    // knows from the session, and refuses a request that says otherwise.
+    let envelope = (upstream.era() == Era::Modern).then(|| session.envelope());
+    let stripped = match (session.is_modern(), upstream.era(), params) {
+        (true, Era::Legacy, Some(p)) => Some(crate::upstream::era::without_envelope(p)),
+        _ => None,
+    };
+    let params = stripped.as_deref().or(params);
+    // A legacy client cannot take a 2026-07-28 upstream's `input_required`: Hawser asks
+    // the client and retries the call, for which it keeps the request.
+    let mut retry = match (&envelope, session.is_modern()) {
+        (Some(envelope), false) => Some(RetryContext {
+            params: params.map(ToOwned::to_owned),
+            headers: info.upstream_headers(),
+            envelope: envelope.clone(),
+        }),
+        _ => None,
+    };
     let mut retried = false;
     loop {
         let cancelled = inflight.token.clone();
@@ -69,7 +102,7 @@ pub async fn forward(
             r = tokio::time::timeout(timeout, async {
                 let upstream_session = front.sessions.upstream_session(session, upstream).await?;
                 let call = upstream
-                    .call(&upstream_session, method, params, Some(id.json()), &info.upstream_headers())
+                    .call(&upstream_session, method, params, Some(id.json()), &info.upstream_headers(), envelope.as_ref())
                     .await;
                 Ok::<_, UpstreamError>((upstream_session, call))
             }) => r,
@@ -83,6 +116,10 @@ pub async fn forward(
             Ok(call) => {
                 let ctx = CallContext {
                     relay: front.relay.clone(),
+                    bridge: front.bridge.clone(),
+                    method: method.to_owned(),
+                    target: target.clone(),
+                    retry: retry.take(),
                     session: session.clone(),
                     upstream: upstream.clone(),
                     upstream_session,

@@ -124,23 +124,68 @@ pub fn started(reply: &Reply) -> bool {
     reply.headers().contains_key(MCP_SESSION_ID)
 }
 
+/// What the aggregated endpoint offers.
+pub const AGGREGATED_CAPABILITIES: &str = r#"{"tools":{"listChanged":true},"prompts":{"listChanged":true},"resources":{"listChanged":true,"subscribe":true},"logging":{},"completions":{}}"#;
+
+/// Hawser's `serverInfo` (JSON text).
+pub fn hawser_server_info() -> String {
+    crate::view::hawser_info().to_owned()
+}
+
+/// The aggregated endpoint's `instructions` (a JSON string).
+pub fn aggregated_instructions(connections: usize) -> Option<String> {
+    Some(
+        serde_json::json!(format!(
+            "Hawser aggregates {connections} MCP connection(s); each tool and prompt is named <connection>__<name>."
+        ))
+        .to_string(),
+    )
+}
+
 /// The `initialize` result of the aggregated endpoint.
 fn aggregated_result(version: &str, connections: usize) -> String {
-    serde_json::json!({
-        "protocolVersion": version,
-        "capabilities": {
-            "tools": {"listChanged": true},
-            "prompts": {"listChanged": true},
-            "resources": {"listChanged": true, "subscribe": true},
-            "logging": {},
-            "completions": {}
-        },
-        "serverInfo": {"name": "hawser", "title": "Hawser MCP gateway", "version": env!("CARGO_PKG_VERSION")},
-        "instructions": format!(
-            "Hawser aggregates {connections} MCP connection(s); each tool and prompt is named <connection>__<name>."
-        )
+    format!(
+        r#"{{"protocolVersion":{},"capabilities":{AGGREGATED_CAPABILITIES},"serverInfo":{},"instructions":{}}}"#,
+        serde_json::json!(version),
+        hawser_server_info(),
+        aggregated_instructions(connections).unwrap_or_else(|| "\"\"".into()),
+    )
+}
+
+/// What a connection's endpoint says about itself: the upstream's own capabilities
+/// (list changes announced: Hawser sends them on reloads), `serverInfo` and
+/// `instructions` (JSON text each).
+pub struct ConnectionParts {
+    pub capabilities: String,
+    pub server_info: String,
+    pub instructions: Option<String>,
+}
+
+/// The parts of a connection endpoint's self-description.
+pub fn connection_parts(upstream: &Upstream) -> Result<ConnectionParts, UpstreamError> {
+    let catalog = upstream
+        .catalog()
+        .ok_or_else(|| UpstreamError::Unavailable("not connected yet".into()))?;
+    let members = RawParams::parse(Some(&catalog.initialize))
+        .map_err(|e| UpstreamError::Protocol(e.message))?;
+    let mut caps: serde_json::Value = members
+        .0
+        .get("capabilities")
+        .and_then(|c| serde_json::from_str(c.get()).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    for key in ["tools", "prompts", "resources"] {
+        if let Some(obj) = caps.get_mut(key).and_then(|v| v.as_object_mut()) {
+            obj.insert("listChanged".into(), serde_json::Value::Bool(true));
+        }
+    }
+    Ok(ConnectionParts {
+        capabilities: caps.to_string(),
+        server_info: members.0.get("serverInfo").map_or_else(
+            || r#"{"name":"unknown","version":"0"}"#.to_owned(),
+            |v| v.get().to_owned(),
+        ),
+        instructions: members.0.get("instructions").map(|v| v.get().to_owned()),
     })
-    .to_string()
 }
 
 /// The `initialize` result of a connection's endpoint: the upstream's own, with the

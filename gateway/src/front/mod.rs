@@ -19,12 +19,17 @@
 
 mod admission;
 mod background;
+pub mod bridge;
 mod bus;
 mod dispatch;
 pub mod error;
 mod forward;
 mod initialize;
+mod inputs;
 mod listen;
+pub mod listeners;
+mod modern;
+pub mod pool;
 mod record;
 pub mod relay;
 pub mod reply;
@@ -33,7 +38,10 @@ mod routes;
 pub mod session;
 mod state;
 mod stream;
+pub mod subscriptions;
+mod ticket;
 pub mod version;
+pub mod wire;
 
 pub use background::spawn as spawn_background;
 pub use error::Error;

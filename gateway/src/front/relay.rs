@@ -14,12 +14,23 @@ use crate::jsonrpc::{self, Id, Message};
 use crate::store::UpstreamSession;
 use crate::upstream::{Upstream, UpstreamError};
 
+/// Who waits for the client's answer.
+pub enum Waiter {
+    /// An upstream's request, answered in its session with its own id.
+    Upstream {
+        upstream: Arc<Upstream>,
+        upstream_session: UpstreamSession,
+        upstream_id: Id,
+    },
+    /// Hawser itself: a 2026-07-28 upstream's input request, asked of a legacy client
+    /// as an ordinary request; the answer (the whole response) goes to the call.
+    Local(tokio::sync::oneshot::Sender<Bytes>),
+}
+
 /// A server→client request waiting for the client's answer.
 pub struct Pending {
     pub session: IdHash,
-    pub upstream: Arc<Upstream>,
-    pub upstream_session: UpstreamSession,
-    pub upstream_id: Id,
+    pub waiter: Waiter,
     created: Instant,
 }
 
@@ -68,25 +79,58 @@ impl Relay {
         message: &[u8],
     ) -> Option<(Bytes, String)> {
         let msg = Message::parse(message).ok()?;
-        let gateway_id = format!(
-            "\"hw-{}-{}\"",
-            self.token,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        );
+        let gateway_id = self.next_id();
         let rewritten = msg.with_id(&gateway_id);
-        let mut pending = self.lock();
-        pending.retain(|_, p| p.created.elapsed() < MAX_AGE);
-        pending.insert(
-            gateway_id.clone(),
-            Pending {
-                session,
+        self.insert(
+            &gateway_id,
+            session,
+            Waiter::Upstream {
                 upstream: upstream.clone(),
                 upstream_session: upstream_session.clone(),
                 upstream_id,
-                created: Instant::now(),
             },
         );
         Some((rewritten, gateway_id))
+    }
+
+    /// Registers a request Hawser asks of the client itself (`method` with `params`,
+    /// JSON text); the request to send, its gateway id, and where the answer arrives.
+    pub fn ask(
+        &self,
+        session: IdHash,
+        method: &str,
+        params: Option<&str>,
+    ) -> (Bytes, String, tokio::sync::oneshot::Receiver<Bytes>) {
+        let gateway_id = self.next_id();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.insert(&gateway_id, session, Waiter::Local(tx));
+        (
+            jsonrpc::request(&gateway_id, method, params),
+            gateway_id,
+            rx,
+        )
+    }
+
+    /// A new gateway id (JSON text) naming this replica.
+    fn next_id(&self) -> String {
+        format!(
+            "\"hw-{}-{}\"",
+            self.token,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn insert(&self, gateway_id: &str, session: IdHash, waiter: Waiter) {
+        let mut pending = self.lock();
+        pending.retain(|_, p| p.created.elapsed() < MAX_AGE);
+        pending.insert(
+            gateway_id.to_owned(),
+            Pending {
+                session,
+                waiter,
+                created: Instant::now(),
+            },
+        );
     }
 
     /// Forgets pending requests (the call that raised them ended).
@@ -120,8 +164,20 @@ impl Relay {
         let Some(p) = pending else {
             return Ok(false);
         };
-        let reply = answer.with_id(p.upstream_id.json());
-        p.upstream.send(&p.upstream_session, reply).await?;
+        match p.waiter {
+            Waiter::Upstream {
+                upstream,
+                upstream_session,
+                upstream_id,
+            } => {
+                let reply = answer.with_id(upstream_id.json());
+                upstream.send(&upstream_session, reply).await?;
+            }
+            Waiter::Local(tx) => {
+                // The call may have ended meanwhile; then nobody waits.
+                let _ = tx.send(answer.with_id(id.json()));
+            }
+        }
         Ok(true)
     }
 

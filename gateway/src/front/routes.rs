@@ -14,9 +14,10 @@ use super::error::Error;
 use super::reply::{self, Reply};
 use super::request::RequestInfo;
 use super::state::Front;
-use super::{admission, dispatch, initialize, listen, record, version};
+use super::wire::{self, Wire};
+use super::{admission, dispatch, initialize, listen, modern, record};
 use crate::endpoint::Endpoint;
-use crate::jsonrpc::{Kind, Message};
+use crate::jsonrpc::{Id, Kind, Message};
 
 /// The endpoint a request's path names.
 struct Path(Endpoint);
@@ -87,8 +88,16 @@ async fn handle_post(
         Ok(m) => m,
         Err(e) => return Error::Parse(e).reply(None),
     };
-    if let Err(error) = version::check_header(&headers) {
-        return error.reply(None);
+    match wire::classify(&headers, &msg) {
+        Ok(Wire::Legacy) => {}
+        Ok(Wire::Modern(modern)) => {
+            let raw = modern::Raw {
+                headers: &headers,
+                body: &body,
+            };
+            return modern::handle(&front, &endpoint, &identity, &msg, &modern, &info, raw).await;
+        }
+        Err(error) => return error.reply_modern(msg.id.map(Id::from_raw).as_ref()),
     }
     if msg.kind() == Kind::Request
         && !admission::has_session(&headers)
@@ -119,6 +128,9 @@ async fn get_mcp(
 ) -> Reply {
     let opened = async {
         let identity = admission::admit(&front, &endpoint, &headers)?;
+        if !admission::has_session(&headers) {
+            return Err(Error::MethodNotAllowed("GET"));
+        }
         admission::check_stream_accept(&headers)?;
         admission::live_session(&front, &endpoint, &identity, &headers).await
     };
@@ -135,6 +147,9 @@ async fn delete_mcp(
 ) -> Reply {
     let ended = async {
         let identity = admission::admit(&front, &endpoint, &headers)?;
+        if !admission::has_session(&headers) {
+            return Err(Error::MethodNotAllowed("DELETE"));
+        }
         let session = admission::live_session(&front, &endpoint, &identity, &headers).await?;
         front
             .sessions

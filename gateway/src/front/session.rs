@@ -11,11 +11,14 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::pool::Pool;
+use super::wire::Modern;
 use crate::crypto::IdHash;
 use crate::endpoint::Endpoint;
 use crate::identity::Identity;
 use crate::jsonrpc::Id;
 use crate::registry::Registry;
+use crate::revision::{self, Envelope, Era};
 use crate::store::{self, BusMessage, Health, SessionRecord, Store, UpstreamSession};
 use crate::upstream::{ClientInit, Upstream, UpstreamError};
 
@@ -44,6 +47,9 @@ pub struct ClientSession {
     inflight: Mutex<HashMap<Id, CancellationToken>>,
     pub ended: CancellationToken,
     used: AtomicBool,
+    /// A 2026-07-28 request's envelope: the "session" lives for that request only,
+    /// has no id and is stored nowhere.
+    pub modern: Option<Envelope>,
 }
 
 impl std::fmt::Debug for ClientSession {
@@ -86,6 +92,52 @@ impl ClientSession {
             inflight: Mutex::new(HashMap::new()),
             ended: CancellationToken::new(),
             used: AtomicBool::new(true),
+            modern: None,
+        }
+    }
+
+    /// The stand-in session of one 2026-07-28 request: what the request says about its
+    /// client, bound to the caller, never stored.
+    pub fn ephemeral(identity: &Identity, endpoint: &Endpoint, modern: &Modern) -> Arc<Self> {
+        let bytes: [u8; 32] = rand::random();
+        let id_hash = IdHash::from_bytes(&bytes).unwrap_or_else(|| IdHash::of("ephemeral"));
+        let envelope = &modern.envelope;
+        Arc::new(Self {
+            id_hash,
+            handle: "-".to_owned(),
+            subject: identity.subject.clone(),
+            endpoint: endpoint.clone(),
+            init: ClientInit::new(
+                revision::MODERN.to_owned(),
+                envelope.capabilities.clone(),
+                envelope.client_info.clone(),
+            ),
+            log_level: Mutex::new(envelope.log_level.clone()),
+            upstreams: Mutex::new(HashMap::new()),
+            streams: Mutex::new(Vec::new()),
+            stream_stop: Mutex::new(None),
+            inflight: Mutex::new(HashMap::new()),
+            ended: CancellationToken::new(),
+            used: AtomicBool::new(false),
+            modern: Some(envelope.clone()),
+        })
+    }
+
+    /// Whether this stands for one 2026-07-28 request.
+    pub fn is_modern(&self) -> bool {
+        self.modern.is_some()
+    }
+
+    /// The envelope a 2026-07-28 upstream gets for this client's requests.
+    pub fn envelope(&self) -> Envelope {
+        if let Some(envelope) = &self.modern {
+            return envelope.clone();
+        }
+        Envelope {
+            protocol_version: Some(revision::MODERN.to_owned()),
+            capabilities: self.init.capabilities.clone(),
+            client_info: self.init.client_info.clone(),
+            log_level: lock(&self.log_level).clone(),
         }
     }
 
@@ -227,14 +279,21 @@ pub struct Sessions {
     /// store is away, never a wait longer than its budget.
     health: Arc<Health>,
     cache: RwLock<Cache>,
+    /// Legacy upstream sessions borrowed by 2026-07-28 clients.
+    pub pool: Arc<Pool>,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, health: Arc<Health>) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        health: Arc<Health>,
+        pool_idle: std::time::Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             health,
             cache: RwLock::new(Cache::default()),
+            pool: Pool::new(pool_idle),
         })
     }
 
@@ -371,6 +430,18 @@ impl Sessions {
         session: &Arc<ClientSession>,
         upstream: &Arc<Upstream>,
     ) -> Result<UpstreamSession, UpstreamError> {
+        // A 2026-07-28 upstream has no sessions; a 2026-07-28 client borrows one.
+        if upstream.era() == Era::Modern {
+            return Ok(upstream.stateless_session());
+        }
+        if let Some(envelope) = &session.modern
+            && !upstream.is_shared()
+        {
+            return self
+                .pool
+                .get(upstream, &session.subject, envelope.client_info.as_deref())
+                .await;
+        }
         let slot = session.slot(upstream.name());
         let mut guard = slot.lock().await;
         if let Some(current) = guard.as_ref()
@@ -457,6 +528,10 @@ impl Sessions {
         upstream: &Upstream,
         stale: &UpstreamSession,
     ) {
+        if session.is_modern() {
+            self.pool.forget(upstream, &session.subject, stale).await;
+            return;
+        }
         let slot = session.slot(upstream.name());
         let mut guard = slot.lock().await;
         if guard.as_ref() == Some(stale) {

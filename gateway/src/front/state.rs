@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::bridge::Bridge;
+use super::listeners::Listeners;
 use super::relay::Relay;
 use super::session::Sessions;
 use crate::audit::Auditor;
 use crate::config::{ClientAuth, HttpLimits, Security};
+use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::Store;
@@ -18,8 +21,14 @@ pub struct Front {
     pub security: Security,
     pub client_auth: ClientAuth,
     pub sessions: Arc<Sessions>,
+    /// Seals what Hawser hands clients to give back (2026-07-28 `requestState`).
+    pub keyring: Keyring,
     pub registry: Arc<Registry>,
     pub relay: Arc<Relay>,
+    /// 2026-07-28 clients' calls waiting for a retry with the answer.
+    pub bridge: Arc<Bridge>,
+    /// `subscriptions/listen` streams open here.
+    pub listeners: Arc<Listeners>,
     pub store: Arc<dyn Store>,
     pub auditor: Arc<Auditor>,
     pub metrics: Arc<Metrics>,

@@ -4,19 +4,26 @@
 //! The client going away, `notifications/cancelled`, or the call timeout drop the
 //! upstream call, which cancels it upstream.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::http::HeaderMap;
 use bytes::Bytes;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
 
+use super::bridge::Bridge;
 use super::error::Error;
+use super::inputs::{self, InputRequired};
 use super::record::CallRecord;
 use super::relay::Relay;
 use super::reply::{self, Reply};
 use super::session::{ClientSession, Inflight};
 use crate::audit::Outcome;
 use crate::jsonrpc::{self, Id};
+use crate::revision::{Envelope, Era};
 use crate::sse;
 use crate::store::UpstreamSession;
 use crate::upstream::{Call, Inbound, Upstream, UpstreamError};
@@ -24,6 +31,16 @@ use crate::upstream::{Call, Inbound, Upstream, UpstreamError};
 /// Everything needed to relay one call.
 pub struct CallContext {
     pub relay: Arc<Relay>,
+    /// Where a 2026-07-28 client's call waits while the client answers an upstream's
+    /// request (the era bridge).
+    pub bridge: Arc<Bridge>,
+    /// The request's method and what it names upstream (a parked call is resumed
+    /// only by a retry of the same request).
+    pub method: String,
+    pub target: Option<String>,
+    /// Set when a 2026-07-28 upstream may answer `input_required` to a legacy client:
+    /// what retrying the call needs.
+    pub retry: Option<RetryContext>,
     pub session: Arc<ClientSession>,
     pub upstream: Arc<Upstream>,
     pub upstream_session: UpstreamSession,
@@ -31,6 +48,20 @@ pub struct CallContext {
     pub inflight: Inflight,
     pub timeout: Duration,
     pub record: Option<CallRecord>,
+}
+
+/// What Hawser needs to retry a call whose 2026-07-28 upstream asked for input.
+pub struct RetryContext {
+    pub params: Option<Box<RawValue>>,
+    pub headers: HeaderMap,
+    pub envelope: Envelope,
+}
+
+/// Input requests asked of a legacy client, and their answers to wait for.
+struct Asking {
+    frames: VecDeque<Bytes>,
+    waits: Vec<(String, oneshot::Receiver<Bytes>)>,
+    state: Option<Box<RawValue>>,
 }
 
 enum Step {
@@ -42,13 +73,18 @@ enum Step {
     Last(Bytes),
     /// Stop without sending anything (cancelled).
     Stop,
+    /// A 2026-07-28 client must answer the upstream's request `upstream_id`: park the
+    /// call and answer `input_required`.
+    Park { upstream_id: Id, request: Bytes },
 }
 
-struct Relaying {
-    ctx: CallContext,
+/// One call being relayed (or parked by the bridge, waiting for the client's retry).
+pub struct Relaying {
+    pub(super) ctx: CallContext,
     call: Option<Call>,
     pending: Vec<String>,
     outcome: Outcome,
+    asking: Option<Asking>,
 }
 
 impl Relaying {
@@ -63,6 +99,12 @@ impl Relaying {
     }
 
     async fn step(&mut self) -> Step {
+        if let Some(asking) = self.asking.as_mut() {
+            if let Some(frame) = asking.frames.pop_front() {
+                return Step::Frame(frame);
+            }
+            return self.answered().await;
+        }
         let Some(call) = self.call.as_mut() else {
             return Step::Stop;
         };
@@ -85,6 +127,18 @@ impl Relaying {
                 if let Some((code, message)) = error {
                     self.outcome.error = Some(("upstream", format!("error {code}: {message}")));
                 }
+                if self.ctx.retry.is_some()
+                    && let Some(input) = inputs::of(&bytes)
+                {
+                    return self.ask(input);
+                }
+                // A 2026-07-28 client needs every result to say what it is.
+                let bytes =
+                    if self.ctx.session.is_modern() && self.ctx.upstream.era() == Era::Legacy {
+                        jsonrpc::mark_complete(bytes)
+                    } else {
+                        bytes
+                    };
                 self.outcome.response = Some(bytes.clone());
                 Step::Last(bytes)
             }
@@ -95,6 +149,96 @@ impl Relaying {
                 Step::Frame(bytes)
             }
             Ok(Some(Ok(Inbound::Request { id, bytes }))) => self.server_request(id, bytes).await,
+        }
+    }
+
+    /// Asks a legacy client the input requests of a 2026-07-28 upstream.
+    fn ask(&mut self, input: InputRequired) -> Step {
+        self.call = None;
+        let mut asking = Asking {
+            frames: VecDeque::with_capacity(input.requests.len()),
+            waits: Vec::with_capacity(input.requests.len()),
+            state: input.state,
+        };
+        for (key, method, params) in input.requests {
+            if let Some(cap) = inputs::capability(&method)
+                && !self.ctx.session.supports(cap)
+            {
+                let error = Error::MissingCapability {
+                    capability: cap,
+                    what: format!("{} ({method})", self.ctx.upstream.name()),
+                };
+                self.outcome.error = Some(("protocol", error.to_string()));
+                return Step::Last(error.to_message(Some(&self.ctx.client_id)));
+            }
+            let (frame, gateway_id, rx) =
+                self.ctx
+                    .relay
+                    .ask(self.ctx.session.id_hash, &method, Some(params.get()));
+            self.pending.push(gateway_id);
+            asking.frames.push_back(frame);
+            asking.waits.push((key, rx));
+        }
+        self.asking = Some(asking);
+        Step::Skip
+    }
+
+    /// Waits for the client's answers, then retries the upstream call with them.
+    async fn answered(&mut self) -> Step {
+        let Some(asking) = self.asking.take() else {
+            return Step::Skip;
+        };
+        let mut responses = Vec::with_capacity(asking.waits.len());
+        for (key, rx) in asking.waits {
+            let answer = tokio::select! {
+                biased;
+                () = self.ctx.inflight.token.cancelled() => {
+                    self.outcome.error = Some(("cancelled", "cancelled by the client".into()));
+                    return Step::Stop;
+                }
+                r = tokio::time::timeout(self.ctx.timeout, rx) => r,
+            };
+            let answer = match answer {
+                Err(_) => return self.fail(UpstreamError::Timeout(self.ctx.timeout)),
+                Ok(Err(_)) => return self.fail(UpstreamError::Closed),
+                Ok(Ok(bytes)) => bytes,
+            };
+            let result = jsonrpc::Message::parse(&answer)
+                .ok()
+                .and_then(|m| m.result.map(ToOwned::to_owned));
+            let Some(result) = result else {
+                let error = Error::InvalidParams(format!(
+                    "the client refused the input request {key:?} of {}",
+                    self.ctx.upstream.name()
+                ));
+                self.outcome.error = Some(("protocol", error.to_string()));
+                return Step::Last(error.to_message(Some(&self.ctx.client_id)));
+            };
+            responses.push((key, result));
+        }
+        let Some(retry) = self.ctx.retry.as_ref() else {
+            return Step::Stop;
+        };
+        let params =
+            inputs::retry_params(retry.params.as_deref(), &responses, asking.state.as_deref());
+        let call = self
+            .ctx
+            .upstream
+            .call(
+                &self.ctx.upstream_session,
+                &self.ctx.method,
+                Some(&params),
+                Some(self.ctx.client_id.json()),
+                &retry.headers,
+                Some(&retry.envelope),
+            )
+            .await;
+        match call {
+            Ok(call) => {
+                self.call = Some(call);
+                Step::Skip
+            }
+            Err(e) => self.fail(e),
         }
     }
 
@@ -115,6 +259,7 @@ impl Relaying {
             "roots/list" => Some("roots"),
             _ => None,
         };
+        let modern = self.ctx.session.is_modern();
         if let Some(cap) = needs
             && !self.ctx.session.supports(cap)
         {
@@ -122,6 +267,22 @@ impl Relaying {
                 &id,
                 &format!("the client did not declare the {cap} capability"),
             );
+            let _ = self
+                .ctx
+                .upstream
+                .send(&self.ctx.upstream_session, refusal)
+                .await;
+            return Step::Skip;
+        }
+        if modern {
+            // A 2026-07-28 client answers in a retry of its request, not on this stream.
+            if needs.is_some() {
+                return Step::Park {
+                    upstream_id: id,
+                    request: bytes,
+                };
+            }
+            let refusal = Relay::refuse(&id, &format!("{method} cannot reach a 2026-07-28 client"));
             let _ = self
                 .ctx
                 .upstream
@@ -142,6 +303,17 @@ impl Relaying {
             }
             None => Step::Skip,
         }
+    }
+
+    /// Takes the call over for the retry of a parked call: the new request's id,
+    /// session (capabilities) and cancellation.
+    pub(super) fn adopt(&mut self, session: Arc<ClientSession>, client_id: Id, inflight: Inflight) {
+        if let Some(call) = self.call.as_mut() {
+            call.set_client_id(Some(client_id.json().to_owned()));
+        }
+        self.ctx.session = session;
+        self.ctx.client_id = client_id;
+        self.ctx.inflight = inflight;
     }
 
     fn finish(&mut self) {
@@ -166,12 +338,22 @@ impl Drop for Relaying {
 /// framing (SSE when the upstream streams); otherwise an immediate answer is JSON.
 pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
     let stream_anyway = mirror && call.is_streamed();
-    let mut state = Relaying {
+    let state = Relaying {
         ctx,
         call: Some(call),
         pending: Vec::new(),
         outcome: Outcome::default(),
+        asking: None,
     };
+    relay(state, stream_anyway).await
+}
+
+/// Goes on relaying a call the bridge had parked, as the answer to its retry.
+pub async fn resume(state: Relaying) -> Reply {
+    relay(state, false).await
+}
+
+async fn relay(mut state: Relaying, stream_anyway: bool) -> Reply {
     // Wait for the first message: if it is the response, answer with plain JSON.
     let first = match state.next_frame().await {
         Step::Last(bytes) if !stream_anyway => {
@@ -183,6 +365,13 @@ pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
             state.call = None;
             drop(state);
             return reply::sse_once(bytes);
+        }
+        Step::Park {
+            upstream_id,
+            request,
+        } => {
+            let bridge = state.ctx.bridge.clone();
+            return reply::json(bridge.park(state, upstream_id, &request));
         }
         // Cancelled before anything was said: the client asked for silence.
         Step::Stop | Step::Skip => return reply::sse(Body::empty()),
@@ -201,6 +390,14 @@ pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
             Step::Last(b) => {
                 state.call = None;
                 Some((Ok(sse::event(&b)), (None, None)))
+            }
+            Step::Park {
+                upstream_id,
+                request,
+            } => {
+                let bridge = state.ctx.bridge.clone();
+                let answer = bridge.park(state, upstream_id, &request);
+                Some((Ok(sse::event(&answer)), (None, None)))
             }
             Step::Stop | Step::Skip => None,
         }

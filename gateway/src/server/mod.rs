@@ -163,12 +163,31 @@ pub async fn build(
         metrics.clone(),
         audit_stop.clone(),
     );
+    // Without configured keys (embedded mode) what Hawser seals for clients is only
+    // valid in this process, which is the only replica.
+    let keyring = settings
+        .keyring
+        .clone()
+        .unwrap_or_else(crate::crypto::Keyring::ephemeral);
     let front = Arc::new(Front {
         security: settings.security.clone(),
         client_auth: settings.client_auth.clone(),
-        sessions: front::session::Sessions::new(store.clone(), health.clone()),
+        sessions: front::session::Sessions::new(
+            store.clone(),
+            health.clone(),
+            settings
+                .session_idle_timeout
+                .min(std::time::Duration::from_secs(600)),
+        ),
+        keyring: keyring.clone(),
         registry: registry.clone(),
         relay: front::relay::Relay::new(&token),
+        bridge: front::bridge::Bridge::new(
+            keyring.clone(),
+            &token,
+            settings.advertise_url.as_ref(),
+        ),
+        listeners: Default::default(),
         store: store.clone(),
         auditor: auditor.clone(),
         metrics: metrics.clone(),

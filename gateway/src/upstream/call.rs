@@ -57,6 +57,11 @@ pub struct Call {
 }
 
 impl Call {
+    /// The client id (JSON text) the response is given (`None`: the upstream's).
+    pub fn set_client_id(&mut self, client_id: Option<String>) {
+        self.client_id = client_id;
+    }
+
     /// The next message for this call; `None` after the response.
     pub async fn next(&mut self) -> Option<Result<Inbound, UpstreamError>> {
         if self.finished {

@@ -7,7 +7,10 @@ use serde_json::value::RawValue;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Declared {
     pub sampling: bool,
+    /// Form-mode elicitation (what an empty `elicitation` object means).
     pub elicitation: bool,
+    /// URL-mode elicitation (`elicitation.url`).
+    pub elicitation_url: bool,
     pub roots: bool,
 }
 
@@ -27,21 +30,65 @@ impl Declared {
         let caps: Caps<'_> = capabilities
             .and_then(|c| serde_json::from_str(c.get()).ok())
             .unwrap_or_default();
+        #[derive(serde::Deserialize, Default)]
+        struct Modes<'a> {
+            #[serde(borrow)]
+            form: Option<&'a RawValue>,
+            #[serde(borrow)]
+            url: Option<&'a RawValue>,
+        }
         let set = |v: Option<&RawValue>| v.is_some_and(|v| v.get().trim() != "null");
+        let modes: Option<Modes<'_>> = caps
+            .elicitation
+            .filter(|v| v.get().trim() != "null")
+            .map(|v| serde_json::from_str(v.get()).unwrap_or_default());
+        // An elicitation object naming no mode means form mode (2025-06-18).
+        let (form, url) = match &modes {
+            None => (false, false),
+            Some(m) if !set(m.form) && !set(m.url) => (true, false),
+            Some(m) => (set(m.form), set(m.url)),
+        };
         Self {
             sampling: set(caps.sampling),
-            elicitation: set(caps.elicitation),
+            elicitation: form,
+            elicitation_url: url,
             roots: set(caps.roots),
         }
     }
 
-    /// Whether `capability` (`sampling`, `elicitation`, `roots`) was declared.
+    /// Whether `capability` (`sampling`, `elicitation`, `elicitation.url`, `roots`)
+    /// was declared.
     pub fn has(&self, capability: &str) -> bool {
         match capability {
             "sampling" => self.sampling,
             "elicitation" => self.elicitation,
+            "elicitation.url" => self.elicitation_url,
             "roots" => self.roots,
             _ => false,
+        }
+    }
+
+    /// The capability a server→client request (or 2026-07-28 input request) needs.
+    pub fn needed_by(method: &str, params: Option<&RawValue>) -> Option<&'static str> {
+        match method {
+            "sampling/createMessage" => Some("sampling"),
+            "roots/list" => Some("roots"),
+            "elicitation/create" => {
+                #[derive(serde::Deserialize)]
+                struct Mode {
+                    mode: Option<String>,
+                }
+                let url = params
+                    .and_then(|p| serde_json::from_str::<Mode>(p.get()).ok())
+                    .and_then(|m| m.mode)
+                    .is_some_and(|m| m == "url");
+                Some(if url {
+                    "elicitation.url"
+                } else {
+                    "elicitation"
+                })
+            }
+            _ => None,
         }
     }
 }
@@ -70,7 +117,10 @@ impl ClientInit {
         }
     }
 
-    /// The `initialize` params that replay this to an upstream at `version`.
+    /// The `initialize` params that open an upstream session for this client at
+    /// `version`: its info, and as capabilities everything Hawser can relay (plus the
+    /// client's `experimental` and `extensions`). Upstreams then offer every tool; when
+    /// one asks what this client cannot answer, the client is told at that moment.
     pub fn params(&self, version: &str) -> String {
         #[derive(serde::Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -79,12 +129,22 @@ impl ClientInit {
             capabilities: &'a RawValue,
             client_info: &'a RawValue,
         }
-        let empty =
-            RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        let mut caps: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(super::era::RELAYABLE_CAPABILITIES).unwrap_or_default();
+        if let Some(own) = self.capabilities.as_deref().and_then(|c| {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(c.get()).ok()
+        }) {
+            for key in ["experimental", "extensions"] {
+                if let Some(v) = own.get(key) {
+                    caps.insert(key.to_owned(), v.clone());
+                }
+            }
+        }
+        let caps = crate::jsonrpc::raw_or_null(serde_json::Value::Object(caps).to_string());
         let hawser = crate::jsonrpc::raw_or_null(super::hawser_info().to_string());
         serde_json::to_string(&Params {
             protocol_version: version,
-            capabilities: self.capabilities.as_deref().unwrap_or(&empty),
+            capabilities: &caps,
             client_info: self.client_info.as_deref().unwrap_or(&hawser),
         })
         .unwrap_or_default()
@@ -108,16 +168,45 @@ mod tests {
     }
 
     #[test]
-    fn replayed_params_carry_what_the_client_sent() {
+    fn upstream_sessions_declare_what_hawser_can_relay() {
         let init = ClientInit::new(
             "2025-06-18".into(),
-            Some(raw(r#"{"roots":{"listChanged":true}}"#)),
+            Some(raw(
+                r#"{"roots":{"listChanged":true},"experimental":{"x":{}}}"#,
+            )),
             None,
         );
         let p: serde_json::Value = serde_json::from_str(&init.params("2025-06-18")).unwrap();
         assert_eq!(p["protocolVersion"], "2025-06-18");
         assert_eq!(p["capabilities"]["roots"]["listChanged"], true);
+        assert_eq!(
+            p["capabilities"]["elicitation"]["url"],
+            serde_json::json!({})
+        );
+        assert_eq!(p["capabilities"]["sampling"], serde_json::json!({}));
+        assert_eq!(
+            p["capabilities"]["experimental"]["x"],
+            serde_json::json!({})
+        );
         assert_eq!(p["clientInfo"]["name"], "hawser");
-        assert!(init.declared.roots);
+        assert!(init.declared.roots && !init.declared.sampling);
+    }
+
+    #[test]
+    fn elicitation_modes_and_what_requests_need() {
+        let form = Declared::of(Some(&raw(r#"{"elicitation":{}}"#)));
+        assert!(form.elicitation && !form.elicitation_url);
+        let url = Declared::of(Some(&raw(r#"{"elicitation":{"url":{}}}"#)));
+        assert!(!url.elicitation && url.elicitation_url);
+        let p = raw(r#"{"mode":"url","url":"https://x"}"#);
+        assert_eq!(
+            Declared::needed_by("elicitation/create", Some(&p)),
+            Some("elicitation.url")
+        );
+        assert_eq!(
+            Declared::needed_by("elicitation/create", None),
+            Some("elicitation")
+        );
+        assert_eq!(Declared::needed_by("ping", None), None);
     }
 }

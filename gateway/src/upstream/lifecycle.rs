@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{self, Catalog, ListKind};
+use std::collections::HashMap;
+
+use super::catalog::{self, CacheHint, Catalog, ListKind};
 use super::{Upstream, UpstreamError, channel, hawser_info, sse_legacy, stdio};
 use crate::config::Target;
 use crate::jsonrpc::{self, Message};
@@ -128,20 +130,36 @@ fn close(upstream: &Arc<Upstream>, watch: Watch) {
     }
 }
 
-/// Connects, initializes Hawser's own session and discovers everything.
+/// Connects, finds the upstream's era, opens Hawser's own session (a legacy upstream)
+/// and discovers everything. Hawser declares every capability it can relay, so that
+/// upstreams which offer some tools only to able clients offer them to Hawser's.
 async fn dial(upstream: &Arc<Upstream>) -> Result<Watch, UpstreamError> {
-    let init_params = serde_json::json!({
-        "protocolVersion": super::PROTOCOL_VERSION,
-        "capabilities": {},
-        "clientInfo": hawser_info(),
-    })
-    .to_string();
+    let init_params = format!(
+        r#"{{"protocolVersion":{},"capabilities":{},"clientInfo":{}}}"#,
+        serde_json::json!(super::PROTOCOL_VERSION),
+        super::era::RELAYABLE_CAPABILITIES,
+        hawser_info(),
+    );
     let config = upstream.config().clone();
+    let mut discovered = None;
     let (watch, session, init) = match &config.target {
         Target::StreamableHttp(_) => {
-            let (session, init) = upstream
-                .initialize_http(super::PROTOCOL_VERSION, &init_params)
-                .await?;
+            let probed = upstream.probe_modern().await?;
+            upstream
+                .modern
+                .store(probed.is_some(), std::sync::atomic::Ordering::Relaxed);
+            let (session, init) = match probed {
+                Some(result) => {
+                    let (_, init) = super::era::parse_discover(&result)?;
+                    discovered = Some(result);
+                    (upstream.stateless_session(), init)
+                }
+                None => {
+                    upstream
+                        .initialize_http(super::PROTOCOL_VERSION, &init_params)
+                        .await?
+                }
+            };
             let session = Arc::new(session);
             upstream.control.store(Some(session.clone()));
             (Watch::Http(session.clone()), session, init)
@@ -169,7 +187,8 @@ async fn dial(upstream: &Arc<Upstream>) -> Result<Watch, UpstreamError> {
             (Watch::Channel(ch), session, init)
         }
     };
-    let catalog = discover(upstream, &session, init).await?;
+    let catalog = discover(upstream, &session, init, discovered).await?;
+    tracing::info!(connection = %upstream.name(), era = %catalog.era, version = %catalog.protocol_version, "upstream era");
     upstream.catalog.store(Some(Arc::new(catalog)));
     Ok(watch)
 }
@@ -207,6 +226,7 @@ async fn discover(
     upstream: &Arc<Upstream>,
     session: &UpstreamSession,
     init: Box<serde_json::value::RawValue>,
+    discovered: Option<Box<serde_json::value::RawValue>>,
 ) -> Result<Catalog, UpstreamError> {
     let (capabilities, protocol_version) = catalog::parse_initialize(&init)?;
     let timeout = upstream.config().call_timeout;
@@ -224,33 +244,74 @@ async fn discover(
             .await
         }
     };
-    let tools = if capabilities.tools.is_some() {
+    let none = || (Vec::new(), CacheHint::default());
+    let (tools, tools_hint) = if capabilities.tools.is_some() {
         list(ListKind::Tools).await?
     } else {
-        Vec::new()
+        none()
     };
-    let prompts = if capabilities.prompts.is_some() {
+    let (prompts, prompts_hint) = if capabilities.prompts.is_some() {
         list(ListKind::Prompts).await?
     } else {
-        Vec::new()
+        none()
     };
-    let (resources, templates) = if capabilities.resources.is_some() {
-        (
-            list(ListKind::Resources).await?,
-            list(ListKind::Templates).await.unwrap_or_default(),
-        )
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    let ((resources, resources_hint), (templates, templates_hint)) =
+        if capabilities.resources.is_some() {
+            (
+                list(ListKind::Resources).await?,
+                list(ListKind::Templates).await.unwrap_or_else(|_| none()),
+            )
+        } else {
+            (none(), none())
+        };
+    let (tools, param_headers) = annotated_tools(upstream.name(), tools);
     Ok(Catalog {
         initialize: init,
+        era: crate::revision::Era::of(&protocol_version),
+        discover: discovered,
         capabilities,
         protocol_version,
         tools,
         prompts,
         resources,
         templates,
+        hints: [tools_hint, prompts_hint, resources_hint, templates_hint],
+        param_headers,
     })
+}
+
+/// The tools whose `x-mcp-header` annotations are valid, and those annotations; a tool
+/// with an invalid one is left out, as the revision tells clients to.
+fn annotated_tools(
+    connection: &str,
+    tools: Vec<catalog::Item>,
+) -> (
+    Vec<catalog::Item>,
+    HashMap<String, Vec<super::era::ParamHeader>>,
+) {
+    let mut annotated = HashMap::new();
+    let mut kept = Vec::with_capacity(tools.len());
+    for tool in tools {
+        if !tool.raw.get().contains("x-mcp-header") {
+            kept.push(tool);
+            continue;
+        }
+        let parsed = serde_json::from_str::<serde_json::Value>(tool.raw.get())
+            .map_err(|e| e.to_string())
+            .and_then(|v| super::era::param_headers(&v));
+        match parsed {
+            Ok(headers) => {
+                if !headers.is_empty() {
+                    annotated.insert(tool.key.clone(), headers);
+                }
+                kept.push(tool);
+            }
+            Err(reason) => {
+                tracing::warn!(connection, tool = %tool.key, %reason, "tool left out: invalid x-mcp-header");
+            }
+        }
+    }
+    (kept, annotated)
 }
 
 /// Watches a dialled upstream; returns why it stopped being usable.
@@ -285,11 +346,12 @@ async fn watch_loop(
                             {
                                 return e;
                             }
+                            answer_own(upstream, session, &bytes).await;
                         }
                         // The stream ended: the upstream went away or dropped it; a
-                        // ping tells which, and a fresh stream follows.
+                        // liveness check tells which, and a fresh stream follows.
                         Some(Err(_)) | None => {
-                            if let Err(e) = upstream.request(session, "ping", None, upstream.config().connect_timeout).await {
+                            if let Err(e) = upstream.check_alive(session).await {
                                 return e;
                             }
                             stream = match upstream.listen(session).await {
@@ -299,7 +361,7 @@ async fn watch_loop(
                         }
                     },
                     _ = ping.tick() => {
-                        if let Err(e) = upstream.request(session, "ping", None, upstream.config().connect_timeout).await {
+                        if let Err(e) = upstream.check_alive(session).await {
                             return e;
                         }
                     }
@@ -345,6 +407,28 @@ async fn watch_loop(
     }
 }
 
+/// Answers a request an upstream sends on Hawser's own session: roots are none, the
+/// rest is not something Hawser's own session does.
+async fn answer_own(upstream: &Arc<Upstream>, session: &UpstreamSession, bytes: &[u8]) {
+    let Ok(msg) = Message::parse(bytes) else {
+        return;
+    };
+    let (jsonrpc::Kind::Request, Some(id)) = (msg.kind(), msg.id) else {
+        return;
+    };
+    let reply = if msg.method() == "roots/list" {
+        jsonrpc::result(id.get(), r#"{"roots":[]}"#)
+    } else {
+        jsonrpc::error(
+            Some(id.get()),
+            jsonrpc::code::METHOD_NOT_FOUND,
+            "not supported by the gateway's discovery session",
+            None,
+        )
+    };
+    let _ = upstream.send(session, reply).await;
+}
+
 fn is_list_changed(bytes: &[u8]) -> bool {
     Message::parse(bytes).is_ok_and(|m| {
         matches!(
@@ -364,7 +448,13 @@ async fn rediscover(
     let Some(old) = upstream.catalog() else {
         return Ok(());
     };
-    let catalog = discover(upstream, session, old.initialize.clone()).await?;
+    let catalog = discover(
+        upstream,
+        session,
+        old.initialize.clone(),
+        old.discover.clone(),
+    )
+    .await?;
     upstream.catalog.store(Some(Arc::new(catalog)));
     let _ = reports.send(Report::Catalog {
         upstream: upstream.clone(),

@@ -10,6 +10,7 @@ mod call;
 pub mod catalog;
 pub mod channel;
 mod client;
+pub mod era;
 pub(crate) mod error;
 pub mod lifecycle;
 mod sse_legacy;
@@ -32,6 +33,7 @@ pub use error::UpstreamError;
 
 use crate::config::{ConnectionConfig, Target};
 use crate::jsonrpc::{self, Message};
+use crate::revision::{self, Envelope, Era};
 use crate::store::UpstreamSession;
 use streamable::{Reply, SessionRef};
 
@@ -44,6 +46,11 @@ impl UpstreamSession {
             id: self.id.as_deref(),
             protocol_version: &self.protocol_version,
         }
+    }
+
+    /// Whether this is a 2026-07-28 upstream's (no session at all).
+    pub fn is_modern(&self) -> bool {
+        self.id.is_none() && Era::of(&self.protocol_version) == Era::Modern
     }
 }
 
@@ -66,6 +73,8 @@ pub struct Upstream {
     next_id: AtomicU64,
     /// Whether the upstream answers requests with SSE streams (its endpoint mirrors it).
     streams_replies: AtomicBool,
+    /// Whether the upstream speaks 2026-07-28 (found when dialling).
+    modern: AtomicBool,
     /// Wakes the lifecycle out of its back-off (credentials arrived).
     wake: tokio::sync::Notify,
 }
@@ -103,6 +112,7 @@ impl Upstream {
             id_prefix: format!("h{replica_token}"),
             next_id: AtomicU64::new(1),
             streams_replies: AtomicBool::new(false),
+            modern: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -121,6 +131,25 @@ impl Upstream {
 
     pub fn catalog(&self) -> Option<Arc<Catalog>> {
         self.catalog.load_full()
+    }
+
+    /// The era this upstream speaks, as found when it was last dialled.
+    pub fn era(&self) -> Era {
+        if self.modern.load(Ordering::Relaxed) {
+            Era::Modern
+        } else {
+            Era::Legacy
+        }
+    }
+
+    /// The session of every request to a 2026-07-28 upstream: none, only the revision.
+    pub fn stateless_session(&self) -> UpstreamSession {
+        UpstreamSession {
+            id: None,
+            protocol_version: revision::MODERN.to_owned(),
+            revision: self.revision,
+            url: self.http_url(),
+        }
     }
 
     pub(crate) fn http(&self) -> Option<&streamable::HttpTransport> {
@@ -157,6 +186,9 @@ impl Upstream {
     /// client's capabilities so the upstream knows what it may ask of the client. For
     /// shared transports, returns the shared session.
     pub async fn open_session(&self, init: &ClientInit) -> Result<UpstreamSession, UpstreamError> {
+        if self.era() == Era::Modern {
+            return Ok(self.stateless_session());
+        }
         if self.is_shared() {
             let catalog = self
                 .catalog()
@@ -252,7 +284,8 @@ impl Upstream {
     }
 
     /// Sends a client request upstream. `client_id` (JSON text) replaces the
-    /// upstream id on the response.
+    /// upstream id on the response. A 2026-07-28 session gets `envelope` (the client's;
+    /// Hawser's own when `None`) in `params._meta`, and the headers mirroring the body.
     pub async fn call(
         self: &Arc<Self>,
         session: &UpstreamSession,
@@ -260,11 +293,33 @@ impl Upstream {
         params: Option<&RawValue>,
         client_id: Option<&str>,
         headers: &HeaderMap,
+        envelope: Option<&Envelope>,
     ) -> Result<Call, UpstreamError> {
         let (source, upstream_id) = match &self.transport {
             Transport::Http(http) => {
                 let upstream_id = self.next_upstream_id();
-                let body = jsonrpc::request(&upstream_id, method, params.map(RawValue::get));
+                let modern = session.is_modern();
+                let (body, extra);
+                let headers = if modern {
+                    let own;
+                    let envelope = match envelope {
+                        Some(e) => e,
+                        None => {
+                            own = era::hawser_envelope();
+                            &own
+                        }
+                    };
+                    let dressed = era::with_envelope(params, envelope);
+                    let annotated = self.param_headers(method, &dressed);
+                    let mut h = era::request_headers(method, Some(&dressed), &annotated);
+                    h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    body = jsonrpc::request(&upstream_id, method, Some(dressed.get()));
+                    extra = h;
+                    &extra
+                } else {
+                    body = jsonrpc::request(&upstream_id, method, params.map(RawValue::get));
+                    headers
+                };
                 let (reply, _) = http.post(session.as_ref(), body, headers).await?;
                 let source = match reply {
                     Reply::Message(b) => {
@@ -299,12 +354,34 @@ impl Upstream {
         })
     }
 
-    /// Sends a notification or a response to a server request.
+    /// The `x-mcp-header` annotations of the tool a `tools/call` names.
+    fn param_headers(&self, method: &str, params: &RawValue) -> Vec<era::ParamHeader> {
+        if method != "tools/call" {
+            return Vec::new();
+        }
+        let Some(catalog) = self.catalog() else {
+            return Vec::new();
+        };
+        if catalog.param_headers.is_empty() {
+            return Vec::new();
+        }
+        jsonrpc::RawParams::parse(Some(params))
+            .ok()
+            .and_then(|p| p.0.get_str("name"))
+            .and_then(|name| catalog.param_headers.get(&name).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Sends a notification or a response to a server request. A 2026-07-28 upstream
+    /// takes neither over HTTP (cancelling is closing the stream): nothing is sent.
     pub async fn send(
         &self,
         session: &UpstreamSession,
         message: Bytes,
     ) -> Result<(), UpstreamError> {
+        if session.is_modern() {
+            return Ok(());
+        }
         match &self.transport {
             Transport::Http(http) => http
                 .post(session.as_ref(), message, &HeaderMap::new())
@@ -314,15 +391,53 @@ impl Upstream {
         }
     }
 
-    /// Opens the server-initiated stream of an upstream session (HTTP only).
+    /// Opens the server-initiated stream of an upstream session (HTTP only): the GET
+    /// stream of a session, or a 2026-07-28 upstream's `subscriptions/listen` for list
+    /// changes.
     pub async fn listen(
-        &self,
+        self: &Arc<Self>,
         session: &UpstreamSession,
     ) -> Result<Option<streamable::EventStream>, UpstreamError> {
-        match self.http() {
-            Some(http) if session.id.is_some() => http.get_stream(session.as_ref(), None).await,
-            _ => Ok(None),
+        let Some(http) = self.http() else {
+            return Ok(None);
+        };
+        if session.is_modern() {
+            let filter = r#"{"notifications":{"toolsListChanged":true,"promptsListChanged":true,"resourcesListChanged":true}}"#;
+            let params = era::with_envelope(
+                Some(&jsonrpc::raw_or_null(filter.to_owned())),
+                &era::hawser_envelope(),
+            );
+            let id = self.next_upstream_id();
+            let body = jsonrpc::request(&id, "subscriptions/listen", Some(params.get()));
+            let headers = era::request_headers("subscriptions/listen", None, &[]);
+            return match http.post(session.as_ref(), body, &headers).await {
+                Ok((Reply::Events(events), _)) => Ok(Some(events)),
+                Ok(_) => Ok(None),
+                // An upstream without list changes refuses the subscription.
+                Err(UpstreamError::Http { status, .. }) if (400..500).contains(&status) => Ok(None),
+                Err(e) => Err(e),
+            };
         }
+        match session.id {
+            Some(_) => http.get_stream(session.as_ref(), None).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Checks the upstream still answers: `ping` in a session, `server/discover` for a
+    /// 2026-07-28 upstream (which has no ping).
+    pub async fn check_alive(
+        self: &Arc<Self>,
+        session: &UpstreamSession,
+    ) -> Result<(), UpstreamError> {
+        let method = if session.is_modern() {
+            "server/discover"
+        } else {
+            "ping"
+        };
+        self.request(session, method, None, self.config.connect_timeout)
+            .await
+            .map(|_| ())
     }
 
     /// Hawser's own request on `session`; returns the result or the upstream's error.
@@ -336,7 +451,14 @@ impl Upstream {
         let params = params.map(|p| jsonrpc::raw_or_null(p.to_owned()));
         let work = async {
             let mut call = self
-                .call(session, method, params.as_deref(), None, &HeaderMap::new())
+                .call(
+                    session,
+                    method,
+                    params.as_deref(),
+                    None,
+                    &HeaderMap::new(),
+                    None,
+                )
                 .await?;
             while let Some(item) = call.next().await {
                 match item? {

@@ -1,0 +1,113 @@
+//! Every combination of client era (legacy, 2026-07-28), upstream era and endpoint
+//! (aggregated, per connection), driven by the official Python SDK: listing, calls,
+//! progress, elicitation and sampling answered across the era bridge, cancellation.
+
+use std::time::Duration;
+
+use hawser_e2e::harness::cluster::Cluster;
+use hawser_e2e::harness::stack::{Fixture, Gateway, python_script, run_python};
+use serde_json::json;
+
+const MODES: [&str; 2] = ["legacy", "2026-07-28"];
+
+/// Runs eras.py for each client era on both endpoints of `connection`.
+async fn every_client_era(
+    mcp_url: &str,
+    connection: &str,
+    fixture: &Fixture,
+) -> Vec<serde_json::Value> {
+    let mut reports = Vec::new();
+    for mode in MODES {
+        for (url, prefix) in [
+            (format!("{mcp_url}/{connection}"), "-"),
+            (mcp_url.to_owned(), connection),
+        ] {
+            let out = run_python(
+                &python_script("eras.py"),
+                &[&url, mode, prefix, &fixture.base],
+                Duration::from_secs(120),
+            )
+            .await;
+            let report: serde_json::Value = serde_json::from_str(out.trim())
+                .unwrap_or_else(|e| panic!("{mode} client on {url}: {e}: {out}"));
+            assert_eq!(report["samplings"], 1, "{mode} on {url}: {report}");
+            reports.push(report);
+        }
+    }
+    reports
+}
+
+fn config(name: &str, fixture: &Fixture) -> String {
+    format!(
+        "connections:\n  - name: {name}\n    url: {}\n    timeouts: {{ connect: 2s, call: 30s }}\n",
+        fixture.mcp_url()
+    )
+}
+
+#[tokio::test]
+async fn both_client_eras_work_through_a_legacy_upstream() {
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(&config("old", &fixture), &[]);
+    gateway.wait_ready().await;
+    every_client_era(&gateway.mcp_url(), "old", &fixture).await;
+    // The 2026-07-28 clients' elicitations were bridged: the upstream asked mid-call,
+    // the client answered in a retry.
+    let events = fixture.events().await;
+    let elicited = events
+        .iter()
+        .filter(|e| e["kind"] == "request" && e["tool"] == "elicit")
+        .count();
+    assert_eq!(elicited, 4, "one elicit call per client and endpoint");
+}
+
+#[tokio::test]
+async fn both_client_eras_work_through_a_2026_07_28_upstream() {
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let gateway = Gateway::start(&config("new", &fixture), &[]);
+    gateway.wait_ready().await;
+    every_client_era(&gateway.mcp_url(), "new", &fixture).await;
+    // The upstream spoke 2026-07-28 only: it never saw an initialize.
+    let events = fixture.events().await;
+    assert!(
+        !events.iter().any(|e| e["kind"] == "initialize"),
+        "a modern-only upstream was initialized"
+    );
+}
+
+#[tokio::test]
+async fn both_client_eras_work_across_three_replicas_and_both_upstream_eras() {
+    let old = Fixture::start(&[]);
+    let new = Fixture::start(&["--era", "modern"]);
+    let cluster = Cluster::start(3, "").await;
+    for (name, fixture) in [("old", &old), ("new", &new)] {
+        let put = cluster
+            .put_connection(0, name, json!({"url": fixture.mcp_url()}))
+            .await;
+        assert_eq!(put, 201);
+    }
+    cluster
+        .wait_all("both loaded", Duration::from_secs(20), |names| {
+            names.iter().any(|n| n == "old__echo") && names.iter().any(|n| n == "new__echo")
+        })
+        .await;
+    let lb = cluster.lb.mcp_url();
+    every_client_era(&lb, "old", &old).await;
+    every_client_era(&lb, "new", &new).await;
+    // Retries of bridged calls reached replicas that did not hold the call and were
+    // passed on to the one that did.
+    let passed_on: usize = cluster
+        .replicas
+        .iter()
+        .map(|r| {
+            r.child
+                .lines()
+                .iter()
+                .filter(|l| l.contains("retry passed on to the replica holding its call"))
+                .count()
+        })
+        .sum();
+    assert!(
+        passed_on >= 1,
+        "no bridged retry crossed replicas (8 tries over 3 replicas)"
+    );
+}

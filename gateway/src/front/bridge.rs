@@ -1,0 +1,313 @@
+//! The era bridge, towards legacy upstreams (see `docs/architecture.md`): a
+//! 2026-07-28 client cannot answer a request an upstream sends mid-call
+//! (`elicitation/create`, `sampling/createMessage`, `roots/list`), so Hawser parks the
+//! call, still open upstream, and answers the client `input_required` with the
+//! upstream's request and a sealed `requestState`. The client's retry carries the
+//! answer: Hawser sends it to the waiting upstream request and relays the rest of the
+//! call as the retry's answer.
+//!
+//! The `requestState` names the replica holding the call and where other replicas
+//! reach it (`advertiseUrl`): a retry that the load balancer sends elsewhere is passed
+//! on to that replica once, as it came, and its answer streamed back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, header};
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::value::RawValue;
+use url::Url;
+
+use super::error::Error;
+use super::reply::Reply;
+use super::session::ClientSession;
+use super::stream::{self, Relaying};
+use super::ticket::{self, Invalid, Ticket};
+use crate::clock::Timestamp;
+use crate::crypto::Keyring;
+use crate::endpoint::Endpoint;
+use crate::jsonrpc::{self, Id, Message, RawParams};
+use crate::upstream::Upstream;
+use crate::upstream::streamable::{self, HttpClient};
+
+/// How long passing a retry on may wait for the holding replica's connection.
+const PASS_ON_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Marks a retry already passed on by a replica (it is never passed on twice).
+pub const PASSED_ON: &str = "x-hawser-passed-on";
+
+/// How long a parked call waits for the client's retry (a person may be answering).
+pub const PARK_FOR: Duration = Duration::from_secs(600);
+
+/// A call waiting for its client's retry.
+struct Parked {
+    relaying: Relaying,
+    /// The upstream's request the answer goes to.
+    upstream_id: Id,
+    /// The key of that request in `inputRequests`.
+    key: String,
+    subject: String,
+    expires: Timestamp,
+}
+
+/// Calls parked on this replica.
+pub struct Bridge {
+    keyring: Keyring,
+    /// This replica's token (as in relay ids and bus addresses).
+    replica: String,
+    /// Where other replicas reach this one.
+    address: Option<String>,
+    /// For passing retries on to the replica holding their call.
+    client: HttpClient,
+    next: AtomicU64,
+    parked: Mutex<HashMap<String, Parked>>,
+}
+
+impl Bridge {
+    pub fn new(keyring: Keyring, replica: &str, address: Option<&Url>) -> Arc<Self> {
+        Arc::new(Self {
+            keyring,
+            replica: replica.to_owned(),
+            address: address.map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            client: streamable::client(PASS_ON_CONNECT_TIMEOUT),
+            next: AtomicU64::new(1),
+            parked: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Parked>> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Parks `relaying`, whose upstream sent `request` (id `upstream_id`), and returns
+    /// the `input_required` answer for the client.
+    pub(super) fn park(&self, relaying: Relaying, upstream_id: Id, request: &[u8]) -> Bytes {
+        let client_id = relaying.ctx.client_id.clone();
+        let (method, params) = match Message::parse(request) {
+            Ok(m) => (
+                m.method().to_owned(),
+                m.params.map_or("{}", RawValue::get).to_owned(),
+            ),
+            Err(_) => ("elicitation/create".to_owned(), "{}".to_owned()),
+        };
+        let key = format!("hawser-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let call = format!("{}-{key}", rand::random::<u64>());
+        let expires = Timestamp::now().plus(PARK_FOR);
+        let subject = relaying.ctx.session.subject.clone();
+        let ctx = &relaying.ctx;
+        let state = Ticket {
+            replica: self.replica.clone(),
+            address: self.address.clone(),
+            call: call.clone(),
+            method: ctx.method.clone(),
+            name: format!(
+                "{}/{}",
+                ctx.upstream.name(),
+                ctx.target.as_deref().unwrap_or_default()
+            ),
+            expires,
+        }
+        .seal(&self.keyring, &subject);
+        let result = format!(
+            r#"{{"resultType":"input_required","inputRequests":{{{}:{{"method":{},"params":{params}}}}},"requestState":{}}}"#,
+            jsonrpc::raw_string(&key).get(),
+            jsonrpc::raw_string(&method).get(),
+            jsonrpc::raw_string(&state).get(),
+        );
+        let mut parked = self.lock();
+        let now = Timestamp::now();
+        parked.retain(|_, p| p.expires >= now);
+        parked.insert(
+            call,
+            Parked {
+                relaying,
+                upstream_id,
+                key,
+                subject,
+                expires,
+            },
+        );
+        jsonrpc::result(client_id.json(), &result)
+    }
+
+    /// Ends calls whose client never came back; how many.
+    pub fn sweep(&self) -> usize {
+        let now = Timestamp::now();
+        let mut parked = self.lock();
+        let before = parked.len();
+        parked.retain(|_, p| p.expires >= now);
+        before - parked.len()
+    }
+
+    /// Calls parked here (metrics, tests).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The `requestState` of a retry when it is one Hawser issued.
+pub fn hawser_state(params: Option<&RawValue>) -> Option<String> {
+    let state = RawParams::parse(params).ok()?.0.get_str("requestState")?;
+    state.starts_with(ticket::PREFIX).then_some(state)
+}
+
+/// What a retry asks to resume, as routing found it.
+pub struct Retry<'a> {
+    pub session: &'a Arc<ClientSession>,
+    pub upstream: &'a Arc<Upstream>,
+    pub method: &'a str,
+    pub target: Option<&'a str>,
+    pub params: Option<&'a RawValue>,
+    pub id: Id,
+}
+
+/// Resumes the parked call a retry's `state` names: the answer goes to the waiting
+/// upstream request, the rest of the call is the retry's answer.
+pub async fn resume(bridge: &Bridge, retry: Retry<'_>, state: &str) -> Reply {
+    let Retry {
+        session,
+        upstream,
+        method,
+        target,
+        params,
+        id,
+    } = retry;
+    let refuse = |why: String| Error::InvalidParams(why).reply_in(Some(&id), true);
+    let ticket = match Ticket::open(&bridge.keyring, &session.subject, state, Timestamp::now()) {
+        Some(Ok(t)) => t,
+        Some(Err(Invalid::Forged)) => {
+            return refuse("requestState was not issued to this caller by this gateway".into());
+        }
+        Some(Err(Invalid::Expired)) | None => {
+            return refuse("requestState has expired: send the request again without it".into());
+        }
+    };
+    let name = format!("{}/{}", upstream.name(), target.unwrap_or_default());
+    if ticket.method != method || ticket.name != name {
+        return refuse(format!(
+            "requestState belongs to another request ({} of {})",
+            ticket.method, ticket.name
+        ));
+    }
+    if ticket.replica != bridge.replica {
+        return refuse(
+            "requestState names a call held by another replica of this gateway, which this one cannot reach: send the request again without it"
+                .into(),
+        );
+    }
+    let Some(parked) = bridge.lock().remove(&ticket.call) else {
+        return refuse(
+            "the call this requestState names is no longer waiting (answered, expired or its upstream ended it): send the request again without it"
+                .into(),
+        );
+    };
+    if parked.subject != session.subject {
+        return refuse("requestState was not issued to this caller by this gateway".into());
+    }
+    let answer = RawParams::parse(params)
+        .ok()
+        .and_then(|p| p.0.get("inputResponses").map(ToOwned::to_owned))
+        .and_then(|r| RawParams::parse(Some(&r)).ok())
+        .and_then(|r| r.0.get(&parked.key).map(ToOwned::to_owned));
+    let Some(answer) = answer else {
+        let key = parked.key.clone();
+        // Keep it waiting: the client may still send the answer.
+        bridge.lock().insert(ticket.call, parked);
+        return refuse(format!("params.inputResponses[{key:?}] is required"));
+    };
+    let Parked {
+        mut relaying,
+        upstream_id,
+        ..
+    } = parked;
+    let reply = jsonrpc::result(upstream_id.json(), answer.get());
+    if let Err(e) = upstream.send(&relaying.ctx.upstream_session, reply).await {
+        return Error::upstream(upstream.name(), e).reply_in(Some(&id), true);
+    }
+    let inflight = session.track(id.clone());
+    relaying.adopt(session.clone(), id, inflight);
+    stream::resume(relaying).await
+}
+
+/// A 2026-07-28 request as it arrived, for passing it on.
+pub struct Arrived<'a> {
+    pub endpoint: &'a Endpoint,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+    pub subject: &'a str,
+    pub id: &'a Id,
+}
+
+/// Passes a retry on to the replica holding its call, when `state` names another
+/// replica; `None` when the call is held here (or the state is not one to pass on:
+/// resuming refuses it with the reason).
+pub async fn pass_on(bridge: &Bridge, state: &str, arrived: Arrived<'_>) -> Option<Reply> {
+    let Some(Ok(ticket)) = Ticket::open(&bridge.keyring, arrived.subject, state, Timestamp::now())
+    else {
+        return None;
+    };
+    if ticket.replica == bridge.replica {
+        return None;
+    }
+    let refuse =
+        |why: &str| Some(Error::InvalidParams(why.to_owned()).reply_in(Some(arrived.id), true));
+    if arrived.headers.contains_key(PASSED_ON) {
+        return refuse(
+            "the replica holding this call no longer has it: send the request again without requestState",
+        );
+    }
+    let Some(address) = ticket.address else {
+        return refuse(
+            "requestState names a call held by another replica of this gateway, which this one cannot reach (set advertiseUrl): send the request again without it",
+        );
+    };
+    let path = match arrived.endpoint {
+        Endpoint::Aggregated => "/mcp".to_owned(),
+        Endpoint::Connection(name) => format!("/mcp/{name}"),
+    };
+    let mut request = Request::post(format!("{address}{path}"));
+    for (name, value) in arrived.headers {
+        // Hop-by-hop and framing headers are the new connection's own.
+        if !matches!(
+            name.as_str(),
+            "connection" | "content-length" | "transfer-encoding" | "keep-alive" | "te" | "upgrade"
+        ) {
+            request = request.header(name, value);
+        }
+    }
+    let request = request
+        .header(PASSED_ON, "1")
+        .body(Full::new(arrived.body.clone()));
+    let request = match request {
+        Ok(r) => r,
+        Err(_) => return refuse("cannot pass the request on to the replica holding its call"),
+    };
+    match bridge.client.request(request).await {
+        Ok(response) => {
+            tracing::info!(replica_token = %ticket.replica, "retry passed on to the replica holding its call");
+            let (parts, body) = response.into_parts();
+            let mut reply = Reply::new(Body::new(body));
+            *reply.status_mut() = parts.status;
+            for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+                if let Some(value) = parts.headers.get(&name) {
+                    reply.headers_mut().insert(name, value.clone());
+                }
+            }
+            Some(reply)
+        }
+        Err(error) => {
+            tracing::warn!(replica_token = %ticket.replica, %error, "cannot reach the replica holding a bridged call");
+            refuse(
+                "the replica holding this call cannot be reached: send the request again without requestState",
+            )
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Which era a request speaks, decided once per request from its headers and body and
+//! validated before anything else reads it: a 2026-07-28 request's headers must agree
+//! with its body, and its `_meta` envelope must say what the revision requires. The
+//! rest of the pipeline (routing, policy, limits, audit) reads the typed result.
+
+use axum::http::HeaderMap;
+
+use super::error::{Error, Result};
+use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+use crate::jsonrpc::{Kind, Message, RawParams};
+use crate::revision::{self, Envelope};
+use crate::upstream::Declared;
+
+/// A request's era, validated.
+#[derive(Debug)]
+pub enum Wire {
+    /// 2025-11-25 and earlier: the session (or `initialize`) says the rest.
+    Legacy,
+    /// 2026-07-28: everything travels with the request.
+    Modern(Modern),
+}
+
+/// A validated 2026-07-28 request.
+#[derive(Debug, Clone)]
+pub struct Modern {
+    /// The envelope of `params._meta` (absent on notifications).
+    pub envelope: Envelope,
+    /// What the client can answer, from `clientCapabilities`.
+    pub declared: Declared,
+}
+
+/// Methods whose `Mcp-Name` header mirrors a member of `params`.
+fn name_member(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers.get(name).map(|v| v.as_bytes())
+}
+
+/// Classifies and validates a request. A request without `MCP-Protocol-Version` is
+/// legacy (2025-03-26 allowed it) unless its body carries the modern envelope.
+pub fn classify(headers: &HeaderMap, msg: &Message<'_>) -> Result<Wire> {
+    let version =
+        header(headers, MCP_PROTOCOL_VERSION).map(|v| String::from_utf8_lossy(v).trim().to_owned());
+    let Some(version) = version else {
+        let envelope = Envelope::of(msg.params);
+        if envelope.is_some_and(|e| e.protocol_version.is_some())
+            && !headers.contains_key(MCP_SESSION_ID)
+            && msg.kind() == Kind::Request
+        {
+            return Err(Error::HeaderMismatch(
+                "MCP-Protocol-Version header is required".into(),
+            ));
+        }
+        return Ok(Wire::Legacy);
+    };
+    if revision::LEGACY.contains(&version.as_str()) {
+        return Ok(Wire::Legacy);
+    }
+    if version != revision::MODERN {
+        return Err(Error::UnsupportedVersion { version });
+    }
+    match msg.kind() {
+        Kind::Request => modern_request(headers, msg).map(Wire::Modern),
+        // The revision defines no client notifications over HTTP; they are accepted
+        // and dropped.
+        Kind::Notification => Ok(Wire::Modern(Modern {
+            envelope: Envelope::default(),
+            declared: Declared::default(),
+        })),
+        Kind::Response => Err(Error::InvalidRequest(
+            "2026-07-28 clients send no responses: answer input requests in the retried request"
+                .into(),
+        )),
+    }
+}
+
+fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
+    let method = msg.method();
+    match header(headers, MCP_METHOD) {
+        None => {
+            return Err(Error::HeaderMismatch(
+                "Mcp-Method header is required".into(),
+            ));
+        }
+        Some(h) if h != method.as_bytes() => {
+            return Err(Error::HeaderMismatch(format!(
+                "Mcp-Method header {:?} does not match the body's method {method:?}",
+                String::from_utf8_lossy(h)
+            )));
+        }
+        Some(_) => {}
+    }
+    let envelope = Envelope::of(msg.params)
+        .ok_or_else(|| Error::MetaInvalid("params._meta is required in 2026-07-28".into()))?;
+    let Some(body_version) = envelope.protocol_version.as_deref() else {
+        return Err(Error::MetaInvalid(format!(
+            "params._meta[{:?}] is required",
+            revision::meta::PROTOCOL_VERSION
+        )));
+    };
+    if envelope.capabilities.is_none() {
+        return Err(Error::MetaInvalid(format!(
+            "params._meta[{:?}] is required (an object; {{}} declares none)",
+            revision::meta::CLIENT_CAPABILITIES
+        )));
+    }
+    if body_version != revision::MODERN {
+        return Err(Error::HeaderMismatch(format!(
+            "MCP-Protocol-Version header {:?} does not match params._meta protocolVersion {body_version:?}",
+            revision::MODERN
+        )));
+    }
+    if let Some(member) = name_member(method) {
+        check_name(headers, msg, member)?;
+    }
+    let declared = Declared::of(envelope.capabilities.as_deref());
+    Ok(Modern { envelope, declared })
+}
+
+/// `Mcp-Name` must be present and equal `params.{member}` (when the body has it).
+fn check_name(headers: &HeaderMap, msg: &Message<'_>, member: &str) -> Result<()> {
+    let body = RawParams::parse(msg.params)
+        .ok()
+        .and_then(|p| p.0.get_str(member));
+    let Some(body) = body else {
+        // The body itself is wrong; routing says how.
+        return Ok(());
+    };
+    let Some(raw) = header(headers, MCP_NAME) else {
+        return Err(Error::HeaderMismatch("Mcp-Name header is required".into()));
+    };
+    let value = revision::decode_header_value(raw).ok_or_else(|| {
+        Error::HeaderMismatch("Mcp-Name header is not valid =?base64?…?= text".into())
+    })?;
+    if value != body {
+        return Err(Error::HeaderMismatch(format!(
+            "Mcp-Name header {value:?} does not match params.{member} {body:?}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}}}"#;
+
+    fn modern(name: &str) -> HeaderMap {
+        headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", name),
+        ])
+    }
+
+    fn code(r: Result<Wire>) -> i64 {
+        r.map(|_| 0).unwrap_or_else(|e| e.jsonrpc_code())
+    }
+
+    #[test]
+    fn a_consistent_modern_request_is_typed_with_its_capabilities() {
+        let msg = Message::parse(CALL.as_bytes()).unwrap();
+        let Ok(Wire::Modern(m)) = classify(&modern("echo"), &msg) else {
+            panic!("not modern")
+        };
+        assert!(m.declared.elicitation && !m.declared.sampling);
+    }
+
+    #[test]
+    fn headers_that_disagree_with_the_body_are_refused_with_32020() {
+        let msg = Message::parse(CALL.as_bytes()).unwrap();
+        assert_eq!(code(classify(&modern("other"), &msg)), -32020);
+        let mut h = modern("echo");
+        h.remove("mcp-method");
+        assert_eq!(code(classify(&h, &msg)), -32020);
+        h.insert("mcp-method", "tools/list".parse().unwrap());
+        assert_eq!(code(classify(&h, &msg)), -32020);
+        let mut h = modern("echo");
+        h.remove("mcp-name");
+        assert_eq!(code(classify(&h, &msg)), -32020);
+        // The body says modern, the header is missing.
+        assert_eq!(code(classify(&HeaderMap::new(), &msg)), -32020);
+        // Base64-encoded names are decoded before comparing.
+        let msg2 = CALL.replace("\"echo\"", "\"h\u{e9}\"");
+        let msg2 = Message::parse(msg2.as_bytes()).unwrap();
+        let encoded = revision::encode_header_value("h\u{e9}").into_owned();
+        assert!(matches!(
+            classify(&modern(&encoded), &msg2),
+            Ok(Wire::Modern(_))
+        ));
+    }
+
+    #[test]
+    fn a_missing_envelope_is_invalid_params_and_unknown_versions_name_the_supported() {
+        let bare = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+        let msg = Message::parse(bare.as_bytes()).unwrap();
+        let h = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ]);
+        assert_eq!(code(classify(&h, &msg)), -32602);
+        let h = headers(&[("mcp-protocol-version", "2099-01-01")]);
+        let e = classify(&h, &msg).unwrap_err();
+        assert_eq!(e.jsonrpc_code(), -32022);
+        assert_eq!(e.status(), 400);
+        // Legacy revisions and no header at all stay on the session path.
+        let h = headers(&[("mcp-protocol-version", "2025-06-18")]);
+        assert!(matches!(classify(&h, &msg), Ok(Wire::Legacy)));
+        assert!(matches!(
+            classify(&HeaderMap::new(), &msg),
+            Ok(Wire::Legacy)
+        ));
+    }
+}

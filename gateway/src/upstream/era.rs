@@ -1,0 +1,359 @@
+//! The upstream side of the eras: finding out which one an upstream speaks
+//! (`server/discover` first, `initialize` when that is refused), and dressing a request
+//! for a 2026-07-28 upstream — the `_meta` envelope, and the headers that mirror the
+//! body (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`).
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use rmcp::model::ServerCapabilities;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::streamable::{Reply, SessionRef};
+use super::{Upstream, UpstreamError, hawser_info};
+use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PARAM_PREFIX};
+use crate::jsonrpc::{self, Message, RawParams};
+use crate::revision::{self, Envelope, encode_header_value};
+
+/// What Hawser can relay to its clients, declared to upstreams so that they offer
+/// everything; a client that cannot answer what an upstream then asks gets a clear
+/// error at that moment (see `front::stream`).
+pub const RELAYABLE_CAPABILITIES: &str =
+    r#"{"elicitation":{"form":{},"url":{}},"sampling":{},"roots":{"listChanged":true}}"#;
+
+/// The envelope of Hawser's own requests (discovery, lists, liveness).
+pub fn hawser_envelope() -> Envelope {
+    Envelope {
+        protocol_version: Some(revision::MODERN.to_owned()),
+        capabilities: Some(jsonrpc::raw_or_null(RELAYABLE_CAPABILITIES.to_owned())),
+        client_info: Some(jsonrpc::raw_or_null(hawser_info().to_string())),
+        log_level: None,
+    }
+}
+
+/// `params` with the envelope's members set in `params._meta` (other `_meta` members,
+/// such as `progressToken`, kept).
+pub fn with_envelope(params: Option<&RawValue>, envelope: &Envelope) -> Box<RawValue> {
+    let mut params = RawParams::parse(params).unwrap_or_default();
+    let mut meta = RawParams::parse(params.0.get("_meta")).unwrap_or_default();
+    let members = format!("{{{}}}", envelope.members());
+    if let Ok(RawParams(set)) = serde_json::from_str::<RawParams>(&members) {
+        for (k, v) in set.0 {
+            meta.0.set(&k, v);
+        }
+    }
+    params.0.set("_meta", meta.to_raw());
+    params.to_raw()
+}
+
+/// `params` without the 2026-07-28 envelope (for a legacy upstream, whose session
+/// already says what the envelope would); other `_meta` members kept.
+pub fn without_envelope(params: &RawValue) -> Box<RawValue> {
+    let Ok(mut members) = RawParams::parse(Some(params)) else {
+        return params.to_owned();
+    };
+    let Some(meta) = members.0.get("_meta") else {
+        return params.to_owned();
+    };
+    let Ok(mut meta) = RawParams::parse(Some(meta)) else {
+        return params.to_owned();
+    };
+    meta.0
+        .0
+        .retain(|(k, _)| !k.starts_with("io.modelcontextprotocol/"));
+    if meta.0.0.is_empty() {
+        members.0.0.retain(|(k, _)| k != "_meta");
+    } else {
+        members.0.set("_meta", meta.to_raw());
+    }
+    members.to_raw()
+}
+
+/// A tool argument an upstream wants mirrored in an `Mcp-Param-{name}` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamHeader {
+    /// The header's suffix, as the schema spells it.
+    pub name: String,
+    /// Property names from `arguments` down to the value.
+    pub path: Vec<String>,
+}
+
+/// The `x-mcp-header` annotations of a tool's `inputSchema`, or why they are invalid
+/// (clients must then drop the tool).
+pub fn param_headers(tool: &Value) -> Result<Vec<ParamHeader>, String> {
+    let mut out = Vec::new();
+    if let Some(schema) = tool.get("inputSchema") {
+        walk(schema, &mut Vec::new(), &mut out)?;
+    }
+    Ok(out)
+}
+
+fn walk(schema: &Value, path: &mut Vec<String>, out: &mut Vec<ParamHeader>) -> Result<(), String> {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (key, property) in properties {
+        path.push(key.clone());
+        if let Some(name) = property.get("x-mcp-header") {
+            let name = name
+                .as_str()
+                .filter(|n| !n.is_empty() && n.bytes().all(is_tchar))
+                .ok_or_else(|| {
+                    format!(
+                        "x-mcp-header of {:?} is not a header name token",
+                        path.join(".")
+                    )
+                })?;
+            let kind = property.get("type").and_then(Value::as_str);
+            if !matches!(kind, Some("string" | "integer" | "boolean")) {
+                return Err(format!(
+                    "x-mcp-header {name:?} sits on a property that is not a string, integer or boolean"
+                ));
+            }
+            if out
+                .iter()
+                .any(|h: &ParamHeader| h.name.eq_ignore_ascii_case(name))
+            {
+                return Err(format!("x-mcp-header {name:?} appears twice"));
+            }
+            out.push(ParamHeader {
+                name: name.to_owned(),
+                path: path.clone(),
+            });
+        }
+        walk(property, path, out)?;
+        path.pop();
+    }
+    Ok(())
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The header text of the argument at `path` (`None` when absent or `null`).
+pub fn param_value(arguments: Option<&RawValue>, path: &[String]) -> Option<String> {
+    let mut current: Box<RawValue> = arguments?.to_owned();
+    for key in path {
+        let members = RawParams::parse(Some(&current)).ok()?;
+        current = members.0.get(key)?.to_owned();
+    }
+    match serde_json::from_str::<Value>(current.get()).ok()? {
+        Value::String(s) => Some(s),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The headers of a 2026-07-28 request whose body is `method` with `params`.
+pub fn request_headers(
+    method: &str,
+    params: Option<&RawValue>,
+    annotated: &[ParamHeader],
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(3);
+    let set = |headers: &mut HeaderMap, name: HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(&encode_header_value(value)) {
+            headers.insert(name, v);
+        }
+    };
+    set(&mut headers, HeaderName::from_static(MCP_METHOD), method);
+    let member = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(member) = member {
+        let members = RawParams::parse(params).unwrap_or_default();
+        if let Some(name) = members.0.get_str(member) {
+            set(&mut headers, HeaderName::from_static(MCP_NAME), &name);
+        }
+        if !annotated.is_empty() {
+            let arguments = members.0.get("arguments");
+            for h in annotated {
+                let (Some(value), Ok(name)) = (
+                    param_value(arguments, &h.path),
+                    HeaderName::try_from(format!("{MCP_PARAM_PREFIX}{}", h.name)),
+                ) else {
+                    continue;
+                };
+                set(&mut headers, name, &value);
+            }
+        }
+    }
+    headers
+}
+
+/// What a `server/discover` result says: the capabilities, and an `initialize`-shaped
+/// result (for legacy clients of this upstream's own endpoint).
+pub fn parse_discover(
+    result: &RawValue,
+) -> Result<(ServerCapabilities, Box<RawValue>), UpstreamError> {
+    let value: Value = serde_json::from_str(result.get())
+        .map_err(|e| UpstreamError::Protocol(format!("invalid server/discover result: {e}")))?;
+    let capabilities: ServerCapabilities = serde_json::from_value(
+        value
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+    )
+    .map_err(|e| UpstreamError::Protocol(format!("invalid server/discover capabilities: {e}")))?;
+    let server_info = value
+        .pointer(&format!(
+            "/_meta/{}",
+            revision::meta::SERVER_INFO.replace('/', "~1")
+        ))
+        .or_else(|| value.get("serverInfo"))
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({"name": "unknown", "version": "0"}));
+    let mut init = serde_json::json!({
+        "protocolVersion": revision::MODERN,
+        "capabilities": value.get("capabilities").cloned().unwrap_or_else(|| serde_json::json!({})),
+        "serverInfo": server_info,
+    });
+    if let Some(instructions) = value.get("instructions") {
+        init["instructions"] = instructions.clone();
+    }
+    Ok((capabilities, jsonrpc::raw_or_null(init.to_string())))
+}
+
+impl Upstream {
+    /// Asks a Streamable HTTP upstream for `server/discover`. `Ok(Some(result))` when it
+    /// speaks 2026-07-28; `Ok(None)` when it refuses in any way (a legacy server answers
+    /// with an error of its choosing, or an HTTP 4xx); an outage is an error, never a
+    /// verdict.
+    pub(crate) async fn probe_modern(&self) -> Result<Option<Box<RawValue>>, UpstreamError> {
+        let http = self.http().ok_or(UpstreamError::Closed)?;
+        let id = self.next_upstream_id();
+        let params = with_envelope(None, &hawser_envelope());
+        let body = jsonrpc::request(&id, "server/discover", Some(params.get()));
+        let headers = request_headers("server/discover", None, &[]);
+        let timeout = self.config.connect_timeout;
+        let modern = SessionRef {
+            id: None,
+            protocol_version: revision::MODERN,
+        };
+        let answer = tokio::time::timeout(timeout, async {
+            let (reply, _) = http.post(modern, body, &headers).await?;
+            match reply {
+                Reply::Message(b) => Ok(Some(b)),
+                Reply::Events(mut events) => {
+                    while let Some(m) = events.next_message().await {
+                        let m = m?;
+                        if Message::parse(&m)
+                            .is_ok_and(|p| p.id.is_some_and(|i| i.get().trim() == id))
+                        {
+                            return Ok(Some(m));
+                        }
+                    }
+                    Ok(None)
+                }
+                Reply::Accepted => Ok(None),
+            }
+        })
+        .await
+        .map_err(|_| UpstreamError::Timeout(timeout))?;
+        let bytes = match answer {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(UpstreamError::Http { status, .. }) if (400..500).contains(&status) => {
+                return Ok(None);
+            }
+            Err(UpstreamError::Protocol(_) | UpstreamError::SessionExpired) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Ok(msg) = Message::parse(&bytes) else {
+            return Ok(None);
+        };
+        let Some(result) = msg.result else {
+            return Ok(None);
+        };
+        #[derive(serde::Deserialize)]
+        struct Versions {
+            #[serde(rename = "supportedVersions", default)]
+            supported: Vec<String>,
+        }
+        let speaks_modern = serde_json::from_str::<Versions>(result.get())
+            .is_ok_and(|v| v.supported.iter().any(|s| s == revision::MODERN));
+        Ok(speaks_modern.then(|| result.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_envelope_joins_what_meta_already_had() {
+        let params = jsonrpc::raw_or_null(r#"{"name":"echo","_meta":{"progressToken":7}}"#.into());
+        let out: Value =
+            serde_json::from_str(with_envelope(Some(&params), &hawser_envelope()).get()).unwrap();
+        assert_eq!(out["_meta"]["progressToken"], 7);
+        assert_eq!(out["_meta"][revision::meta::PROTOCOL_VERSION], "2026-07-28");
+        assert_eq!(
+            out["_meta"][revision::meta::CLIENT_CAPABILITIES]["sampling"],
+            json!({})
+        );
+        assert_eq!(out["name"], "echo");
+    }
+
+    #[test]
+    fn a_legacy_upstream_gets_the_params_without_the_envelope() {
+        let params = jsonrpc::raw_or_null(
+            r#"{"name":"e","_meta":{"progressToken":3,"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#.into(),
+        );
+        let out: Value = serde_json::from_str(without_envelope(&params).get()).unwrap();
+        assert_eq!(out, json!({"name": "e", "_meta": {"progressToken": 3}}));
+        let params = jsonrpc::raw_or_null(
+            r#"{"name":"e","_meta":{"io.modelcontextprotocol/clientCapabilities":{}}}"#.into(),
+        );
+        let out: Value = serde_json::from_str(without_envelope(&params).get()).unwrap();
+        assert_eq!(out, json!({"name": "e"}));
+    }
+
+    #[test]
+    fn annotated_arguments_become_headers_and_invalid_annotations_are_errors() {
+        let tool = json!({"name": "q", "inputSchema": {"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "opts": {"type": "object", "properties": {"limit": {"type": "integer", "x-mcp-header": "Limit"}}},
+            "text": {"type": "string"}
+        }}});
+        let found = param_headers(&tool).unwrap();
+        assert_eq!(found.len(), 2);
+        let params = jsonrpc::raw_or_null(
+            r#"{"name":"q","arguments":{"region":"eu west 世","opts":{"limit":42},"text":"x"}}"#
+                .into(),
+        );
+        let h = request_headers("tools/call", Some(&params), &found);
+        assert_eq!(h["mcp-method"], "tools/call");
+        assert_eq!(h["mcp-name"], "q");
+        assert_eq!(h["mcp-param-limit"], "42");
+        assert_eq!(
+            revision::decode_header_value(h["mcp-param-region"].as_bytes()).as_deref(),
+            Some("eu west 世")
+        );
+        for bad in [
+            json!({"inputSchema": {"properties": {"a": {"type": "number", "x-mcp-header": "A"}}}}),
+            json!({"inputSchema": {"properties": {"a": {"type": "string", "x-mcp-header": "bad name"}}}}),
+            json!({"inputSchema": {"properties": {"a": {"type": "string", "x-mcp-header": "A"}, "b": {"type": "string", "x-mcp-header": "a"}}}}),
+        ] {
+            assert!(param_headers(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_discover_result_gives_capabilities_and_server_info() {
+        let result = jsonrpc::raw_or_null(
+            json!({"resultType": "complete", "supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
+                   "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "up", "version": "1"}},
+                   "ttlMs": 0, "cacheScope": "public"})
+            .to_string(),
+        );
+        let (caps, init) = parse_discover(&result).unwrap();
+        assert!(caps.tools.is_some());
+        let init: Value = serde_json::from_str(init.get()).unwrap();
+        assert_eq!(init["serverInfo"]["name"], "up");
+    }
+}
