@@ -4,6 +4,7 @@
 mod audit;
 mod chart;
 mod conformance;
+mod corpus;
 mod eras;
 mod faults;
 mod oauth;

@@ -8,4 +8,5 @@
 
 mod audit;
 mod contract;
+mod props;
 mod store;
