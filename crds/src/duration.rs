@@ -13,7 +13,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The regex the CRD schema uses for durations; kept in step with [`Duration::parse`].
 pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
 
-/// A non-zero duration parsed from the `<digits><unit>` grammar.
+/// The longest duration the grammar takes (100 years): anything longer is a typo, and
+/// added to a clock it would overflow it.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(36_500 * 86_400);
+
+/// A non-zero duration parsed from the `<digits><unit>` grammar, at most
+/// [`MAX_DURATION`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(std::time::Duration);
 
@@ -90,6 +95,9 @@ impl Duration {
         }
         if total.is_zero() {
             return Err(err("must be greater than zero"));
+        }
+        if total > MAX_DURATION {
+            return Err(err("out of range (at most 36500d)"));
         }
         Ok(Self(total))
     }

@@ -105,6 +105,15 @@ impl<'a> Message<'a> {
     pub fn parse(input: &'a [u8]) -> Result<Self, ParseError> {
         let first = input.iter().find(|b| !b.is_ascii_whitespace());
         if first == Some(&b'[') {
+            // JSON-RPC 2.0 §5.1: what is not JSON is a parse error, batch or not.
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(input)
+                && (e.is_syntax() || e.is_eof())
+            {
+                return Err(ParseError {
+                    message: format!("invalid JSON: {e}"),
+                    syntax: true,
+                });
+            }
             return Err(ParseError::invalid(
                 "JSON-RPC batches are not supported (removed in MCP 2025-06-18)",
             ));
@@ -125,6 +134,15 @@ impl<'a> Message<'a> {
             result: env.result,
             error: env.error,
         };
+        // JSON-RPC 2.0 §4.2: params, when present, are an object or an array.
+        if let Some(params) = msg.params
+            && !matches!(
+                params.get().trim_start().as_bytes().first(),
+                Some(b'{' | b'[')
+            )
+        {
+            return Err(ParseError::invalid("params must be an object or an array"));
+        }
         if msg.method.is_none() && msg.result.is_none() && msg.error.is_none() {
             return Err(ParseError::invalid(
                 "message has neither method, result nor error",

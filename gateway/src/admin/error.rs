@@ -20,6 +20,12 @@ pub enum Error {
     Invalid { field: String, message: String },
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("the request body could not be read")]
+    BadBody,
     /// The path does not name a connection.
     #[error("{0}")]
     BadPath(String),
@@ -46,7 +52,9 @@ impl Error {
             Self::Disabled | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Invalid { .. } | Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::Invalid { .. } | Self::BadPath(_) | Self::BadBody => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ManagedByResource(_) | Self::ManagedByFile(_) | Self::NamespacedName(_) => {
                 StatusCode::CONFLICT
@@ -68,7 +76,15 @@ impl IntoResponse for Error {
         if let Self::Invalid { field, .. } = &self {
             body["field"] = json!(field);
         }
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Self::Unauthorized = self {
+            // RFC 9110 §11.6.1: a 401 says how to authenticate.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"hawser-admin\""),
+            );
+        }
+        response
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -150,9 +151,32 @@ async fn put(
     State(admin): State<Arc<Admin>>,
     ConnectionName(name): ConnectionName,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Error> {
     write(&admin, &headers, &name, body).await
+}
+
+/// Largest admin API body: a connection spec is a few KB.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Reads a body after the caller is known to be allowed to send one.
+async fn read_body(body: Body) -> Result<Bytes, Error> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(c) = cause {
+                if c.is::<http_body_util::LengthLimitError>() {
+                    return Error::BodyTooLarge(MAX_BODY_BYTES);
+                }
+                cause = c.source();
+            }
+            if crate::server::listener::is_body_timeout(&e) {
+                Error::BodyTimeout
+            } else {
+                Error::BadBody
+            }
+        })
 }
 
 /// Refuses changes to connections another source owns.
@@ -168,7 +192,7 @@ async fn write(
     admin: &Admin,
     headers: &HeaderMap,
     name: &str,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Error> {
     authorize(admin, headers)?;
     let json = headers
@@ -182,6 +206,7 @@ async fn write(
     if name.contains('/') {
         return Err(Error::NamespacedName(name.to_owned()));
     }
+    let body = read_body(body).await?;
     let mut de = serde_json::Deserializer::from_slice(&body);
     let spec: McpConnectionSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();

@@ -477,7 +477,7 @@ mod tests {
     fn absurd_timeouts_are_refused_with_the_limit() {
         let e = resolve_api(
             "x",
-            serde_json::json!({"url": "https://mcp.example.com/mcp", "timeouts": {"call": "99999999999999d"}}),
+            serde_json::json!({"url": "https://mcp.example.com/mcp", "timeouts": {"call": "30000d"}}),
         )
         .unwrap_err();
         assert_eq!(e.field, "timeouts.call");

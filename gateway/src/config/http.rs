@@ -52,13 +52,33 @@ pub(super) fn resolve(raw: RawHttp, env: &dyn Env) -> Result<HttpLimits, ConfigE
         limits.max_request_bytes = n;
     }
     if let Some(d) = raw.header_read_timeout {
-        limits.header_read_timeout = d.get();
+        limits.header_read_timeout = at_most("http.headerReadTimeout", d, MAX_HEADER_READ)?;
     }
     if let Some(d) = raw.body_read_timeout {
-        limits.body_read_timeout = d.get();
+        limits.body_read_timeout = at_most("http.bodyReadTimeout", d, MAX_BODY_READ)?;
     }
     if let Some(n) = raw.max_connections_per_client {
         limits.max_connections_per_client = n;
     }
     Ok(limits)
+}
+
+/// Longest `http.headerReadTimeout`: a client that needs longer to send its headers
+/// is not a client.
+const MAX_HEADER_READ: hawser_crds::Duration = hawser_crds::Duration::from_secs(600);
+/// Longest `http.bodyReadTimeout`.
+const MAX_BODY_READ: hawser_crds::Duration = hawser_crds::Duration::from_secs(3600);
+
+fn at_most(
+    field: &str,
+    value: hawser_crds::Duration,
+    max: hawser_crds::Duration,
+) -> Result<Duration, ConfigError> {
+    if value > max {
+        return Err(invalid(
+            field,
+            format!("{value} is too long (at most {max})"),
+        ));
+    }
+    Ok(value.get())
 }

@@ -32,7 +32,8 @@ impl IdHash {
 
     /// Parses [`Self::to_hex`] (either case).
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 64 || !s.is_ascii() {
+        // Only hex digits: `from_str_radix` alone would also take a `+` sign.
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; 32];

@@ -62,6 +62,10 @@ pub fn check_origin(security: &Security, headers: &HeaderMap) -> Result<()> {
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
     if !security.host_allowed(host) {
+        // RFC 9112 §3.2: a request without Host is malformed, not forbidden.
+        if host.is_empty() {
+            return Err(Error::MissingHost);
+        }
         return Err(Error::HostNotAllowed(host.to_owned()));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {

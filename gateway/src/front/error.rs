@@ -22,6 +22,8 @@ pub enum Error {
     UnknownConnection(String),
     #[error("more than one {0} header")]
     DuplicateHeader(&'static str),
+    #[error("a Host header is required")]
+    MissingHost,
     #[error("Host {0:?} is not allowed (security.allowedHosts)")]
     HostNotAllowed(String),
     #[error("Origin {0:?} is not allowed (security.allowedOrigins)")]
@@ -119,6 +121,7 @@ impl Error {
             Self::NotAcceptable | Self::NotAcceptableStream => StatusCode::NOT_ACCEPTABLE,
             Self::Parse(_)
             | Self::DuplicateHeader(_)
+            | Self::MissingHost
             | Self::UnsupportedVersion { .. }
             | Self::HeaderMismatch(_)
             | Self::MetaInvalid(_)
@@ -152,9 +155,10 @@ impl Error {
     /// The outcome label of `hawser_requests_total` and the audit error category.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::HostNotAllowed(_) | Self::OriginNotAllowed(_) | Self::Unauthenticated(_) => {
-                "auth"
-            }
+            Self::MissingHost
+            | Self::HostNotAllowed(_)
+            | Self::OriginNotAllowed(_)
+            | Self::Unauthenticated(_) => "auth",
             Self::UnknownName { .. } => "policy",
             Self::ConnectionGone(_) | Self::ConnectionUnavailable => "upstream",
             Self::Upstream { error, .. } => error.category(),
@@ -273,6 +277,7 @@ mod tests {
         for (error, status) in [
             (Error::UnknownConnection("gh".into()), 404),
             (Error::HostNotAllowed("evil".into()), 403),
+            (Error::MissingHost, 400),
             (Error::Unauthenticated(Rejection::Missing), 401),
             (Error::BodyTooLarge(10), 413),
             (Error::UnsupportedMediaType, 415),

@@ -28,7 +28,9 @@ pub async fn sessionless(
         // them fall back to initialize.
         "server/discover" => Err(Error::MethodNotFound {
             method: "server/discover".into(),
-            hint: Some("this server speaks MCP 2025-11-25 and earlier: use initialize"),
+            hint: Some(
+                "server/discover is a 2026-07-28 request: send it with MCP-Protocol-Version: 2026-07-28 and Mcp-Method, or use initialize",
+            ),
         }),
         _ => return None,
     };
@@ -54,12 +56,15 @@ struct Params {
 
 impl Params {
     fn parse(msg: &Message<'_>) -> Result<Self> {
-        let params: Self = msg
-            .params
-            .map(|p| serde_json::from_str(p.get()))
-            .transpose()
-            .map_err(|e| Error::InvalidParams(format!("invalid initialize params: {e}")))?
-            .unwrap_or_default();
+        // The lifecycle requires params (protocolVersion, capabilities, clientInfo);
+        // within them Hawser is lenient, as the SDKs are.
+        let params = msg.params.ok_or_else(|| {
+            Error::InvalidParams(
+                "initialize needs params: protocolVersion, capabilities and clientInfo".into(),
+            )
+        })?;
+        let params: Self = serde_json::from_str(params.get())
+            .map_err(|e| Error::InvalidParams(format!("invalid initialize params: {e}")))?;
         for (field, value, max) in [
             ("capabilities", &params.capabilities, MAX_CAPABILITIES_BYTES),
             ("clientInfo", &params.client_info, MAX_CLIENT_INFO_BYTES),
