@@ -111,3 +111,86 @@ async fn both_client_eras_work_across_three_replicas_and_both_upstream_eras() {
         "no bridged retry crossed replicas (8 tries over 3 replicas)"
     );
 }
+
+/// The next JSON message of an SSE stream, waiting at most `limit`.
+async fn next_message<S>(events: &mut S, limit: Duration) -> serde_json::Value
+where
+    S: futures::Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Unpin,
+{
+    use futures::StreamExt;
+    let found = tokio::time::timeout(limit, async {
+        while let Some(Ok(event)) = events.next().await {
+            if let Some(data) = event.data
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&data)
+            {
+                return Some(v);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(v)) => v,
+        Ok(None) => panic!("the listen stream ended"),
+        Err(_) => panic!("nothing arrived on the listen stream within {limit:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_listen_stream_on_one_replica_hears_a_change_made_through_another() {
+    const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+    let fixture = Fixture::start(&[]);
+    let cluster = Cluster::start(2, "").await;
+    let body = json!({
+        "jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+        "params": {
+            "notifications": {"toolsListChanged": true, "promptsListChanged": true},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    });
+    let response = hawser_e2e::harness::http()
+        .post(cluster.replicas[0].mcp_url())
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("listen: {e}"));
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("mcp-session-id").is_none(),
+        "a 2026-07-28 request got a session"
+    );
+    let mut events = sse_stream::SseStream::from_bytes_stream(response.bytes_stream());
+    let ack = next_message(&mut events, Duration::from_secs(5)).await;
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["notifications"]["toolsListChanged"], true,
+        "{ack}"
+    );
+    assert_eq!(ack["params"]["_meta"][SUBSCRIPTION_ID], "sub-1", "{ack}");
+
+    // A connection added through the other replica reaches this stream.
+    let put = cluster
+        .put_connection(1, "fx", json!({"url": fixture.mcp_url()}))
+        .await;
+    assert_eq!(put, 201);
+    let mut heard = Vec::new();
+    while !heard.contains(&"notifications/tools/list_changed".to_owned()) {
+        let note = next_message(&mut events, Duration::from_secs(20)).await;
+        assert_eq!(note["params"]["_meta"][SUBSCRIPTION_ID], "sub-1", "{note}");
+        heard.push(note["method"].as_str().unwrap_or_default().to_owned());
+    }
+    // Only what was asked for: resources were not.
+    assert!(
+        !heard.iter().any(|m| m.contains("resources")),
+        "unrequested notifications: {heard:?}"
+    );
+}
