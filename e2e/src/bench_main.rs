@@ -120,10 +120,15 @@ async fn proxy(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
     // One worker thread each: three busy processes share two cores, and the fixture
     // itself is fastest single-threaded (it is the baseline, so it runs at its best).
     let fixture = Fixture::start_with_env(&["--name", "bench"], &[("TOKIO_WORKER_THREADS", "1")]);
+    let modern = Fixture::start_with_env(
+        &["--name", "bench-modern", "--era", "modern"],
+        &[("TOKIO_WORKER_THREADS", "1")],
+    );
     let gateway = Gateway::start(
         &format!(
-            "connections:\n  - name: fx\n    url: {}\n",
-            fixture.mcp_url()
+            "connections:\n  - name: fx\n    url: {}\n  - name: mx\n    url: {}\n",
+            fixture.mcp_url(),
+            modern.mcp_url()
         ),
         &[
             ("RUST_LOG", "warn"),
@@ -132,57 +137,86 @@ async fn proxy(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
     );
     gateway.wait_ready().await;
     wait_for_tool(&http, &gateway.mcp_url(), "fx__echo").await?;
+    wait_for_tool(&http, &gateway.mcp_url(), "mx__echo").await?;
     let pid = gateway.child.id();
-    let args = json!({"text": "hello"});
+    let (legacy_url, modern_url, gateway_url) =
+        (fixture.mcp_url(), modern.mcp_url(), gateway.mcp_url());
     println!("# proxy: tools/call echo, direct vs through hawser (/mcp, names prefixed)");
     let mut results = Vec::new();
-    for concurrency in [1, 16, 64] {
-        let direct = load::run(
-            &http,
-            &fixture.mcp_url(),
-            "echo",
-            args.clone(),
-            concurrency,
-            warmup,
-            duration,
-        )
-        .await?;
-        let (user_before, sys_before) =
-            proc_stats::cpu_split(pid).context("reading gateway CPU time")?;
-        let proxied = load::run(
-            &http,
-            &gateway.mcp_url(),
-            "fx__echo",
-            args.clone(),
-            concurrency,
-            warmup,
-            duration,
-        )
-        .await?;
-        let (user_after, sys_after) =
-            proc_stats::cpu_split(pid).context("reading gateway CPU time")?;
-        // The warm-up calls used CPU too: spread it over every call made.
-        let total_calls =
-            proxied.calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
-        let user_us = (user_after - user_before) * 1e6 / total_calls;
-        let sys_us = (sys_after - sys_before) * 1e6 / total_calls;
-        let cpu_us_per_call = user_us + sys_us;
-        println!(
-            "{}  gateway CPU {cpu_us_per_call:.1}µs/call (user {user_us:.1}, kernel {sys_us:.1})",
-            report::row("echo", &direct, &proxied)
-        );
-        results.push(json!({
-            "concurrency": concurrency,
-            "direct_rps": direct.throughput(), "gateway_rps": proxied.throughput(),
-            "ratio": proxied.throughput() / direct.throughput(),
-            "direct_p50_us": direct.percentile_us(0.5), "gateway_p50_us": proxied.percentile_us(0.5),
-            "direct_p99_us": direct.percentile_us(0.99), "gateway_p99_us": proxied.percentile_us(0.99),
-            "added_p50_us": proxied.percentile_us(0.5) - direct.percentile_us(0.5),
-            "gateway_cpu_us_per_call": cpu_us_per_call,
-            "gateway_user_us_per_call": user_us,
-            "gateway_kernel_us_per_call": sys_us,
-            "errors": direct.errors + proxied.errors,
-        }));
+    let phase = |era, url, tool| load::Load { era, url, tool };
+    let (legacy, modern_era) = (load::Era::Legacy, load::Era::Modern);
+    // (label, direct, through the gateway, concurrencies): the baseline is the same
+    // upstream in the era it speaks.
+    let phases = [
+        (
+            "legacy client, legacy upstream",
+            phase(legacy, legacy_url.as_str(), "echo"),
+            phase(legacy, gateway_url.as_str(), "fx__echo"),
+            &[1, 16, 64][..],
+        ),
+        (
+            "2026-07-28 client, 2026-07-28 upstream",
+            phase(modern_era, modern_url.as_str(), "echo"),
+            phase(modern_era, gateway_url.as_str(), "mx__echo"),
+            &[1, 16][..],
+        ),
+        (
+            "2026-07-28 client, legacy upstream",
+            phase(legacy, legacy_url.as_str(), "echo"),
+            phase(modern_era, gateway_url.as_str(), "fx__echo"),
+            &[1, 16][..],
+        ),
+        (
+            "legacy client, 2026-07-28 upstream",
+            phase(modern_era, modern_url.as_str(), "echo"),
+            phase(legacy, gateway_url.as_str(), "mx__echo"),
+            &[1, 16][..],
+        ),
+    ];
+    for (label, direct_load, gateway_load, concurrencies) in phases {
+        println!("## {label}");
+        for &concurrency in concurrencies {
+            let args = json!({"text": "hello"});
+            let direct = load::run_as(
+                &http,
+                direct_load,
+                args.clone(),
+                concurrency,
+                warmup,
+                duration,
+            )
+            .await?;
+            let (user_before, sys_before) =
+                proc_stats::cpu_split(pid).context("reading gateway CPU time")?;
+            let proxied =
+                load::run_as(&http, gateway_load, args, concurrency, warmup, duration).await?;
+            let (user_after, sys_after) =
+                proc_stats::cpu_split(pid).context("reading gateway CPU time")?;
+            // The warm-up calls used CPU too: spread it over every call made.
+            let total_calls =
+                proxied.calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
+            let user_us = (user_after - user_before) * 1e6 / total_calls;
+            let sys_us = (sys_after - sys_before) * 1e6 / total_calls;
+            let cpu_us_per_call = user_us + sys_us;
+            println!(
+                "{}  gateway CPU {cpu_us_per_call:.1}µs/call (user {user_us:.1}, kernel {sys_us:.1})",
+                report::row("echo", &direct, &proxied)
+            );
+            results.push(json!({
+                "phase": label,
+                "client": gateway_load.era.label(),
+                "concurrency": concurrency,
+                "direct_rps": direct.throughput(), "gateway_rps": proxied.throughput(),
+                "ratio": proxied.throughput() / direct.throughput(),
+                "direct_p50_us": direct.percentile_us(0.5), "gateway_p50_us": proxied.percentile_us(0.5),
+                "direct_p99_us": direct.percentile_us(0.99), "gateway_p99_us": proxied.percentile_us(0.99),
+                "added_p50_us": proxied.percentile_us(0.5) - direct.percentile_us(0.5),
+                "gateway_cpu_us_per_call": cpu_us_per_call,
+                "gateway_user_us_per_call": user_us,
+                "gateway_kernel_us_per_call": sys_us,
+                "errors": direct.errors + proxied.errors,
+            }));
+        }
     }
     let rss = proc_stats::peak_rss_mib(pid).unwrap_or(f64::NAN);
     println!("gateway peak RSS {rss:.1} MiB");

@@ -30,12 +30,32 @@ impl Sample {
     }
 }
 
-/// One MCP session used by one worker.
+/// Which protocol era the load driver speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// 2025-11-25: `initialize`, then calls in the session.
+    Legacy,
+    /// 2026-07-28: no session; each call carries its envelope and headers.
+    Modern,
+}
+
+impl Era {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Legacy => "2025-11-25",
+            Self::Modern => "2026-07-28",
+        }
+    }
+}
+
+/// One MCP session used by one worker (for 2026-07-28, just its prepared request).
 pub struct Session {
     http: reqwest::Client,
     url: String,
     session: Option<String>,
     body: bytes::Bytes,
+    /// 2026-07-28 request headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`).
+    modern: Option<[(&'static str, String); 3]>,
 }
 
 impl Session {
@@ -46,6 +66,38 @@ impl Session {
         tool: &str,
         arguments: serde_json::Value,
     ) -> anyhow::Result<Self> {
+        Self::open_as(Era::Legacy, http, url, tool, arguments).await
+    }
+
+    /// A session of `era`: a 2026-07-28 one makes no request until the first call.
+    pub async fn open_as(
+        era: Era,
+        http: reqwest::Client,
+        url: &str,
+        tool: &str,
+        arguments: serde_json::Value,
+    ) -> anyhow::Result<Self> {
+        if era == Era::Modern {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": tool, "arguments": arguments,
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "hawser-bench", "version": "1"},
+                },
+            }});
+            return Ok(Self {
+                http,
+                url: url.to_owned(),
+                session: None,
+                body: bytes::Bytes::from(serde_json::to_vec(&body)?),
+                modern: Some([
+                    ("mcp-protocol-version", "2026-07-28".to_owned()),
+                    ("mcp-method", "tools/call".to_owned()),
+                    ("mcp-name", tool.to_owned()),
+                ]),
+            });
+        }
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
             "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "hawser-bench", "version": "1"}}});
         let resp = http
@@ -71,6 +123,7 @@ impl Session {
             url: url.to_owned(),
             session,
             body: bytes::Bytes::new(),
+            modern: None,
         };
         s.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await?;
@@ -94,6 +147,9 @@ impl Session {
             .body(body);
         if let Some(s) = &self.session {
             req = req.header("mcp-session-id", s);
+        }
+        for (name, value) in self.modern.iter().flatten() {
+            req = req.header(*name, value);
         }
         let resp = req.send().await?;
         anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
@@ -119,9 +175,43 @@ pub async fn run(
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<Sample> {
+    let load = Load {
+        era: Era::Legacy,
+        url,
+        tool,
+    };
+    run_as(http, load, arguments, concurrency, warmup, duration).await
+}
+
+/// Where one phase sends its calls, in which era.
+#[derive(Debug, Clone, Copy)]
+pub struct Load<'a> {
+    pub era: Era,
+    pub url: &'a str,
+    pub tool: &'a str,
+}
+
+/// [`run`] in the given era.
+pub async fn run_as(
+    http: &reqwest::Client,
+    load: Load<'_>,
+    arguments: serde_json::Value,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Sample> {
     let mut sessions = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
-        sessions.push(Session::open(http.clone(), url, tool, arguments.clone()).await?);
+        sessions.push(
+            Session::open_as(
+                load.era,
+                http.clone(),
+                load.url,
+                load.tool,
+                arguments.clone(),
+            )
+            .await?,
+        );
     }
     let start = Instant::now();
     let measure_from = start + warmup;
