@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;

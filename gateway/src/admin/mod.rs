@@ -164,14 +164,9 @@ async fn read_body(body: Body) -> Result<Bytes, Error> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|e| {
-            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(c) = cause {
-                if c.is::<http_body_util::LengthLimitError>() {
-                    return Error::BodyTooLarge(MAX_BODY_BYTES);
-                }
-                cause = c.source();
-            }
-            if crate::server::listener::is_body_timeout(&e) {
+            if crate::body::is_too_large(&e) {
+                Error::BodyTooLarge(MAX_BODY_BYTES)
+            } else if crate::body::is_body_timeout(&e) {
                 Error::BodyTimeout
             } else {
                 Error::BadBody

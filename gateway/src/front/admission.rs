@@ -117,7 +117,7 @@ pub async fn read_body(
     let body = axum::body::to_bytes(body, limits.max_request_bytes)
         .await
         .map_err(|e| {
-            if crate::server::listener::is_body_timeout(&e) {
+            if crate::body::is_body_timeout(&e) {
                 Error::BodyTimeout(limits.body_read_timeout)
             } else {
                 Error::BodyTooLarge(limits.max_request_bytes)

@@ -9,7 +9,12 @@
 //! The `requestState` names the replica holding the call and where other replicas
 //! reach it (`advertiseUrl`): a retry that the load balancer sends elsewhere is passed
 //! on to that replica once, as it came, and its answer streamed back.
+//!
+//! This file holds the parked calls and passes retries on; resuming one is
+//! [`super::resume`]. A parked call is kept as `dyn Any` so that this table, which the
+//! shared [`super::state::Front`] owns, does not depend on the relay that made it.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,14 +29,11 @@ use url::Url;
 
 use super::error::Error;
 use super::reply::Reply;
-use super::session::ClientSession;
-use super::stream::{self, Relaying};
 use super::ticket::{self, Invalid, Ticket};
 use crate::clock::Timestamp;
 use crate::crypto::Keyring;
 use crate::endpoint::Endpoint;
 use crate::jsonrpc::{self, Id, Message, RawParams};
-use crate::upstream::Upstream;
 use crate::upstream::streamable::{self, HttpClient};
 
 /// How long passing a retry on may wait for the holding replica's connection.
@@ -44,14 +46,24 @@ pub const PASSED_ON: &str = "x-hawser-passed-on";
 pub const PARK_FOR: Duration = Duration::from_secs(600);
 
 /// A call waiting for its client's retry.
-struct Parked {
-    relaying: Relaying,
+pub struct Parked {
+    /// The relay of the call ([`super::stream::Relaying`]).
+    pub call: Box<dyn Any + Send>,
     /// The upstream's request the answer goes to.
-    upstream_id: Id,
+    pub upstream_id: Id,
     /// The key of that request in `inputRequests`.
-    key: String,
+    pub key: String,
     subject: String,
     expires: Timestamp,
+}
+
+/// What a parked call is: the ids and names its `requestState` binds.
+pub struct Parking<'a> {
+    pub client_id: &'a Id,
+    pub subject: &'a str,
+    pub method: &'a str,
+    pub connection: &'a str,
+    pub target: Option<&'a str>,
 }
 
 /// Calls parked on this replica.
@@ -83,10 +95,15 @@ impl Bridge {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Parks `relaying`, whose upstream sent `request` (id `upstream_id`), and returns
-    /// the `input_required` answer for the client.
-    pub(super) fn park(&self, relaying: Relaying, upstream_id: Id, request: &[u8]) -> Bytes {
-        let client_id = relaying.ctx.client_id.clone();
+    /// Parks `call`, whose upstream sent `request` (id `upstream_id`), and returns the
+    /// `input_required` answer for the client.
+    pub fn park(
+        &self,
+        call: Box<dyn Any + Send>,
+        about: Parking<'_>,
+        upstream_id: Id,
+        request: &[u8],
+    ) -> Bytes {
         let (method, params) = match Message::parse(request) {
             Ok(m) => (
                 m.method().to_owned(),
@@ -95,23 +112,17 @@ impl Bridge {
             Err(_) => ("elicitation/create".to_owned(), "{}".to_owned()),
         };
         let key = format!("hawser-{}", self.next.fetch_add(1, Ordering::Relaxed));
-        let call = format!("{}-{key}", rand::random::<u64>());
+        let id = format!("{}-{key}", rand::random::<u64>());
         let expires = Timestamp::now().plus(PARK_FOR);
-        let subject = relaying.ctx.session.subject.clone();
-        let ctx = &relaying.ctx;
         let state = Ticket {
             replica: self.replica.clone(),
             address: self.address.clone(),
-            call: call.clone(),
-            method: ctx.method.clone(),
-            name: format!(
-                "{}/{}",
-                ctx.upstream.name(),
-                ctx.target.as_deref().unwrap_or_default()
-            ),
+            call: id.clone(),
+            method: about.method.to_owned(),
+            name: binding(about.connection, about.target),
             expires,
         }
-        .seal(&self.keyring, &subject);
+        .seal(&self.keyring, about.subject);
         let result = format!(
             r#"{{"resultType":"input_required","inputRequests":{{{}:{{"method":{},"params":{params}}}}},"requestState":{}}}"#,
             jsonrpc::raw_string(&key).get(),
@@ -122,16 +133,67 @@ impl Bridge {
         let now = Timestamp::now();
         parked.retain(|_, p| p.expires >= now);
         parked.insert(
-            call,
+            id,
             Parked {
-                relaying,
+                call,
                 upstream_id,
                 key,
-                subject,
+                subject: about.subject.to_owned(),
                 expires,
             },
         );
-        jsonrpc::result(client_id.json(), &result)
+        jsonrpc::result(about.client_id.json(), &result)
+    }
+
+    /// The parked call a retry's `state` names, taken out of the table; the refusal
+    /// (as a JSON-RPC error text) when there is none for this caller and request.
+    pub fn take(
+        &self,
+        state: &str,
+        subject: &str,
+        method: &str,
+        connection: &str,
+        target: Option<&str>,
+    ) -> Result<Parked, String> {
+        let ticket = match Ticket::open(&self.keyring, subject, state, Timestamp::now()) {
+            Some(Ok(t)) => t,
+            Some(Err(Invalid::Forged)) => {
+                return Err("requestState was not issued to this caller by this gateway".into());
+            }
+            Some(Err(Invalid::Expired)) | None => {
+                return Err("requestState has expired: send the request again without it".into());
+            }
+        };
+        if ticket.method != method || ticket.name != binding(connection, target) {
+            return Err(format!(
+                "requestState belongs to another request ({} of {})",
+                ticket.method, ticket.name
+            ));
+        }
+        if ticket.replica != self.replica {
+            return Err(
+                "requestState names a call held by another replica of this gateway, which this one cannot reach: send the request again without it"
+                    .into(),
+            );
+        }
+        match self.lock().remove(&ticket.call) {
+            Some(p) if p.subject == subject => Ok(p),
+            Some(p) => {
+                self.lock().insert(ticket.call, p);
+                Err("requestState was not issued to this caller by this gateway".into())
+            }
+            None => Err(
+                "the call this requestState names is no longer waiting (answered, expired or its upstream ended it): send the request again without it"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Puts a call back that a retry could not resume yet (an answer was missing).
+    pub fn put_back(&self, state: &str, subject: &str, parked: Parked) {
+        if let Some(Ok(ticket)) = Ticket::open(&self.keyring, subject, state, Timestamp::now()) {
+            self.lock().insert(ticket.call, parked);
+        }
     }
 
     /// Ends calls whose client never came back; how many.
@@ -153,88 +215,15 @@ impl Bridge {
     }
 }
 
+/// What a `requestState` binds a call to: its connection and upstream name.
+fn binding(connection: &str, target: Option<&str>) -> String {
+    format!("{connection}/{}", target.unwrap_or_default())
+}
+
 /// The `requestState` of a retry when it is one Hawser issued.
 pub fn hawser_state(params: Option<&RawValue>) -> Option<String> {
     let state = RawParams::parse(params).ok()?.0.get_str("requestState")?;
     state.starts_with(ticket::PREFIX).then_some(state)
-}
-
-/// What a retry asks to resume, as routing found it.
-pub struct Retry<'a> {
-    pub session: &'a Arc<ClientSession>,
-    pub upstream: &'a Arc<Upstream>,
-    pub method: &'a str,
-    pub target: Option<&'a str>,
-    pub params: Option<&'a RawValue>,
-    pub id: Id,
-}
-
-/// Resumes the parked call a retry's `state` names: the answer goes to the waiting
-/// upstream request, the rest of the call is the retry's answer.
-pub async fn resume(bridge: &Bridge, retry: Retry<'_>, state: &str) -> Reply {
-    let Retry {
-        session,
-        upstream,
-        method,
-        target,
-        params,
-        id,
-    } = retry;
-    let refuse = |why: String| Error::InvalidParams(why).reply_in(Some(&id), true);
-    let ticket = match Ticket::open(&bridge.keyring, &session.subject, state, Timestamp::now()) {
-        Some(Ok(t)) => t,
-        Some(Err(Invalid::Forged)) => {
-            return refuse("requestState was not issued to this caller by this gateway".into());
-        }
-        Some(Err(Invalid::Expired)) | None => {
-            return refuse("requestState has expired: send the request again without it".into());
-        }
-    };
-    let name = format!("{}/{}", upstream.name(), target.unwrap_or_default());
-    if ticket.method != method || ticket.name != name {
-        return refuse(format!(
-            "requestState belongs to another request ({} of {})",
-            ticket.method, ticket.name
-        ));
-    }
-    if ticket.replica != bridge.replica {
-        return refuse(
-            "requestState names a call held by another replica of this gateway, which this one cannot reach: send the request again without it"
-                .into(),
-        );
-    }
-    let Some(parked) = bridge.lock().remove(&ticket.call) else {
-        return refuse(
-            "the call this requestState names is no longer waiting (answered, expired or its upstream ended it): send the request again without it"
-                .into(),
-        );
-    };
-    if parked.subject != session.subject {
-        return refuse("requestState was not issued to this caller by this gateway".into());
-    }
-    let answer = RawParams::parse(params)
-        .ok()
-        .and_then(|p| p.0.get("inputResponses").map(ToOwned::to_owned))
-        .and_then(|r| RawParams::parse(Some(&r)).ok())
-        .and_then(|r| r.0.get(&parked.key).map(ToOwned::to_owned));
-    let Some(answer) = answer else {
-        let key = parked.key.clone();
-        // Keep it waiting: the client may still send the answer.
-        bridge.lock().insert(ticket.call, parked);
-        return refuse(format!("params.inputResponses[{key:?}] is required"));
-    };
-    let Parked {
-        mut relaying,
-        upstream_id,
-        ..
-    } = parked;
-    let reply = jsonrpc::result(upstream_id.json(), answer.get());
-    if let Err(e) = upstream.send(&relaying.ctx.upstream_session, reply).await {
-        return Error::upstream(upstream.name(), e).reply_in(Some(&id), true);
-    }
-    let inflight = session.track(id.clone());
-    relaying.adopt(session.clone(), id, inflight);
-    stream::resume(relaying).await
 }
 
 /// A 2026-07-28 request as it arrived, for passing it on.

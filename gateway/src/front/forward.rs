@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
-use super::bridge::{self, Retry};
+use super::bridge;
 use super::error::Error;
 use super::record::CallRecord;
 use super::reply::{self, Reply};
 use super::request::RequestInfo;
+use super::resume::{self, Retry};
 use super::session::ClientSession;
 use super::state::Front;
 use super::stream::{self, CallContext, RetryContext};
@@ -52,7 +53,7 @@ pub async fn forward(
             params,
             id,
         };
-        return bridge::resume(&front.bridge, retry, &state).await;
+        return resume::resume(&front.bridge, retry, &state).await;
     }
     let inflight = session.track(id.clone());
     let timeout = upstream.config().call_timeout;

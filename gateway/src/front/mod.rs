@@ -34,6 +34,7 @@ mod record;
 pub mod relay;
 pub mod reply;
 pub mod request;
+mod resume;
 mod routes;
 pub mod session;
 mod state;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use super::bridge::Bridge;
+use super::bridge::{Bridge, Parking};
 use super::error::Error;
 use super::inputs::{self, InputRequired};
 use super::record::CallRecord;
@@ -348,6 +348,25 @@ pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
     relay(state, stream_anyway).await
 }
 
+/// Hands the call to the bridge; the `input_required` answer for the client.
+fn park(state: Relaying, upstream_id: Id, request: &[u8]) -> Bytes {
+    let bridge = state.ctx.bridge.clone();
+    let (client_id, subject) = (
+        state.ctx.client_id.clone(),
+        state.ctx.session.subject.clone(),
+    );
+    let (method, target) = (state.ctx.method.clone(), state.ctx.target.clone());
+    let connection = state.ctx.upstream.name().to_owned();
+    let about = Parking {
+        client_id: &client_id,
+        subject: &subject,
+        method: &method,
+        connection: &connection,
+        target: target.as_deref(),
+    };
+    bridge.park(Box::new(state), about, upstream_id, request)
+}
+
 /// Goes on relaying a call the bridge had parked, as the answer to its retry.
 pub async fn resume(state: Relaying) -> Reply {
     relay(state, false).await
@@ -369,10 +388,7 @@ async fn relay(mut state: Relaying, stream_anyway: bool) -> Reply {
         Step::Park {
             upstream_id,
             request,
-        } => {
-            let bridge = state.ctx.bridge.clone();
-            return reply::json(bridge.park(state, upstream_id, &request));
-        }
+        } => return reply::json(park(state, upstream_id, &request)),
         // Cancelled before anything was said: the client asked for silence.
         Step::Stop | Step::Skip => return reply::sse(Body::empty()),
         Step::Frame(bytes) => bytes,
@@ -395,8 +411,7 @@ async fn relay(mut state: Relaying, stream_anyway: bool) -> Reply {
                 upstream_id,
                 request,
             } => {
-                let bridge = state.ctx.bridge.clone();
-                let answer = bridge.park(state, upstream_id, &request);
+                let answer = park(state, upstream_id, &request);
                 Some((Ok(sse::event(&answer)), (None, None)))
             }
             Step::Stop | Step::Skip => None,

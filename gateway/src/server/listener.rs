@@ -25,10 +25,7 @@ use tower::ServiceExt as _;
 use crate::config::HttpLimits;
 use crate::metrics::Metrics;
 
-/// A request body that had to arrive within `http.bodyReadTimeout` and did not.
-#[derive(Debug, thiserror::Error)]
-#[error("request body not received within {0:?}")]
-pub struct BodyTimeout(pub Duration);
+use crate::body::BodyTimeout;
 
 /// A request body that fails once its deadline passes. The timer starts only when
 /// the body is not all there at the first read (most bodies arrive with their
@@ -69,18 +66,6 @@ impl Body for TimedBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// Whether an error reading a body (as axum reports it) was the body's deadline.
-pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        if e.is::<BodyTimeout>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
 }
 
 /// Open connections per client address.

@@ -1,0 +1,63 @@
+//! Resuming a call the era bridge parked (see [`super::bridge`]): the retry of a
+//! 2026-07-28 client carries the answer to the upstream's request; it goes to the
+//! waiting upstream request, and the rest of the call is the retry's answer.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use super::bridge::Bridge;
+use super::error::Error;
+use super::reply::Reply;
+use super::session::ClientSession;
+use super::stream::{self, Relaying};
+use crate::jsonrpc::{self, Id, RawParams};
+use crate::upstream::Upstream;
+
+/// What a retry asks to resume, as routing found it.
+pub struct Retry<'a> {
+    pub session: &'a Arc<ClientSession>,
+    pub upstream: &'a Arc<Upstream>,
+    pub method: &'a str,
+    pub target: Option<&'a str>,
+    pub params: Option<&'a RawValue>,
+    pub id: Id,
+}
+
+/// Resumes the parked call a retry's `state` names.
+pub async fn resume(bridge: &Bridge, retry: Retry<'_>, state: &str) -> Reply {
+    let Retry {
+        session,
+        upstream,
+        method,
+        target,
+        params,
+        id,
+    } = retry;
+    let refuse = |why: String| Error::InvalidParams(why).reply_in(Some(&id), true);
+    let parked = match bridge.take(state, &session.subject, method, upstream.name(), target) {
+        Ok(p) => p,
+        Err(why) => return refuse(why),
+    };
+    let answer = RawParams::parse(params)
+        .ok()
+        .and_then(|p| p.0.get("inputResponses").map(ToOwned::to_owned))
+        .and_then(|r| RawParams::parse(Some(&r)).ok())
+        .and_then(|r| r.0.get(&parked.key).map(ToOwned::to_owned));
+    let Some(answer) = answer else {
+        let key = parked.key.clone();
+        // Keep it waiting: the client may still send the answer.
+        bridge.put_back(state, &session.subject, parked);
+        return refuse(format!("params.inputResponses[{key:?}] is required"));
+    };
+    let Ok(mut relaying) = parked.call.downcast::<Relaying>() else {
+        return refuse("the call this requestState names cannot be resumed".into());
+    };
+    let reply = jsonrpc::result(parked.upstream_id.json(), answer.get());
+    if let Err(e) = upstream.send(&relaying.ctx.upstream_session, reply).await {
+        return Error::upstream(upstream.name(), e).reply_in(Some(&id), true);
+    }
+    let inflight = session.track(id.clone());
+    relaying.adopt(session.clone(), id, inflight);
+    stream::resume(*relaying).await
+}
