@@ -79,8 +79,9 @@ pub async fn forward(
     };
     // A 2026-07-28 upstream is told about the client in every request; a legacy one
     // knows from the session, and refuses a request that says otherwise.
-    let envelope = (upstream.era() == Era::Modern).then(|| session.envelope());
-    let stripped = match (session.is_modern(), upstream.era(), params) {
+    let upstream_era = upstream.era_for(session.era());
+    let envelope = (upstream_era == Era::Modern).then(|| session.envelope());
+    let stripped = match (session.is_modern(), upstream_era, params) {
         (true, Era::Legacy, Some(p)) => Some(crate::upstream::era::without_envelope(p)),
         _ => None,
     };

@@ -128,6 +128,15 @@ impl ClientSession {
         self.modern.is_some()
     }
 
+    /// The era the client speaks.
+    pub fn era(&self) -> Era {
+        if self.is_modern() {
+            Era::Modern
+        } else {
+            Era::Legacy
+        }
+    }
+
     /// The envelope a 2026-07-28 upstream gets for this client's requests.
     pub fn envelope(&self) -> Envelope {
         if let Some(envelope) = &self.modern {
@@ -431,7 +440,7 @@ impl Sessions {
         upstream: &Arc<Upstream>,
     ) -> Result<UpstreamSession, UpstreamError> {
         // A 2026-07-28 upstream has no sessions; a 2026-07-28 client borrows one.
-        if upstream.era() == Era::Modern {
+        if upstream.era_for(session.era()) == Era::Modern {
             return Ok(upstream.stateless_session());
         }
         if let Some(envelope) = &session.modern

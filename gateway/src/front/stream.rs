@@ -133,12 +133,13 @@ impl Relaying {
                     return self.ask(input);
                 }
                 // A 2026-07-28 client needs every result to say what it is.
-                let bytes =
-                    if self.ctx.session.is_modern() && self.ctx.upstream.era() == Era::Legacy {
-                        jsonrpc::mark_complete(bytes)
-                    } else {
-                        bytes
-                    };
+                let bytes = if self.ctx.session.is_modern()
+                    && self.ctx.upstream.era_for(Era::Modern) == Era::Legacy
+                {
+                    jsonrpc::mark_complete(bytes)
+                } else {
+                    bytes
+                };
                 self.outcome.response = Some(bytes.clone());
                 Step::Last(bytes)
             }

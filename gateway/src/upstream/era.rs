@@ -280,10 +280,34 @@ impl Upstream {
     }
 }
 
+/// Whether a `server/discover` result lists a session-based revision beside
+/// 2026-07-28 (a dual-era server, which legacy clients can be served by as they are).
+pub fn speaks_legacy_too(discovered: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Versions {
+        #[serde(rename = "supportedVersions", default)]
+        supported: Vec<String>,
+    }
+    serde_json::from_str::<Versions>(discovered.get()).is_ok_and(|v| {
+        v.supported
+            .iter()
+            .any(|s| revision::LEGACY.contains(&s.as_str()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_dual_era_server_is_told_from_a_modern_only_one() {
+        let dual =
+            jsonrpc::raw_or_null(r#"{"supportedVersions":["2026-07-28","2025-11-25"]}"#.into());
+        let modern = jsonrpc::raw_or_null(r#"{"supportedVersions":["2026-07-28"]}"#.into());
+        assert!(speaks_legacy_too(&dual));
+        assert!(!speaks_legacy_too(&modern));
+    }
 
     #[test]
     fn the_envelope_joins_what_meta_already_had() {

@@ -148,6 +148,10 @@ async fn dial(upstream: &Arc<Upstream>) -> Result<Watch, UpstreamError> {
             upstream
                 .modern
                 .store(probed.is_some(), std::sync::atomic::Ordering::Relaxed);
+            let dual = probed.as_deref().is_some_and(super::era::speaks_legacy_too);
+            upstream
+                .legacy_too
+                .store(dual, std::sync::atomic::Ordering::Relaxed);
             let (session, init) = match probed {
                 Some(result) => {
                     let (_, init) = super::era::parse_discover(&result)?;

@@ -75,6 +75,8 @@ pub struct Upstream {
     streams_replies: AtomicBool,
     /// Whether the upstream speaks 2026-07-28 (found when dialling).
     modern: AtomicBool,
+    /// Whether it also speaks a session-based revision (a dual-era server).
+    legacy_too: AtomicBool,
     /// Wakes the lifecycle out of its back-off (credentials arrived).
     wake: tokio::sync::Notify,
 }
@@ -113,6 +115,7 @@ impl Upstream {
             next_id: AtomicU64::new(1),
             streams_replies: AtomicBool::new(false),
             modern: AtomicBool::new(false),
+            legacy_too: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -133,7 +136,22 @@ impl Upstream {
         self.catalog.load_full()
     }
 
-    /// The era this upstream speaks, as found when it was last dialled.
+    /// The era Hawser speaks to this upstream for a client of `client`'s era: the
+    /// client's own when the upstream speaks both (nothing to bridge), else the
+    /// upstream's.
+    pub fn era_for(&self, client: Era) -> Era {
+        if self.era() == Era::Modern
+            && client == Era::Legacy
+            && self.legacy_too.load(Ordering::Relaxed)
+        {
+            Era::Legacy
+        } else {
+            self.era()
+        }
+    }
+
+    /// The era this upstream speaks, as found when it was last dialled (modern when it
+    /// speaks both).
     pub fn era(&self) -> Era {
         if self.modern.load(Ordering::Relaxed) {
             Era::Modern
@@ -186,7 +204,7 @@ impl Upstream {
     /// client's capabilities so the upstream knows what it may ask of the client. For
     /// shared transports, returns the shared session.
     pub async fn open_session(&self, init: &ClientInit) -> Result<UpstreamSession, UpstreamError> {
-        if self.era() == Era::Modern {
+        if self.era_for(Era::Legacy) == Era::Modern {
             return Ok(self.stateless_session());
         }
         if self.is_shared() {

@@ -257,6 +257,22 @@ impl HttpTransport {
                     Ok((Reply::Message(bytes), session_id))
                 }
             }
+            s if s.is_client_error()
+                && !matches!(s, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+                && !(s == StatusCode::NOT_FOUND && session.id.is_some())
+                && content_type(response.headers()).starts_with("application/json") =>
+            {
+                // 2026-07-28 servers answer a refused request with its HTTP status (400,
+                // 404) and the JSON-RPC error in the body: that error is the answer.
+                let bytes = read_limited(response, MAX_JSON_BODY).await?;
+                match crate::jsonrpc::Message::parse(&bytes) {
+                    Ok(m) if m.error.is_some() => Ok((Reply::Message(bytes), session_id)),
+                    _ => Err(UpstreamError::Http {
+                        status: s.as_u16(),
+                        detail: Some(summarize_body(&bytes)).filter(|d| !d.is_empty()),
+                    }),
+                }
+            }
             _ => Err(self.status_error(session, response).await),
         }
     }
