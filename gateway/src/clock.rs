@@ -12,6 +12,21 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct Timestamp(i64);
 
+/// `YYYYMMDD` of a day counted from the Unix epoch (the proleptic Gregorian
+/// calendar; Howard Hinnant's civil-from-days).
+pub fn civil_from_days(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}")
+}
+
 impl Timestamp {
     /// The time now (the epoch if the clock is set before 1970).
     pub fn now() -> Self {
@@ -29,6 +44,11 @@ impl Timestamp {
     /// Seconds since the epoch, for SQL's `to_timestamp`.
     pub fn secs_f64(self) -> f64 {
         self.0 as f64 / 1000.0
+    }
+
+    /// The UTC date of this time as `YYYYMMDD` (partition names, generated key ids).
+    pub fn yyyymmdd(self) -> String {
+        civil_from_days(self.0.div_euclid(86_400_000))
     }
 
     /// This time plus `d` (saturating).

@@ -180,6 +180,20 @@ impl Cluster {
         )
     }
 
+    /// How many lines of every replica's log contain `needle`.
+    pub fn log_lines_containing(&self, needle: &str) -> usize {
+        self.replicas
+            .iter()
+            .map(|r| {
+                r.child
+                    .lines()
+                    .iter()
+                    .filter(|l| l.contains(needle))
+                    .count()
+            })
+            .sum()
+    }
+
     /// PUT /api/v1/connections/{name} on replica `i`; returns the status code.
     pub async fn put_connection(&self, i: usize, name: &str, spec: serde_json::Value) -> u16 {
         let r = http()

@@ -14,12 +14,12 @@ const SUITE_2025: &str = "@modelcontextprotocol/conformance";
 const SUITE_2026: &str = "conformance-2026";
 
 /// Runs the suite against `url`; returns passed/failed checks per scenario.
-async fn run_suite(url: &str) -> (BTreeMap<String, (u32, u32)>, String) {
+async fn run_suite(url: &str) -> Results {
     run(SUITE_2025, url, &[]).await
 }
 
 /// Runs `package` (one of the pinned suites) against `url` with `extra` arguments.
-async fn run(package: &str, url: &str, extra: &[&str]) -> (BTreeMap<String, (u32, u32)>, String) {
+async fn run(package: &str, url: &str, extra: &[&str]) -> Results {
     let suite = tools::e2e_dir()
         .join("conformance/node_modules")
         .join(package)
@@ -92,9 +92,17 @@ async fn gateway_for(fixture: &Fixture) -> Gateway {
 async fn every_active_scenario_passes_through_the_gateway_as_it_does_directly() {
     let fixture = Fixture::start(&["--name", "conformance"]);
     let gateway = gateway_for(&fixture).await;
-    let (direct, direct_out) = run_suite(&fixture.mcp_url()).await;
-    let (proxied, proxied_out) = run_suite(&format!("{}/everything", gateway.mcp_url())).await;
+    let direct = run_suite(&fixture.mcp_url()).await;
+    let proxied = run_suite(&format!("{}/everything", gateway.mcp_url())).await;
+    assert_all_pass_alike(direct, proxied);
+}
 
+/// Passed and failed checks per scenario, and the suite's output.
+type Results = (BTreeMap<String, (u32, u32)>, String);
+
+/// Enough scenarios ran, every one passed directly and through the gateway, with the
+/// same checks.
+fn assert_all_pass_alike((direct, direct_out): Results, (proxied, proxied_out): Results) {
     assert!(
         direct.len() >= 25,
         "too few scenarios ran directly:\n{direct_out}"

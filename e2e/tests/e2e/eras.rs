@@ -95,17 +95,7 @@ async fn both_client_eras_work_across_three_replicas_and_both_upstream_eras() {
     every_client_era(&lb, "new", &new).await;
     // Retries of bridged calls reached replicas that did not hold the call and were
     // passed on to the one that did.
-    let passed_on: usize = cluster
-        .replicas
-        .iter()
-        .map(|r| {
-            r.child
-                .lines()
-                .iter()
-                .filter(|l| l.contains("retry passed on to the replica holding its call"))
-                .count()
-        })
-        .sum();
+    let passed_on = cluster.log_lines_containing("retry passed on to the replica holding its call");
     assert!(
         passed_on >= 1,
         "no bridged retry crossed replicas (8 tries over 3 replicas)"

@@ -40,17 +40,7 @@ async fn a_python_session_spread_over_three_replicas_works_end_to_end() {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(report["elicitations"], 4, "{report}");
     // Answers reached replicas that did not hold the call and were forwarded to it.
-    let forwarded: usize = cluster
-        .replicas
-        .iter()
-        .map(|r| {
-            r.child
-                .lines()
-                .iter()
-                .filter(|l| l.contains("answer forwarded to its replica"))
-                .count()
-        })
-        .sum();
+    let forwarded = cluster.log_lines_containing("answer forwarded to its replica");
     assert!(
         forwarded >= 1,
         "no elicitation answer crossed replicas (4 tries over 3 replicas)"

@@ -153,6 +153,17 @@ impl Relaying {
         }
     }
 
+    /// Answers the upstream's request `id` with an error on the client's behalf.
+    async fn refuse(&mut self, id: &Id, why: &str) -> Step {
+        let refusal = Relay::refuse(id, why);
+        let _ = self
+            .ctx
+            .upstream
+            .send(&self.ctx.upstream_session, refusal)
+            .await;
+        Step::Skip
+    }
+
     /// Asks a legacy client the input requests of a 2026-07-28 upstream.
     fn ask(&mut self, input: InputRequired) -> Step {
         self.call = None;
@@ -264,16 +275,12 @@ impl Relaying {
         if let Some(cap) = needs
             && !self.ctx.session.supports(cap)
         {
-            let refusal = Relay::refuse(
-                &id,
-                &format!("the client did not declare the {cap} capability"),
-            );
-            let _ = self
-                .ctx
-                .upstream
-                .send(&self.ctx.upstream_session, refusal)
+            return self
+                .refuse(
+                    &id,
+                    &format!("the client did not declare the {cap} capability"),
+                )
                 .await;
-            return Step::Skip;
         }
         if modern {
             // A 2026-07-28 client answers in a retry of its request, not on this stream.
@@ -283,13 +290,9 @@ impl Relaying {
                     request: bytes,
                 };
             }
-            let refusal = Relay::refuse(&id, &format!("{method} cannot reach a 2026-07-28 client"));
-            let _ = self
-                .ctx
-                .upstream
-                .send(&self.ctx.upstream_session, refusal)
+            return self
+                .refuse(&id, &format!("{method} cannot reach a 2026-07-28 client"))
                 .await;
-            return Step::Skip;
         }
         match self.ctx.relay.register(
             self.ctx.session.id_hash,

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use sqlx::PgPool;
 
 use super::storable;
+use crate::clock::civil_from_days;
 use crate::store::{AuditEvent, Result};
 
 /// One event's columns, made storable (see [`storable`]); borrowed from the event
@@ -210,20 +211,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// `YYYYMMDD` of a day since the Unix epoch.
-fn civil_from_days(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}")
 }
 
 /// Creates the partition of `day` unless it exists (or `audit_events_before` covers
