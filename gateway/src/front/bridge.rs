@@ -42,6 +42,11 @@ const PASS_ON_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Marks a retry already passed on by a replica (it is never passed on twice).
 pub const PASSED_ON: &str = "x-hawser-passed-on";
 
+/// Most calls one caller may have parked at once, and all callers together on one
+/// replica: each holds an upstream request open.
+const MAX_PARKED_PER_CALLER: usize = 64;
+const MAX_PARKED: usize = 4096;
+
 /// How long a parked call waits for the client's retry (a person may be answering).
 pub const PARK_FOR: Duration = Duration::from_secs(600);
 
@@ -132,6 +137,21 @@ impl Bridge {
         let mut parked = self.lock();
         let now = Timestamp::now();
         parked.retain(|_, p| p.expires >= now);
+        let mine = parked
+            .values()
+            .filter(|p| p.subject == about.subject)
+            .count();
+        if mine >= MAX_PARKED_PER_CALLER || parked.len() >= MAX_PARKED {
+            drop(parked);
+            // Dropping the call cancels it upstream.
+            drop(call);
+            return jsonrpc::error(
+                Some(about.client_id.json()),
+                jsonrpc::code::INTERNAL_ERROR,
+                "too many calls are waiting for this client's input: answer or abandon them first",
+                None,
+            );
+        }
         parked.insert(
             id,
             Parked {
@@ -298,5 +318,91 @@ pub async fn pass_on(bridge: &Bridge, state: &str, arrived: Arrived<'_>) -> Opti
                 "the replica holding this call cannot be reached: send the request again without requestState",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ELICIT: &[u8] =
+        br#"{"jsonrpc":"2.0","id":5,"method":"elicitation/create","params":{"message":"Who?"}}"#;
+
+    fn about<'a>(id: &'a Id, subject: &'a str) -> Parking<'a> {
+        Parking {
+            client_id: id,
+            subject,
+            method: "tools/call",
+            connection: "fx",
+            target: Some("elicit"),
+        }
+    }
+
+    fn park(bridge: &Bridge, subject: &str) -> serde_json::Value {
+        let id = Id::string("c1");
+        let answer = bridge.park(Box::new(()), about(&id, subject), Id::string("u5"), ELICIT);
+        serde_json::from_slice(&answer).unwrap()
+    }
+
+    #[test]
+    fn a_parked_call_is_taken_once_by_its_caller_for_its_request() {
+        let bridge = Bridge::new(Keyring::ephemeral(), "r1", None);
+        let answer = park(&bridge, "alice");
+        let result = &answer["result"];
+        assert_eq!(result["resultType"], "input_required");
+        assert_eq!(
+            result["inputRequests"]["hawser-1"]["method"],
+            "elicitation/create"
+        );
+        assert_eq!(
+            result["inputRequests"]["hawser-1"]["params"]["message"],
+            "Who?"
+        );
+        let state = result["requestState"].as_str().unwrap();
+        assert!(state.starts_with(ticket::PREFIX));
+
+        let other = bridge.take(state, "bob", "tools/call", "fx", Some("elicit"));
+        assert!(other.is_err_and(|e| e.contains("not issued to this caller")));
+        let wrong = bridge.take(state, "alice", "tools/call", "fx", Some("echo"));
+        assert!(wrong.is_err_and(|e| e.contains("another request")));
+        let parked = bridge
+            .take(state, "alice", "tools/call", "fx", Some("elicit"))
+            .unwrap();
+        assert_eq!(parked.key, "hawser-1");
+        assert_eq!(parked.upstream_id, Id::string("u5"));
+        let again = bridge.take(state, "alice", "tools/call", "fx", Some("elicit"));
+        assert!(again.is_err_and(|e| e.contains("no longer waiting")));
+
+        // Another replica's state is not taken here.
+        let elsewhere = Bridge::new(Keyring::ephemeral(), "r2", None);
+        assert!(
+            elsewhere
+                .take(state, "alice", "tools/call", "fx", Some("elicit"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn one_caller_cannot_park_without_bound() {
+        let bridge = Bridge::new(Keyring::ephemeral(), "r1", None);
+        for _ in 0..MAX_PARKED_PER_CALLER {
+            assert_eq!(
+                park(&bridge, "mallory")["result"]["resultType"],
+                "input_required"
+            );
+        }
+        let refused = park(&bridge, "mallory");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("too many calls"),
+            "{refused}"
+        );
+        assert_eq!(bridge.len(), MAX_PARKED_PER_CALLER);
+        assert_eq!(
+            park(&bridge, "alice")["result"]["resultType"],
+            "input_required"
+        );
     }
 }
