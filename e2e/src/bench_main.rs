@@ -360,6 +360,34 @@ async fn replicas(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
         println!("  {calls:>6}  {query}");
     }
 
+    // The same through 3 replicas with 2026-07-28 clients: no session, so nothing to
+    // look up or record per client; a call must cost no statement either.
+    reset_statements(&cluster.db.url).await;
+    let (modern_before, _) = pg_queries(&cluster.db.url).await?;
+    let modern = load::run_as(
+        &http,
+        load::Load {
+            era: load::Era::Modern,
+            url: &cluster.lb.mcp_url(),
+            tool: "fx__echo",
+        },
+        args.clone(),
+        64,
+        warmup,
+        duration,
+    )
+    .await?;
+    let (modern_after, _) = pg_queries(&cluster.db.url).await?;
+    let modern_calls = (modern.calls + modern.errors) as f64
+        * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
+    println!(
+        "3 replicas, 2026-07-28 clients {:>8.0}/s p50 {:>7.0}µs errors {}; Postgres: {} {what} for ~{modern_calls:.0} calls",
+        modern.throughput(),
+        modern.percentile_us(0.5),
+        modern.errors,
+        modern_after - modern_before,
+    );
+
     // Reload: an admin PUT on replica 1, until every replica serves the change.
     println!(
         "# reload: admin PUT on replica 1 until all 3 replicas list the change (includes re-dialling the upstream)"

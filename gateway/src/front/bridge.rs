@@ -196,10 +196,12 @@ impl Bridge {
                     .into(),
             );
         }
-        match self.lock().remove(&ticket.call) {
+        // One guard for the check and the put-back (a second lock would deadlock).
+        let mut parked = self.lock();
+        match parked.remove(&ticket.call) {
             Some(p) if p.subject == subject => Ok(p),
             Some(p) => {
-                self.lock().insert(ticket.call, p);
+                parked.insert(ticket.call, p);
                 Err("requestState was not issued to this caller by this gateway".into())
             }
             None => Err(
@@ -283,12 +285,29 @@ pub async fn pass_on(bridge: &Bridge, state: &str, arrived: Arrived<'_>) -> Opti
         Endpoint::Connection(name) => format!("/mcp/{name}"),
     };
     let mut request = Request::post(format!("{address}{path}"));
+    // Hop-by-hop and framing headers (RFC 9110 §7.6.1), with those the client's
+    // `Connection` names, are the new connection's own.
+    let named: Vec<String> = arrived
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
     for (name, value) in arrived.headers {
-        // Hop-by-hop and framing headers are the new connection's own.
-        if !matches!(
+        let hop = matches!(
             name.as_str(),
-            "connection" | "content-length" | "transfer-encoding" | "keep-alive" | "te" | "upgrade"
-        ) {
+            "connection"
+                | "content-length"
+                | "transfer-encoding"
+                | "keep-alive"
+                | "te"
+                | "upgrade"
+                | "trailer"
+        ) || name.as_str().starts_with("proxy-")
+            || named.iter().any(|n| n == name.as_str());
+        if !hop {
             request = request.header(name, value);
         }
     }

@@ -53,6 +53,7 @@ pub async fn forward(
             params,
             id,
         };
+        front.sessions.pool.touch(upstream.name(), &session.subject);
         return resume::resume(&front.bridge, retry, &state).await;
     }
     let inflight = session.track(id.clone());

@@ -77,6 +77,17 @@ impl Pool {
         Ok(session)
     }
 
+    /// Marks the session `subject` uses towards `connection` as used now (a parked
+    /// call resumed on it).
+    pub fn touch(&self, connection: &str, subject: &str) {
+        let slot = self.slot(connection, subject);
+        if let Ok(mut guard) = slot.try_lock()
+            && let Some(pooled) = guard.as_mut()
+        {
+            pooled.used = Instant::now();
+        }
+    }
+
     /// Forgets a session the upstream no longer knows.
     pub async fn forget(&self, upstream: &Upstream, subject: &str, stale: &UpstreamSession) {
         let slot = self.slot(upstream.name(), subject);

@@ -53,9 +53,18 @@ pub async fn resume(bridge: &Bridge, retry: Retry<'_>, state: &str) -> Reply {
     let Ok(mut relaying) = parked.call.downcast::<Relaying>() else {
         return refuse("the call this requestState names cannot be resumed".into());
     };
+    // The answer goes where the call runs: the revision of the connection it started
+    // on, which a hot reload may have replaced meanwhile.
+    let held = relaying.ctx.upstream.clone();
+    if held.revision() != upstream.revision() {
+        return refuse(
+            "the connection changed while the call waited: send the request again without requestState"
+                .into(),
+        );
+    }
     let reply = jsonrpc::result(parked.upstream_id.json(), answer.get());
-    if let Err(e) = upstream.send(&relaying.ctx.upstream_session, reply).await {
-        return Error::upstream(upstream.name(), e).reply_in(Some(&id), true);
+    if let Err(e) = held.send(&relaying.ctx.upstream_session, reply).await {
+        return Error::upstream(held.name(), e).reply_in(Some(&id), true);
     }
     let inflight = session.track(id.clone());
     relaying.adopt(session.clone(), id, inflight);

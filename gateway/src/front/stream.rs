@@ -50,6 +50,10 @@ pub struct CallContext {
     pub record: Option<CallRecord>,
 }
 
+/// Most `input_required` rounds one call may take (a server that keeps asking, or
+/// answers `input_required` with nothing to ask, is not waited on forever).
+const MAX_INPUT_ROUNDS: u32 = 16;
+
 /// What Hawser needs to retry a call whose 2026-07-28 upstream asked for input.
 pub struct RetryContext {
     pub params: Option<Box<RawValue>>,
@@ -85,6 +89,8 @@ pub struct Relaying {
     pending: Vec<String>,
     outcome: Outcome,
     asking: Option<Asking>,
+    /// `input_required` rounds so far.
+    rounds: u32,
 }
 
 impl Relaying {
@@ -167,6 +173,12 @@ impl Relaying {
     /// Asks a legacy client the input requests of a 2026-07-28 upstream.
     fn ask(&mut self, input: InputRequired) -> Step {
         self.call = None;
+        self.rounds += 1;
+        if self.rounds > MAX_INPUT_ROUNDS {
+            return self.fail(UpstreamError::Protocol(format!(
+                "asked for input more than {MAX_INPUT_ROUNDS} times in one call"
+            )));
+        }
         let mut asking = Asking {
             frames: VecDeque::with_capacity(input.requests.len()),
             waits: Vec::with_capacity(input.requests.len()),
@@ -233,24 +245,29 @@ impl Relaying {
         };
         let params =
             inputs::retry_params(retry.params.as_deref(), &responses, asking.state.as_deref());
-        let call = self
-            .ctx
-            .upstream
-            .call(
-                &self.ctx.upstream_session,
-                &self.ctx.method,
-                Some(&params),
-                Some(self.ctx.client_id.json()),
-                &retry.headers,
-                Some(&retry.envelope),
-            )
-            .await;
+        let retried = self.ctx.upstream.call(
+            &self.ctx.upstream_session,
+            &self.ctx.method,
+            Some(&params),
+            Some(self.ctx.client_id.json()),
+            &retry.headers,
+            Some(&retry.envelope),
+        );
+        let call = tokio::select! {
+            biased;
+            () = self.ctx.inflight.token.cancelled() => {
+                self.outcome.error = Some(("cancelled", "cancelled by the client".into()));
+                return Step::Stop;
+            }
+            r = tokio::time::timeout(self.ctx.timeout, retried) => r,
+        };
         match call {
-            Ok(call) => {
+            Ok(Ok(call)) => {
                 self.call = Some(call);
                 Step::Skip
             }
-            Err(e) => self.fail(e),
+            Ok(Err(e)) => self.fail(e),
+            Err(_) => self.fail(UpstreamError::Timeout(self.ctx.timeout)),
         }
     }
 
@@ -281,6 +298,16 @@ impl Relaying {
                     &format!("the client did not declare the {cap} capability"),
                 )
                 .await;
+        }
+        if modern && method == "ping" {
+            // Answered on the client's behalf: 2026-07-28 has no server→client ping.
+            let pong = jsonrpc::result(id.json(), "{}");
+            let _ = self
+                .ctx
+                .upstream
+                .send(&self.ctx.upstream_session, pong)
+                .await;
+            return Step::Skip;
         }
         if modern {
             // A 2026-07-28 client answers in a retry of its request, not on this stream.
@@ -348,6 +375,7 @@ pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
         pending: Vec::new(),
         outcome: Outcome::default(),
         asking: None,
+        rounds: 0,
     };
     relay(state, stream_anyway).await
 }

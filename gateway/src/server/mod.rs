@@ -175,9 +175,11 @@ pub async fn build(
         sessions: front::session::Sessions::new(
             store.clone(),
             health.clone(),
+            // A pooled upstream session outlives a parked call's wait.
             settings
                 .session_idle_timeout
-                .min(std::time::Duration::from_secs(600)),
+                .min(std::time::Duration::from_secs(600))
+                .max(front::bridge::PARK_FOR + std::time::Duration::from_secs(60)),
         ),
         keyring: keyring.clone(),
         registry: registry.clone(),
