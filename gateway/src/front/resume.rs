@@ -66,7 +66,12 @@ pub async fn resume(bridge: &Bridge, retry: Retry<'_>, state: &str) -> Reply {
     if let Err(e) = held.send(&relaying.ctx.upstream_session, reply).await {
         return Error::upstream(held.name(), e).reply_in(Some(&id), true);
     }
+    let progress_token = RawParams::parse(params)
+        .ok()
+        .and_then(|p| p.0.get("_meta").map(ToOwned::to_owned))
+        .and_then(|m| RawParams::parse(Some(&m)).ok())
+        .and_then(|m| m.0.get("progressToken").map(ToOwned::to_owned));
     let inflight = session.track(id.clone());
-    relaying.adopt(session.clone(), id, inflight);
+    relaying.adopt(session.clone(), id, inflight, progress_token);
     stream::resume(*relaying).await
 }

@@ -91,6 +91,9 @@ pub struct Relaying {
     asking: Option<Asking>,
     /// `input_required` rounds so far.
     rounds: u32,
+    /// Set once a retry took the call over: the progress token its progress
+    /// notifications now carry (`None`: the retry asked for none).
+    progress_token: Option<Option<Box<RawValue>>>,
 }
 
 impl Relaying {
@@ -150,10 +153,16 @@ impl Relaying {
                 Step::Last(bytes)
             }
             Ok(Some(Ok(Inbound::Notification(bytes)))) => {
-                if memchr::memmem::find(&bytes, b"notifications/progress").is_some() {
-                    self.outcome.progress += 1;
+                if memchr::memmem::find(&bytes, b"notifications/progress").is_none() {
+                    return Step::Frame(bytes);
                 }
-                Step::Frame(bytes)
+                self.outcome.progress += 1;
+                // A resumed call reports progress under its retry's token.
+                match &self.progress_token {
+                    None => Step::Frame(bytes),
+                    Some(None) => Step::Skip,
+                    Some(Some(token)) => Step::Frame(with_progress_token(&bytes, token)),
+                }
             }
             Ok(Some(Ok(Inbound::Request { id, bytes }))) => self.server_request(id, bytes).await,
         }
@@ -338,10 +347,17 @@ impl Relaying {
 
     /// Takes the call over for the retry of a parked call: the new request's id,
     /// session (capabilities) and cancellation.
-    pub(super) fn adopt(&mut self, session: Arc<ClientSession>, client_id: Id, inflight: Inflight) {
+    pub(super) fn adopt(
+        &mut self,
+        session: Arc<ClientSession>,
+        client_id: Id,
+        inflight: Inflight,
+        progress_token: Option<Box<RawValue>>,
+    ) {
         if let Some(call) = self.call.as_mut() {
             call.set_client_id(Some(client_id.json().to_owned()));
         }
+        self.progress_token = Some(progress_token);
         self.ctx.session = session;
         self.ctx.client_id = client_id;
         self.ctx.inflight = inflight;
@@ -376,8 +392,21 @@ pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
         outcome: Outcome::default(),
         asking: None,
         rounds: 0,
+        progress_token: None,
     };
     relay(state, stream_anyway).await
+}
+
+/// A `notifications/progress` with `params.progressToken` set to `token`.
+fn with_progress_token(notification: &[u8], token: &RawValue) -> Bytes {
+    let Ok(msg) = jsonrpc::Message::parse(notification) else {
+        return Bytes::copy_from_slice(notification);
+    };
+    let Ok(mut params) = jsonrpc::RawParams::parse(msg.params) else {
+        return Bytes::copy_from_slice(notification);
+    };
+    params.0.set("progressToken", token.to_owned());
+    msg.with_params(params.to_raw().get())
 }
 
 /// Hands the call to the bridge; the `input_required` answer for the client.
@@ -450,4 +479,21 @@ async fn relay(mut state: Relaying, stream_anyway: bool) -> Reply {
         }
     });
     reply::sse(Body::from_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_after_a_resume_carries_the_retry_token() {
+        let note = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"first","progress":2,"total":5}}"#;
+        let token = RawValue::from_string("7".into()).unwrap();
+        let out: serde_json::Value =
+            serde_json::from_slice(&with_progress_token(note, &token)).unwrap();
+        assert_eq!(out["params"]["progressToken"], 7);
+        assert_eq!(out["params"]["progress"], 2);
+        assert_eq!(out["params"]["total"], 5);
+        assert_eq!(out["method"], "notifications/progress");
+    }
 }
