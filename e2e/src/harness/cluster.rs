@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::nginx::Nginx;
-use super::stack::Gateway;
+use super::stack::{Fixture, Gateway};
 use super::{TestDb, http, test_db};
 
 /// The admin token every test cluster uses.
@@ -94,12 +94,23 @@ impl Cluster {
 
     /// Starts replica `i` again (same id, port, spool and settings) after it died.
     pub async fn revive(&mut self, i: usize) {
-        let port: u16 = self.replicas[i]
+        let port = self.port_of(i);
+        self.start_at(i, port).await;
+    }
+
+    /// The port replica `i` listens on.
+    fn port_of(&self, i: usize) -> u16 {
+        self.replicas[i]
             .base
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
+            .unwrap_or(0)
+    }
+
+    /// Starts replica `i` on `port` (retrying while the old process still holds it)
+    /// and waits until it is ready.
+    async fn start_at(&mut self, i: usize, port: u16) {
         let mut attempt = 0;
         let g = loop {
             attempt += 1;
@@ -131,39 +142,13 @@ impl Cluster {
             self.keys = k.to_owned();
         }
         let mut fresh = Vec::new();
-        for (i, r) in self.replicas.iter_mut().enumerate() {
-            let port: u16 = r
-                .base
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
-            r.child.terminate(Duration::from_secs(5));
+        for i in 0..self.replicas.len() {
+            let port = self.port_of(i);
+            self.replicas[i].child.terminate(Duration::from_secs(5));
             fresh.push((i, port));
         }
         for (i, port) in fresh {
-            let mut attempt = 0;
-            let g = loop {
-                attempt += 1;
-                let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    replica(
-                        &self.db,
-                        &self.keys,
-                        &self.config,
-                        &self.extra_env,
-                        self.spools.path(),
-                        &format!("r{}", i + 1),
-                        port,
-                    )
-                }));
-                match started {
-                    Ok(g) => break g,
-                    Err(e) if attempt > 20 => std::panic::resume_unwind(e),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-                }
-            };
-            g.wait_ready().await;
-            self.replicas[i] = g;
+            self.start_at(i, port).await;
         }
     }
 
@@ -178,6 +163,24 @@ impl Cluster {
             id,
             0,
         )
+    }
+
+    /// `n` replicas and a fixture upstream as the connection `fx`, loaded everywhere.
+    pub async fn with_fixture(n: usize) -> (Self, Fixture) {
+        let fixture = Fixture::start(&[]);
+        let cluster = Self::start(n, "").await;
+        assert_eq!(
+            cluster
+                .put_connection(0, "fx", serde_json::json!({"url": fixture.mcp_url()}))
+                .await,
+            201
+        );
+        cluster
+            .wait_all("fx loaded", Duration::from_secs(20), |names| {
+                names.iter().any(|n| n == "fx__echo")
+            })
+            .await;
+        (cluster, fixture)
     }
 
     /// How many lines of every replica's log contain `needle`.

@@ -135,19 +135,7 @@ async fn sessions(url: &str, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn kill_9_of_one_of_three_replicas_loses_no_session_and_no_audit_row() {
-    let fixture = Fixture::start(&[]);
-    let mut cluster = Cluster::start(3, "").await;
-    assert_eq!(
-        cluster
-            .put_connection(0, "fx", json!({"url": fixture.mcp_url()}))
-            .await,
-        201
-    );
-    cluster
-        .wait_all("fx loaded", Duration::from_secs(20), |names| {
-            names.iter().any(|n| n == "fx__echo")
-        })
-        .await;
+    let (mut cluster, _fixture) = Cluster::with_fixture(3).await;
     let url = cluster.lb.mcp_url();
     let sessions = sessions(&url, 4).await;
     let run_for = Duration::from_secs(9) * scale();

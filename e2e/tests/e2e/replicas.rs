@@ -10,26 +10,9 @@ use hawser_e2e::harness::mcp::{McpClient, text};
 use hawser_e2e::harness::stack::{Fixture, python_script, run_python};
 use serde_json::json;
 
-async fn cluster_with_fixture(n: usize) -> (Cluster, Fixture) {
-    let fixture = Fixture::start(&[]);
-    let cluster = Cluster::start(n, "").await;
-    assert_eq!(
-        cluster
-            .put_connection(0, "fx", json!({"url": fixture.mcp_url()}))
-            .await,
-        201
-    );
-    cluster
-        .wait_all("fx loaded", Duration::from_secs(20), |names| {
-            names.iter().any(|n| n == "fx__echo")
-        })
-        .await;
-    (cluster, fixture)
-}
-
 #[tokio::test]
 async fn a_python_session_spread_over_three_replicas_works_end_to_end() {
-    let (cluster, fixture) = cluster_with_fixture(3).await;
+    let (cluster, fixture) = Cluster::with_fixture(3).await;
     let out = run_python(
         &python_script("replicas.py"),
         &[&cluster.lb.mcp_url(), "fx"],
@@ -62,7 +45,7 @@ async fn a_python_session_spread_over_three_replicas_works_end_to_end() {
 
 #[tokio::test]
 async fn a_session_is_valid_on_every_replica_and_delete_ends_it_everywhere() {
-    let (cluster, _fixture) = cluster_with_fixture(3).await;
+    let (cluster, _fixture) = Cluster::with_fixture(3).await;
     let client = McpClient::connect(&cluster.replicas[0].mcp_url()).await;
     for r in &cluster.replicas {
         let mut c = McpClient::new(&r.mcp_url());
@@ -214,7 +197,7 @@ async fn a_replica_whose_listener_is_killed_still_converges() {
 
 #[tokio::test]
 async fn killing_a_replica_under_load_loses_no_session_and_no_call() {
-    let (mut cluster, _fixture) = cluster_with_fixture(3).await;
+    let (mut cluster, _fixture) = Cluster::with_fixture(3).await;
     let lb = cluster.lb.mcp_url();
     let stop = Instant::now() + Duration::from_secs(6);
     let workers: Vec<_> = (0..6)
