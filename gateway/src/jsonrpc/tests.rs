@@ -1,0 +1,128 @@
+//! Tests of `jsonrpc`.
+
+use super::*;
+
+#[test]
+fn parses_kinds_and_keeps_parts_raw() {
+    let m = Message::parse(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","arguments":{"a":[1, 2]}}}"#).unwrap();
+    assert_eq!(m.kind(), Kind::Request);
+    assert_eq!(m.method(), "tools/call");
+    assert_eq!(
+        m.params.unwrap().get(),
+        r#"{"name":"x","arguments":{"a":[1, 2]}}"#
+    );
+    let n = Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+    assert_eq!(n.kind(), Kind::Notification);
+    let r = Message::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
+    assert_eq!(r.kind(), Kind::Response);
+}
+
+#[test]
+fn rejects_what_is_not_json_rpc() {
+    for bad in [
+        &b"[]"[..],
+        b"{}",
+        br#"{"jsonrpc":"1.0","method":"x"}"#,
+        b"not json",
+        br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#,
+        br#"{"jsonrpc":"2.0","id":{},"method":"x"}"#,
+    ] {
+        assert!(
+            Message::parse(bad).is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let e = Message::parse(b"[{}]").unwrap_err();
+    assert!(e.message.contains("batches"), "{e}");
+    assert_eq!(e.code(), code::INVALID_REQUEST);
+    assert_eq!(
+        Message::parse(b"{\"jsonrpc\"").unwrap_err().code(),
+        code::PARSE_ERROR
+    );
+    // A request with a null id is invalid, not a notification.
+    let e = Message::parse(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#).unwrap_err();
+    assert_eq!(e.code(), code::INVALID_REQUEST);
+    // A response to an unreadable request may carry a null id.
+    let r = Message::parse(br#"{"jsonrpc":"2.0","id":null,"error":{"code":1,"message":"x"}}"#);
+    assert!(r.is_ok_and(|m| m.kind() == Kind::Response));
+}
+
+#[test]
+fn rewriting_the_id_keeps_the_result_bytes() {
+    let big = format!(
+        r#"{{"content":[{{"type":"text","text":"{}"}}]}}"#,
+        "x".repeat(1000)
+    );
+    let input = format!(r#"{{"jsonrpc":"2.0","id":"up-1","result":{big}}}"#);
+    let m = Message::parse(input.as_bytes()).unwrap();
+    let out = m.with_id("42");
+    let back = Message::parse(&out).unwrap();
+    assert_eq!(back.id.unwrap().get(), "42");
+    assert_eq!(back.result.unwrap().get(), big);
+}
+
+#[test]
+fn raw_params_change_one_member_and_keep_the_rest() {
+    let raw = RawValue::from_string(
+        r#"{"name":"gh__search","arguments":{"q":"a\"b"},"_meta":{"progressToken":1}}"#.into(),
+    )
+    .unwrap();
+    let mut p = RawParams::parse(Some(&raw)).unwrap();
+    assert_eq!(p.0.get_str("name").as_deref(), Some("gh__search"));
+    p.0.set("name", raw_string("search"));
+    assert_eq!(
+        p.to_json(),
+        r#"{"name":"search","arguments":{"q":"a\"b"},"_meta":{"progressToken":1}}"#
+    );
+}
+
+#[test]
+fn depth_counts_nesting_outside_strings() {
+    assert_eq!(depth("1"), 0);
+    assert_eq!(depth(r#"{"a":[1,{"b":{}}]}"#), 4);
+    assert_eq!(depth(r#"{"a":"[[[[{{{\"]]"}"#), 1);
+    assert_eq!(depth(r#"[[],[[]]]"#), 3);
+}
+
+#[test]
+fn errors_are_well_formed() {
+    let e = error(
+        Some("3"),
+        code::METHOD_NOT_FOUND,
+        "no \"such\" method",
+        None,
+    );
+    let m = Message::parse(&e).unwrap();
+    assert_eq!(m.kind(), Kind::Response);
+    assert_eq!(
+        error_summary(m.error.unwrap()),
+        (code::METHOD_NOT_FOUND, "no \"such\" method".into())
+    );
+    let e = error(None, code::PARSE_ERROR, "bad", None);
+    assert!(std::str::from_utf8(&e).unwrap().contains(r#""id":null"#));
+}
+
+#[test]
+fn mark_complete_splices_result_type_into_results_only() {
+    let marked = mark_complete(Bytes::from_static(
+        br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"x"}]}}"#,
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&marked).unwrap();
+    assert_eq!(v["result"]["resultType"], "complete");
+    assert_eq!(v["result"]["content"][0]["text"], "x");
+    assert_eq!(v["id"], 7);
+    let empty = mark_complete(Bytes::from_static(
+        br#"{"jsonrpc":"2.0","id":1,"result":{ }}"#,
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&empty).unwrap();
+    assert_eq!(v["result"], serde_json::json!({"resultType": "complete"}));
+    for unchanged in [
+        &br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required"}}"#[..],
+        br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"no"}}"#,
+        br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#,
+        br#"not json"#,
+    ] {
+        assert_eq!(mark_complete(Bytes::copy_from_slice(unchanged)), unchanged);
+    }
+}
