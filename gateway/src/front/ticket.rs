@@ -83,9 +83,9 @@ mod tests {
         Ticket {
             replica: "r1".into(),
             address: Some("http://10.0.0.7:8080/".into()),
-            call: "c9".into(),
+            call: "call-key-000042".into(),
             method: "tools/call".into(),
-            name: "elicit".into(),
+            name: "elicit_the_user".into(),
             expires,
         }
     }
@@ -98,7 +98,9 @@ mod tests {
         let state = t.seal(&keys, "alice");
         assert!(state.starts_with(PREFIX));
         assert!(
-            !state.contains("c9") && !state.contains("elicit"),
+            !state.contains("call-key-000042")
+                && !state.contains("elicit_the_user")
+                && !state.contains("10.0.0.7"),
             "unreadable: {state}"
         );
         assert_eq!(Ticket::open(&keys, "alice", &state, now), Some(Ok(t)));
