@@ -174,13 +174,7 @@ pub async fn live_session(
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, v.parse().unwrap());
-        }
-        h
-    }
+    use crate::headers::test_map as headers;
 
     #[test]
     fn paths_name_an_endpoint_or_nothing() {

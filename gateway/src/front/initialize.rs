@@ -1,6 +1,8 @@
 //! Starting a session: `initialize` negotiates the revision, answers with the
 //! endpoint's capabilities and creates the session every replica will accept.
 
+use std::sync::Arc;
+
 use serde_json::value::RawValue;
 
 use super::error::{Error, Result};
@@ -12,6 +14,7 @@ use crate::headers::MCP_SESSION_ID;
 use crate::identity::Identity;
 use crate::jsonrpc::{self, Id, Message, RawParams, raw_string};
 use crate::upstream::{ClientInit, Upstream, UpstreamError};
+use crate::view::View;
 
 /// A request sent without a session: `initialize`, or the probe of a client trying
 /// the sessionless revision first. `None` for anything else.
@@ -103,11 +106,7 @@ async fn initialize(
     let result = match endpoint {
         Endpoint::Aggregated => aggregated_result(version, view.connections.len()),
         Endpoint::Connection(name) => {
-            let upstream = view
-                .connections
-                .get(name)
-                .and_then(|e| e.upstream.clone())
-                .ok_or(Error::ConnectionUnavailable)?;
+            let upstream = connection_upstream(&view, name)?;
             connection_result(&upstream, version).map_err(|e| Error::upstream(name, e))?
         }
     };
@@ -167,6 +166,14 @@ pub struct ConnectionParts {
 }
 
 /// The parts of a connection endpoint's self-description.
+/// The upstream a connection endpoint serves, when it is connected.
+pub fn connection_upstream(view: &View, name: &str) -> Result<Arc<Upstream>> {
+    view.connections
+        .get(name)
+        .and_then(|e| e.upstream.clone())
+        .ok_or(Error::ConnectionUnavailable)
+}
+
 pub fn connection_parts(upstream: &Upstream) -> Result<ConnectionParts, UpstreamError> {
     let catalog = upstream
         .catalog()

@@ -102,11 +102,7 @@ fn discover(front: &Front, endpoint: &Endpoint, id: &Id) -> Result<Reply> {
             initialize::aggregated_instructions(view.connections.len()),
         ),
         Endpoint::Connection(name) => {
-            let upstream = view
-                .connections
-                .get(name)
-                .and_then(|e| e.upstream.clone())
-                .ok_or(Error::ConnectionUnavailable)?;
+            let upstream = initialize::connection_upstream(&view, name)?;
             let parts =
                 initialize::connection_parts(&upstream).map_err(|e| Error::upstream(name, e))?;
             (parts.capabilities, parts.server_info, parts.instructions)
