@@ -41,6 +41,11 @@ impl Timestamp {
         self.0
     }
 
+    /// Whole seconds since the epoch.
+    pub const fn unix_secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
     /// Seconds since the epoch, for SQL's `to_timestamp`.
     pub fn secs_f64(self) -> f64 {
         self.0 as f64 / 1000.0

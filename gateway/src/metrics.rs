@@ -77,6 +77,8 @@ pub struct Metrics {
     pub audit_escaped: Counter,
     /// Audit events the store refused, kept in the dead-letter table instead.
     pub audit_dead_letters: Counter,
+    /// Requests refused by client authentication, by reason.
+    pub auth_failures: Family<ReasonLabels, Counter>,
     /// Audit events that did not fit in the queue and wait on disk only.
     pub audit_spilled: Counter,
     /// 1 when events wait in a spool on disk, 0 when in memory only.
@@ -190,6 +192,15 @@ impl Metrics {
             "Audit events the store refused, kept in audit_dead_letters instead of blocking the others",
             audit_dead_letters.clone(),
         );
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        for reason in ["missing", "invalid", "expired", "audience", "unknown_key"] {
+            let _ = auth_failures.get_or_create(&ReasonLabels { reason });
+        }
+        registry.register(
+            "auth_failures",
+            "Requests refused by client authentication, by reason: missing, invalid, malformed, algorithm, unknown_key, signature, expired, not_yet_valid, issuer, audience, no_subject, revoked, insufficient_scope, unavailable",
+            auth_failures.clone(),
+        );
         let db_pool = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "db_pool_connections",
@@ -228,6 +239,7 @@ impl Metrics {
             audit_spool_enabled,
             db_pool,
             connections_refused,
+            auth_failures,
         })
     }
 
@@ -236,6 +248,13 @@ impl Metrics {
         self.audit_dropped
             .get_or_create(&ReasonLabels { reason })
             .inc_by(n);
+    }
+
+    /// Counts a request refused by client authentication.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Records one request.

@@ -42,6 +42,10 @@ pub enum Error {
     NamespacedName(String),
     #[error("{}", .0.public_message())]
     OAuth(#[from] crate::oauth::Error),
+    #[error("API keys are off: set clientAuth.apiKeys: true in the gateway's config")]
+    ApiKeysOff,
+    #[error("API key {0} not found or already revoked")]
+    KeyNotFound(String),
     #[error("the store is unavailable; retry")]
     Store(#[from] crate::store::Error),
 }
@@ -51,7 +55,8 @@ impl Error {
         match self {
             Self::Disabled | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::KeyNotFound(_) => StatusCode::NOT_FOUND,
+            Self::ApiKeysOff => StatusCode::CONFLICT,
             Self::Invalid { .. } | Self::BadPath(_) | Self::BadBody => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,

@@ -4,6 +4,7 @@
 //! Writes go to the store, which bumps the connection's revision and notifies every
 //! replica; nothing here talks to replicas directly.
 
+mod apikeys;
 mod error;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct Admin {
     pub token: Option<IdHash>,
     pub policy: Policy,
     pub oauth: Arc<crate::oauth::OAuth>,
+    /// API keys, when `clientAuth.apiKeys` is on.
+    pub api_keys: Option<Arc<crate::identity::apikeys::ApiKeys>>,
 }
 
 /// The admin routes.
@@ -60,6 +63,11 @@ pub fn router(admin: Arc<Admin>) -> Router {
             get(get_one).put(put).delete(delete),
         )
         .route("/api/v1/connections/{namespace}/{name}/status", get(status))
+        .route("/api/v1/apikeys", get(apikeys::list).post(apikeys::create))
+        .route(
+            "/api/v1/apikeys/{id}",
+            axum::routing::delete(apikeys::revoke),
+        )
         .with_state(admin)
 }
 
@@ -81,7 +89,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectionName {
     }
 }
 
-fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Error> {
+pub(crate) fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Error> {
     let expected = admin.token.ok_or(Error::Disabled)?;
     let presented = crate::headers::bearer(headers).unwrap_or_default();
     if !IdHash::of(presented).matches(&expected) {
@@ -160,7 +168,7 @@ async fn put(
 const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Reads a body after the caller is known to be allowed to send one.
-async fn read_body(body: Body) -> Result<Bytes, Error> {
+pub(crate) async fn read_body(body: Body) -> Result<Bytes, Error> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|e| {

@@ -102,15 +102,61 @@ pub struct RawSecurity {
     pub trusted_proxies: Option<Vec<String>>,
 }
 
-/// Client authentication, as written.
+/// Client authentication, as written: any combination of `oidc`, `apiKeys` and
+/// `tokens`; nothing at all means every client is `anonymous`. The older forms
+/// `{type: none}` and `{type: bearer, tokens: [...]}` keep working.
 #[derive(Debug, Default, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
-pub enum RawClientAuth {
-    /// Every client is `anonymous`.
-    #[default]
-    None,
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawClientAuth {
+    /// The older form's `none` or `bearer`.
+    #[serde(rename = "type")]
+    pub kind: Option<RawClientAuthType>,
+    /// JWT access tokens from an OpenID Connect provider.
+    pub oidc: Option<RawOidc>,
+    /// API keys issued through the admin API (`POST /api/v1/apikeys`).
+    #[serde(default)]
+    pub api_keys: bool,
     /// Static bearer tokens, one per subject.
-    Bearer { tokens: Vec<RawClientToken> },
+    #[serde(default)]
+    pub tokens: Vec<RawClientToken>,
+}
+
+/// The older form's `type:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RawClientAuthType {
+    None,
+    Bearer,
+}
+
+/// `clientAuth.oidc`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawOidc {
+    /// The provider's issuer URL (discovery at `{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// Accepted `aud` values (default: `publicUrl` + the endpoint's path).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Where the signing keys are (default: discovery's `jwks_uri`).
+    pub jwks_uri: Option<String>,
+    /// Accepted signature algorithms (default RS256, ES256, EdDSA).
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// Allowed clock difference for `exp` and `nbf` (default 60s).
+    pub clock_skew: Option<hawser_crds::Duration>,
+    /// Claim naming the caller (default `sub`).
+    pub subject_claim: Option<String>,
+    /// Claim listing the caller's groups (default `groups`).
+    pub groups_claim: Option<String>,
+    /// Scopes every token must carry.
+    #[serde(default)]
+    pub scopes_required: Vec<String>,
+    /// Authorization servers the protected resource metadata names (default: the issuer).
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    /// Shortest time between two JWKS fetches for an unknown key id (default 30s).
+    pub jwks_refresh_interval: Option<hawser_crds::Duration>,
 }
 
 /// One accepted client token.
@@ -123,6 +169,9 @@ pub struct RawClientToken {
     pub token: Option<SecretValue>,
     /// its lowercase hex SHA-256.
     pub sha256: Option<String>,
+    /// Groups of the subject (for policies and identity towards upstreams).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// A config file that could not be read or parsed.

@@ -5,7 +5,7 @@
 //! mutating the process environment; nothing else in the gateway reads it.
 
 mod audit;
-mod client_auth;
+pub(crate) mod client_auth;
 mod connection;
 mod env;
 mod file;
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use url::Url;
 
 pub use audit::{AuditSettings, DEFAULT_REDACTED_KEYS};
-pub use client_auth::ClientAuth;
+pub use client_auth::{ClientAuth, OidcSettings, StaticToken, is_loopback};
 pub use connection::{
     ConnectionConfig, InlineOnly, OAuth2Settings, PREFIX_SEPARATOR, Policy, SecretResolver, Source,
     SpecError, Target, ToolFilter, UpstreamAuth, resolve, validate_name,
@@ -260,6 +260,23 @@ impl Settings {
             );
         }
         let listen = listen(flags, env, raw.listen)?;
+        let public_url = env
+            .var("HAWSER_PUBLIC_URL")
+            .or(raw.public_url)
+            .map(|u| {
+                Url::parse(&u).map_err(|e| invalid("publicUrl", format!("{u:?} is not a URL: {e}")))
+            })
+            .transpose()?;
+        let client_auth = client_auth::resolve(raw.client_auth, &secrets)?;
+        if let Some(oidc) = &client_auth.oidc
+            && oidc.audiences.is_empty()
+            && public_url.is_none()
+        {
+            return Err(invalid(
+                "clientAuth.oidc",
+                "tokens are checked against Hawser's own resource URL: set publicUrl (HAWSER_PUBLIC_URL) or clientAuth.oidc.audiences",
+            ));
+        }
         Ok(Self {
             listen,
             advertise_url: advertise_url(env, raw.advertise_url, listen)?,
@@ -270,16 +287,9 @@ impl Settings {
                 .transpose()?,
             admin_token: admin_token(env, raw.admin_token, &secrets)?,
             replica_id,
-            public_url: env
-                .var("HAWSER_PUBLIC_URL")
-                .or(raw.public_url)
-                .map(|u| {
-                    Url::parse(&u)
-                        .map_err(|e| invalid("publicUrl", format!("{u:?} is not a URL: {e}")))
-                })
-                .transpose()?,
+            public_url,
             security,
-            client_auth: client_auth::resolve(raw.client_auth, &secrets)?,
+            client_auth,
             audit,
             session_idle_timeout: session_idle_timeout(env, raw.sessions)?,
             http: http::resolve(raw.http, env)?,

@@ -119,10 +119,62 @@ fn client_tokens_are_kept_as_digests() {
     let yaml = "clientAuth:\n  type: bearer\n  tokens:\n    - {subject: alice, token: a-token}\n";
     let s = from_yaml(yaml, &Flags::default(), &env(&[])).unwrap();
     assert!(!format!("{:?}", s.client_auth).contains("a-token"));
-    let ClientAuth::Bearer(tokens) = s.client_auth else {
-        panic!()
-    };
-    assert_eq!(tokens[0].1, IdHash::of("a-token"));
+    assert_eq!(s.client_auth.tokens[0].digest, IdHash::of("a-token"));
+    assert!(!s.client_auth.is_open());
+    let new_form =
+        "clientAuth:\n  tokens:\n    - {subject: alice, token: a-token, groups: [ops]}\n";
+    let s = from_yaml(new_form, &Flags::default(), &env(&[])).unwrap();
+    assert_eq!(s.client_auth.tokens[0].groups, ["ops"]);
+    assert!(
+        from_yaml("", &Flags::default(), &env(&[]))
+            .unwrap()
+            .client_auth
+            .is_open()
+    );
+}
+
+#[test]
+fn oidc_needs_only_an_issuer_and_the_public_url() {
+    let yaml = "publicUrl: https://mcp.example.com\nclientAuth:\n  oidc: {issuer: https://login.example.com/realms/acme}\n";
+    let s = from_yaml(yaml, &Flags::default(), &env(&[])).unwrap();
+    let oidc = s.client_auth.oidc.unwrap();
+    assert_eq!(
+        oidc.issuer.as_str(),
+        "https://login.example.com/realms/acme"
+    );
+    assert_eq!(
+        oidc.authorization_servers,
+        ["https://login.example.com/realms/acme"]
+    );
+    assert_eq!(oidc.subject_claim, "sub");
+    assert_eq!(oidc.algorithms.len(), 3);
+    let errors = [
+        (
+            "clientAuth:\n  oidc: {issuer: https://login.example.com}\n",
+            "publicUrl",
+        ),
+        (
+            "publicUrl: https://x\nclientAuth:\n  oidc: {issuer: http://login.example.com}\n",
+            "must be https",
+        ),
+        (
+            "publicUrl: https://x\nclientAuth:\n  oidc: {issuer: https://l, algorithms: [HS256]}\n",
+            "never accepted",
+        ),
+        (
+            "publicUrl: https://x\nclientAuth:\n  oidc: {issuer: https://l, algorithms: [none]}\n",
+            "never accepted",
+        ),
+        (
+            "clientAuth:\n  type: none\n  apiKeys: true\n",
+            "lets everyone in",
+        ),
+        ("clientAuth:\n  type: bearer\n", "at least one token"),
+    ];
+    for (yaml, needle) in errors {
+        let e = from_yaml(yaml, &Flags::default(), &env(&[])).unwrap_err();
+        assert!(e.to_string().contains(needle), "{yaml}: {e}");
+    }
 }
 
 #[test]

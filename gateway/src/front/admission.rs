@@ -14,7 +14,7 @@ use super::state::Front;
 use crate::config::{HttpLimits, Security};
 use crate::endpoint::Endpoint;
 use crate::headers::MCP_SESSION_ID;
-use crate::identity::{self, Identity};
+use crate::identity::Identity;
 
 /// The endpoint a path names: `/mcp`, `/mcp/{connection}` or `/mcp/{namespace}/{name}`.
 pub fn endpoint_of(path: &str) -> Result<Endpoint> {
@@ -78,10 +78,19 @@ pub fn check_origin(security: &Security, headers: &HeaderMap) -> Result<()> {
 }
 
 /// Checks Host/Origin, authenticates, and checks the endpoint exists; the caller.
-pub fn admit(front: &Front, endpoint: &Endpoint, headers: &HeaderMap) -> Result<Identity> {
+pub async fn admit(
+    front: &Front,
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+) -> Result<Arc<Identity>> {
     check_origin(&front.security, headers)?;
-    let identity =
-        identity::authenticate(&front.client_auth, headers).map_err(Error::Unauthenticated)?;
+    let identity = match front.identity.authenticate(headers, endpoint).await {
+        Ok(identity) => identity,
+        Err(rejection) => {
+            front.metrics.auth_failure(rejection.reason());
+            return Err(Error::Unauthenticated(rejection));
+        }
+    };
     if let Endpoint::Connection(name) = endpoint
         && !front.registry.view().connections.contains_key(name)
     {

@@ -91,8 +91,8 @@ pub async fn receive(front: &Arc<Front>, message: BusMessage) {
                 s.cancel(&Id::from_raw(&raw));
             }
         }
-        // The registry handles token changes.
-        BusMessage::TokenChanged { .. } => {}
+        // The registry handles token changes; identity's API keys follow key changes.
+        BusMessage::TokenChanged { .. } | BusMessage::ApiKeysChanged => {}
         BusMessage::UpstreamSession {
             session,
             connection,

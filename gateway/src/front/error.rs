@@ -114,7 +114,7 @@ impl Error {
             }
             Self::HostNotAllowed(_) | Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated(r) => r.status(),
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -199,11 +199,13 @@ impl Error {
         let mut r = reply::json(self.to_message(id));
         *r.status_mut() = self.status();
         match self {
-            Self::Unauthenticated(_) => {
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"hawser\""),
-                );
+            Self::Unauthenticated(rejection) => {
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, rejection.challenge.clone());
+                if rejection.status() == StatusCode::SERVICE_UNAVAILABLE {
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                }
             }
             Self::MethodNotAllowed(_) => {
                 r.headers_mut()
@@ -265,6 +267,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Reason;
 
     fn body(r: Reply) -> serde_json::Value {
         let (_, body) = r.into_parts();
@@ -278,7 +281,11 @@ mod tests {
             (Error::UnknownConnection("gh".into()), 404),
             (Error::HostNotAllowed("evil".into()), 403),
             (Error::MissingHost, 400),
-            (Error::Unauthenticated(Rejection::Missing), 401),
+            (Error::Unauthenticated(rejection(Reason::Missing)), 401),
+            (
+                Error::Unauthenticated(rejection(Reason::InsufficientScope)),
+                403,
+            ),
             (Error::BodyTooLarge(10), 413),
             (Error::UnsupportedMediaType, 415),
             (Error::NotAcceptable, 406),
@@ -295,12 +302,19 @@ mod tests {
         }
     }
 
+    fn rejection(reason: Reason) -> Rejection {
+        Rejection {
+            reason,
+            challenge: HeaderValue::from_static("Bearer resource_metadata=\"https://gw/m\""),
+        }
+    }
+
     #[test]
     fn a_401_says_how_to_authenticate() {
-        let r = Error::Unauthenticated(Rejection::Invalid).reply(None);
+        let r = Error::Unauthenticated(rejection(Reason::Invalid)).reply(None);
         assert_eq!(
             r.headers().get(header::WWW_AUTHENTICATE).unwrap(),
-            "Bearer realm=\"hawser\""
+            "Bearer resource_metadata=\"https://gw/m\""
         );
     }
 

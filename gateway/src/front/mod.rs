@@ -15,7 +15,8 @@
 //! request to its upstream and [`stream`] relays the answer as it comes, registering
 //! server→client requests with [`relay`]. [`record`] writes metrics and audit events,
 //! [`error`] says how every refusal is answered. [`listen`] serves GET streams,
-//! [`background`] runs the sweeps.
+//! [`background`] runs the sweeps, [`wellknown`] serves the protected resource
+//! metadata that points clients at the identity provider.
 
 mod admission;
 mod background;
@@ -42,6 +43,7 @@ mod stream;
 pub mod subscriptions;
 mod ticket;
 pub mod version;
+mod wellknown;
 pub mod wire;
 
 pub use background::spawn as spawn_background;

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use tracing::Instrument;
 
 use super::error::Error;
@@ -15,8 +15,9 @@ use super::reply::{self, Reply};
 use super::request::RequestInfo;
 use super::state::Front;
 use super::wire::{self, Wire};
-use super::{admission, dispatch, initialize, listen, modern, record};
+use super::{admission, dispatch, initialize, listen, modern, record, wellknown};
 use crate::endpoint::Endpoint;
+use crate::identity::metadata::METADATA_PATH;
 use crate::jsonrpc::{Id, Kind, Message};
 
 /// The endpoint a request's path names.
@@ -37,6 +38,11 @@ pub fn router(front: Arc<Front>) -> Router {
         .route("/mcp", methods())
         .route("/mcp/{connection}", methods())
         .route("/mcp/{namespace}/{name}", methods())
+        .route(METADATA_PATH, get(wellknown::protected_resource))
+        .route(
+            &format!("{METADATA_PATH}/{{*rest}}"),
+            get(wellknown::protected_resource),
+        )
         .with_state(front)
 }
 
@@ -69,7 +75,7 @@ async fn handle_post(
     body: axum::body::Body,
     mut info: RequestInfo,
 ) -> Reply {
-    let identity = match admission::admit(&front, &endpoint, &headers) {
+    let identity = match admission::admit(&front, &endpoint, &headers).await {
         Ok(identity) => identity,
         Err(error) => {
             if let Error::Unauthenticated(_) = error {
@@ -127,7 +133,7 @@ async fn get_mcp(
     headers: HeaderMap,
 ) -> Reply {
     let opened = async {
-        let identity = admission::admit(&front, &endpoint, &headers)?;
+        let identity = admission::admit(&front, &endpoint, &headers).await?;
         if !admission::has_session(&headers) {
             return Err(Error::MethodNotAllowed("GET"));
         }
@@ -146,7 +152,7 @@ async fn delete_mcp(
     headers: HeaderMap,
 ) -> Reply {
     let ended = async {
-        let identity = admission::admit(&front, &endpoint, &headers)?;
+        let identity = admission::admit(&front, &endpoint, &headers).await?;
         if !admission::has_session(&headers) {
             return Err(Error::MethodNotAllowed("DELETE"));
         }

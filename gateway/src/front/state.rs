@@ -10,8 +10,9 @@ use super::listeners::Listeners;
 use super::relay::Relay;
 use super::session::Sessions;
 use crate::audit::Auditor;
-use crate::config::{ClientAuth, HttpLimits, Security};
+use crate::config::{HttpLimits, Security};
 use crate::crypto::Keyring;
+use crate::identity::Authenticator;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::Store;
@@ -19,7 +20,8 @@ use crate::store::Store;
 /// State of the MCP endpoints.
 pub struct Front {
     pub security: Security,
-    pub client_auth: ClientAuth,
+    /// Who is calling.
+    pub identity: Arc<Authenticator>,
     pub sessions: Arc<Sessions>,
     /// Seals what Hawser hands clients to give back (2026-07-28 `requestState`).
     pub keyring: Keyring,

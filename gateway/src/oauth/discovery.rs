@@ -52,7 +52,7 @@ fn prm_candidates(resource: &Url) -> Vec<Url> {
 }
 
 /// RFC 8414 §3 and OpenID Connect Discovery locations for an issuer.
-fn as_candidates(issuer: &Url) -> Vec<Url> {
+pub(crate) fn as_candidates(issuer: &Url) -> Vec<Url> {
     let path = issuer.path().trim_end_matches('/');
     let mut out = Vec::new();
     let mut push = |p: String| {
@@ -86,7 +86,10 @@ struct ServerMetadata {
     code_challenge_methods_supported: Vec<String>,
 }
 
-async fn get_json<T: for<'de> Deserialize<'de>>(http: &reqwest::Client, url: &Url) -> Option<T> {
+pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
+    http: &reqwest::Client,
+    url: &Url,
+) -> Option<T> {
     let r = http
         .get(url.clone())
         .header("accept", "application/json")

@@ -5,7 +5,7 @@
 pub mod discovery;
 mod error;
 pub mod flow;
-mod http;
+pub(crate) mod http;
 pub mod tokens;
 
 use std::collections::HashMap;

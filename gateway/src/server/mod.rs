@@ -169,9 +169,22 @@ pub async fn build(
         .keyring
         .clone()
         .unwrap_or_else(crate::crypto::Keyring::ephemeral);
+    let api_keys = crate::identity::apikeys::ApiKeys::new(store.clone());
+    if settings.client_auth.api_keys {
+        api_keys.load().await.context("reading API keys")?;
+        api_keys.spawn(shutdown.child_token());
+    }
+    let identity = Arc::new(crate::identity::Authenticator::new(
+        &settings.client_auth,
+        settings.public_url.clone(),
+        Some(api_keys.clone()),
+    ));
+    if let Some(oidc) = identity.oidc() {
+        oidc.spawn_refresh(shutdown.child_token());
+    }
     let front = Arc::new(Front {
         security: settings.security.clone(),
-        client_auth: settings.client_auth.clone(),
+        identity,
         sessions: front::session::Sessions::new(
             store.clone(),
             health.clone(),
@@ -207,6 +220,7 @@ pub async fn build(
             .map(|t| IdHash::of(t.expose())),
         policy,
         oauth: oauth.clone(),
+        api_keys: settings.client_auth.api_keys.then_some(api_keys),
     });
     Ok(Arc::new(AppState {
         store,

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome, Result,
-    SessionRecord, Store, StoreEvent, StoreKind, StoredConnection, TokenLock, UpstreamSession,
+    ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome,
+    Result, SessionRecord, Store, StoreEvent, StoreKind, StoredConnection, TokenLock,
+    UpstreamSession,
 };
 use crate::clock::Timestamp;
 use crate::config::{ConnectionConfig, Source};
@@ -32,6 +33,7 @@ struct State {
     tokens: BTreeMap<String, OAuthToken>,
     pkce: BTreeMap<IdHash, PkceState>,
     token_locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
+    api_keys: Vec<ApiKeyRecord>,
 }
 
 /// Embedded-mode store.
@@ -383,6 +385,40 @@ impl Store for MemoryStore {
         let mut s = self.lock();
         s.pkce.retain(|_, p| p.expires_at >= now);
         s.pkce.insert(state.state_hash, state.clone());
+        Ok(())
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.lock().api_keys.push(key.clone());
+        Ok(())
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let mut keys = self.lock().api_keys.clone();
+        keys.reverse();
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        let mut state = self.lock();
+        let Some(key) = state
+            .api_keys
+            .iter_mut()
+            .find(|k| k.id == id && k.revoked_at.is_none())
+        else {
+            return Ok(false);
+        };
+        key.revoked_at = Some(crate::clock::Timestamp::now().unix_secs());
+        Ok(true)
+    }
+
+    async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()> {
+        let mut state = self.lock();
+        for (id, at) in used {
+            if let Some(k) = state.api_keys.iter_mut().find(|k| &k.id == id) {
+                k.last_used_at = Some(k.last_used_at.map_or(*at, |t| t.max(*at)));
+            }
+        }
         Ok(())
     }
 

@@ -326,6 +326,26 @@ pub enum BusMessage {
     UpstreamSession { session: IdHash, connection: String },
     /// A connection's OAuth token was stored or removed: re-read it, re-dial.
     TokenChanged { connection: String },
+    /// An API key was issued or revoked: re-read the keys.
+    ApiKeysChanged,
+}
+
+/// An API key as stored: its SHA-256, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Public id (what `revoke` takes).
+    pub id: String,
+    /// The key's first characters (`hwk_1a2b3c4d`), to recognise it in a list.
+    pub prefix: String,
+    pub hash: IdHash,
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub description: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
 }
 
 /// Something another replica (or this one) changed.
@@ -424,6 +444,15 @@ pub trait Store: Send + Sync + 'static {
     // --- audit
     /// Writes a batch of audit events (one round trip); returns how many had text
     /// the store could not hold as given and were written escaped (and marked so).
+    /// Stores a new API key.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    /// Every API key, revoked ones included, newest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+    /// Marks key `id` revoked; whether it existed and was not revoked already.
+    async fn revoke_api_key(&self, id: &str) -> Result<bool>;
+    /// Records when keys were last used (`(id, unix seconds)`), in one write.
+    async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()>;
+
     async fn write_audit(&self, events: &[&AuditEvent]) -> Result<usize>;
     /// Keeps an event that could not be written (its batch was split down to it and
     /// it still failed) where it blocks nothing and can be inspected.

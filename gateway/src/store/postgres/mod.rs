@@ -5,6 +5,7 @@
 //! notifications into [`StoreEvent`]s; after it reconnects it emits `Resync`, because
 //! notifications sent while it was away are lost.
 
+mod apikeys;
 mod audit;
 mod bus;
 mod connections;
@@ -22,8 +23,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome, Result,
-    SessionRecord, Store, StoreEvent, StoreKind, StoredConnection, TokenLock, UpstreamSession,
+    ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome,
+    Result, SessionRecord, Store, StoreEvent, StoreKind, StoredConnection, TokenLock,
+    UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 use crate::crypto::{IdHash, Keyring};
@@ -359,6 +361,22 @@ impl Store for PgStore {
 
     async fn take_pkce(&self, state_hash: &IdHash) -> Result<Option<PkceState>> {
         oauth::take_pkce(&self.pool, &self.keyring, state_hash).await
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        apikeys::create(&self.pool, key).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        apikeys::list(&self.pool).await
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        apikeys::revoke(&self.pool, id).await
+    }
+
+    async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()> {
+        apikeys::touch(&self.pool, used).await
     }
 
     async fn write_audit(&self, events: &[&AuditEvent]) -> Result<usize> {

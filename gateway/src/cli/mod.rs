@@ -1,5 +1,7 @@
 //! The `hawser` command line.
 
+mod apikey;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,6 +45,20 @@ enum Command {
     Keygen,
     /// Re-seal every stored secret under the first key of HAWSER_ENCRYPTION_KEYS.
     Reseal,
+    /// Issue, list and revoke API keys through a running gateway's admin API
+    /// (HAWSER_ADMIN_TOKEN).
+    Apikey {
+        #[command(subcommand)]
+        command: apikey::Command,
+        /// The gateway's base URL [env: HAWSER_GATEWAY_URL].
+        #[arg(
+            long,
+            global = true,
+            env = "HAWSER_GATEWAY_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        gateway: String,
+    },
 }
 
 /// Entry point of the `hawser` binary.
@@ -91,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Apikey { command, gateway } => apikey::run(command, &gateway).await,
         Command::Keygen => {
             println!("{}", Keyring::generate_entry());
             Ok(())
