@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 
-use super::{AuthMethod, ClientConfig, Config, ResourceServer};
+use super::{AuthMethod, ClientConfig, Config, JwtAlg, ResourceServer};
 
 /// Strict, test-only OAuth 2 authorization server for Hawser's tests.
 #[derive(Debug, Clone, Parser)]
@@ -62,6 +62,18 @@ pub struct Cli {
     /// `sub` of code-flow tokens when `/authorize` has no `login_hint`.
     #[arg(long, default_value = "mock-user")]
     pub subject: String,
+
+    /// Issue JWT access tokens (`typ: at+jwt`) signed with the current key.
+    #[arg(long)]
+    pub jwt: bool,
+
+    /// Algorithm of the signing keys: `ES256` or `EdDSA`.
+    #[arg(long, value_name = "ALG", default_value = "ES256")]
+    pub jwt_alg: JwtAlg,
+
+    /// A group of a subject, carried as `groups` in its JWTs (repeatable).
+    #[arg(long = "group", value_name = "SUBJECT:GROUP", value_parser = parse_group)]
+    pub groups: Vec<(String, String)>,
 }
 
 impl Cli {
@@ -86,6 +98,9 @@ impl Cli {
                 self.scopes
             },
             default_subject: self.subject,
+            jwt: self.jwt,
+            jwt_alg: self.jwt_alg,
+            groups: self.groups,
         }
     }
 }
@@ -138,6 +153,15 @@ pub fn parse_client(input: &str) -> Result<ClientConfig, String> {
         Some(method) => client.with_auth_methods(&[method]),
         None => client,
     })
+}
+
+fn parse_group(input: &str) -> Result<(String, String), String> {
+    match input.split_once(':') {
+        Some((subject, group)) if !subject.is_empty() && !group.is_empty() => {
+            Ok((subject.to_owned(), group.to_owned()))
+        }
+        _ => Err("expected SUBJECT:GROUP".to_owned()),
+    }
 }
 
 fn parse_resource_server(input: &str) -> Result<ResourceServer, String> {
@@ -200,6 +224,35 @@ mod tests {
         assert_eq!(config.clients.len(), 2);
         assert!(!config.clients[1].is_confidential());
         assert_eq!(config.scopes, vec!["mcp".to_owned()]);
+        assert!(!config.jwt);
+        assert_eq!(config.jwt_alg, JwtAlg::Es256);
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn oidc_flags() {
+        let cli = Cli::try_parse_from([
+            "hawser-mock-oauth",
+            "--jwt",
+            "--jwt-alg",
+            "EdDSA",
+            "--group",
+            "alice:admins",
+            "--group",
+            "alice:devs",
+        ])
+        .expect("parses");
+        let config = cli.into_config();
+        assert!(config.jwt);
+        assert_eq!(config.jwt_alg, JwtAlg::EdDsa);
+        assert_eq!(
+            config.groups,
+            vec![
+                ("alice".to_owned(), "admins".to_owned()),
+                ("alice".to_owned(), "devs".to_owned())
+            ]
+        );
+        assert!(Cli::try_parse_from(["hawser-mock-oauth", "--jwt-alg", "RS256"]).is_err());
+        assert!(Cli::try_parse_from(["hawser-mock-oauth", "--group", "alice"]).is_err());
     }
 }

@@ -48,6 +48,14 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_target", description)
     }
 
+    pub(crate) fn server_error(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            description,
+        )
+    }
+
     pub(crate) fn unauthorized_client(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
     }

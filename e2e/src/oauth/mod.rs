@@ -1,22 +1,37 @@
-//! `hawser-mock-oauth`: a strict, test-only OAuth 2 authorization server
-//! (authorization code + PKCE S256, refresh-token rotation with reuse
-//! detection, client credentials, RFC 7662 introspection, RFC 7009
-//! revocation, RFC 8414/OIDC metadata). See `README.md` in this folder.
+//! `hawser-mock-oauth`: a strict, test-only OAuth 2 authorization server and
+//! OpenID Connect provider (authorization code + PKCE S256, refresh-token
+//! rotation with reuse detection, client credentials, RFC 8693 token
+//! exchange, RFC 7662 introspection, RFC 7009 revocation, RFC 8414/OIDC
+//! metadata, JWT access tokens with a rotating JWKS, RFC 7591 dynamic client
+//! registration, client ID metadata documents). See `README.md` in this folder.
 //!
 //! Use it in-process with [`MockOAuth::start`] or as the
 //! `hawser-mock-oauth` binary ([`run`]).
 
+mod authorize;
+mod cimd;
 pub mod cli;
 mod error;
+mod exchange;
+mod grants;
+mod introspect;
+mod jwt;
 mod params;
 mod provider;
+mod register;
 mod routes;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_clients;
+#[cfg(test)]
+mod tests_oidc;
 
 use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -56,6 +71,13 @@ pub struct ClientConfig {
     pub secret: Option<String>,
     /// Methods this client may use at the token endpoint.
     pub auth_methods: Vec<AuthMethod>,
+    /// When non-empty, `/authorize` only accepts these exact redirect URIs
+    /// for this client (on top of [`Config::redirect_uris`]).
+    pub redirect_uris: Vec<String>,
+    /// When non-empty, the only grant types this client may use
+    /// (`authorization_code`, `refresh_token`, `client_credentials`, the
+    /// token-exchange URN).
+    pub grant_types: Vec<String>,
 }
 
 impl ClientConfig {
@@ -66,6 +88,8 @@ impl ClientConfig {
             id: id.into(),
             secret: Some(secret.into()),
             auth_methods: vec![AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost],
+            redirect_uris: Vec::new(),
+            grant_types: Vec::new(),
         }
     }
 
@@ -75,6 +99,8 @@ impl ClientConfig {
             id: id.into(),
             secret: None,
             auth_methods: vec![AuthMethod::None],
+            redirect_uris: Vec::new(),
+            grant_types: Vec::new(),
         }
     }
 
@@ -85,8 +111,20 @@ impl ClientConfig {
         self
     }
 
+    /// Restricts `/authorize` to these exact redirect URIs for this client.
+    #[must_use]
+    pub fn with_redirect_uris(mut self, uris: &[&str]) -> Self {
+        self.redirect_uris = uris.iter().map(|uri| (*uri).to_owned()).collect();
+        self
+    }
+
     pub fn is_confidential(&self) -> bool {
         self.secret.is_some()
+    }
+
+    /// Whether the client may use `grant_type`.
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        self.grant_types.is_empty() || self.grant_types.iter().any(|g| g == grant_type)
     }
 }
 
@@ -96,6 +134,8 @@ impl fmt::Debug for ClientConfig {
             .field("id", &self.id)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("auth_methods", &self.auth_methods)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("grant_types", &self.grant_types)
             .finish()
     }
 }
@@ -115,6 +155,70 @@ impl fmt::Debug for ResourceServer {
             .field("secret", &"<redacted>")
             .finish()
     }
+}
+
+/// Signature algorithm of the provider's keys (and so of JWT access tokens).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JwtAlg {
+    /// ECDSA P-256 with SHA-256.
+    #[default]
+    Es256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl JwtAlg {
+    /// The JOSE `alg` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+}
+
+impl std::str::FromStr for JwtAlg {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        if input.eq_ignore_ascii_case("ES256") {
+            Ok(Self::Es256)
+        } else if input.eq_ignore_ascii_case("EdDSA") || input.eq_ignore_ascii_case("Ed25519") {
+            Ok(Self::EdDsa)
+        } else {
+            Err(format!("unknown JWT algorithm {input:?} (ES256 or EdDSA)"))
+        }
+    }
+}
+
+/// How `/control/mint` signs a token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MintSign {
+    /// With the current published key.
+    #[default]
+    Current,
+    /// With a fresh key that is never published.
+    UnknownKey,
+    /// `alg: none`, empty signature.
+    None,
+    /// HS256 with the current public key's PEM as the HMAC secret (key confusion).
+    Hs256PublicKey,
+}
+
+/// A `/control/mint` request: `claims` are used verbatim.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintRequest {
+    pub claims: Value,
+    #[serde(default)]
+    pub sign: MintSign,
+    /// Header `kid` instead of the signing key's own.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// Header `typ` (default `at+jwt`; `JWT` for `none`).
+    #[serde(default)]
+    pub typ: Option<String>,
 }
 
 /// Configuration of a mock provider. [`Config::default`] is strict.
@@ -143,6 +247,12 @@ pub struct Config {
     pub scopes: Vec<String>,
     /// `sub` of tokens from the code flow when `/authorize` has no `login_hint`.
     pub default_subject: String,
+    /// Access tokens are JWTs (RFC 9068 `at+jwt`) signed with the current key.
+    pub jwt: bool,
+    /// Algorithm of the signing keys.
+    pub jwt_alg: JwtAlg,
+    /// `(subject, group)` pairs: a JWT for `subject` carries `groups`.
+    pub groups: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -159,6 +269,9 @@ impl Default for Config {
             redirect_uris: Vec::new(),
             scopes: vec!["mcp".to_owned()],
             default_subject: "mock-user".to_owned(),
+            jwt: false,
+            jwt_alg: JwtAlg::Es256,
+            groups: Vec::new(),
         }
     }
 }
@@ -176,6 +289,11 @@ impl Config {
             if client.auth_methods.is_empty() {
                 bail!("client {} has no authentication method", client.id);
             }
+            for uri in &client.redirect_uris {
+                provider::check_redirect_uri(uri).map_err(|reason| {
+                    anyhow::anyhow!("client {}: redirect URI {uri}: {reason}", client.id)
+                })?;
+            }
             let public = client.auth_methods.contains(&AuthMethod::None);
             if public == client.is_confidential() {
                 bail!(
@@ -187,6 +305,13 @@ impl Config {
         if let Some(resource) = &self.require_resource {
             provider::check_resource_uri(resource)
                 .map_err(|e| anyhow::anyhow!("--require-resource: {}", e.description))?;
+        }
+        if let Some((subject, group)) = self
+            .groups
+            .iter()
+            .find(|(subject, group)| subject.is_empty() || group.is_empty())
+        {
+            bail!("group {subject:?}:{group:?}: subject and group must not be empty");
         }
         for uri in &self.redirect_uris {
             provider::check_redirect_uri(uri)
@@ -238,7 +363,7 @@ impl MockOAuth {
             Some(issuer) => normalize_issuer(issuer)?,
             None => base_url.clone(),
         };
-        let provider = Arc::new(Provider::new(config, issuer));
+        let provider = Arc::new(Provider::new(config, issuer)?);
         let app = routes::router(provider.clone());
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -290,9 +415,46 @@ impl MockOAuth {
         self.provider.revoke_all();
     }
 
-    /// Forgets every code, token and log entry.
+    /// Forgets every code, token and log entry (keys and registered clients stay).
     pub fn reset(&self) {
         self.provider.reset();
+    }
+
+    /// A new signing key signs everything from now on; the previous keys
+    /// stay in the JWKS. Returns the new `kid`.
+    pub fn rotate_key(&self) -> anyhow::Result<String> {
+        self.provider.rotate_key(false)
+    }
+
+    /// Like [`MockOAuth::rotate_key`], but only the new key stays published.
+    pub fn rotate_key_and_retire(&self) -> anyhow::Result<String> {
+        self.provider.rotate_key(true)
+    }
+
+    /// The `kid` of the key that signs tokens now.
+    pub fn current_kid(&self) -> String {
+        self.provider.current_kid()
+    }
+
+    /// The JWKS served at `/jwks`.
+    pub fn jwks(&self) -> Value {
+        self.provider.jwks()
+    }
+
+    /// The current public key as SPKI PEM (the HMAC secret of
+    /// [`MintSign::Hs256PublicKey`] tokens).
+    pub fn public_key_pem(&self) -> String {
+        self.provider.public_key_pem()
+    }
+
+    /// Builds a token from verbatim claims (same as `POST /control/mint`).
+    pub fn mint(&self, request: &MintRequest) -> anyhow::Result<String> {
+        self.provider.mint(request)
+    }
+
+    /// Ids of the clients registered at `/register`, in order.
+    pub fn registered_clients(&self) -> Vec<String> {
+        self.provider.registered_client_ids()
     }
 
     /// Stops the server and waits (up to 5 s) for it to finish.

@@ -14,15 +14,15 @@ use super::{
 };
 use crate::fixture::{cli::Cli as FixtureCli, events::EventLog, state::Shared, util::sha256_hex};
 
-const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
-const GW: &str = "gateway";
-const GW_SECRET: &str = "gateway-secret";
-const IDE: &str = "ide";
+pub(super) const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
+pub(super) const GW: &str = "gateway";
+pub(super) const GW_SECRET: &str = "gateway-secret";
+pub(super) const IDE: &str = "ide";
 const BASIC_ONLY: &str = "basic-only";
-const RS: &str = "fixture";
-const RS_SECRET: &str = "fixture-secret";
+pub(super) const RS: &str = "fixture";
+pub(super) const RS_SECRET: &str = "fixture-secret";
 
-fn http() -> reqwest::Client {
+pub(super) fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -31,7 +31,7 @@ fn http() -> reqwest::Client {
         .expect("client")
 }
 
-fn config() -> Config {
+pub(super) fn config() -> Config {
     Config {
         clients: vec![
             ClientConfig::confidential(GW, GW_SECRET),
@@ -49,14 +49,14 @@ fn config() -> Config {
     }
 }
 
-async fn start(config: Config) -> MockOAuth {
+pub(super) async fn start(config: Config) -> MockOAuth {
     MockOAuth::start(config)
         .await
         .expect("mock provider starts")
 }
 
 /// A fresh PKCE verifier and its S256 challenge.
-fn pkce() -> (String, String) {
+pub(super) fn pkce() -> (String, String) {
     let verifier = format!("v{}", sha256_hex(rand::random::<u64>().to_le_bytes()));
     let challenge = s256(&verifier);
     (verifier, challenge)
@@ -64,7 +64,7 @@ fn pkce() -> (String, String) {
 
 /// GETs `/authorize` and returns the `Location` query as pairs (or panics
 /// when the answer is no redirect).
-async fn authorize(mock: &MockOAuth, params: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) async fn authorize(mock: &MockOAuth, params: &[(&str, &str)]) -> Vec<(String, String)> {
     let response = http()
         .get(format!("{}/authorize", mock.base_url()))
         .query(params)
@@ -84,7 +84,7 @@ async fn authorize(mock: &MockOAuth, params: &[(&str, &str)]) -> Vec<(String, St
         .collect()
 }
 
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(k, _)| k == name)
@@ -92,7 +92,7 @@ fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Runs `/authorize` for `client` and returns the code.
-async fn code_for(
+pub(super) async fn code_for(
     mock: &MockOAuth,
     client: &str,
     challenge: &str,
@@ -115,7 +115,7 @@ async fn code_for(
 }
 
 /// POSTs a token request; `basic` authenticates with HTTP Basic.
-async fn token(
+pub(super) async fn token(
     mock: &MockOAuth,
     basic: Option<(&str, &str)>,
     form: &[(&str, &str)],
@@ -141,7 +141,7 @@ async fn token(
     (status, response.json().await.expect("JSON body"))
 }
 
-async fn introspect_as(
+pub(super) async fn introspect_as(
     mock: &MockOAuth,
     id: &str,
     secret: &str,
@@ -158,24 +158,24 @@ async fn introspect_as(
     (status, response.json().await.expect("JSON"))
 }
 
-async fn introspect(mock: &MockOAuth, token: &str) -> Value {
+pub(super) async fn introspect(mock: &MockOAuth, token: &str) -> Value {
     let (status, body) = introspect_as(mock, RS, RS_SECRET, token).await;
     assert_eq!(status, StatusCode::OK);
     body
 }
 
-fn error_of(body: &Value) -> &str {
+pub(super) fn error_of(body: &Value) -> &str {
     body["error"].as_str().unwrap_or_default()
 }
 
-fn text<'a>(body: &'a Value, name: &str) -> &'a str {
+pub(super) fn text<'a>(body: &'a Value, name: &str) -> &'a str {
     body[name]
         .as_str()
         .unwrap_or_else(|| panic!("{name} missing in {body}"))
 }
 
 /// Code flow for the confidential client; returns the token response.
-async fn code_flow(mock: &MockOAuth, extra: &[(&str, &str)]) -> Value {
+pub(super) async fn code_flow(mock: &MockOAuth, extra: &[(&str, &str)]) -> Value {
     let (verifier, challenge) = pkce();
     let code = code_for(mock, GW, &challenge, extra).await;
     let mut form = vec![
@@ -190,7 +190,7 @@ async fn code_flow(mock: &MockOAuth, extra: &[(&str, &str)]) -> Value {
     body
 }
 
-async fn refresh(mock: &MockOAuth, refresh_token: &str) -> (StatusCode, Value) {
+pub(super) async fn refresh(mock: &MockOAuth, refresh_token: &str) -> (StatusCode, Value) {
     token(
         mock,
         Some((GW, GW_SECRET)),
