@@ -13,3 +13,14 @@ CREATE TABLE api_keys (
     last_used_at TIMESTAMPTZ,
     revoked_at   TIMESTAMPTZ
 );
+
+-- Hawser's own signing keys (ES256), for the assertions it sends upstreams about
+-- the caller (identity mode `jwt`). The private key is sealed with the keyring.
+-- A retired key is no longer used to sign but stays published for a day, so that
+-- assertions signed just before a rotation still verify.
+CREATE TABLE signing_keys (
+    kid        TEXT PRIMARY KEY,
+    sealed_key TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    retired_at TIMESTAMPTZ
+);

@@ -20,8 +20,8 @@ pub use duration::{Duration, ParseDurationError};
 pub use replica::{AuthState, ConnectionState, Problem, ProblemKind};
 pub use secret::{SecretKeySelector, SecretValue};
 pub use spec::{
-    Auth, EndpointAuth, McpConnection, McpConnectionSpec, OAuth2Auth, OAuth2Grant, Timeouts,
-    ToolFilter, Transport,
+    Auth, CallerIdentity, EndpointAuth, McpConnection, McpConnectionSpec, OAuth2Auth, OAuth2Grant,
+    Timeouts, ToolFilter, Transport,
 };
 pub use status::{Condition, McpConnectionStatus, condition_types};
 

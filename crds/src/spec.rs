@@ -83,6 +83,133 @@ pub struct McpConnectionSpec {
     /// Time limits for reaching the upstream and for each call.
     #[serde(default, skip_serializing_if = "Timeouts::is_default")]
     pub timeouts: Timeouts,
+
+    /// What the upstream learns about the caller. Default `{mode: none}`.
+    #[serde(default, skip_serializing_if = "CallerIdentity::is_none")]
+    pub identity: CallerIdentity,
+
+    /// Client request headers passed on to the upstream (case-insensitive names, e.g.
+    /// `X-Tenant-Id`). `Authorization`, `Cookie`, `Host`, `Mcp-*` and hop-by-hop
+    /// headers are never passed, whatever this says. `X-Request-Id` and `traceparent`
+    /// are always set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forward_headers: Vec<String>,
+}
+
+/// How the caller's identity reaches the upstream. The client's own credential is
+/// never passed through.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(tag = "mode", rename_all = "camelCase", deny_unknown_fields)]
+pub enum CallerIdentity {
+    /// The upstream learns nothing about the caller.
+    #[default]
+    None,
+    /// Plain headers: for an upstream behind a trusted network path.
+    #[serde(rename_all = "camelCase")]
+    Headers {
+        /// Header carrying the subject. Default `X-Forwarded-User`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject_header: Option<String>,
+        /// Header carrying the groups, comma-separated. Default `X-Forwarded-Groups`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        groups_header: Option<String>,
+    },
+    /// A short-lived JWT signed by Hawser (ES256; keys at `/.well-known/jwks.json`):
+    /// `iss` = Hawser, `aud` = the upstream, `sub`, `groups`, `act` naming Hawser.
+    #[serde(rename_all = "camelCase")]
+    Jwt {
+        /// Header carrying the assertion. Default `X-Hawser-Identity`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<String>,
+        /// `aud` of the assertion. Default: the connection's `url`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+        /// Lifetime of an assertion. Default `5m`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl: Option<Duration>,
+    },
+    /// RFC 8693 token exchange at the identity provider: the caller's access token is
+    /// exchanged for one meant for this upstream (cached per caller until it expires).
+    #[serde(rename_all = "camelCase")]
+    Exchange {
+        /// Token endpoint. Default: the one `clientAuth.oidc`'s discovery names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_url: Option<String>,
+        /// Hawser's client at the provider.
+        client_id: String,
+        /// Its secret.
+        client_secret: SecretValue,
+        /// `audience` to ask for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+        /// `resource` to ask for (RFC 8707). Default: the connection's `url` when no
+        /// `audience` is given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource: Option<String>,
+        /// `scope` to ask for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// Header carrying the exchanged token as `Bearer …`. Default `Authorization`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<String>,
+    },
+}
+
+impl CallerIdentity {
+    fn is_none(&self) -> bool {
+        matches!(self, Self::None)
+    }
+}
+
+/// As for [`Auth`]: one object with every mode's fields, and CEL rules tying each
+/// field to its mode.
+impl schemars::JsonSchema for CallerIdentity {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CallerIdentity".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let secret = generator.subschema_for::<SecretValue>();
+        let duration = generator.subschema_for::<Duration>();
+        let text = |d: &str| serde_json::json!({"type": "string", "description": d});
+        let properties = serde_json::json!({
+            "mode": {"type": "string", "enum": ["none", "headers", "jwt", "exchange"],
+                "description": "none | headers | jwt | exchange"},
+            "subjectHeader": text("headers: header carrying the subject (default X-Forwarded-User)."),
+            "groupsHeader": text("headers: header carrying the groups, comma-separated (default X-Forwarded-Groups)."),
+            "header": text("jwt: header carrying the assertion (default X-Hawser-Identity); exchange: header carrying the token (default Authorization)."),
+            "audience": text("jwt: aud of the assertion (default: url); exchange: audience to ask for."),
+            "ttl": duration,
+            "tokenUrl": text("exchange: token endpoint (default: clientAuth.oidc's)."),
+            "clientId": text("exchange: Hawser's client at the provider."),
+            "clientSecret": secret,
+            "resource": text("exchange: resource to ask for (default: url when no audience)."),
+            "scope": text("exchange: scope to ask for."),
+        });
+        let only = |fields: &[&str], mode: &str| {
+            let has: Vec<String> = fields.iter().map(|f| format!("has(self.{f})")).collect();
+            serde_json::json!({
+                "rule": format!("self.mode == '{mode}' || !({})", has.join(" || ")),
+                "message": format!("{} only valid with identity mode {mode}", fields.join(", ")),
+            })
+        };
+        let validations = serde_json::json!([
+            {"rule": "self.mode != 'exchange' || (has(self.clientId) && has(self.clientSecret))",
+             "message": "identity mode exchange requires clientId and clientSecret"},
+            only(&["subjectHeader", "groupsHeader"], "headers"),
+            only(&["ttl"], "jwt"),
+            only(&["tokenUrl", "clientId", "clientSecret", "resource", "scope"], "exchange"),
+            {"rule": "self.mode == 'jwt' || self.mode == 'exchange' || !(has(self.header) || has(self.audience))",
+             "message": "header and audience are only valid with identity modes jwt and exchange"},
+        ]);
+        schemars::json_schema!({
+            "type": "object",
+            "description": "What the upstream learns about the caller.",
+            "required": ["mode"],
+            "properties": properties,
+            "x-kubernetes-validations": validations
+        })
+    }
 }
 
 /// Transport towards the upstream.
@@ -365,7 +492,7 @@ impl McpConnectionSpec {
 
     /// Mutable form of [`Self::secrets`].
     pub fn secrets_mut(&mut self) -> Vec<(String, &mut SecretValue)> {
-        match &mut self.auth {
+        let mut out = match &mut self.auth {
             Auth::None => Vec::new(),
             Auth::Bearer { token } => vec![("/auth/token".to_owned(), token)],
             Auth::Header { headers } => headers
@@ -377,7 +504,11 @@ impl McpConnectionSpec {
                 .iter_mut()
                 .map(|v| ("/auth/clientSecret".to_owned(), v))
                 .collect(),
+        };
+        if let CallerIdentity::Exchange { client_secret, .. } = &mut self.identity {
+            out.push(("/identity/clientSecret".to_owned(), client_secret));
         }
+        out
     }
 }
 

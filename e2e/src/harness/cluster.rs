@@ -28,8 +28,9 @@ impl Cluster {
         Self::start_with_env(n, config, &[]).await
     }
 
-    /// Like [`Self::start`] with extra environment. In values, `{r1}`…`{rN}` stand for
-    /// the replicas' base URLs (ports are chosen before they start).
+    /// Like [`Self::start`] with extra environment. In values and in `config`,
+    /// `{r1}`…`{rN}` stand for the replicas' base URLs and `{lb}` for the load
+    /// balancer's (ports are chosen before they start).
     pub async fn start_with_env(n: usize, config: &str, env: &[(&str, &str)]) -> Self {
         let db = test_db().await;
         let keys = format!(
@@ -50,16 +51,17 @@ impl Cluster {
         env: &[(&str, &str)],
     ) -> Self {
         let ports: Vec<u16> = (0..n).map(|_| super::free_port()).collect();
-        let extra_env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| {
-                let mut v = v.to_string();
-                for (i, p) in ports.iter().enumerate() {
-                    v = v.replace(&format!("{{r{}}}", i + 1), &format!("http://127.0.0.1:{p}"));
-                }
-                (k.to_string(), v)
-            })
-            .collect();
+        let lb_port = super::free_port();
+        let fill = |v: &str| {
+            let mut v = v.replace("{lb}", &format!("http://127.0.0.1:{lb_port}"));
+            for (i, p) in ports.iter().enumerate() {
+                v = v.replace(&format!("{{r{}}}", i + 1), &format!("http://127.0.0.1:{p}"));
+            }
+            v
+        };
+        let extra_env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), fill(v))).collect();
+        let config = &fill(config);
         let spools = tempfile::tempdir().unwrap_or_else(|e| panic!("spool dirs: {e}"));
         let replicas: Vec<Gateway> = ports
             .iter()
@@ -80,7 +82,7 @@ impl Cluster {
             r.wait_ready().await;
         }
         let backends: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
-        let lb = Nginx::start(&backends);
+        let lb = Nginx::start_on(lb_port, &backends);
         Self {
             db,
             keys,

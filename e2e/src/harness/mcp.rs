@@ -46,6 +46,8 @@ pub struct McpClient {
     pub url: String,
     pub session: Option<String>,
     pub token: Option<String>,
+    /// Extra headers sent with every request.
+    pub headers: Vec<(String, String)>,
     http: reqwest::Client,
     next_id: u64,
 }
@@ -56,6 +58,7 @@ impl McpClient {
             url: url.to_owned(),
             session: None,
             token: None,
+            headers: Vec::new(),
             http: super::http(),
             next_id: 1,
         }
@@ -108,6 +111,9 @@ impl McpClient {
         }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
         }
         req
     }

@@ -29,11 +29,15 @@ fn binary() -> PathBuf {
 impl Nginx {
     /// Balances `backends` (`http://127.0.0.1:PORT` each) round-robin.
     pub fn start(backends: &[String]) -> Self {
+        Self::start_on(super::free_port(), backends)
+    }
+
+    /// Same, listening on `port`.
+    pub fn start_on(port: u16, backends: &[String]) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let path = dir.path();
         // Workers may run as another user when nginx starts as root.
         let _ = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o777));
-        let port = super::free_port();
         let servers: String = backends
             .iter()
             .map(|b| {

@@ -7,6 +7,7 @@ mod conformance;
 mod corpus;
 mod eras;
 mod faults;
+mod identity;
 mod oauth;
 mod protocol;
 mod python_client;

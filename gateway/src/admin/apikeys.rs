@@ -1,5 +1,6 @@
 //! `/api/v1/apikeys`: issue (the key is in the answer once, never again), list and
-//! revoke API keys.
+//! revoke API keys; `/api/v1/signing-keys/rotate`: a new signing key for the
+//! assertions Hawser sends upstreams.
 
 use std::sync::Arc;
 
@@ -96,4 +97,20 @@ pub(super) async fn revoke(
     }
     tracing::info!(%id, "API key revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(super) async fn rotate_signing_key(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    authorize(&admin, &headers)?;
+    let signer = admin.signer.as_ref().ok_or(Error::Disabled)?;
+    let kid = signer.rotate().await.map_err(|e| {
+        tracing::warn!(error = %e, "signing key rotation failed");
+        Error::Store(crate::store::Error::Corrupt(
+            "signing key rotation failed".into(),
+        ))
+    })?;
+    tracing::info!(%kid, "signing key rotated");
+    Ok(Json(json!({ "kid": kid })).into_response())
 }

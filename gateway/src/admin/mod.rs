@@ -39,6 +39,8 @@ pub struct Admin {
     pub oauth: Arc<crate::oauth::OAuth>,
     /// API keys, when `clientAuth.apiKeys` is on.
     pub api_keys: Option<Arc<crate::identity::apikeys::ApiKeys>>,
+    /// Hawser's signing keys (identity mode `jwt`).
+    pub signer: Option<Arc<crate::identity::signing::Signer>>,
 }
 
 /// The admin routes.
@@ -67,6 +69,10 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route(
             "/api/v1/apikeys/{id}",
             axum::routing::delete(apikeys::revoke),
+        )
+        .route(
+            "/api/v1/signing-keys/rotate",
+            axum::routing::post(apikeys::rotate_signing_key),
         )
         .with_state(admin)
 }

@@ -11,6 +11,9 @@ use url::Url;
 
 use crate::crypto::Secret;
 
+pub mod caller;
+pub use caller::{CallerMode, CallerPolicy};
+
 /// Where a connection was declared. Stored in `connections.source`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +114,8 @@ pub struct ConnectionConfig {
     pub tools: ToolFilter,
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
+    /// What the upstream learns about the caller.
+    pub caller: CallerPolicy,
     /// The spec as given, secrets resolved to inline values: what storage seals and
     /// what the admin API shows (redacted).
     pub spec: McpConnectionSpec,
@@ -355,6 +360,14 @@ pub fn resolve(
         }
     }
 
+    let caller = caller::resolve(
+        &spec.identity,
+        &spec.forward_headers,
+        match &target {
+            Target::StreamableHttp(u) | Target::Sse(u) => Some(u),
+            _ => None,
+        },
+    )?;
     Ok(ConnectionConfig {
         name: name.to_owned(),
         source,
@@ -364,6 +377,7 @@ pub fn resolve(
         tools,
         connect_timeout: spec.timeouts.connect.get(),
         call_timeout: spec.timeouts.call.get(),
+        caller,
         spec,
     })
 }

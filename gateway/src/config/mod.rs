@@ -23,8 +23,9 @@ use url::Url;
 pub use audit::{AuditSettings, DEFAULT_REDACTED_KEYS};
 pub use client_auth::{ClientAuth, OidcSettings, StaticToken, is_loopback};
 pub use connection::{
-    ConnectionConfig, InlineOnly, OAuth2Settings, PREFIX_SEPARATOR, Policy, SecretResolver, Source,
-    SpecError, Target, ToolFilter, UpstreamAuth, resolve, validate_name,
+    CallerMode, CallerPolicy, ConnectionConfig, InlineOnly, OAuth2Settings, PREFIX_SEPARATOR,
+    Policy, SecretResolver, Source, SpecError, Target, ToolFilter, UpstreamAuth, caller::Exchange,
+    resolve, validate_name,
 };
 pub use env::{Env, ProcessEnv};
 pub use file::{FileError, RawConfig};

@@ -92,7 +92,9 @@ pub async fn receive(front: &Arc<Front>, message: BusMessage) {
             }
         }
         // The registry handles token changes; identity's API keys follow key changes.
-        BusMessage::TokenChanged { .. } | BusMessage::ApiKeysChanged => {}
+        BusMessage::TokenChanged { .. }
+        | BusMessage::ApiKeysChanged
+        | BusMessage::SigningKeysChanged => {}
         BusMessage::UpstreamSession {
             session,
             connection,

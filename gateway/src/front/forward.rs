@@ -87,12 +87,27 @@ pub async fn forward(
         _ => None,
     };
     let params = stripped.as_deref().or(params);
+    let mut upstream_headers = info.upstream_headers();
+    if let Err(error) = front
+        .identity
+        .towards()
+        .apply(
+            upstream.config(),
+            info.caller.as_deref(),
+            info.client_headers.as_deref(),
+            &mut upstream_headers,
+        )
+        .await
+    {
+        tracing::warn!(connection = %upstream.name(), %error, "cannot tell the upstream who is calling");
+        return fail(UpstreamError::NotAuthorized(error.to_string()), record);
+    }
     // A legacy client cannot take a 2026-07-28 upstream's `input_required`: Hawser asks
     // the client and retries the call, for which it keeps the request.
     let mut retry = match (&envelope, session.is_modern()) {
         (Some(envelope), false) => Some(RetryContext {
             params: params.map(ToOwned::to_owned),
-            headers: info.upstream_headers(),
+            headers: upstream_headers.clone(),
             envelope: envelope.clone(),
         }),
         _ => None,
@@ -105,7 +120,7 @@ pub async fn forward(
             r = tokio::time::timeout(timeout, async {
                 let upstream_session = front.sessions.upstream_session(session, upstream).await?;
                 let call = upstream
-                    .call(&upstream_session, method, params, Some(id.json()), &info.upstream_headers(), envelope.as_ref())
+                    .call(&upstream_session, method, params, Some(id.json()), &upstream_headers, envelope.as_ref())
                     .await;
                 Ok::<_, UpstreamError>((upstream_session, call))
             }) => r,

@@ -16,6 +16,10 @@ pub struct RequestInfo {
     pub user_agent: Option<String>,
     /// How the caller authenticated (set once known).
     pub auth_type: Option<&'static str>,
+    /// The authenticated caller (set once known).
+    pub caller: Option<std::sync::Arc<crate::identity::Identity>>,
+    /// The client's request headers, for a connection's `forwardHeaders`.
+    pub client_headers: Option<std::sync::Arc<HeaderMap>>,
     /// Size of the request body (set once read).
     pub request_bytes: usize,
     /// W3C trace id (32 hex) and flags of the request, continued upstream.
@@ -100,6 +104,8 @@ impl RequestInfo {
             remote_addr,
             user_agent,
             auth_type: None,
+            caller: None,
+            client_headers: None,
             request_bytes: 0,
             trace_id,
             trace_flags,

@@ -39,6 +39,7 @@ pub fn router(front: Arc<Front>) -> Router {
         .route("/mcp/{connection}", methods())
         .route("/mcp/{namespace}/{name}", methods())
         .route(METADATA_PATH, get(wellknown::protected_resource))
+        .route("/.well-known/jwks.json", get(wellknown::jwks))
         .route(
             &format!("{METADATA_PATH}/{{*rest}}"),
             get(wellknown::protected_resource),
@@ -89,6 +90,8 @@ async fn handle_post(
         Err(error) => return error.reply(None),
     };
     info.auth_type = Some(identity.method.as_str());
+    info.caller = Some(identity.clone());
+    info.client_headers = Some(Arc::new(headers.clone()));
     info.request_bytes = body.len();
     let msg = match Message::parse(&body) {
         Ok(m) => m,

@@ -2,6 +2,8 @@
 //! 401 to learn where to sign in (RFC 9728). The path after the well-known prefix is
 //! the endpoint's path, with or without `publicUrl`'s own path prefix (a proxy may
 //! route `https://host/.well-known/oauth-protected-resource/prefix/mcp` here unchanged).
+//! `/.well-known/jwks.json`: Hawser's public keys, for upstreams checking the
+//! assertions of identity mode `jwt`.
 
 use std::sync::Arc;
 
@@ -50,4 +52,18 @@ pub async fn protected_resource(
         HeaderValue::from_static("max-age=300"),
     );
     r
+}
+
+pub async fn jwks(State(front): State<Arc<Front>>) -> Response {
+    match front.identity.towards().jwks() {
+        Some(keys) => {
+            let mut r = Json(keys).into_response();
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=300"),
+            );
+            r
+        }
+        None => (StatusCode::NOT_FOUND, "no signing keys").into_response(),
+    }
 }

@@ -7,6 +7,8 @@
 pub mod apikeys;
 pub mod metadata;
 pub mod oidc;
+pub mod signing;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -171,6 +173,7 @@ pub struct Authenticator {
     api_keys: Option<Arc<ApiKeys>>,
     oidc: Option<Arc<Oidc>>,
     resource: Resource,
+    towards: upstream::Towards,
 }
 
 impl Authenticator {
@@ -178,15 +181,23 @@ impl Authenticator {
         auth: &ClientAuth,
         public_url: Option<url::Url>,
         api_keys: Option<Arc<ApiKeys>>,
+        signer: Option<Arc<signing::Signer>>,
     ) -> Self {
         let resource = Resource::new(public_url, auth.oidc.as_ref());
+        let oidc = auth.oidc.clone().map(|s| Arc::new(Oidc::new(s)));
         Self {
             open: auth.is_open(),
             tokens: auth.tokens.clone(),
             api_keys: if auth.api_keys { api_keys } else { None },
-            oidc: auth.oidc.clone().map(|s| Arc::new(Oidc::new(s))),
+            towards: upstream::Towards::new(signer, oidc.clone()),
+            oidc,
             resource,
         }
+    }
+
+    /// The caller's identity towards upstreams.
+    pub fn towards(&self) -> &upstream::Towards {
+        &self.towards
     }
 
     /// The OIDC validator, when `clientAuth.oidc` is set.

@@ -55,6 +55,8 @@ pub struct Oidc {
     /// When the keys were last fetched (successfully or not): serializes fetches.
     fetched: tokio::sync::Mutex<Option<Instant>>,
     jwks_uri: Mutex<Option<Url>>,
+    /// The token endpoint discovery named (token exchange towards upstreams).
+    token_endpoint: Mutex<Option<Url>>,
     cache: Mutex<HashMap<IdHash, Arc<Verified>>>,
 }
 
@@ -68,6 +70,7 @@ impl Oidc {
     pub fn new(settings: OidcSettings) -> Self {
         Self {
             jwks_uri: Mutex::new(settings.jwks_uri.clone()),
+            token_endpoint: Mutex::new(None),
             settings,
             http: crate::oauth::http::client(),
             keys: ArcSwap::from_pointee(KeySet::default()),
@@ -124,6 +127,11 @@ impl Oidc {
         Ok(())
     }
 
+    /// The provider's token endpoint, from discovery.
+    pub fn token_endpoint(&self) -> Option<Url> {
+        self.token_endpoint.lock().ok().and_then(|t| t.clone())
+    }
+
     /// `jwksUri`, else the one discovery names (remembered once found).
     async fn jwks_uri(&self) -> Result<Url, String> {
         if let Some(u) = self.jwks_uri.lock().ok().and_then(|u| u.clone()) {
@@ -156,6 +164,13 @@ impl Oidc {
             }
             if let Ok(mut slot) = self.jwks_uri.lock() {
                 *slot = Some(uri.clone());
+            }
+            if let Some(t) = doc["token_endpoint"]
+                .as_str()
+                .and_then(|t| Url::parse(t).ok())
+                && let Ok(mut slot) = self.token_endpoint.lock()
+            {
+                *slot = Some(t);
             }
             return Ok(uri);
         }

@@ -41,6 +41,7 @@ async fn static_tokens_name_their_subject_whatever_the_scheme_case() {
         ),
         None,
         None,
+        None,
     );
     let e = Endpoint::Aggregated;
     for scheme in ["Bearer", "bearer", "BEARER"] {
@@ -62,7 +63,7 @@ async fn static_tokens_name_their_subject_whatever_the_scheme_case() {
     );
     let missing = a.authenticate(&HeaderMap::new(), &e).await.unwrap_err();
     assert_eq!(missing.reason, Reason::Missing);
-    let open = Authenticator::new(&ClientAuth::default(), None, None);
+    let open = Authenticator::new(&ClientAuth::default(), None, None, None);
     assert_eq!(
         open.authenticate(&HeaderMap::new(), &e)
             .await
@@ -76,7 +77,7 @@ async fn static_tokens_name_their_subject_whatever_the_scheme_case() {
 async fn api_keys_work_until_revoked_or_expired_and_are_kept_as_hashes() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let keys = ApiKeys::new(store.clone());
-    let a = Authenticator::new(&auth(vec![], true), None, Some(keys.clone()));
+    let a = Authenticator::new(&auth(vec![], true), None, Some(keys.clone()), None);
     let e = Endpoint::Aggregated;
     let issued = keys
         .issue(apikeys::NewKey {
@@ -162,7 +163,7 @@ async fn api_keys_are_refused_when_client_auth_does_not_enable_them() {
         digest: IdHash::of("a-token"),
         groups: vec![],
     }];
-    let a = Authenticator::new(&auth(tokens, false), None, Some(keys));
+    let a = Authenticator::new(&auth(tokens, false), None, Some(keys), None);
     let refused = a
         .authenticate(&bearer(issued.key.expose()), &Endpoint::Aggregated)
         .await

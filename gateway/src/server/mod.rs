@@ -174,10 +174,22 @@ pub async fn build(
         api_keys.load().await.context("reading API keys")?;
         api_keys.spawn(shutdown.child_token());
     }
+    // Hawser's own signing key, for identity mode `jwt` towards upstreams.
+    let issuer = settings.public_url.as_ref().map_or_else(
+        || "hawser".to_owned(),
+        |u| u.as_str().trim_end_matches('/').to_owned(),
+    );
+    let signer = crate::identity::signing::Signer::new(issuer, store.clone());
+    signer
+        .load()
+        .await
+        .context("loading the gateway's signing keys")?;
+    signer.spawn(shutdown.child_token());
     let identity = Arc::new(crate::identity::Authenticator::new(
         &settings.client_auth,
         settings.public_url.clone(),
         Some(api_keys.clone()),
+        Some(signer.clone()),
     ));
     if let Some(oidc) = identity.oidc() {
         oidc.spawn_refresh(shutdown.child_token());
@@ -221,6 +233,7 @@ pub async fn build(
         policy,
         oauth: oauth.clone(),
         api_keys: settings.client_auth.api_keys.then_some(api_keys),
+        signer: Some(signer),
     });
     Ok(Arc::new(AppState {
         store,

@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 
 use super::{
     ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome,
-    Result, SessionRecord, Store, StoreEvent, StoreKind, StoredConnection, TokenLock,
-    UpstreamSession,
+    Result, SessionRecord, SigningKeyRecord, Store, StoreEvent, StoreKind, StoredConnection,
+    TokenLock, UpstreamSession,
 };
 use crate::clock::Timestamp;
 use crate::config::{ConnectionConfig, Source};
@@ -34,6 +34,7 @@ struct State {
     pkce: BTreeMap<IdHash, PkceState>,
     token_locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
     api_keys: Vec<ApiKeyRecord>,
+    signing_keys: Vec<SigningKeyRecord>,
 }
 
 /// Embedded-mode store.
@@ -419,6 +420,25 @@ impl Store for MemoryStore {
                 k.last_used_at = Some(k.last_used_at.map_or(*at, |t| t.max(*at)));
             }
         }
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        let mut keys = self.lock().signing_keys.clone();
+        keys.reverse();
+        Ok(keys)
+    }
+
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
+        let mut state = self.lock();
+        let now = Timestamp::now().unix_secs();
+        state
+            .signing_keys
+            .retain(|k| k.retired_at.is_none_or(|t| t > now - 86_400));
+        for k in &mut state.signing_keys {
+            k.retired_at.get_or_insert(now);
+        }
+        state.signing_keys.push(key.clone());
         Ok(())
     }
 

@@ -328,6 +328,28 @@ pub enum BusMessage {
     TokenChanged { connection: String },
     /// An API key was issued or revoked: re-read the keys.
     ApiKeysChanged,
+    /// Hawser's signing keys were rotated: re-read them.
+    SigningKeysChanged,
+}
+
+/// One of Hawser's own signing keys (ES256, PKCS#8); sealed at rest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub pkcs8: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An API key as stored: its SHA-256, never the key.
@@ -452,6 +474,11 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_api_key(&self, id: &str) -> Result<bool>;
     /// Records when keys were last used (`(id, unix seconds)`), in one write.
     async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()>;
+
+    /// Hawser's signing keys retired less than a day ago or not at all, newest first.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+    /// Adds a signing key and retires every other one.
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;
 
     async fn write_audit(&self, events: &[&AuditEvent]) -> Result<usize>;
     /// Keeps an event that could not be written (its batch was split down to it and

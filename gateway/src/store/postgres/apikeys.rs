@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 
 use crate::crypto::IdHash;
-use crate::store::{ApiKeyRecord, Error, Result};
+use crate::store::{ApiKeyRecord, Error, Result, SigningKeyRecord};
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -92,5 +92,66 @@ pub(super) async fn touch(pool: &PgPool, used: &[(String, i64)]) -> Result<()> {
     .bind(at)
     .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// Sealing context of a signing key: a sealed key cannot be moved to another kid.
+fn signing_context(kid: &str) -> String {
+    format!("signing_keys:{kid}")
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    kid: String,
+    sealed_key: String,
+    created_at: i64,
+    retired_at: Option<i64>,
+}
+
+pub(super) async fn signing_keys(
+    pool: &PgPool,
+    keyring: &crate::crypto::Keyring,
+) -> Result<Vec<SigningKeyRecord>> {
+    let rows: Vec<KeyRow> = sqlx::query_as(
+        "SELECT kid, sealed_key, extract(epoch FROM created_at)::bigint AS created_at, \
+         extract(epoch FROM retired_at)::bigint AS retired_at FROM signing_keys \
+         WHERE retired_at IS NULL OR retired_at > now() - interval '1 day' \
+         ORDER BY created_at DESC, kid",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(SigningKeyRecord {
+                pkcs8: keyring.unseal(&r.sealed_key, &signing_context(&r.kid))?,
+                kid: r.kid,
+                created_at: r.created_at,
+                retired_at: r.retired_at,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn rotate_signing_key(
+    pool: &PgPool,
+    keyring: &crate::crypto::Keyring,
+    key: &SigningKeyRecord,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM signing_keys WHERE retired_at < now() - interval '1 day'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, sealed_key, created_at) VALUES ($1, $2, to_timestamp($3))",
+    )
+    .bind(&key.kid)
+    .bind(keyring.seal(&key.pkcs8, &signing_context(&key.kid)))
+    .bind(key.created_at as f64)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(())
 }

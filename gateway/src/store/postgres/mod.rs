@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome,
-    Result, SessionRecord, Store, StoreEvent, StoreKind, StoredConnection, TokenLock,
-    UpstreamSession,
+    Result, SessionRecord, SigningKeyRecord, Store, StoreEvent, StoreKind, StoredConnection,
+    TokenLock, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 use crate::crypto::{IdHash, Keyring};
@@ -377,6 +377,14 @@ impl Store for PgStore {
 
     async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()> {
         apikeys::touch(&self.pool, used).await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        apikeys::signing_keys(&self.pool, &self.keyring).await
+    }
+
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
+        apikeys::rotate_signing_key(&self.pool, &self.keyring, key).await
     }
 
     async fn write_audit(&self, events: &[&AuditEvent]) -> Result<usize> {
