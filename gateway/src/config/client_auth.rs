@@ -58,6 +58,8 @@ pub struct OidcSettings {
     pub subject_claim: String,
     pub groups_claim: String,
     pub scopes_required: Vec<String>,
+    /// What clients are told to ask for (metadata, challenges).
+    pub scopes_supported: Vec<String>,
     pub authorization_servers: Vec<String>,
     pub jwks_refresh_interval: Duration,
 }
@@ -170,6 +172,11 @@ fn oidc(raw: RawOidc) -> Result<OidcSettings, ConfigError> {
         clock_skew,
         subject_claim: claim(raw.subject_claim, "sub", "clientAuth.oidc.subjectClaim")?,
         groups_claim: claim(raw.groups_claim, "groups", "clientAuth.oidc.groupsClaim")?,
+        scopes_supported: if raw.scopes_supported.is_empty() {
+            raw.scopes_required.clone()
+        } else {
+            raw.scopes_supported
+        },
         scopes_required: raw.scopes_required,
         authorization_servers,
         jwks_refresh_interval: raw

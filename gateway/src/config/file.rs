@@ -152,6 +152,11 @@ pub struct RawOidc {
     /// Scopes every token must carry.
     #[serde(default)]
     pub scopes_required: Vec<String>,
+    /// Scopes the protected resource metadata and challenges name, when the
+    /// provider wants them spelled otherwise than tokens carry them (Entra ID:
+    /// `api://…/mcp.access` for `mcp.access`). Default: `scopesRequired`.
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
     /// Authorization servers the protected resource metadata names (default: the issuer).
     #[serde(default)]
     pub authorization_servers: Vec<String>,

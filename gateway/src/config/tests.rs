@@ -148,6 +148,15 @@ fn oidc_needs_only_an_issuer_and_the_public_url() {
     );
     assert_eq!(oidc.subject_claim, "sub");
     assert_eq!(oidc.algorithms.len(), 3);
+    // Entra ID: tokens carry `mcp.access`, clients must ask for the qualified name.
+    let entra = "publicUrl: https://x\nclientAuth:\n  oidc:\n    issuer: https://l\n    scopesRequired: [mcp.access]\n    scopesSupported: [api://app/mcp.access]\n";
+    let oidc = from_yaml(entra, &Flags::default(), &env(&[]))
+        .unwrap()
+        .client_auth
+        .oidc
+        .unwrap();
+    assert_eq!(oidc.scopes_required, ["mcp.access"]);
+    assert_eq!(oidc.scopes_supported, ["api://app/mcp.access"]);
     let errors = [
         (
             "clientAuth:\n  oidc: {issuer: https://login.example.com}\n",

@@ -34,7 +34,7 @@ impl Resource {
             prefix,
             base: public_url.map(|u| u.as_str().trim_end_matches('/').to_owned()),
             audiences: oidc.map(|o| o.audiences.clone()).unwrap_or_default(),
-            scopes: oidc.map(|o| o.scopes_required.clone()).unwrap_or_default(),
+            scopes: oidc.map(|o| o.scopes_supported.clone()).unwrap_or_default(),
             authorization_servers: oidc
                 .map(|o| o.authorization_servers.clone())
                 .unwrap_or_default(),

@@ -103,6 +103,7 @@ fn settings(issuer: &str) -> OidcSettings {
         subject_claim: "sub".into(),
         groups_claim: "groups".into(),
         scopes_required: Vec::new(),
+        scopes_supported: Vec::new(),
         authorization_servers: Vec::new(),
         jwks_refresh_interval: Duration::from_secs(60),
     }
