@@ -24,3 +24,6 @@ CREATE TABLE signing_keys (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     retired_at TIMESTAMPTZ
 );
+
+-- The caller's groups on every audit event (a JSON array; NULL when none).
+ALTER TABLE audit_events ADD COLUMN groups JSONB;

@@ -352,7 +352,12 @@ async fn upstreams_learn_the_caller_as_each_identity_mode_says() {
   - name: exc\n    url: {fx}\n    identity: {{mode: exchange, clientId: hawser-gw, clientSecret: gw-secret, audience: fixture-api, header: X-Upstream-Token}}\n",
         issuer = mock.issuer()
     );
-    let gateway = Gateway::start_at(&format!("127.0.0.1:{port}"), &config, &[], &[]);
+    let gateway = Gateway::start_at(
+        &format!("127.0.0.1:{port}"),
+        &config,
+        &[("HAWSER_ADMIN_TOKEN", ADMIN_TOKEN)],
+        &[],
+    );
     gateway.wait_ready().await;
     // A real token of the provider's (client_credentials: sub = the client id).
     let token: Value = http()
@@ -420,6 +425,28 @@ async fn upstreams_learn_the_caller_as_each_identity_mode_says() {
         .claims;
     assert_eq!(claims["sub"], "caller");
     assert_eq!(claims["act"]["sub"], base);
+    // Rotation: the next assertion is signed with a new key; both are published.
+    let (status, rotated) = admin(
+        &base,
+        reqwest::Method::POST,
+        "/api/v1/signing-keys/rotate",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let h = seen(&client.call("sig__headers", json!({})).await);
+    let next = h["x-hawser-identity"].as_str().unwrap_or_default();
+    let next_kid = jsonwebtoken::decode_header(next)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .kid;
+    assert_eq!(next_kid.as_deref(), rotated["kid"].as_str());
+    let jwks: jsonwebtoken::jwk::JwkSet = get_json(&format!("{base}/.well-known/jwks.json")).await;
+    assert!(
+        jwks.find(header.kid.as_deref().unwrap_or_default())
+            .is_some(),
+        "old key still published"
+    );
+    assert!(jwks.find(next_kid.as_deref().unwrap_or_default()).is_some());
 
     // exchange: the upstream gets the token the provider issued for it.
     let h = seen(&client.call("exc__headers", json!({})).await);
@@ -455,4 +482,46 @@ async fn upstreams_learn_the_caller_as_each_identity_mode_says() {
         })
         .count();
     assert_eq!(again, 1);
+}
+
+#[tokio::test]
+async fn a_session_is_its_callers_and_survives_the_token_expiring() {
+    let mock = provider(Vec::new()).await;
+    let fixture = Fixture::start(&[]);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = format!(
+        "publicUrl: {base}\nclientAuth:\n  oidc:\n    issuer: {}\n    clockSkew: 1s\nconnections:\n  - name: fx\n    url: {}\n",
+        mock.issuer(),
+        fixture.mcp_url()
+    );
+    let gateway = Gateway::start_at(&format!("127.0.0.1:{port}"), &config, &[], &[]);
+    gateway.wait_ready().await;
+    let token = |sub: &str, ttl: u64| {
+        mock.mint(&MintRequest {
+            claims: json!({"iss": mock.issuer(), "sub": sub, "aud": format!("{base}/mcp"),
+                "exp": now() + ttl, "iat": now()}),
+            ..MintRequest::default()
+        })
+        .unwrap_or_else(|e| panic!("mint: {e}"))
+    };
+    let mut client = McpClient::connect_as(&gateway.mcp_url(), &token("alice", 2)).await;
+    assert_eq!(
+        client.call("fx__echo", json!({"text": "hi"})).await.status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    let expired = client.call("fx__echo", json!({"text": "hi"})).await;
+    assert_eq!(expired.status, 401, "{expired:?}");
+    // Signed in again as the same subject: the session goes on.
+    client.token = Some(token("alice", 300));
+    let again = client.call("fx__echo", json!({"text": "again"})).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert!(text(again.result()).contains("again"));
+    // Another subject presenting the session id learns nothing about it.
+    client.token = Some(token("mallory", 300));
+    assert_eq!(
+        client.call("fx__echo", json!({"text": "x"})).await.status,
+        404
+    );
 }

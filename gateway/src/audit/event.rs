@@ -22,6 +22,7 @@ pub struct Caller {
     pub session: Option<String>,
     pub subject: Option<String>,
     pub auth_type: Option<&'static str>,
+    pub groups: Vec<String>,
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
 }
@@ -57,6 +58,7 @@ pub fn begin(
         replica: replica.to_owned(),
         subject: caller.subject.clone(),
         auth_type: caller.auth_type.map(str::to_owned),
+        groups: caller.groups.clone(),
         remote_addr: caller.remote_addr.clone(),
         user_agent: caller.user_agent.clone(),
         method: method.to_owned(),

@@ -27,6 +27,11 @@ fn caller(info: &RequestInfo, session: Option<&ClientSession>) -> Caller {
         session: session.map(|s| s.handle.clone()),
         subject: session.map(|s| s.subject.clone()),
         auth_type: info.auth_type,
+        groups: info
+            .caller
+            .as_ref()
+            .map(|c| c.groups.clone())
+            .unwrap_or_default(),
         remote_addr: info.remote_addr.clone(),
         user_agent: info.user_agent.clone(),
     }

@@ -294,6 +294,9 @@ pub struct AuditEvent {
     pub replica: String,
     pub subject: Option<String>,
     pub auth_type: Option<String>,
+    /// The caller's groups (from the token, the API key or the config file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
     pub method: String,

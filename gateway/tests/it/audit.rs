@@ -22,6 +22,7 @@ fn event(i: usize, target: &str) -> AuditEvent {
         replica: "r1".into(),
         subject: Some("alice".into()),
         auth_type: Some("bearer".into()),
+        groups: Vec::new(),
         remote_addr: None,
         user_agent: None,
         method: "tools/call".into(),
@@ -93,8 +94,12 @@ async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_th
     });
     for i in 1..=50 {
         let target = if i == 20 { "poison" } else { "echo" };
+        let mut e = event(i, target);
+        if i == 7 {
+            e.groups = vec!["eng".into(), "on-call".into()];
+        }
         auditor.record(Record {
-            event: event(i, target),
+            event: e,
             params: None,
             response: None,
         });
@@ -111,6 +116,21 @@ async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_th
     assert_eq!(target, "bad\\u0000name", "NUL kept as its visible escape");
     assert_eq!(params["arguments"]["text"], "\\u0000");
     assert!(escaped, "the row says it was escaped");
+    let (groups,): (Option<serde_json::Value>,) =
+        sqlx::query_as("SELECT groups FROM audit_events WHERE request_id = 'req-7'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(groups, Some(serde_json::json!(["eng", "on-call"])));
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM audit_events WHERE groups ? 'eng'"
+        )
+        .await,
+        1,
+        "queryable by group"
+    );
     assert_eq!(
         count(&pool, "SELECT count(*) FROM audit_events WHERE escaped").await,
         1

@@ -69,7 +69,12 @@ contracts! {
     pkce_states_are_single_use_and_expire(two);
     audit_batches_and_dead_letters_are_accepted(one);
     bus_messages_reach_the_replicas_they_are_for(two);
+    api_keys_round_trip_revoke_once_and_keep_the_latest_use(one);
+    signing_keys_rotate_and_the_old_one_stays_published(one);
 }
+
+mod identity;
+use identity::*;
 
 fn keyring() -> Keyring {
     Keyring::parse(&Keyring::generate_entry()).expect("generated key parses")
@@ -216,6 +221,7 @@ fn audit_event(i: usize) -> AuditEvent {
         replica: "r1".into(),
         subject: Some("alice".into()),
         auth_type: Some("bearer".into()),
+        groups: Vec::new(),
         remote_addr: Some("10.0.0.1".into()),
         user_agent: Some("t/1".into()),
         method: "tools/call".into(),

@@ -15,6 +15,7 @@ use crate::store::{AuditEvent, Result};
 struct Row<'a> {
     strings: [Option<Cow<'a, str>>; 12],
     params: Option<Cow<'a, str>>,
+    groups: Option<String>,
     escaped: bool,
 }
 
@@ -41,9 +42,16 @@ impl<'a> Row<'a> {
             escaped |= changed;
             stored
         });
+        let groups = (!e.groups.is_empty()).then(|| {
+            let json = serde_json::to_string(&e.groups).unwrap_or_default();
+            let (stored, changed) = storable::json(&json);
+            escaped |= changed;
+            stored.into_owned()
+        });
         Self {
             strings,
             params,
+            groups,
             escaped,
         }
     }
@@ -69,18 +77,18 @@ pub(super) async fn write(pool: &PgPool, events: &[&AuditEvent]) -> Result<usize
         "INSERT INTO audit_events (event_id, ts, request_id, session_id, replica, subject, auth_type,
              remote_addr, user_agent, method, connection, target, params, success, error_category,
              error_message, duration_ms, request_bytes, response_bytes, content_blocks, progress_count,
-             escaped)
+             escaped, groups)
          SELECT event_id, to_timestamp(ts / 1000.0), request_id, session_id, replica, subject, auth_type,
              remote_addr, user_agent, method, connection, target, params::jsonb, success, error_category,
              error_message, duration_ms, request_bytes, response_bytes, content_blocks, progress_count,
-             escaped
+             escaped, groups::jsonb
          FROM UNNEST($22::text[], $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[],
              $14::text[], $15::text[], $16::float8[], $17::bigint[], $18::bigint[], $19::int[], $20::int[],
-             $21::bool[])
+             $21::bool[], $23::text[])
            AS t(event_id, ts, request_id, session_id, replica, subject, auth_type, remote_addr, user_agent,
                 method, connection, target, params, success, error_category, error_message, duration_ms,
-                request_bytes, response_bytes, content_blocks, progress_count, escaped)
+                request_bytes, response_bytes, content_blocks, progress_count, escaped, groups)
          ON CONFLICT (event_id, ts) DO NOTHING",
     )
     .bind(column!(|e| e.ts.millis()))
@@ -105,6 +113,7 @@ pub(super) async fn write(pool: &PgPool, events: &[&AuditEvent]) -> Result<usize
     .bind(column!(|e| e.progress_count))
     .bind(rows.iter().map(|r| r.escaped).collect::<Vec<_>>())
     .bind(text(0))
+    .bind(rows.iter().map(|r| r.groups.as_deref()).collect::<Vec<_>>())
     .execute(pool)
     .await?;
     Ok(rows.iter().filter(|r| r.escaped).count())
