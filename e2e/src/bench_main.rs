@@ -32,6 +32,8 @@ enum Bench {
     Replicas,
     /// Throughput with the audit log on vs off (shared mode, Postgres).
     Audit,
+    /// What a static token, an API key and an OIDC access token cost per call.
+    Identity,
     /// Sends a fixed number of calls to a running endpoint (for profiling).
     Drive {
         /// MCP endpoint URL.
@@ -79,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Proxy => proxy(warmup, duration).await,
         Bench::Replicas => replicas(warmup, duration).await,
         Bench::Audit => audit(warmup, duration).await,
+        Bench::Identity => crate::bench::identity::run(warmup, duration, &gateway_threads()).await,
         Bench::Drive {
             url,
             tool,
