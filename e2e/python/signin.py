@@ -3,7 +3,10 @@ but the gateway URL: 401, protected resource metadata, authorization server
 discovery, dynamic client registration, authorization code + PKCE with the RFC 8707
 resource, then tool calls with the token.
 
-usage: signin.py GATEWAY_MCP_URL TOOL MODE(auto|legacy) [SUBJECT]
+usage: signin.py GATEWAY_MCP_URL TOOL MODE(auto|legacy) [SUBJECT [PAUSE]]
+
+With PAUSE (seconds), waits that long after the first calls and calls once more:
+with a short-lived access token the client refreshes it first.
 
 The authorization step is a browser's: GET the authorization URL, read the code from
 the redirect (the mock provider approves at once, as SUBJECT via login_hint).
@@ -28,6 +31,7 @@ from common import check, run, text_of
 
 URL, TOOL, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
 SUBJECT = sys.argv[4] if len(sys.argv) > 4 else None
+PAUSE = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
 
 
 class Memory:
@@ -102,12 +106,18 @@ async def main():
             # A few more calls: through nginx they land on every replica.
             for _ in range(6):
                 await client.call_tool(TOOL, {"text": "again"})
+            first_token = storage.tokens.access_token
+            if PAUSE:
+                await anyio.sleep(PAUSE)
+                later = text_of(await client.call_tool(TOOL, {"text": "later"}))
+                check("later" in later, f"the call after the pause answered {later!r}")
     token = storage.tokens.access_token
     return {
         "tools": len(tools),
         "echo": echo,
         "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
         "client_id": storage.client.client_id if storage.client else None,
+        "token_changed": token != first_token,
     }
 
 

@@ -379,7 +379,9 @@ fn header_rows(c: &Ctx) -> Vec<Row> {
     let many: Vec<(&str, &str)> = many.iter().map(|k| (k.as_str(), "v")).collect();
     let chunked = format!("{:x}\r\n{PING}\r\n0\r\n\r\n", PING.len());
     let json = "application/json";
-    let www = "Bearer realm=\"hawser\"";
+    // Where a client learns how to sign in (RFC 9728), on every 401.
+    let www =
+        "Bearer resource_metadata=\"http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp\"";
     rows! {
         "no Content-Type" => c.post(&[("Content-Type", "")], PING), 415, Code(-32600);
         "Content-Type text/plain" => c.post(&[("Content-Type", "text/plain")], PING), 415, Code(-32600);

@@ -12,9 +12,13 @@ use hawser_e2e::oauth::{ClientConfig, Config, MintRequest, MintSign, MockOAuth};
 use serde_json::{Value, json};
 
 async fn provider(clients: Vec<ClientConfig>) -> MockOAuth {
+    provider_with_ttl(clients, Duration::from_secs(600)).await
+}
+
+async fn provider_with_ttl(clients: Vec<ClientConfig>, access_ttl: Duration) -> MockOAuth {
     MockOAuth::start(Config {
         jwt: true,
-        access_ttl: Duration::from_secs(600),
+        access_ttl,
         clients,
         groups: vec![
             ("alice".into(), "eng".into()),
@@ -40,10 +44,10 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn sign_in(mcp_url: &str, tool: &str, mode: &str) -> Value {
+async fn sign_in(mcp_url: &str, tool: &str, mode: &str, pause: &str) -> Value {
     let out = run_python(
         &python_script("signin.py"),
-        &[mcp_url, tool, mode, "alice"],
+        &[mcp_url, tool, mode, "alice", pause],
         Duration::from_secs(120),
     )
     .await;
@@ -52,7 +56,8 @@ async fn sign_in(mcp_url: &str, tool: &str, mode: &str) -> Value {
 
 #[tokio::test]
 async fn the_python_sdk_signs_in_by_itself_through_three_replicas_and_survives_key_rotation() {
-    let mock = provider(Vec::new()).await;
+    // Access tokens live 3 s: the client refreshes one (rotating its refresh token).
+    let mock = provider_with_ttl(Vec::new(), Duration::from_secs(3)).await;
     let fixture = Fixture::start(&[]);
     let config = format!(
         "publicUrl: {{lb}}\nclientAuth:\n  oidc:\n    issuer: {}\n    jwksRefreshInterval: 1s\nconnections:\n  - name: fx\n    url: {}\n",
@@ -62,7 +67,7 @@ async fn the_python_sdk_signs_in_by_itself_through_three_replicas_and_survives_k
     let cluster = Cluster::start(3, &config).await;
     let url = format!("{}/mcp", cluster.lb.base);
     for mode in ["auto", "legacy"] {
-        let report = sign_in(&url, "fx__echo", mode).await;
+        let report = sign_in(&url, "fx__echo", mode, "0").await;
         assert!(
             report["echo"]
                 .as_str()
@@ -83,7 +88,7 @@ async fn the_python_sdk_signs_in_by_itself_through_three_replicas_and_survives_k
     // token (signed with a key no replica has seen) works on every replica.
     mock.rotate_key_and_retire()
         .unwrap_or_else(|e| panic!("rotate: {e}"));
-    let report = sign_in(&url, "fx__echo", "auto").await;
+    let report = sign_in(&url, "fx__echo", "auto", "4").await;
     assert!(
         report["echo"]
             .as_str()
@@ -91,6 +96,16 @@ async fn the_python_sdk_signs_in_by_itself_through_three_replicas_and_survives_k
             .contains("signed in"),
         "{report}"
     );
+    assert_eq!(
+        report["token_changed"], true,
+        "refreshed after expiry: {report}"
+    );
+    let refreshes = mock
+        .token_log()
+        .iter()
+        .filter(|e| e.grant_type.as_deref() == Some("refresh_token") && e.outcome == "ok")
+        .count();
+    assert!(refreshes >= 1, "the client refreshed its token");
     // Each of the three sign-ins began with a 401 for a request without a token.
     let mut refused = 0.0;
     for r in &cluster.replicas {

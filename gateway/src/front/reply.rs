@@ -45,16 +45,6 @@ pub fn http_error(status: StatusCode, message: &str) -> Reply {
     r
 }
 
-/// `401` with a `WWW-Authenticate` challenge.
-pub fn unauthorized(message: &str) -> Reply {
-    let mut r = http_error(StatusCode::UNAUTHORIZED, message);
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"hawser\""),
-    );
-    r
-}
-
 /// An SSE response streaming `body`.
 pub fn sse(body: Body) -> Reply {
     let mut r = Response::new(body);

@@ -64,7 +64,7 @@ async fn post_mcp(
         %endpoint,
         session = tracing::field::Empty,
     );
-    handle_post(front, endpoint, parts.headers, body, info)
+    handle_post(front, endpoint, Arc::new(parts.headers), body, info)
         .instrument(span)
         .await
 }
@@ -72,7 +72,8 @@ async fn post_mcp(
 async fn handle_post(
     front: Arc<Front>,
     endpoint: Endpoint,
-    headers: HeaderMap,
+    // Shared, not copied, with the upstream requests (a connection's forwardHeaders).
+    headers: Arc<HeaderMap>,
     body: axum::body::Body,
     mut info: RequestInfo,
 ) -> Reply {
@@ -91,7 +92,7 @@ async fn handle_post(
     };
     info.auth_type = Some(identity.method.as_str());
     info.caller = Some(identity.clone());
-    info.client_headers = Some(Arc::new(headers.clone()));
+    info.client_headers = Some(headers.clone());
     info.request_bytes = body.len();
     let msg = match Message::parse(&body) {
         Ok(m) => m,

@@ -155,3 +155,25 @@ pub(super) async fn rotate_signing_key(
     tx.commit().await?;
     Ok(())
 }
+
+/// Re-seals signing keys sealed with an older key; how many were rewritten.
+pub(super) async fn reseal(pool: &PgPool, keyring: &crate::crypto::Keyring) -> Result<usize> {
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT kid, sealed_key FROM signing_keys")
+        .fetch_all(pool)
+        .await?;
+    let mut count = 0;
+    for (kid, sealed) in rows {
+        if let Some(fresh) = keyring.reseal(&sealed, &signing_context(&kid))? {
+            let done = sqlx::query(
+                "UPDATE signing_keys SET sealed_key = $2 WHERE kid = $1 AND sealed_key = $3",
+            )
+            .bind(&kid)
+            .bind(&fresh)
+            .bind(&sealed)
+            .execute(pool)
+            .await?;
+            count += done.rows_affected() as usize;
+        }
+    }
+    Ok(count)
+}

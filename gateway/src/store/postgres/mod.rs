@@ -403,5 +403,7 @@ impl Store for PgStore {
 /// Re-seals every sealed value in the database under the keyring's first key;
 /// returns how many values were rewritten.
 pub async fn reseal_all(pool: &PgPool, keyring: &Keyring) -> Result<usize> {
-    Ok(connections::reseal(pool, keyring).await? + oauth::reseal(pool, keyring).await?)
+    Ok(connections::reseal(pool, keyring).await?
+        + oauth::reseal(pool, keyring).await?
+        + apikeys::reseal(pool, keyring).await?)
 }
