@@ -11,12 +11,17 @@
 #![forbid(unsafe_code)]
 
 mod duration;
+mod policy;
 mod replica;
 mod secret;
 mod spec;
 mod status;
 
 pub use duration::{Duration, ParseDurationError};
+pub use policy::{
+    Effect, LimitKey, McpPolicy, McpPolicySpec, McpPolicyStatus, PolicyRule, RateLimit, Selector,
+    TargetRef,
+};
 pub use replica::{AuthState, ConnectionState, Problem, ProblemKind};
 pub use secret::{SecretKeySelector, SecretValue};
 pub use spec::{

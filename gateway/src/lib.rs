@@ -19,6 +19,7 @@ pub mod identity;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod oauth;
+pub mod policy;
 pub mod registry;
 pub mod revision;
 pub mod server;

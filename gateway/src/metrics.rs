@@ -335,6 +335,8 @@ fn static_outcome(outcome: &str) -> Cow<'static, str> {
         "timeout",
         "cancelled",
         "policy",
+        "denied",
+        "rate_limited",
         "protocol",
         "auth",
     ];

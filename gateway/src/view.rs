@@ -47,11 +47,34 @@ pub struct Route {
     pub name: String,
 }
 
+/// One listed item: the connection it comes from, its name (URI, URI template) at
+/// the upstream, and its JSON as this endpoint lists it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub connection: Arc<str>,
+    pub name: String,
+    json: String,
+}
+
+impl Entry {
+    fn new(connection: &str, name: &str, json: String) -> Self {
+        Self {
+            connection: connection.into(),
+            name: name.to_owned(),
+            json,
+        }
+    }
+}
+
 /// What one endpoint serves: its lists and routes.
 #[derive(Debug)]
 pub struct EndpointView {
     lists: [Bytes; 4],
     fingerprints: [u64; 4],
+    /// The items of each list, for lists filtered per caller.
+    entries: [Vec<Entry>; 4],
+    hints: [CacheHint; 4],
+    server_info: Option<String>,
     pub tools: HashMap<String, Route>,
     pub prompts: HashMap<String, Route>,
     pub resources: HashMap<String, Arc<Upstream>>,
@@ -71,6 +94,24 @@ impl EndpointView {
     /// The prebuilt `result` of a list request.
     pub fn list(&self, kind: ListKind) -> Bytes {
         self.lists[kind.index()].clone()
+    }
+
+    /// The `result` of a list request showing only the entries `keep` accepts; marked
+    /// `cacheScope: private`, since another caller may see another list.
+    pub fn filtered(&self, kind: ListKind, keep: impl Fn(&Entry) -> bool) -> Bytes {
+        let i = kind.index();
+        let items = self.entries[i]
+            .iter()
+            .filter(|e| keep(e))
+            .map(|e| e.json.as_str());
+        let mut hint = self.hints[i];
+        hint.private = true;
+        render(kind, items, hint, self.server_info.as_deref()).0
+    }
+
+    /// The entries of a list.
+    pub fn entries(&self, kind: ListKind) -> &[Entry] {
+        &self.entries[kind.index()]
     }
 
     fn fingerprint(&self, kind: ListKind) -> u64 {
@@ -130,7 +171,7 @@ impl Changes {
 }
 
 struct Builder {
-    items: [Vec<String>; 4],
+    items: [Vec<Entry>; 4],
     hints: [CacheHint; 4],
     /// `serverInfo` for result `_meta` (JSON text).
     server_info: Option<String>,
@@ -146,6 +187,9 @@ impl Builder {
             endpoint: EndpointView {
                 lists: Default::default(),
                 fingerprints: [0; 4],
+                entries: Default::default(),
+                hints: Default::default(),
+                server_info: None,
                 tools: HashMap::new(),
                 prompts: HashMap::new(),
                 resources: HashMap::new(),
@@ -157,45 +201,74 @@ impl Builder {
 
     fn finish(mut self) -> EndpointView {
         for kind in ListKind::ALL {
-            let items = &self.items[kind.index()];
-            let mut json =
-                String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 32);
-            json.push_str("{\"");
-            json.push_str(kind.field());
-            json.push_str("\":[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    json.push(',');
-                }
-                json.push_str(item);
-            }
-            json.push(']');
-            // The fingerprint says whether the items changed, not the hints.
-            let mut h = DefaultHasher::new();
-            json.hash(&mut h);
-            self.endpoint.fingerprints[kind.index()] = h.finish();
-            // 2026-07-28 fields; earlier revisions ignore them.
-            let hint = self.hints[kind.index()];
-            json.push_str(",\"resultType\":\"complete\",\"ttlMs\":");
-            json.push_str(
-                &hint
-                    .ttl_ms
-                    .unwrap_or(DEFAULT_TTL_MS)
-                    .min(DEFAULT_TTL_MS)
-                    .to_string(),
-            );
-            json.push_str(if hint.private {
-                ",\"cacheScope\":\"private\""
-            } else {
-                ",\"cacheScope\":\"public\""
-            });
-            json.push_str(",\"_meta\":{\"io.modelcontextprotocol/serverInfo\":");
-            json.push_str(self.server_info.as_deref().unwrap_or(HAWSER_INFO.as_str()));
-            json.push_str("}}");
-            self.endpoint.lists[kind.index()] = Bytes::from(json);
+            let i = kind.index();
+            let items = self.items[i].iter().map(|e| e.json.as_str());
+            let (list, fingerprint) =
+                render(kind, items, self.hints[i], self.server_info.as_deref());
+            self.endpoint.lists[i] = list;
+            self.endpoint.fingerprints[i] = fingerprint;
         }
+        self.endpoint.entries = self.items;
+        self.endpoint.hints = self.hints;
+        self.endpoint.server_info = self.server_info;
         self.endpoint
     }
+}
+
+/// A list `result` of `items`, and the fingerprint of the items (not the hints).
+fn render<'a>(
+    kind: ListKind,
+    items: impl Iterator<Item = &'a str>,
+    hint: CacheHint,
+    server_info: Option<&str>,
+) -> (Bytes, u64) {
+    let mut json = String::with_capacity(256);
+    json.push_str("{\"");
+    json.push_str(kind.field());
+    json.push_str("\":[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(item);
+    }
+    json.push(']');
+    // The fingerprint says whether the items changed, not the hints.
+    let mut h = DefaultHasher::new();
+    json.hash(&mut h);
+    let fingerprint = h.finish();
+    // 2026-07-28 fields; earlier revisions ignore them.
+    json.push_str(",\"resultType\":\"complete\",\"ttlMs\":");
+    json.push_str(
+        &hint
+            .ttl_ms
+            .unwrap_or(DEFAULT_TTL_MS)
+            .min(DEFAULT_TTL_MS)
+            .to_string(),
+    );
+    json.push_str(if hint.private {
+        ",\"cacheScope\":\"private\""
+    } else {
+        ",\"cacheScope\":\"public\""
+    });
+    json.push_str(",\"_meta\":{\"io.modelcontextprotocol/serverInfo\":");
+    json.push_str(server_info.unwrap_or(HAWSER_INFO.as_str()));
+    json.push_str("}}");
+    (Bytes::from(json), fingerprint)
+}
+
+/// An endpoint listing `tools` of `connection`, for tests.
+#[cfg(test)]
+pub fn test_endpoint(connection: &str, tools: &[&str]) -> EndpointView {
+    let mut b = Builder::new(None);
+    for t in tools {
+        b.items[0].push(Entry::new(
+            connection,
+            t,
+            serde_json::json!({"name": t}).to_string(),
+        ));
+    }
+    b.finish()
 }
 
 /// The `serverInfo` of an initialize result (JSON text).
@@ -244,7 +317,11 @@ impl View {
                 if !config.tools.allows(&tool.key) {
                     continue;
                 }
-                own.items[0].push(tool.raw.get().to_owned());
+                own.items[0].push(Entry::new(
+                    upstream.name(),
+                    &tool.key,
+                    tool.raw.get().to_owned(),
+                ));
                 own.endpoint.tools.insert(
                     tool.key.clone(),
                     Route {
@@ -268,7 +345,11 @@ impl View {
                     continue;
                 }
                 claimed.insert(format!("tool:{exposed}"), upstream.name().to_owned());
-                agg.items[0].push(renamed(tool, &exposed));
+                agg.items[0].push(Entry::new(
+                    upstream.name(),
+                    &tool.key,
+                    renamed(tool, &exposed),
+                ));
                 agg.endpoint.tools.insert(
                     exposed,
                     Route {
@@ -278,7 +359,11 @@ impl View {
                 );
             }
             for prompt in &catalog.prompts {
-                own.items[1].push(prompt.raw.get().to_owned());
+                own.items[1].push(Entry::new(
+                    upstream.name(),
+                    &prompt.key,
+                    prompt.raw.get().to_owned(),
+                ));
                 own.endpoint.prompts.insert(
                     prompt.key.clone(),
                     Route {
@@ -292,7 +377,11 @@ impl View {
                     continue;
                 }
                 claimed.insert(format!("prompt:{exposed}"), upstream.name().to_owned());
-                agg.items[1].push(renamed(prompt, &exposed));
+                agg.items[1].push(Entry::new(
+                    upstream.name(),
+                    &prompt.key,
+                    renamed(prompt, &exposed),
+                ));
                 agg.endpoint.prompts.insert(
                     exposed,
                     Route {
@@ -302,7 +391,11 @@ impl View {
                 );
             }
             for resource in &catalog.resources {
-                own.items[2].push(resource.raw.get().to_owned());
+                own.items[2].push(Entry::new(
+                    upstream.name(),
+                    &resource.key,
+                    resource.raw.get().to_owned(),
+                ));
                 own.endpoint
                     .resources
                     .insert(resource.key.clone(), upstream.clone());
@@ -320,18 +413,30 @@ impl View {
                     format!("resource:{}", resource.key),
                     upstream.name().to_owned(),
                 );
-                agg.items[2].push(resource.raw.get().to_owned());
+                agg.items[2].push(Entry::new(
+                    upstream.name(),
+                    &resource.key,
+                    resource.raw.get().to_owned(),
+                ));
                 agg.endpoint
                     .resources
                     .insert(resource.key.clone(), upstream.clone());
             }
             for template in &catalog.templates {
                 let parsed = UriTemplate::parse(&template.key);
-                own.items[3].push(template.raw.get().to_owned());
+                own.items[3].push(Entry::new(
+                    upstream.name(),
+                    &template.key,
+                    template.raw.get().to_owned(),
+                ));
                 own.endpoint
                     .templates
                     .push((parsed.clone(), upstream.clone()));
-                agg.items[3].push(template.raw.get().to_owned());
+                agg.items[3].push(Entry::new(
+                    upstream.name(),
+                    &template.key,
+                    template.raw.get().to_owned(),
+                ));
                 agg.endpoint.templates.push((parsed, upstream.clone()));
             }
             connections.insert(upstream.name().to_owned(), Arc::new(own.finish()));

@@ -9,8 +9,8 @@ use crate::Error;
 
 /// The longest wait between retries.
 pub const MAX_DELAY: Duration = Duration::from_secs(300);
-/// An invalid spec is fixed only by editing the resource or a Secret, both of which
-/// trigger a reconciliation at once; the requeue is just a safety net.
+/// An invalid spec (or policy) is fixed only by editing the resource or a Secret,
+/// which triggers a reconciliation at once; the requeue is just a safety net.
 pub const INVALID_SPEC_DELAY: Duration = Duration::from_secs(600);
 
 /// Consecutive failures per object (`<namespace>/<name>`).
@@ -40,7 +40,7 @@ impl Backoff {
 
 fn delay(error: &Error, attempt: u32) -> Duration {
     let first = match error.root() {
-        Error::InvalidSpec(_) => return INVALID_SPEC_DELAY,
+        Error::InvalidSpec(_) | Error::InvalidPolicy(_) => return INVALID_SPEC_DELAY,
         // Often a Secret created right after the resource: look again soon.
         Error::SecretNotFound(_) => Duration::from_secs(5),
         _ => Duration::from_secs(1),

@@ -28,7 +28,8 @@ pub struct Cli {
     #[arg(long, env = "HAWSER_OPERATOR_LISTEN", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
 
-    /// Watch McpConnections and Secrets in this namespace only [default: all namespaces].
+    /// Watch McpConnections, McpPolicies and Secrets in this namespace only
+    /// [default: all namespaces].
     #[arg(long, env = "HAWSER_WATCH_NAMESPACE")]
     namespace: Option<String>,
 

@@ -6,6 +6,8 @@
 //! replicas' `connection_status` rows. A finalizer removes the row when the resource
 //! is deleted. Secrets are watched (metadata only) and mapped to the connections that
 //! reference them, so a rotated token reaches the gateway within seconds.
+//!
+//! [`policy`] reconciles `McpPolicy` resources the same way.
 
 use std::sync::Arc;
 
@@ -152,7 +154,7 @@ async fn apply(conn: &McpConnection, ctx: &Context) -> Result<Action> {
             Some(Error::InvalidSpec(spec_error)),
         ),
         Err(other) => {
-            publish(ctx, conn, sync_failed(&other)).await;
+            publish(ctx, conn, sync_failed(&other, "connection")).await;
             return Err(other);
         }
     };
@@ -223,11 +225,12 @@ async fn write(
 }
 
 /// A Warning for a failure that is retried without a status change: what failed, in
-/// words safe to show to whoever may read the namespace's Events.
-fn sync_failed(error: &Error) -> Notice {
+/// words safe to show to whoever may read the namespace's Events. `what` is the kind
+/// of row (`connection`, `policy`).
+pub(crate) fn sync_failed(error: &Error, what: &str) -> Notice {
     let note = match error {
         Error::SecretRead { .. } => format!("{error}; retrying"),
-        Error::Store(_) => "cannot write the connection to the gateway store; retrying".to_owned(),
+        Error::Store(_) => format!("cannot write the {what} to the gateway store; retrying"),
         _ => format!("reconciliation failed ({}); retrying", error.metric_label()),
     };
     Notice {
@@ -263,8 +266,13 @@ async fn cleanup(conn: &McpConnection, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-/// Publishes an Event; a failure is logged, never fatal (Events are best effort).
-async fn publish(ctx: &Context, conn: &McpConnection, notice: Notice) {
+/// Publishes an Event about `object`; a failure is logged, never fatal (Events are
+/// best effort).
+pub(crate) async fn publish<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    object: &K,
+    notice: Notice,
+) {
     let event = Event {
         type_: notice.type_,
         reason: notice.reason.to_owned(),
@@ -272,7 +280,7 @@ async fn publish(ctx: &Context, conn: &McpConnection, notice: Notice) {
         action: notice.action.to_owned(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &conn.object_ref(&())).await {
+    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
         warn!(%error, reason = notice.reason, "cannot publish event");
     }
 }
@@ -297,9 +305,25 @@ pub fn connections_using(
         .collect()
 }
 
-/// Runs the controller over `namespace` (all when `None`) until `shutdown`, then lets
-/// running reconciliations finish.
-pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, shutdown: CancellationToken) {
+/// Runs the controllers over `namespace` (all when `None`) until `shutdown`, then lets
+/// running reconciliations finish: the `McpConnection` one, and the `McpPolicy` one
+/// when `policies` (its CRD is served).
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    policies: bool,
+    shutdown: CancellationToken,
+) {
+    let connections = run_connections(ctx.clone(), namespace, shutdown.clone());
+    if policies {
+        futures::join!(connections, policy::run(ctx, namespace, shutdown));
+    } else {
+        connections.await;
+    }
+}
+
+/// Runs the `McpConnection` controller until `shutdown`.
+async fn run_connections(ctx: Arc<Context>, namespace: Option<&str>, shutdown: CancellationToken) {
     // `PartialObjectMeta<Secret>`: metadata-only requests, so a Secret's data reaches
     // the operator only when a connection uses it (and only through a GET).
     let (connections, secrets): (Api<McpConnection>, Api<PartialObjectMeta<Secret>>) =
@@ -333,6 +357,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, shutdown: Cancellat
         })
         .await;
 }
+
+pub mod policy;
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! no variant carries secret material.
 
 use hawser_gateway::config::SpecError;
+use hawser_gateway::policy::PolicyError;
 use kube::runtime::finalizer;
 
 use crate::secrets::Missing;
@@ -32,6 +33,10 @@ pub enum Error {
     #[error("invalid spec: {0}")]
     InvalidSpec(#[from] SpecError),
 
+    /// The `McpPolicy` spec would not load in the gateway.
+    #[error("invalid policy: {0}")]
+    InvalidPolicy(#[source] PolicyError),
+
     /// The object lacks a field the API server always sets.
     #[error("resource has no {0}")]
     Incomplete(&'static str),
@@ -50,6 +55,7 @@ impl Error {
             Self::Store(_) => "store",
             Self::SecretNotFound(_) => "secret_not_found",
             Self::InvalidSpec(_) => "invalid_spec",
+            Self::InvalidPolicy(_) => "invalid_policy",
             Self::Incomplete(_) => "incomplete",
             Self::Finalizer(e) => match e.as_ref() {
                 finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => {

@@ -28,6 +28,8 @@ use crate::Context;
 use crate::controller::{FIELD_MANAGER, FINALIZER};
 use crate::metrics::Metrics;
 
+pub mod policy;
+
 pub const NAMESPACE: &str = "team-a";
 pub const NAME: &str = "github";
 /// The store key of [`connection`].
@@ -274,6 +276,16 @@ async fn handle_status_patch(handle: &mut ApiHandle, conn: &McpConnection) -> Mc
 }
 
 async fn handle_event(handle: &mut ApiHandle, reason: &str) -> K8sEvent {
+    handle_event_about(handle, reason, "McpConnection", NAME).await
+}
+
+/// An Event with `reason` about the resource `kind` `name` in [`NAMESPACE`].
+async fn handle_event_about(
+    handle: &mut ApiHandle,
+    reason: &str,
+    kind: &str,
+    name: &str,
+) -> K8sEvent {
     let (request, send) = next(handle).await;
     assert_eq!(request.method(), Method::POST);
     assert_eq!(
@@ -284,8 +296,8 @@ async fn handle_event(handle: &mut ApiHandle, reason: &str) -> K8sEvent {
     assert_eq!(event.reason.as_deref(), Some(reason), "{event:?}");
     assert_eq!(event.reporting_controller.as_deref(), Some(FIELD_MANAGER));
     let regarding = event.regarding.clone().unwrap_or_default();
-    assert_eq!(regarding.kind.as_deref(), Some("McpConnection"));
-    assert_eq!(regarding.name.as_deref(), Some(NAME));
+    assert_eq!(regarding.kind.as_deref(), Some(kind));
+    assert_eq!(regarding.name.as_deref(), Some(name));
     respond(send, StatusCode::CREATED, &event);
     event
 }
@@ -311,7 +323,7 @@ async fn handle_finalizer_removal(handle: &mut ApiHandle, conn: &McpConnection) 
 }
 
 /// Waits for the verifier to have seen every expected call.
-pub async fn timeout_after_5s(verifier: JoinHandle<Seen>) -> Seen {
+pub async fn timeout_after_5s<T>(verifier: JoinHandle<T>) -> T {
     tokio::time::timeout(Duration::from_secs(5), verifier)
         .await
         .expect("the scenario timed out: an expected call was not made")

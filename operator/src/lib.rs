@@ -1,5 +1,6 @@
-//! hawser-operator: turns `McpConnection` resources into rows of the Hawser gateway's
-//! Postgres store, and reports the gateway replicas' view back on each resource.
+//! hawser-operator: turns `McpConnection` and `McpPolicy` resources into rows of the
+//! Hawser gateway's Postgres store, and reports the gateway replicas' view back on
+//! each resource.
 //!
 //! [`controller`] reconciles, using [`secrets`] to read the referenced Secrets and
 //! [`status`] to build conditions and Events; [`leader`] makes sure one replica at a
@@ -22,7 +23,7 @@ mod fixtures;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use hawser_crds::McpConnection;
+use hawser_crds::{McpConnection, McpPolicy};
 use hawser_gateway::config::Policy;
 use hawser_gateway::store::{PgStore, Store, postgres};
 use kube::api::ListParams;
@@ -43,6 +44,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "loading the Kubernetes client configuration (in-cluster service account or KUBECONFIG)",
     )?;
     check_crd(&client, settings.namespace.as_deref()).await?;
+    let policies = policies_served(&client, settings.namespace.as_deref()).await?;
     let store = open_store(&settings).await?;
     let (registry, metrics) = metrics::registry();
     let shutdown = hawser_gateway::server::shutdown_signal();
@@ -83,7 +85,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         leader_rx.clone(),
         &settings.identity,
     ));
-    lead(ctx, settings.namespace.as_deref(), leader_rx, &shutdown).await;
+    lead(
+        ctx,
+        settings.namespace.as_deref(),
+        policies,
+        leader_rx,
+        &shutdown,
+    )
+    .await;
     let requested = shutdown.is_cancelled();
 
     // The controller has stopped: only now give the lease up.
@@ -107,6 +116,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 async fn lead(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    policies: bool,
     mut leader: watch::Receiver<bool>,
     shutdown: &CancellationToken,
 ) {
@@ -120,7 +130,7 @@ async fn lead(
             "leading: starting the controller"
         );
         tokio::select! {
-            () = controller::run(ctx.clone(), namespace, shutdown.clone()) => return,
+            () = controller::run(ctx.clone(), namespace, policies, shutdown.clone()) => return,
             _ = leader.wait_for(|l| !*l) => warn!("lost the lease: controller stopped"),
         }
     }
@@ -137,6 +147,29 @@ async fn check_crd(client: &Client, namespace: Option<&str>) -> anyhow::Result<(
          and may this service account list them?",
     )?;
     Ok(())
+}
+
+/// Whether McpPolicies can be reconciled. A chart upgrade does not install new CRDs
+/// (Helm leaves `crds/` alone after the first install), so a missing McpPolicy CRD, or
+/// RBAC that predates it, disables the policy controller with a warning instead of
+/// stopping the operator.
+async fn policies_served(client: &Client, namespace: Option<&str>) -> anyhow::Result<bool> {
+    let api: Api<McpPolicy> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.is_not_found() || status.is_forbidden() => {
+            warn!(
+                error = %status.message,
+                "McpPolicies are not reconciled: install the CRD (kubectl apply -f crds/mcppolicies.yaml), \
+                 grant the operator get/list/watch/patch on mcppolicies and patch on mcppolicies/status, then restart it"
+            );
+            Ok(false)
+        }
+        Err(error) => Err(error).context("cannot list McpPolicies"),
+    }
 }
 
 /// Connects to the gateway's database, applies pending migrations (as the gateway

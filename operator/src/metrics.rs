@@ -18,7 +18,7 @@ use crate::Error;
 /// Label set of `reconcile_failures_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
-    /// What failed, e.g. `secret_not_found`, `invalid_spec`, `kube`, `store`.
+    /// What failed, e.g. `secret_not_found`, `invalid_spec`, `invalid_policy`, `kube`, `store`.
     pub reason: &'static str,
 }
 
@@ -47,17 +47,17 @@ impl Metrics {
     pub fn register(self, registry: &mut Registry) -> Self {
         registry.register(
             "reconciliations",
-            "McpConnection reconciliations started",
+            "Reconciliations started (McpConnection and McpPolicy)",
             self.reconciliations.clone(),
         );
         registry.register(
             "reconcile_failures",
-            "McpConnection reconciliations that failed, by reason",
+            "Reconciliations (McpConnection and McpPolicy) that failed, by reason",
             self.failures.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
-            "Time taken by one McpConnection reconciliation",
+            "Time taken by one reconciliation (McpConnection or McpPolicy)",
             self.reconcile_duration.clone(),
         );
         registry.register(

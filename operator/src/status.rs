@@ -33,6 +33,8 @@ pub mod reasons {
     /// The connection needs no interactive authorization.
     pub const NOT_REQUIRED: &str = "NotRequired";
     pub const SYNCED: &str = "Synced";
+    /// An `McpPolicy` the gateway would not load (`hawser_gateway::policy::check`).
+    pub const INVALID_POLICY: &str = "InvalidPolicy";
 }
 
 /// Kubernetes caps condition messages at 32 KiB; ours stay far shorter.
@@ -369,6 +371,8 @@ pub fn notices(
     }
     out
 }
+
+pub mod policy;
 
 #[cfg(test)]
 mod tests;

@@ -42,6 +42,15 @@ pub enum Error {
     NamespacedName(String),
     #[error("{}", .0.public_message())]
     OAuth(#[from] crate::oauth::Error),
+    /// A policy that does not compile (422: the body is well-formed JSON).
+    #[error("{field}: {message}")]
+    InvalidPolicy { field: String, message: String },
+    #[error("policy {0} not found")]
+    PolicyNotFound(String),
+    #[error("policy {0} is managed by an McpPolicy resource; change the resource instead")]
+    PolicyManagedByResource(String),
+    #[error("policy {0} is defined in the gateway's config file; change it there")]
+    PolicyManagedByFile(String),
     #[error("API keys are off: set clientAuth.apiKeys: true in the gateway's config")]
     ApiKeysOff,
     #[error("API key {0} not found or already revoked")]
@@ -55,7 +64,11 @@ impl Error {
         match self {
             Self::Disabled | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotFound(_) | Self::KeyNotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::KeyNotFound(_) | Self::PolicyNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::InvalidPolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PolicyManagedByResource(_) | Self::PolicyManagedByFile(_) => StatusCode::CONFLICT,
             Self::ApiKeysOff => StatusCode::CONFLICT,
             Self::Invalid { .. } | Self::BadPath(_) | Self::BadBody => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -78,7 +91,7 @@ impl IntoResponse for Error {
             _ => {}
         }
         let mut body = json!({ "error": self.to_string() });
-        if let Self::Invalid { field, .. } = &self {
+        if let Self::Invalid { field, .. } | Self::InvalidPolicy { field, .. } = &self {
             body["field"] = json!(field);
         }
         let mut response = (self.status(), Json(body)).into_response();

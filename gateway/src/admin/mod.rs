@@ -6,6 +6,7 @@
 
 mod apikeys;
 mod error;
+mod policies;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct Admin {
     pub api_keys: Option<Arc<crate::identity::apikeys::ApiKeys>>,
     /// Hawser's signing keys (identity mode `jwt`).
     pub signer: Option<Arc<crate::identity::signing::Signer>>,
+    /// The policies replicas enforce (for `explain`).
+    pub policies: Arc<crate::policy::Policies>,
+    /// What clients see (for `explain` of exposed names).
+    pub registry: Arc<crate::registry::Registry>,
 }
 
 /// The admin routes.
@@ -69,6 +74,14 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route(
             "/api/v1/apikeys/{id}",
             axum::routing::delete(apikeys::revoke),
+        )
+        .route("/api/v1/policies", get(policies::list))
+        .route("/api/v1/policies/explain", get(policies::explain))
+        .route(
+            "/api/v1/policies/{name}",
+            get(policies::get_one)
+                .put(policies::put)
+                .delete(policies::delete),
         )
         .route(
             "/api/v1/signing-keys/rotate",

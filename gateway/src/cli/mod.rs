@@ -1,6 +1,7 @@
 //! The `hawser` command line.
 
 mod apikey;
+mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,19 @@ enum Command {
         )]
         gateway: String,
     },
+    /// Ask a running gateway why a caller may or may not use a tool.
+    Policy {
+        #[command(subcommand)]
+        command: policy::Command,
+        /// The gateway's base URL [env: HAWSER_GATEWAY_URL].
+        #[arg(
+            long,
+            global = true,
+            env = "HAWSER_GATEWAY_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        gateway: String,
+    },
 }
 
 /// Entry point of the `hawser` binary.
@@ -108,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apikey { command, gateway } => apikey::run(command, &gateway).await,
+        Command::Policy { command, gateway } => policy::run(command, &gateway).await,
         Command::Keygen => {
             println!("{}", Keyring::generate_entry());
             Ok(())

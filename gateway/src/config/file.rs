@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hawser_crds::{McpConnectionSpec, SecretValue};
+use hawser_crds::{McpConnectionSpec, McpPolicySpec, SecretValue};
 use serde::Deserialize;
 
 /// The config file as written (camelCase, unknown fields rejected).
@@ -38,6 +38,12 @@ pub struct RawConfig {
     /// Upstream MCP servers.
     #[serde(default)]
     pub connections: Vec<McpConnectionSpec>,
+    /// Access policies (the McpPolicy schema, with `name`).
+    #[serde(default)]
+    pub policies: Vec<McpPolicySpec>,
+    /// Policy settings.
+    #[serde(default)]
+    pub policy: RawPolicySettings,
 }
 
 /// HTTP server limits, as written.
@@ -100,6 +106,14 @@ pub struct RawSecurity {
     /// Peers whose `X-Forwarded-For` is believed (CIDRs or addresses); others' is
     /// ignored (`HAWSER_TRUSTED_PROXIES`).
     pub trusted_proxies: Option<Vec<String>>,
+}
+
+/// `policy:`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawPolicySettings {
+    /// What a connection no policy targets allows: `allow` (default) or `deny`.
+    pub default_action: Option<hawser_crds::Effect>,
 }
 
 /// Client authentication, as written: any combination of `oidc`, `apiKeys` and

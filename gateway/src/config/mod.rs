@@ -99,11 +99,54 @@ pub struct Settings {
     pub session_idle_timeout: std::time::Duration,
     pub http: HttpLimits,
     pub connections: Vec<ConnectionConfig>,
+    /// The config file's policies (name, spec, the connections they target).
+    pub policies: Vec<(String, hawser_crds::McpPolicySpec, Vec<String>)>,
+    /// Whether connections no policy targets refuse everything.
+    pub policy_default_deny: bool,
 }
 
 /// Default for [`Settings::session_idle_timeout`].
 pub const DEFAULT_SESSION_IDLE_TIMEOUT: std::time::Duration =
     std::time::Duration::from_secs(24 * 3600);
+
+/// The config file's `policies:`: named, targets by name (label selectors belong to
+/// McpPolicy resources, whose connections have labels).
+fn policies(
+    raw: Vec<hawser_crds::McpPolicySpec>,
+) -> Result<Vec<(String, hawser_crds::McpPolicySpec, Vec<String>)>, ConfigError> {
+    let mut out: Vec<(String, hawser_crds::McpPolicySpec, Vec<String>)> = Vec::new();
+    for (i, mut spec) in raw.into_iter().enumerate() {
+        let field = format!("policies[{i}]");
+        let name = spec
+            .name
+            .take()
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| invalid(&format!("{field}.name"), "required"))?;
+        if out.iter().any(|(n, _, _)| *n == name) {
+            return Err(invalid(
+                &format!("{field}.name"),
+                format!("duplicate policy name {name:?}"),
+            ));
+        }
+        let mut targets = Vec::new();
+        for (j, t) in spec.target_refs.iter().enumerate() {
+            match (&t.name, &t.selector) {
+                (Some(n), None) => targets.push(n.clone()),
+                (_, Some(_)) => {
+                    return Err(invalid(
+                        &format!("{field}.targetRefs[{j}].selector"),
+                        "label selectors are for McpPolicy resources; name the connection",
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(&format!("{field}.targetRefs[{j}]"), "give name"));
+                }
+            }
+        }
+        out.push((name, spec, targets));
+    }
+    Ok(out)
+}
 
 /// `--listen`, else `HAWSER_LISTEN`, else `listen:`, else the default.
 fn listen(flags: &Flags, env: &dyn Env, file: Option<String>) -> Result<SocketAddr, ConfigError> {
@@ -295,6 +338,8 @@ impl Settings {
             session_idle_timeout: session_idle_timeout(env, raw.sessions)?,
             http: http::resolve(raw.http, env)?,
             connections: connections(raw.connections, &label, policy, &secrets)?,
+            policies: policies(raw.policies)?,
+            policy_default_deny: raw.policy.default_action == Some(hawser_crds::Effect::Deny),
             config_path,
         })
     }

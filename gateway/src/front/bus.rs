@@ -94,7 +94,8 @@ pub async fn receive(front: &Arc<Front>, message: BusMessage) {
         // The registry handles token changes; identity's API keys follow key changes.
         BusMessage::TokenChanged { .. }
         | BusMessage::ApiKeysChanged
-        | BusMessage::SigningKeysChanged => {}
+        | BusMessage::SigningKeysChanged
+        | BusMessage::PoliciesChanged => {}
         BusMessage::UpstreamSession {
             session,
             connection,

@@ -16,6 +16,7 @@ use super::request::RequestInfo;
 use super::session::ClientSession;
 use super::state::Front;
 use crate::jsonrpc::{self, Id, Kind, Message, RawParams, raw_string};
+use crate::policy;
 use crate::upstream::Upstream;
 use crate::view::{EndpointView, ListKind, Route};
 
@@ -89,10 +90,12 @@ fn list(
             "unknown cursor: lists are not paginated".into(),
         ));
     }
-    let message = jsonrpc::result(
-        id.json(),
-        std::str::from_utf8(&endpoint.list(kind)).unwrap_or("{}"),
-    );
+    // Each caller sees what the policies let it use.
+    let result = match &info.caller {
+        Some(caller) => front.policy.list(caller, endpoint, kind),
+        None => endpoint.list(kind),
+    };
+    let message = jsonrpc::result(id.json(), std::str::from_utf8(&result).unwrap_or("{}"));
     record::answered(front, info, msg.method(), "ok");
     // A connection's endpoint answers in the framing its upstream uses.
     if endpoint
@@ -165,14 +168,42 @@ async fn routed(
                 .0
                 .get_str("name")
                 .ok_or_else(|| Error::InvalidParams("params.name is required".into()))?;
-            let Some(route) = routes.get(&name) else {
+            let unknown = |name: String| {
                 let error = Error::UnknownName {
                     kind,
                     name: name.clone(),
                 };
                 record::refused(front, info, Some(session), method, Some(name), &error);
-                return Ok(error.reply_in(Some(id), session.is_modern()));
+                error.reply_in(Some(id), session.is_modern())
             };
+            let Some(route) = routes.get(&name) else {
+                return Ok(unknown(name));
+            };
+            let item = if method == "tools/call" {
+                policy::Kind::Tool
+            } else {
+                policy::Kind::Prompt
+            };
+            let facts = policy::Facts {
+                args: params.0.get("arguments"),
+                client_address: info.remote_addr.as_deref(),
+            };
+            match permit(
+                front,
+                info,
+                route.upstream.name(),
+                item,
+                &route.name,
+                &facts,
+            ) {
+                Permit::Go => {}
+                // Hidden: exactly what an unknown name gets.
+                Permit::Hidden => return Ok(unknown(name)),
+                Permit::Refused(error) => {
+                    record::refused(front, info, Some(session), method, Some(name), &error);
+                    return Ok(error.reply_in(Some(id), session.is_modern()));
+                }
+            }
             let renamed = renamed(&mut params, "name", route, &name);
             let params = renamed.as_deref().or(msg.params);
             Ok(to
@@ -186,6 +217,25 @@ async fn routed(
                 .ok_or_else(|| Error::InvalidParams("params.uri is required".into()))?;
             let upstream =
                 route_uri(endpoint, &uri).ok_or_else(|| Error::ResourceNotFound(uri.clone()))?;
+            let facts = policy::Facts {
+                args: None,
+                client_address: info.remote_addr.as_deref(),
+            };
+            match permit(
+                front,
+                info,
+                upstream.name(),
+                policy::Kind::Resource,
+                &uri,
+                &facts,
+            ) {
+                Permit::Go => {}
+                Permit::Hidden => return Err(Error::ResourceNotFound(uri)),
+                Permit::Refused(error) => {
+                    record::refused(front, info, Some(session), method, Some(uri), &error);
+                    return Ok(error.reply_in(Some(id), session.is_modern()));
+                }
+            }
             Ok(to.send(&upstream, msg.params, Some(uri)).await)
         }
         "completion/complete" => complete(&to, endpoint, msg).await,
@@ -204,6 +254,40 @@ async fn routed(
                 .ok_or(Error::ConnectionUnavailable)?;
             Ok(to.send(&upstream, msg.params, None).await)
         }
+    }
+}
+
+/// What the policies say about a call.
+enum Permit {
+    Go,
+    Hidden,
+    Refused(Error),
+}
+
+fn permit(
+    front: &Front,
+    info: &RequestInfo,
+    connection: &str,
+    kind: policy::Kind,
+    name: &str,
+    facts: &policy::Facts<'_>,
+) -> Permit {
+    if !front.policy.governs(connection) {
+        return Permit::Go;
+    }
+    let Some(caller) = &info.caller else {
+        return Permit::Hidden;
+    };
+    match front
+        .policy
+        .check_call(caller, connection, kind, name, facts)
+    {
+        policy::Decision::Allow(_) => Permit::Go,
+        policy::Decision::Hidden(_) => Permit::Hidden,
+        policy::Decision::Denied(d) => Permit::Refused(Error::Denied {
+            policy: d.policy,
+            rule: d.rule,
+        }),
     }
 }
 

@@ -86,6 +86,9 @@ pub enum Error {
     UnknownName { kind: &'static str, name: String },
     #[error("resource not found: {0}")]
     ResourceNotFound(String),
+    /// A policy refused the call (its contents are not shown).
+    #[error("denied by policy {policy}")]
+    Denied { policy: String, rule: Option<usize> },
     #[error("connection {0:?} no longer exists")]
     ConnectionGone(String),
     #[error("connection is not available")]
@@ -144,6 +147,7 @@ impl Error {
             Self::HeaderMismatch(_) => revision::code::HEADER_MISMATCH,
             Self::MissingCapability { .. } => revision::code::MISSING_CLIENT_CAPABILITY,
             Self::MethodNotFound { .. } => code::METHOD_NOT_FOUND,
+            Self::Denied { .. } => code::POLICY_DENIED,
             Self::ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
             Self::ConnectionGone(_) | Self::ConnectionUnavailable => code::UPSTREAM_UNAVAILABLE,
             Self::Upstream { error, .. } => error.jsonrpc_code(),
@@ -160,6 +164,7 @@ impl Error {
             | Self::OriginNotAllowed(_)
             | Self::Unauthenticated(_) => "auth",
             Self::UnknownName { .. } => "policy",
+            Self::Denied { .. } => "denied",
             Self::ConnectionGone(_) | Self::ConnectionUnavailable => "upstream",
             Self::Upstream { error, .. } => error.category(),
             Self::Store(_) => "error",
@@ -181,6 +186,7 @@ impl Error {
             Self::MissingCapability { capability, .. } => Some(serde_json::json!({
                 "requiredCapabilities": { *capability: {} },
             })),
+            Self::Denied { policy, .. } => Some(serde_json::json!({ "policy": policy })),
             _ => None,
         };
         jsonrpc::error(

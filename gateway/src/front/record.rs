@@ -64,6 +64,14 @@ pub fn refused(
         audit::event::begin(&front.replica, &caller(info, session), method, None, target);
     let message = match error {
         Error::Unauthenticated(_) => "missing or invalid credentials".to_owned(),
+        // The audit row says which rule decided; the client is told the policy only.
+        Error::Denied {
+            policy,
+            rule: Some(rule),
+        } => format!("denied by policy {policy} (rule {rule})"),
+        Error::Denied { policy, rule: None } => {
+            format!("denied by policy {policy} (no rule allows it)")
+        }
         other => other.to_string(),
     };
     audit::event::refuse(&mut event, category, &message, info.started.elapsed());

@@ -22,6 +22,8 @@ pub struct Front {
     pub security: Security,
     /// Who is calling.
     pub identity: Arc<Authenticator>,
+    /// What each caller may see and call.
+    pub policy: Arc<crate::policy::Policies>,
     pub sessions: Arc<Sessions>,
     /// Seals what Hawser hands clients to give back (2026-07-28 `requestState`).
     pub keyring: Keyring,

@@ -112,6 +112,27 @@ async fn sync_file_connections(store: &dyn Store, settings: &Settings) -> anyhow
     Ok(())
 }
 
+/// Writes the config file's policies to the store (source `file`), refusing a broken
+/// one, and removes file policies that are no longer in it.
+async fn sync_file_policies(store: &dyn Store, settings: &Settings) -> anyhow::Result<()> {
+    for (name, spec, targets) in &settings.policies {
+        crate::policy::check(spec).map_err(|e| anyhow::anyhow!("policies: {name}: {e}"))?;
+        store
+            .put_policy(name, spec, Source::File, targets, None)
+            .await
+            .with_context(|| format!("storing policy {name:?} from the config file"))?;
+    }
+    let keep: Vec<String> = settings
+        .policies
+        .iter()
+        .map(|(n, _, _)| n.clone())
+        .collect();
+    for name in store.prune_policies(Source::File, &keep).await? {
+        tracing::info!(policy = %name, "removed: no longer in the config file");
+    }
+    Ok(())
+}
+
 /// Builds the gateway on `store`.
 pub async fn build(
     settings: &Settings,
@@ -194,9 +215,14 @@ pub async fn build(
     if let Some(oidc) = identity.oidc() {
         oidc.spawn_refresh(shutdown.child_token());
     }
+    sync_file_policies(store.as_ref(), settings).await?;
+    let policies = crate::policy::Policies::new(store.clone(), settings.policy_default_deny);
+    policies.load().await.context("reading policies")?;
+    policies.spawn(shutdown.child_token());
     let front = Arc::new(Front {
         security: settings.security.clone(),
         identity,
+        policy: policies.clone(),
         sessions: front::session::Sessions::new(
             store.clone(),
             health.clone(),
@@ -234,6 +260,8 @@ pub async fn build(
         oauth: oauth.clone(),
         api_keys: settings.client_auth.api_keys.then_some(api_keys),
         signer: Some(signer),
+        policies,
+        registry: registry.clone(),
     });
     Ok(Arc::new(AppState {
         store,

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use super::{
     ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome,
     Result, SessionRecord, SigningKeyRecord, Store, StoreEvent, StoreKind, StoredConnection,
-    TokenLock, UpstreamSession,
+    StoredPolicy, TokenLock, UpstreamSession,
 };
 use crate::clock::Timestamp;
 use crate::config::{ConnectionConfig, Source};
@@ -35,6 +35,7 @@ struct State {
     token_locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
     api_keys: Vec<ApiKeyRecord>,
     signing_keys: Vec<SigningKeyRecord>,
+    policies: BTreeMap<String, StoredPolicy>,
 }
 
 /// Embedded-mode store.
@@ -421,6 +422,64 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn list_policies(&self) -> Result<Vec<StoredPolicy>> {
+        Ok(self.lock().policies.values().cloned().collect())
+    }
+
+    async fn put_policy(
+        &self,
+        name: &str,
+        spec: &hawser_crds::McpPolicySpec,
+        source: Source,
+        connections: &[String],
+        generation: Option<i64>,
+    ) -> Result<bool> {
+        let existed = self
+            .lock()
+            .policies
+            .insert(
+                name.to_owned(),
+                StoredPolicy {
+                    name: name.to_owned(),
+                    source,
+                    generation,
+                    connections: connections.to_vec(),
+                    spec: Ok(spec.clone()),
+                },
+            )
+            .is_some();
+        self.emit(StoreEvent::Bus(BusMessage::PoliciesChanged));
+        Ok(existed)
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<bool> {
+        let existed = self.lock().policies.remove(name).is_some();
+        if existed {
+            self.emit(StoreEvent::Bus(BusMessage::PoliciesChanged));
+        }
+        Ok(existed)
+    }
+
+    async fn prune_policies(&self, source: Source, keep: &[String]) -> Result<Vec<String>> {
+        let gone: Vec<String> = {
+            let mut state = self.lock();
+            let gone: Vec<String> = state
+                .policies
+                .values()
+                .filter(|p| p.source == source && !keep.contains(&p.name))
+                .map(|p| p.name.clone())
+                .collect();
+            for name in &gone {
+                state.policies.remove(name);
+            }
+            gone
+        };
+        if !gone.is_empty() {
+            self.emit(StoreEvent::Bus(BusMessage::PoliciesChanged));
+        }
+        Ok(gone)
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {

@@ -333,6 +333,20 @@ pub enum BusMessage {
     ApiKeysChanged,
     /// Hawser's signing keys were rotated: re-read them.
     SigningKeysChanged,
+    /// A policy was written or deleted (sent by the `policies` table's trigger).
+    PoliciesChanged,
+}
+
+/// A policy as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPolicy {
+    pub name: String,
+    pub source: Source,
+    pub generation: Option<i64>,
+    /// The connections it targets, resolved by its writer.
+    pub connections: Vec<String>,
+    /// The spec, or why the stored JSON could not be read.
+    pub spec: Result<hawser_crds::McpPolicySpec, String>,
 }
 
 /// One of Hawser's own signing keys (ES256, PKCS#8); sealed at rest.
@@ -477,6 +491,22 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_api_key(&self, id: &str) -> Result<bool>;
     /// Records when keys were last used (`(id, unix seconds)`), in one write.
     async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()>;
+
+    /// Every policy, by name.
+    async fn list_policies(&self) -> Result<Vec<StoredPolicy>>;
+    /// Creates or replaces a policy; whether it existed.
+    async fn put_policy(
+        &self,
+        name: &str,
+        spec: &hawser_crds::McpPolicySpec,
+        source: Source,
+        connections: &[String],
+        generation: Option<i64>,
+    ) -> Result<bool>;
+    /// Deletes a policy; whether it existed.
+    async fn delete_policy(&self, name: &str) -> Result<bool>;
+    /// Deletes the policies of `source` not in `keep`; their names.
+    async fn prune_policies(&self, source: Source, keep: &[String]) -> Result<Vec<String>>;
 
     /// Hawser's signing keys retired less than a day ago or not at all, newest first.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;

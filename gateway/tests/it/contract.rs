@@ -71,10 +71,13 @@ contracts! {
     bus_messages_reach_the_replicas_they_are_for(two);
     api_keys_round_trip_revoke_once_and_keep_the_latest_use(one);
     signing_keys_rotate_and_the_old_one_stays_published(one);
+    policies_are_shared_replaced_pruned_and_announced(two);
 }
 
 mod identity;
+mod policies;
 use identity::*;
+use policies::*;
 
 fn keyring() -> Keyring {
     Keyring::parse(&Keyring::generate_entry()).expect("generated key parses")

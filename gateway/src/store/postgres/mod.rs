@@ -10,6 +10,7 @@ mod audit;
 mod bus;
 mod connections;
 mod oauth;
+mod policies;
 mod sessions;
 mod status;
 pub mod storable;
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome,
     Result, SessionRecord, SigningKeyRecord, Store, StoreEvent, StoreKind, StoredConnection,
-    TokenLock, UpstreamSession,
+    StoredPolicy, TokenLock, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 use crate::crypto::{IdHash, Keyring};
@@ -377,6 +378,29 @@ impl Store for PgStore {
 
     async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()> {
         apikeys::touch(&self.pool, used).await
+    }
+
+    async fn list_policies(&self) -> Result<Vec<StoredPolicy>> {
+        policies::list(&self.pool).await
+    }
+
+    async fn put_policy(
+        &self,
+        name: &str,
+        spec: &hawser_crds::McpPolicySpec,
+        source: Source,
+        connections: &[String],
+        generation: Option<i64>,
+    ) -> Result<bool> {
+        policies::put(&self.pool, name, spec, source, connections, generation).await
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<bool> {
+        policies::delete(&self.pool, name).await
+    }
+
+    async fn prune_policies(&self, source: Source, keep: &[String]) -> Result<Vec<String>> {
+        policies::prune(&self.pool, source, keep).await
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {

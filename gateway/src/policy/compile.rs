@@ -1,0 +1,184 @@
+//! A policy spec checked and compiled: globs built, CEL conditions parsed and their
+//! variables checked, so evaluating a rule costs a few glob matches and, for a
+//! condition, one CEL evaluation.
+
+use std::sync::{Arc, LazyLock};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use hawser_crds::{Effect, McpPolicySpec, PolicyRule, RateLimit};
+
+/// A policy that cannot be loaded: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct PolicyError {
+    pub field: String,
+    pub message: String,
+}
+
+fn error(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The variables a condition may use.
+pub const VARIABLES: [&str; 4] = ["caller", "tool", "args", "request"];
+
+/// The CEL environment every condition is compiled and run in (the standard one).
+pub static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+
+/// A compiled `when:`.
+pub struct Condition {
+    pub program: cel::Program,
+    /// Whether it reads the call's arguments (only then are they converted).
+    pub uses_args: bool,
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Condition")
+            .field("uses_args", &self.uses_args)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub subjects: Option<GlobSet>,
+    pub groups: Option<GlobSet>,
+    pub tools: Option<GlobSet>,
+    pub prompts: Option<GlobSet>,
+    pub resources: Option<GlobSet>,
+    pub effect: Effect,
+    pub when: Option<Condition>,
+}
+
+/// A compiled policy.
+#[derive(Debug)]
+pub struct Compiled {
+    pub name: String,
+    /// The connections it targets.
+    pub connections: Vec<String>,
+    pub rules: Vec<Rule>,
+    pub rate_limits: Vec<RateLimit>,
+}
+
+fn globs(patterns: &[String], field: &str) -> Result<GlobSet, PolicyError> {
+    let mut builder = GlobSetBuilder::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let glob = Glob::new(pattern).map_err(|e| {
+            error(
+                format!("{field}[{i}]"),
+                format!("invalid glob {pattern:?}: {}", e.kind()),
+            )
+        })?;
+        builder.add(glob);
+    }
+    builder
+        .build()
+        .map_err(|e| error(field, format!("invalid globs: {e}")))
+}
+
+fn optional(patterns: &[String], field: &str) -> Result<Option<GlobSet>, PolicyError> {
+    if patterns.is_empty() {
+        Ok(None)
+    } else {
+        globs(patterns, field).map(Some)
+    }
+}
+
+/// Compiles a CEL condition, refusing unknown variables (a typo such as `arg.env`
+/// would otherwise only fail when a call comes).
+pub fn condition(source: &str, field: &str) -> Result<Condition, PolicyError> {
+    if source.len() > 4096 {
+        return Err(error(field, "longer than 4096 characters"));
+    }
+    let program = ENV.compile(source).map_err(|e| {
+        let first = e.errors.first();
+        let at = first.map_or(String::new(), |p| {
+            format!(" at line {}, column {}", p.pos.0.max(1), p.pos.1 + 1)
+        });
+        let what = first.map_or_else(|| e.to_string(), |p| p.msg.clone());
+        error(field, format!("invalid CEL{at}: {what}"))
+    })?;
+    let references = program.references();
+    for variable in references.variables() {
+        if !VARIABLES.contains(&variable) {
+            return Err(error(
+                field,
+                format!("unknown variable {variable:?} (known: caller, tool, args, request)"),
+            ));
+        }
+    }
+    Ok(Condition {
+        uses_args: references.has_variable("args"),
+        program,
+    })
+}
+
+fn rule(r: &PolicyRule, field: &str) -> Result<Rule, PolicyError> {
+    let kinds = |list: &Option<Vec<String>>, name: &str| match list {
+        Some(patterns) => globs(patterns, &format!("{field}.{name}")).map(Some),
+        None => Ok(None),
+    };
+    Ok(Rule {
+        subjects: optional(&r.subjects, &format!("{field}.subjects"))?,
+        groups: optional(&r.groups, &format!("{field}.groups"))?,
+        tools: kinds(&r.tools, "tools")?,
+        prompts: kinds(&r.prompts, "prompts")?,
+        resources: kinds(&r.resources, "resources")?,
+        effect: r.effect,
+        when: r
+            .when
+            .as_deref()
+            .map(|w| condition(w, &format!("{field}.when")))
+            .transpose()?,
+    })
+}
+
+/// Checks a spec on its own (what the admin API and the operator refuse).
+pub fn check(spec: &McpPolicySpec) -> Result<(), PolicyError> {
+    compile("", spec, Vec::new()).map(|_| ())
+}
+
+/// Compiles policy `name` targeting `connections`.
+pub fn compile(
+    name: &str,
+    spec: &McpPolicySpec,
+    connections: Vec<String>,
+) -> Result<Compiled, PolicyError> {
+    if spec.target_refs.is_empty() {
+        return Err(error("targetRefs", "name at least one connection"));
+    }
+    for (i, t) in spec.target_refs.iter().enumerate() {
+        if t.name.is_some() == t.selector.is_some() {
+            return Err(error(
+                format!("targetRefs[{i}]"),
+                "give exactly one of name and selector",
+            ));
+        }
+    }
+    if spec.rules.len() > 1000 {
+        return Err(error("rules", "at most 1000 rules"));
+    }
+    let rules = spec
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| rule(r, &format!("rules[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, limit) in spec.rate_limits.iter().enumerate() {
+        if limit.requests == 0 {
+            return Err(error(format!("rateLimits[{i}].requests"), "at least 1"));
+        }
+        globs(&limit.tools, &format!("rateLimits[{i}].tools"))?;
+    }
+    Ok(Compiled {
+        name: name.to_owned(),
+        connections,
+        rules,
+        rate_limits: spec.rate_limits.clone(),
+    })
+}

@@ -1,0 +1,376 @@
+//! Who may see and call what: `McpPolicy` rules evaluated per caller.
+//!
+//! A connection no policy targets is open to every caller (unless
+//! `policy.defaultAction: deny`); once a policy targets it, only what some rule
+//! allows is allowed, and a matching deny wins over any allow (NetworkPolicy-like).
+//! The front asks two questions: may this caller *see* an item (lists; a hidden item
+//! answers exactly like an unknown one), and may it *call* it with these arguments.
+//! Policies live in the store; every replica holds them compiled and re-reads them
+//! when the bus says they changed, so no decision costs a store round-trip.
+
+pub mod compile;
+mod eval;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use hawser_crds::Effect;
+use serde_json::value::RawValue;
+
+use compile::{Compiled, Rule};
+pub use compile::{PolicyError, check};
+
+use crate::identity::Identity;
+use crate::store::{BusMessage, Store, StoreEvent};
+use crate::view::{EndpointView, Entry, ListKind};
+
+/// What an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+impl Kind {
+    pub fn of_list(kind: ListKind) -> Self {
+        match kind {
+            ListKind::Tools => Self::Tool,
+            ListKind::Prompts => Self::Prompt,
+            _ => Self::Resource,
+        }
+    }
+}
+
+/// What a call carries that conditions may read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts<'a> {
+    /// The call's `arguments` (JSON).
+    pub args: Option<&'a RawValue>,
+    pub client_address: Option<&'a str>,
+}
+
+/// Which rule decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decider {
+    pub policy: String,
+    /// `None`: no rule of the connection's policies allowed it.
+    pub rule: Option<usize>,
+}
+
+/// A decision on a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed; by which rule when a policy governs the connection.
+    Allow(Option<Decider>),
+    /// Not visible to this caller: answered like an unknown name. The deny rule that
+    /// hides it, if one does (else no rule allows it).
+    Hidden(Option<Decider>),
+    /// Visible but refused (a condition said no, or a deny matched).
+    Denied(Decider),
+}
+
+/// One compiled set of policies.
+#[derive(Default)]
+struct Snapshot {
+    policies: Vec<Compiled>,
+    /// Connection → indices into `policies`.
+    by_connection: HashMap<String, Vec<usize>>,
+    /// Connections a broken stored policy targets: closed until it is fixed.
+    broken: HashMap<String, String>,
+    generation: u64,
+}
+
+/// (endpoint view, list kind, policy generation, caller signature).
+type ViewKey = (usize, usize, u64, Vec<u64>);
+
+/// The policies every request is checked against.
+pub struct Policies {
+    store: Arc<dyn Store>,
+    default_deny: bool,
+    current: ArcSwap<Snapshot>,
+    /// (endpoint view, list kind, generation, caller signature) → filtered list.
+    views: Mutex<HashMap<ViewKey, Bytes>>,
+}
+
+/// Most filtered lists kept.
+const VIEW_CACHE: usize = 4096;
+
+fn matches(set: &Option<globset::GlobSet>, value: &str) -> bool {
+    set.as_ref().is_none_or(|s| s.is_match(value))
+}
+
+impl Rule {
+    fn matches_caller(&self, caller: &Identity) -> bool {
+        matches(&self.subjects, &caller.subject)
+            && self
+                .groups
+                .as_ref()
+                .is_none_or(|g| caller.groups.iter().any(|group| g.is_match(group)))
+    }
+
+    fn covers(&self, kind: Kind, name: &str) -> bool {
+        let lists = [&self.tools, &self.prompts, &self.resources];
+        if lists.iter().all(|l| l.is_none()) {
+            return true;
+        }
+        let list = match kind {
+            Kind::Tool => &self.tools,
+            Kind::Prompt => &self.prompts,
+            Kind::Resource => &self.resources,
+        };
+        list.as_ref().is_some_and(|s| s.is_match(name))
+    }
+}
+
+impl Policies {
+    pub fn new(store: Arc<dyn Store>, default_deny: bool) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            default_deny,
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            views: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Re-reads every policy from the store.
+    pub async fn load(&self) -> crate::store::Result<()> {
+        let stored = self.store.list_policies().await?;
+        let generation = self.current.load().generation + 1;
+        let mut snapshot = Snapshot {
+            generation,
+            ..Snapshot::default()
+        };
+        for p in stored {
+            let compiled = match &p.spec {
+                Ok(spec) => compile::compile(&p.name, spec, p.connections.clone())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("unreadable: {e}")),
+            };
+            match compiled {
+                Ok(c) => {
+                    let i = snapshot.policies.len();
+                    for conn in &c.connections {
+                        snapshot
+                            .by_connection
+                            .entry(conn.clone())
+                            .or_default()
+                            .push(i);
+                    }
+                    snapshot.policies.push(c);
+                }
+                Err(error) => {
+                    tracing::error!(policy = %p.name, %error, "policy not loaded: the connections it targets refuse every call until it is fixed");
+                    for conn in &p.connections {
+                        snapshot.broken.insert(conn.clone(), p.name.clone());
+                    }
+                }
+            }
+        }
+        self.current.store(Arc::new(snapshot));
+        if let Ok(mut views) = self.views.lock() {
+            views.clear();
+        }
+        Ok(())
+    }
+
+    /// Loads now, then follows changes (bus, resync, every 30 s) until `stop`.
+    pub fn spawn(self: &Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let me = self.clone();
+        let mut events = self.store.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            tick.tick().await;
+            loop {
+                let reload = tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => true,
+                    event = events.recv() => match event {
+                        Ok(StoreEvent::Bus(BusMessage::PoliciesChanged) | StoreEvent::Resync) => true,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        Ok(_) => false,
+                    },
+                };
+                if reload && let Err(error) = me.load().await {
+                    tracing::warn!(%error, "cannot re-read policies; keeping the ones known");
+                }
+            }
+        });
+    }
+
+    /// Whether any policy (or `defaultAction: deny`) governs `connection`.
+    pub fn governs(&self, connection: &str) -> bool {
+        let s = self.current.load();
+        self.default_deny
+            || s.by_connection.contains_key(connection)
+            || s.broken.contains_key(connection)
+    }
+
+    /// The decision on `caller` using item `name` of `connection`. Without `facts`
+    /// (a list), conditions are not evaluated: an allow with a condition shows the
+    /// item, a deny with one does not hide it.
+    pub fn decide(
+        &self,
+        caller: &Identity,
+        connection: &str,
+        kind: Kind,
+        name: &str,
+        facts: Option<&Facts<'_>>,
+    ) -> Decision {
+        let s = self.current.load();
+        if let Some(policy) = s.broken.get(connection) {
+            return match facts {
+                None => Decision::Hidden(None),
+                Some(_) => Decision::Denied(Decider {
+                    policy: policy.clone(),
+                    rule: None,
+                }),
+            };
+        }
+        let Some(indices) = s.by_connection.get(connection) else {
+            return if self.default_deny {
+                Decision::Hidden(None)
+            } else {
+                Decision::Allow(None)
+            };
+        };
+        let mut allowed: Option<Decider> = None;
+        let mut refused: Option<Decider> = None;
+        for &i in indices {
+            let policy = &s.policies[i];
+            for (r, rule) in policy.rules.iter().enumerate() {
+                if !rule.covers(kind, name) || !rule.matches_caller(caller) {
+                    continue;
+                }
+                let decider = || Decider {
+                    policy: policy.name.clone(),
+                    rule: Some(r),
+                };
+                // None: not evaluated (a list) or the condition failed to run.
+                let holds = match (&rule.when, facts) {
+                    (None, _) => Some(true),
+                    (Some(_), None) => None,
+                    (Some(c), Some(f)) => eval::holds(c, caller, connection, name, f),
+                };
+                match rule.effect {
+                    Effect::Deny => match (holds, facts) {
+                        (Some(true), None) => return Decision::Hidden(Some(decider())),
+                        (Some(true), Some(_)) => return Decision::Denied(decider()),
+                        // A deny whose condition cannot be evaluated on a call denies
+                        // (fail closed); in a list it does not hide.
+                        (None, Some(_)) => return Decision::Denied(decider()),
+                        _ => {}
+                    },
+                    Effect::Allow => match (holds, facts) {
+                        (Some(true), _) | (None, None) => {
+                            allowed.get_or_insert_with(decider);
+                        }
+                        _ => {
+                            refused.get_or_insert_with(decider);
+                        }
+                    },
+                }
+            }
+        }
+        match (allowed, refused, facts) {
+            (Some(d), _, _) => Decision::Allow(Some(d)),
+            (None, Some(r), Some(_)) => Decision::Denied(r),
+            _ => Decision::Hidden(None),
+        }
+    }
+
+    /// Whether `caller` sees item `name` of `connection` in lists.
+    pub fn visible(&self, caller: &Identity, connection: &str, kind: Kind, name: &str) -> bool {
+        matches!(
+            self.decide(caller, connection, kind, name, None),
+            Decision::Allow(_)
+        )
+    }
+
+    /// The decision on a call (a hidden item first: it is answered as unknown).
+    pub fn check_call(
+        &self,
+        caller: &Identity,
+        connection: &str,
+        kind: Kind,
+        name: &str,
+        facts: &Facts<'_>,
+    ) -> Decision {
+        if !self.governs(connection) {
+            return Decision::Allow(None);
+        }
+        match self.decide(caller, connection, kind, name, None) {
+            Decision::Allow(_) => self.decide(caller, connection, kind, name, Some(facts)),
+            hidden => hidden,
+        }
+    }
+
+    /// A list `result` for `caller`: the prebuilt one when no policy governs any of
+    /// the endpoint's connections, else filtered (cached per distinct caller outcome).
+    pub fn list(&self, caller: &Identity, endpoint: &EndpointView, kind: ListKind) -> Bytes {
+        let governed = |e: &Entry| self.governs(&e.connection);
+        if !endpoint.entries(kind).iter().any(governed) {
+            return endpoint.list(kind);
+        }
+        let s = self.current.load();
+        let key = (
+            std::ptr::from_ref(endpoint) as usize,
+            kind.index(),
+            s.generation,
+            self.signature(&s, caller),
+        );
+        if let Ok(views) = self.views.lock()
+            && let Some(list) = views.get(&key)
+        {
+            return list.clone();
+        }
+        let item = Kind::of_list(kind);
+        let list = endpoint.filtered(kind, |e| {
+            !self.governs(&e.connection) || self.visible(caller, &e.connection, item, &e.name)
+        });
+        if let Ok(mut views) = self.views.lock() {
+            if views.len() >= VIEW_CACHE {
+                views.clear();
+            }
+            views.insert(key, list.clone());
+        }
+        list
+    }
+
+    /// Which rules' caller parts match `caller`, as bits: callers with equal
+    /// signatures see the same lists.
+    fn signature(&self, s: &Snapshot, caller: &Identity) -> Vec<u64> {
+        let mut bits = Vec::new();
+        let mut n = 0usize;
+        for p in &s.policies {
+            for r in &p.rules {
+                if n.is_multiple_of(64) {
+                    bits.push(0u64);
+                }
+                if r.matches_caller(caller)
+                    && let Some(last) = bits.last_mut()
+                {
+                    *last |= 1 << (n % 64);
+                }
+                n += 1;
+            }
+        }
+        bits
+    }
+
+    /// The names of the policies loaded, and of those that failed, for status.
+    pub fn names(&self) -> (Vec<String>, Vec<String>) {
+        let s = self.current.load();
+        let mut broken: Vec<String> = s.broken.values().cloned().collect();
+        broken.sort();
+        broken.dedup();
+        (s.policies.iter().map(|p| p.name.clone()).collect(), broken)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! Decisions, views and conditions against policies in a memory store.
+
+use hawser_crds::McpPolicySpec;
+use serde_json::json;
+
+use super::*;
+use crate::config::Source;
+use crate::identity::AuthMethod;
+use crate::store::MemoryStore;
+
+fn caller(subject: &str, groups: &[&str]) -> Identity {
+    Identity {
+        subject: subject.into(),
+        method: AuthMethod::StaticToken,
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        scopes: Vec::new(),
+        token: None,
+    }
+}
+
+async fn policies(
+    specs: &[(&str, serde_json::Value, &[&str])],
+    default_deny: bool,
+) -> Arc<Policies> {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    for (name, spec, connections) in specs {
+        let spec: McpPolicySpec = serde_json::from_value(spec.clone()).unwrap();
+        let connections: Vec<String> = connections.iter().map(|c| (*c).to_owned()).collect();
+        store
+            .put_policy(name, &spec, Source::Api, &connections, None)
+            .await
+            .unwrap();
+    }
+    let p = Policies::new(store, default_deny);
+    p.load().await.unwrap();
+    p
+}
+
+fn args(v: serde_json::Value) -> Box<RawValue> {
+    RawValue::from_string(v.to_string()).unwrap()
+}
+
+#[tokio::test]
+async fn only_what_a_rule_allows_and_an_explicit_deny_wins() {
+    let p = policies(
+        &[(
+            "gh",
+            json!({"targetRefs": [{"name": "gh"}], "rules": [
+                {"groups": ["team-a"], "tools": ["*"]},
+                {"tools": ["delete_*"], "effect": "deny"},
+                {"subjects": ["bob"], "tools": ["search"]},
+            ]}),
+            &["gh"],
+        )],
+        false,
+    )
+    .await;
+    let alice = caller("alice", &["team-a"]);
+    let bob = caller("bob", &[]);
+    let eve = caller("eve", &["team-b"]);
+    let sees = |c: &Identity, tool: &str| p.visible(c, "gh", Kind::Tool, tool);
+    assert!(sees(&alice, "create_issue") && sees(&alice, "search"));
+    assert!(
+        !sees(&alice, "delete_repo"),
+        "the deny wins over the group's allow"
+    );
+    assert!(sees(&bob, "search") && !sees(&bob, "create_issue"));
+    assert!(!sees(&eve, "search"), "nothing allows eve");
+    // A connection no policy targets is open; defaultAction: deny closes it.
+    assert!(p.visible(&eve, "jira", Kind::Tool, "anything"));
+    let closed = policies(&[], true).await;
+    assert!(!closed.visible(&eve, "jira", Kind::Tool, "anything"));
+    // Rules naming tools say nothing about prompts.
+    assert!(!sees(&alice, "x") || p.visible(&alice, "gh", Kind::Tool, "x"));
+    assert!(!p.visible(&bob, "gh", Kind::Prompt, "search"));
+    // A hidden tool is hidden on a call too; a visible one is allowed by its rule.
+    let facts = Facts::default();
+    assert_eq!(
+        p.check_call(&eve, "gh", Kind::Tool, "search", &facts),
+        Decision::Hidden(None)
+    );
+    assert_eq!(
+        p.check_call(&bob, "gh", Kind::Tool, "search", &facts),
+        Decision::Allow(Some(Decider {
+            policy: "gh".into(),
+            rule: Some(2)
+        }))
+    );
+}
+
+#[tokio::test]
+async fn conditions_on_arguments_decide_calls_but_not_lists() {
+    let p = policies(
+        &[(
+            "ops",
+            json!({"targetRefs": [{"name": "ops"}], "rules": [
+                {"groups": ["on-call"], "tools": ["restart_service"],
+                 "when": "args.env == 'staging' || 'sre' in caller.groups"},
+            ]}),
+            &["ops"],
+        )],
+        false,
+    )
+    .await;
+    let oncall = caller("olivia", &["on-call"]);
+    let sre = caller("sam", &["on-call", "sre"]);
+    assert!(
+        p.visible(&oncall, "ops", Kind::Tool, "restart_service"),
+        "visible: the condition needs a call"
+    );
+    let staging = args(json!({"env": "staging"}));
+    let prod = args(json!({"env": "prod"}));
+    let call = |c: &Identity, a: &RawValue| {
+        p.check_call(
+            c,
+            "ops",
+            Kind::Tool,
+            "restart_service",
+            &Facts {
+                args: Some(a),
+                client_address: None,
+            },
+        )
+    };
+    assert!(matches!(call(&oncall, &staging), Decision::Allow(_)));
+    assert_eq!(
+        call(&oncall, &prod),
+        Decision::Denied(Decider {
+            policy: "ops".into(),
+            rule: Some(0)
+        })
+    );
+    assert!(matches!(call(&sre, &prod), Decision::Allow(_)));
+    // Arguments without the field: the condition cannot be evaluated, the call is refused.
+    assert!(matches!(
+        call(&oncall, &args(json!({}))),
+        Decision::Denied(_)
+    ));
+}
+
+#[tokio::test]
+async fn lists_show_each_caller_what_they_may_use() {
+    let p = policies(
+        &[(
+            "fx",
+            json!({"targetRefs": [{"name": "fx"}], "rules": [{"groups": ["a"], "tools": ["echo"]}]}),
+            &["fx"],
+        )],
+        false,
+    )
+    .await;
+    let view = crate::view::test_endpoint("fx", &["echo", "add", "boom"]);
+    let a = p.list(&caller("x", &["a"]), &view, ListKind::Tools);
+    let text = String::from_utf8_lossy(&a);
+    assert!(
+        text.contains("\"echo\"") && !text.contains("\"add\""),
+        "{text}"
+    );
+    assert!(text.contains("\"cacheScope\":\"private\""), "{text}");
+    let none = p.list(&caller("y", &[]), &view, ListKind::Tools);
+    assert!(String::from_utf8_lossy(&none).contains("\"tools\":[]"));
+    // Served from the cache the second time (same bytes).
+    assert_eq!(p.list(&caller("z", &["a"]), &view, ListKind::Tools), a);
+}
+
+#[test]
+fn broken_conditions_and_targets_are_refused_with_the_field() {
+    let bad = |spec: serde_json::Value| {
+        check(&serde_json::from_value(spec).unwrap())
+            .unwrap_err()
+            .to_string()
+    };
+    let e = bad(json!({"targetRefs": [{"name": "a"}], "rules": [{}, {"when": "args.env =="}]}));
+    assert!(e.starts_with("rules[1].when: invalid CEL"), "{e}");
+    let e = bad(json!({"targetRefs": [{"name": "a"}], "rules": [{"when": "arg.env == 'x'"}]}));
+    assert!(e.contains("unknown variable \"arg\""), "{e}");
+    let e = bad(json!({"targetRefs": [{}], "rules": []}));
+    assert!(e.starts_with("targetRefs[0]"), "{e}");
+    let e = bad(json!({"targetRefs": [{"name": "a"}], "rules": [{"tools": ["[a"]}]}));
+    assert!(e.starts_with("rules[0].tools[0]"), "{e}");
+}
