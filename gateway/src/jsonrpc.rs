@@ -30,6 +30,8 @@ pub mod code {
     pub const UPSTREAM_UNAUTHORIZED: i64 = -32011;
     /// The gateway's policy refused the request (filtered tool, denied method).
     pub const POLICY_DENIED: i64 = -32012;
+    /// A policy's rate limit refused the call; `data.retryAfterMs` says when to retry.
+    pub const RATE_LIMITED: i64 = -32013;
 }
 
 /// A message that is not valid JSON-RPC 2.0.

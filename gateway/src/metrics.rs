@@ -54,6 +54,11 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub state: &'static str,
 }
@@ -77,6 +82,10 @@ pub struct Metrics {
     pub audit_escaped: Counter,
     /// Audit events the store refused, kept in the dead-letter table instead.
     pub audit_dead_letters: Counter,
+    /// Calls refused by a rate limit, by policy.
+    pub rate_limited: Family<PolicyLabels, Counter>,
+    /// 1 while rate-limit buckets are unreachable and limits are per replica.
+    pub rate_limit_fallback: Gauge,
     /// Requests refused by client authentication, by reason.
     pub auth_failures: Family<ReasonLabels, Counter>,
     /// Audit events that did not fit in the queue and wait on disk only.
@@ -192,6 +201,18 @@ impl Metrics {
             "Audit events the store refused, kept in audit_dead_letters instead of blocking the others",
             audit_dead_letters.clone(),
         );
+        let rate_limited = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Calls refused by an McpPolicy rate limit, by policy",
+            rate_limited.clone(),
+        );
+        let rate_limit_fallback = Gauge::default();
+        registry.register(
+            "rate_limit_fallback",
+            "1 while the shared rate-limit buckets are unreachable and each replica limits to its share",
+            rate_limit_fallback.clone(),
+        );
         let auth_failures = Family::<ReasonLabels, Counter>::default();
         for reason in ["missing", "invalid", "expired", "audience", "unknown_key"] {
             let _ = auth_failures.get_or_create(&ReasonLabels { reason });
@@ -240,6 +261,8 @@ impl Metrics {
             db_pool,
             connections_refused,
             auth_failures,
+            rate_limited,
+            rate_limit_fallback,
         })
     }
 

@@ -263,3 +263,77 @@ async fn callers_see_and_call_exactly_what_policies_allow_on_every_replica() {
         "{row}"
     );
 }
+
+#[tokio::test]
+async fn a_rate_limit_holds_across_three_replicas_under_load() {
+    let fixture = Fixture::start(&[]);
+    let cluster = Cluster::start(3, &config(&fixture)).await;
+    let spec = json!({"targetRefs": [{"name": "fx"}], "rules": [{}],
+        "rateLimits": [{"tools": ["echo"], "requests": 100, "per": "1m"}]});
+    assert_eq!(
+        put_policy(&cluster.replicas[0].base, "fx-rate", &spec)
+            .await
+            .0,
+        201
+    );
+    // Every replica has the policy before the load starts.
+    for r in &cluster.replicas {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got: Value = http()
+                .get(format!("{}/api/v1/policies/fx-rate", r.base))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            if got["loaded"] == true {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} has no policy", r.base);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Six clients through nginx for three seconds, as fast as they can.
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for (i, (_, token)) in CALLERS.iter().cycle().take(6).enumerate() {
+        let url = format!("{}/mcp", cluster.lb.base);
+        workers.push(tokio::spawn(async move {
+            let mut c = McpClient::connect_as(&url, token).await;
+            let (mut ok, mut limited, mut retry_ms) = (0u32, 0u32, 0u64);
+            while started.elapsed() < Duration::from_secs(3) {
+                let r = c.call("fx__echo", json!({"text": format!("w{i}")})).await;
+                let m = r.response();
+                if m.get("result").is_some() {
+                    ok += 1;
+                } else {
+                    assert_eq!(m["error"]["code"], -32013, "{m}");
+                    retry_ms = m["error"]["data"]["retryAfterMs"].as_u64().unwrap_or(0);
+                    limited += 1;
+                }
+            }
+            (ok, limited, retry_ms)
+        }));
+    }
+    let (mut ok, mut limited, mut retry) = (0, 0, 0);
+    for w in workers {
+        let (o, l, r) = w.await.unwrap_or_else(|e| panic!("{e}"));
+        ok += o;
+        limited += l;
+        retry = retry.max(r);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // The burst, what refills meanwhile (100/min), and at most one lease per replica
+    // (an eighth of the burst each).
+    let bound = 100.0 + elapsed * 100.0 / 60.0 + 3.0 * 12.0;
+    println!(
+        "rate limit 100/min over 3 replicas: {ok} admitted, {limited} limited in {elapsed:.1}s (bound {bound:.0})"
+    );
+    assert!(f64::from(ok) <= bound, "{ok} admitted, more than {bound}");
+    assert!(ok >= 90, "only {ok} admitted: the burst should be usable");
+    assert!(limited > 0 && retry > 0, "limited calls say when to retry");
+}

@@ -195,7 +195,9 @@ async fn routed(
                 item,
                 &route.name,
                 &facts,
-            ) {
+            )
+            .await
+            {
                 Permit::Go => {}
                 // Hidden: exactly what an unknown name gets.
                 Permit::Hidden => return Ok(unknown(name)),
@@ -228,7 +230,9 @@ async fn routed(
                 policy::Kind::Resource,
                 &uri,
                 &facts,
-            ) {
+            )
+            .await
+            {
                 Permit::Go => {}
                 Permit::Hidden => return Err(Error::ResourceNotFound(uri)),
                 Permit::Refused(error) => {
@@ -264,7 +268,7 @@ enum Permit {
     Refused(Error),
 }
 
-fn permit(
+async fn permit(
     front: &Front,
     info: &RequestInfo,
     connection: &str,
@@ -282,6 +286,28 @@ fn permit(
         .policy
         .check_call(caller, connection, kind, name, facts)
     {
+        policy::Decision::Allow(_) if kind == policy::Kind::Tool => {
+            match front
+                .policy
+                .limit(caller, connection, name, info.remote_addr.as_deref())
+                .await
+            {
+                Ok(()) => Permit::Go,
+                Err(limited) => {
+                    front
+                        .metrics
+                        .rate_limited
+                        .get_or_create(&crate::metrics::PolicyLabels {
+                            policy: limited.policy.clone(),
+                        })
+                        .inc();
+                    Permit::Refused(Error::RateLimited {
+                        policy: limited.policy,
+                        retry_after: limited.retry_after,
+                    })
+                }
+            }
+        }
         policy::Decision::Allow(_) => Permit::Go,
         policy::Decision::Hidden(_) => Permit::Hidden,
         policy::Decision::Denied(d) => Permit::Refused(Error::Denied {

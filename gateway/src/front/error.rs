@@ -86,6 +86,12 @@ pub enum Error {
     UnknownName { kind: &'static str, name: String },
     #[error("resource not found: {0}")]
     ResourceNotFound(String),
+    /// A rate limit of a policy refused the call.
+    #[error("rate limited by policy {policy}: retry in {} ms", retry_after.as_millis())]
+    RateLimited {
+        policy: String,
+        retry_after: std::time::Duration,
+    },
     /// A policy refused the call (its contents are not shown).
     #[error("denied by policy {policy}")]
     Denied { policy: String, rule: Option<usize> },
@@ -148,6 +154,7 @@ impl Error {
             Self::MissingCapability { .. } => revision::code::MISSING_CLIENT_CAPABILITY,
             Self::MethodNotFound { .. } => code::METHOD_NOT_FOUND,
             Self::Denied { .. } => code::POLICY_DENIED,
+            Self::RateLimited { .. } => code::RATE_LIMITED,
             Self::ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
             Self::ConnectionGone(_) | Self::ConnectionUnavailable => code::UPSTREAM_UNAVAILABLE,
             Self::Upstream { error, .. } => error.jsonrpc_code(),
@@ -165,6 +172,7 @@ impl Error {
             | Self::Unauthenticated(_) => "auth",
             Self::UnknownName { .. } => "policy",
             Self::Denied { .. } => "denied",
+            Self::RateLimited { .. } => "rate_limited",
             Self::ConnectionGone(_) | Self::ConnectionUnavailable => "upstream",
             Self::Upstream { error, .. } => error.category(),
             Self::Store(_) => "error",
@@ -187,6 +195,13 @@ impl Error {
                 "requiredCapabilities": { *capability: {} },
             })),
             Self::Denied { policy, .. } => Some(serde_json::json!({ "policy": policy })),
+            Self::RateLimited {
+                policy,
+                retry_after,
+            } => Some(serde_json::json!({
+                "policy": policy,
+                "retryAfterMs": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+            })),
             _ => None,
         };
         jsonrpc::error(

@@ -5,7 +5,7 @@
 use std::sync::{Arc, LazyLock};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use hawser_crds::{Effect, McpPolicySpec, PolicyRule, RateLimit};
+use hawser_crds::{Effect, LimitKey, McpPolicySpec, PolicyRule};
 
 /// A policy that cannot be loaded: the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +55,18 @@ pub struct Rule {
     pub when: Option<Condition>,
 }
 
+/// A compiled rate limit.
+#[derive(Debug)]
+pub struct Limit {
+    pub by: Vec<LimitKey>,
+    pub tools: Option<GlobSet>,
+    /// Tokens per second.
+    pub rate: f64,
+    pub burst: f64,
+    /// `requests`/`per`, for messages.
+    pub label: String,
+}
+
 /// A compiled policy.
 #[derive(Debug)]
 pub struct Compiled {
@@ -62,7 +74,7 @@ pub struct Compiled {
     /// The connections it targets.
     pub connections: Vec<String>,
     pub rules: Vec<Rule>,
-    pub rate_limits: Vec<RateLimit>,
+    pub rate_limits: Vec<Limit>,
 }
 
 fn globs(patterns: &[String], field: &str) -> Result<GlobSet, PolicyError> {
@@ -169,16 +181,31 @@ pub fn compile(
         .enumerate()
         .map(|(i, r)| rule(r, &format!("rules[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut rate_limits = Vec::with_capacity(spec.rate_limits.len());
     for (i, limit) in spec.rate_limits.iter().enumerate() {
         if limit.requests == 0 {
             return Err(error(format!("rateLimits[{i}].requests"), "at least 1"));
         }
-        globs(&limit.tools, &format!("rateLimits[{i}].tools"))?;
+        let per = limit.per.get().as_secs_f64();
+        if per <= 0.0 {
+            return Err(error(format!("rateLimits[{i}].per"), "must be positive"));
+        }
+        let burst = limit.burst.unwrap_or(limit.requests);
+        if burst == 0 {
+            return Err(error(format!("rateLimits[{i}].burst"), "at least 1"));
+        }
+        rate_limits.push(Limit {
+            by: limit.by.clone(),
+            tools: optional(&limit.tools, &format!("rateLimits[{i}].tools"))?,
+            rate: f64::from(limit.requests) / per,
+            burst: f64::from(burst),
+            label: format!("{} per {}", limit.requests, limit.per),
+        });
     }
     Ok(Compiled {
         name: name.to_owned(),
         connections,
         rules,
-        rate_limits: spec.rate_limits.clone(),
+        rate_limits,
     })
 }

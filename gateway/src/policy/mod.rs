@@ -10,6 +10,7 @@
 
 pub mod compile;
 mod eval;
+mod limits;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -94,6 +95,14 @@ pub struct Policies {
     current: ArcSwap<Snapshot>,
     /// (endpoint view, list kind, generation, caller signature) → filtered list.
     views: Mutex<HashMap<ViewKey, Bytes>>,
+    limiter: limits::Limiter,
+}
+
+/// A call refused by a rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    pub policy: String,
+    pub retry_after: Duration,
 }
 
 /// Most filtered lists kept.
@@ -127,8 +136,13 @@ impl Rule {
 }
 
 impl Policies {
-    pub fn new(store: Arc<dyn Store>, default_deny: bool) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        default_deny: bool,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            limiter: limits::Limiter::new(store.clone(), metrics),
             store,
             default_deny,
             current: ArcSwap::from_pointee(Snapshot::default()),
@@ -174,6 +188,7 @@ impl Policies {
         if let Ok(mut views) = self.views.lock() {
             views.clear();
         }
+        self.limiter.reset();
         Ok(())
     }
 
@@ -184,6 +199,7 @@ impl Policies {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(30));
             tick.tick().await;
+            me.limiter.maintain().await;
             loop {
                 let reload = tokio::select! {
                     () = stop.cancelled() => return,
@@ -195,6 +211,9 @@ impl Policies {
                         Ok(_) => false,
                     },
                 };
+                if reload {
+                    me.limiter.maintain().await;
+                }
                 if reload && let Err(error) = me.load().await {
                     tracing::warn!(%error, "cannot re-read policies; keeping the ones known");
                 }
@@ -309,6 +328,45 @@ impl Policies {
         }
     }
 
+    /// Takes a token from every rate limit of `connection`'s policies that covers
+    /// `tool`; the first limit that has none refuses the call.
+    pub async fn limit(
+        &self,
+        caller: &Identity,
+        connection: &str,
+        tool: &str,
+        client_address: Option<&str>,
+    ) -> Result<(), Limited> {
+        let s = self.current.load_full();
+        let Some(indices) = s.by_connection.get(connection) else {
+            return Ok(());
+        };
+        for &i in indices {
+            let policy = &s.policies[i];
+            for (j, limit) in policy.rate_limits.iter().enumerate() {
+                if !matches(&limit.tools, tool) {
+                    continue;
+                }
+                let key = bucket_key(
+                    &policy.name,
+                    j,
+                    &limit.by,
+                    caller,
+                    connection,
+                    tool,
+                    client_address,
+                );
+                if let Err(retry_after) = self.limiter.take(&key, limit.rate, limit.burst).await {
+                    return Err(Limited {
+                        policy: policy.name.clone(),
+                        retry_after,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A list `result` for `caller`: the prebuilt one when no policy governs any of
     /// the endpoint's connections, else filtered (cached per distinct caller outcome).
     pub fn list(&self, caller: &Identity, endpoint: &EndpointView, kind: ListKind) -> Bytes {
@@ -370,6 +428,36 @@ impl Policies {
         broken.dedup();
         (s.policies.iter().map(|p| p.name.clone()).collect(), broken)
     }
+}
+
+/// The bucket of limit `index` of `policy` for this call: one per distinct value of
+/// what the limit counts by.
+fn bucket_key(
+    policy: &str,
+    index: usize,
+    by: &[hawser_crds::LimitKey],
+    caller: &Identity,
+    connection: &str,
+    tool: &str,
+    client_address: Option<&str>,
+) -> String {
+    use hawser_crds::LimitKey;
+    let mut key = format!("{policy}#{index}");
+    for k in by {
+        key.push('|');
+        match k {
+            LimitKey::Subject => key.push_str(&caller.subject),
+            LimitKey::Group => {
+                let mut groups = caller.groups.clone();
+                groups.sort();
+                key.push_str(&groups.join(","));
+            }
+            LimitKey::Connection => key.push_str(connection),
+            LimitKey::Tool => key.push_str(tool),
+            LimitKey::ClientAddress => key.push_str(client_address.unwrap_or_default()),
+        }
+    }
+    key
 }
 
 #[cfg(test)]

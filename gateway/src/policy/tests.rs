@@ -31,7 +31,7 @@ async fn policies(
             .await
             .unwrap();
     }
-    let p = Policies::new(store, default_deny);
+    let p = Policies::new(store, default_deny, crate::metrics::Metrics::new());
     p.load().await.unwrap();
     p
 }
@@ -178,4 +178,38 @@ fn broken_conditions_and_targets_are_refused_with_the_field() {
     assert!(e.starts_with("targetRefs[0]"), "{e}");
     let e = bad(json!({"targetRefs": [{"name": "a"}], "rules": [{"tools": ["[a"]}]}));
     assert!(e.starts_with("rules[0].tools[0]"), "{e}");
+}
+
+#[tokio::test]
+async fn a_rate_limit_admits_its_burst_then_says_when_to_retry() {
+    let p = policies(
+        &[(
+            "fx",
+            json!({"targetRefs": [{"name": "fx"}], "rules": [{}],
+                   "rateLimits": [{"by": ["subject"], "tools": ["echo"], "requests": 5, "per": "1m"}]}),
+            &["fx"],
+        )],
+        false,
+    )
+    .await;
+    let alice = caller("alice", &[]);
+    let bob = caller("bob", &[]);
+    for i in 0..5 {
+        assert!(
+            p.limit(&alice, "fx", "echo", None).await.is_ok(),
+            "call {i}"
+        );
+    }
+    let limited = p.limit(&alice, "fx", "echo", None).await.unwrap_err();
+    assert_eq!(limited.policy, "fx");
+    // One token comes back every 12 s.
+    assert!(limited.retry_after > Duration::from_secs(10), "{limited:?}");
+    assert!(
+        limited.retry_after <= Duration::from_secs(12),
+        "{limited:?}"
+    );
+    // Counted per subject, and only for the tools the limit names.
+    assert!(p.limit(&bob, "fx", "echo", None).await.is_ok());
+    assert!(p.limit(&alice, "fx", "add", None).await.is_ok());
+    assert!(p.limit(&alice, "other", "echo", None).await.is_ok());
 }

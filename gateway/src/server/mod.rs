@@ -216,7 +216,8 @@ pub async fn build(
         oidc.spawn_refresh(shutdown.child_token());
     }
     sync_file_policies(store.as_ref(), settings).await?;
-    let policies = crate::policy::Policies::new(store.clone(), settings.policy_default_deny);
+    let policies =
+        crate::policy::Policies::new(store.clone(), settings.policy_default_deny, metrics.clone());
     policies.load().await.context("reading policies")?;
     policies.spawn(shutdown.child_token());
     let front = Arc::new(Front {

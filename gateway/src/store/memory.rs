@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome,
-    Result, SessionRecord, SigningKeyRecord, Store, StoreEvent, StoreKind, StoredConnection,
-    StoredPolicy, TokenLock, UpstreamSession,
+    ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, Lease, OAuthToken, PkceState,
+    PutOutcome, Result, SessionRecord, SigningKeyRecord, Store, StoreEvent, StoreKind,
+    StoredConnection, StoredPolicy, TokenLock, UpstreamSession,
 };
 use crate::clock::Timestamp;
 use crate::config::{ConnectionConfig, Source};
@@ -36,6 +36,8 @@ struct State {
     api_keys: Vec<ApiKeyRecord>,
     signing_keys: Vec<SigningKeyRecord>,
     policies: BTreeMap<String, StoredPolicy>,
+    /// Rate-limit buckets: tokens and when they were last refilled.
+    buckets: BTreeMap<String, (f64, Instant)>,
 }
 
 /// Embedded-mode store.
@@ -422,6 +424,31 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn lease_tokens(&self, key: &str, rate: f64, burst: f64, want: u32) -> Result<Lease> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let (tokens, at) = state.buckets.entry(key.to_owned()).or_insert((burst, now));
+        let available = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        let granted = f64::from(want).min(available.floor()).max(0.0);
+        *tokens = available - granted;
+        *at = now;
+        Ok(Lease {
+            granted: granted as u32,
+            left: *tokens,
+        })
+    }
+
+    async fn sweep_buckets(&self, age: Duration) -> Result<u64> {
+        let mut state = self.lock();
+        let before = state.buckets.len();
+        state.buckets.retain(|_, (_, at)| at.elapsed() < age);
+        Ok((before - state.buckets.len()) as u64)
+    }
+
+    async fn live_replicas(&self) -> Result<usize> {
+        Ok(1)
     }
 
     async fn list_policies(&self) -> Result<Vec<StoredPolicy>> {

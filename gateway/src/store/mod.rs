@@ -337,6 +337,14 @@ pub enum BusMessage {
     PoliciesChanged,
 }
 
+/// Tokens taken from a shared bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lease {
+    pub granted: u32,
+    /// Tokens left in the bucket (fractional: it refills continuously).
+    pub left: f64,
+}
+
 /// A policy as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPolicy {
@@ -507,6 +515,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_policy(&self, name: &str) -> Result<bool>;
     /// Deletes the policies of `source` not in `keep`; their names.
     async fn prune_policies(&self, source: Source, keep: &[String]) -> Result<Vec<String>>;
+
+    /// Takes up to `want` tokens from bucket `key` (refilled at `rate` per second up
+    /// to `burst`; a new bucket starts full).
+    async fn lease_tokens(&self, key: &str, rate: f64, burst: f64, want: u32) -> Result<Lease>;
+    /// Deletes buckets unused for `age`.
+    async fn sweep_buckets(&self, age: std::time::Duration) -> Result<u64>;
+    /// How many replicas are alive (reported status lately); at least 1.
+    async fn live_replicas(&self) -> Result<usize>;
 
     /// Hawser's signing keys retired less than a day ago or not at all, newest first.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;

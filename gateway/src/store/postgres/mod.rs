@@ -7,6 +7,7 @@
 
 mod apikeys;
 mod audit;
+mod buckets;
 mod bus;
 mod connections;
 mod oauth;
@@ -24,9 +25,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, OAuthToken, PkceState, PutOutcome,
-    Result, SessionRecord, SigningKeyRecord, Store, StoreEvent, StoreKind, StoredConnection,
-    StoredPolicy, TokenLock, UpstreamSession,
+    ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, Lease, OAuthToken, PkceState,
+    PutOutcome, Result, SessionRecord, SigningKeyRecord, Store, StoreEvent, StoreKind,
+    StoredConnection, StoredPolicy, TokenLock, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 use crate::crypto::{IdHash, Keyring};
@@ -378,6 +379,18 @@ impl Store for PgStore {
 
     async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()> {
         apikeys::touch(&self.pool, used).await
+    }
+
+    async fn lease_tokens(&self, key: &str, rate: f64, burst: f64, want: u32) -> Result<Lease> {
+        buckets::lease(&self.pool, key, rate, burst, want).await
+    }
+
+    async fn sweep_buckets(&self, age: Duration) -> Result<u64> {
+        buckets::sweep(&self.pool, age).await
+    }
+
+    async fn live_replicas(&self) -> Result<usize> {
+        buckets::live_replicas(&self.pool).await
     }
 
     async fn list_policies(&self) -> Result<Vec<StoredPolicy>> {
