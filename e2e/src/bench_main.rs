@@ -34,6 +34,8 @@ enum Bench {
     Audit,
     /// What a static token, an API key and an OIDC access token cost per call.
     Identity,
+    /// What policy evaluation and rate limiting cost per call.
+    Policy,
     /// Sends a fixed number of calls to a running endpoint (for profiling).
     Drive {
         /// MCP endpoint URL.
@@ -82,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Replicas => replicas(warmup, duration).await,
         Bench::Audit => audit(warmup, duration).await,
         Bench::Identity => crate::bench::identity::run(warmup, duration, &gateway_threads()).await,
+        Bench::Policy => crate::bench::policy::run(warmup, duration, &gateway_threads()).await,
         Bench::Drive {
             url,
             tool,

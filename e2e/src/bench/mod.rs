@@ -3,5 +3,6 @@
 
 pub mod identity;
 pub mod load;
+pub mod policy;
 pub mod proc_stats;
 pub mod report;

@@ -31,15 +31,11 @@ pub static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::st
 /// A compiled `when:`.
 pub struct Condition {
     pub program: cel::Program,
-    /// Whether it reads the call's arguments (only then are they converted).
-    pub uses_args: bool,
 }
 
 impl std::fmt::Debug for Condition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Condition")
-            .field("uses_args", &self.uses_args)
-            .finish_non_exhaustive()
+        f.debug_struct("Condition").finish_non_exhaustive()
     }
 }
 
@@ -124,10 +120,7 @@ pub fn condition(source: &str, field: &str) -> Result<Condition, PolicyError> {
             ));
         }
     }
-    Ok(Condition {
-        uses_args: references.has_variable("args"),
-        program,
-    })
+    Ok(Condition { program })
 }
 
 fn rule(r: &PolicyRule, field: &str) -> Result<Rule, PolicyError> {

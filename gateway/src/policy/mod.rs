@@ -259,6 +259,8 @@ impl Policies {
         };
         let mut allowed: Option<Decider> = None;
         let mut refused: Option<Decider> = None;
+        let none = Facts::default();
+        let mut scope = eval::Scope::new(caller, connection, name, facts.unwrap_or(&none));
         for &i in indices {
             let policy = &s.policies[i];
             for (r, rule) in policy.rules.iter().enumerate() {
@@ -273,7 +275,7 @@ impl Policies {
                 let holds = match (&rule.when, facts) {
                     (None, _) => Some(true),
                     (Some(_), None) => None,
-                    (Some(c), Some(f)) => eval::holds(c, caller, connection, name, f),
+                    (Some(c), Some(_)) => scope.holds(c),
                 };
                 match rule.effect {
                     Effect::Deny => match (holds, facts) {
