@@ -9,7 +9,10 @@
 //!
 //! [`policy`] reconciles `McpPolicy` resources the same way.
 
+use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use hawser_crds::{Auth, McpConnection, OAuth2Grant};
@@ -18,12 +21,15 @@ use hawser_gateway::store::{PutOutcome, Store};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{PartialObjectMeta, Patch, PatchParams};
+use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store as Cache};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
@@ -78,10 +84,10 @@ impl Context {
     }
 }
 
-/// `<namespace>/<name>`: the connection's name in the store.
-pub fn connection_name(conn: &McpConnection) -> Result<String> {
-    let namespace = conn.namespace().ok_or(Error::Incomplete("namespace"))?;
-    let name = conn
+/// `<namespace>/<name>`: the name of `object`'s row in the store.
+pub(crate) fn store_name<K: Resource>(object: &K) -> Result<String> {
+    let namespace = object.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let name = object
         .meta()
         .name
         .as_deref()
@@ -89,9 +95,14 @@ pub fn connection_name(conn: &McpConnection) -> Result<String> {
     Ok(format!("{namespace}/{name}"))
 }
 
-/// For log lines: the connection's name, or what is known of it.
-fn display_name(conn: &McpConnection) -> String {
-    connection_name(conn).unwrap_or_else(|_| conn.name_any())
+/// `<namespace>/<name>`: the connection's name in the store.
+pub fn connection_name(conn: &McpConnection) -> Result<String> {
+    store_name(conn)
+}
+
+/// For log lines: the object's name in the store, or what is known of it.
+pub(crate) fn display_name<K: Resource>(object: &K) -> String {
+    store_name(object).unwrap_or_else(|_| object.name_any())
 }
 
 fn uses_authorization_code(conn: &McpConnection) -> bool {
@@ -99,29 +110,48 @@ fn uses_authorization_code(conn: &McpConnection) -> bool {
 }
 
 /// Reconciles one resource: the finalizer first, then [`apply`] or [`cleanup`].
-#[instrument(skip_all, fields(connection = %display_name(&conn)))]
+#[instrument(skip_all, fields(connection = %display_name(conn.as_ref())))]
 pub async fn reconcile(conn: Arc<McpConnection>, ctx: Arc<Context>) -> Result<Action> {
-    if !*ctx.leader.borrow() {
-        // The controller is being stopped: leave the object to the new leader.
-        debug!("not the leader; skipping");
-        return Ok(Action::await_change());
-    }
-    let _timer = ctx.metrics.count_and_measure();
-    let namespace = conn.namespace().ok_or(Error::Incomplete("namespace"))?;
-    let api: Api<McpConnection> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, conn, |event| async {
+    reconcile_finalized(conn, &ctx, |event| async {
         match event {
             Finalizer::Apply(conn) => apply(&conn, &ctx).await,
             Finalizer::Cleanup(conn) => cleanup(&conn, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// The frame of every reconciliation: nothing unless this replica leads, then
+/// `reconcile` (apply or cleanup) behind the [`FINALIZER`], timed.
+pub(crate) async fn reconcile_finalized<K, Fut>(
+    object: Arc<K>,
+    ctx: &Context,
+    reconcile: impl FnOnce(Finalizer<K>) -> Fut,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+    Fut: Future<Output = Result<Action>>,
+{
+    if !*ctx.leader.borrow() {
+        // The controller is being stopped: leave the object to the new leader.
+        debug!("not the leader; skipping");
+        return Ok(Action::await_change());
+    }
+    let _timer = ctx.metrics.count_and_measure();
+    let namespace = object.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, object, reconcile)
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// Requeue with a per-object backoff that depends on what failed.
 pub fn error_policy(conn: Arc<McpConnection>, error: &Error, ctx: Arc<Context>) -> Action {
-    let name = display_name(&conn);
+    let name = display_name(conn.as_ref());
     let delay = ctx.backoff.failed(&name, error);
     ctx.metrics.reconcile_failure(error);
     warn!(connection = %name, %error, retry_in_s = delay.as_secs(), "reconcile failed");
@@ -180,28 +210,57 @@ async fn apply(conn: &McpConnection, ctx: &Context) -> Result<Action> {
         Timestamp::now(),
     );
     if status::differs(previous, &desired) {
-        let api: Api<McpConnection> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = Patch::Apply(serde_json::json!({
-            "apiVersion": McpConnection::api_version(&()),
-            "kind": McpConnection::kind(&()),
-            "status": desired,
-        }));
-        api.patch_status(
-            &conn.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &patch,
-        )
+        patch_status::<McpConnection>(&ctx.client, &namespace, &conn.name_any(), &desired).await?;
+    }
+    let notices = status::notices(&sync, previous, &desired);
+    let requeue = status::requeue_after(&desired);
+    conclude(ctx, conn, notices, failure, &name, requeue).await
+}
+
+/// Applies `status` to the status of the `K` `namespace/name` (server-side apply as
+/// [`FIELD_MANAGER`], forced).
+pub(crate) async fn patch_status<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    status: &impl Serialize,
+) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let patch = Patch::Apply(serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    }));
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &patch)
         .await
         .map_err(Error::Kube)?;
-    }
-    for notice in status::notices(&sync, previous, &desired) {
-        publish(ctx, conn, notice).await;
+    Ok(())
+}
+
+/// The end of an apply: publishes `notices` about `object`, then fails with `failure`
+/// or, without one, forgets the backoff of `key` and requeues after `requeue`.
+pub(crate) async fn conclude<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    object: &K,
+    notices: Vec<Notice>,
+    failure: Option<Error>,
+    key: &str,
+    requeue: Duration,
+) -> Result<Action> {
+    for notice in notices {
+        publish(ctx, object, notice).await;
     }
     match failure {
         Some(error) => Err(error),
         None => {
-            ctx.backoff.succeeded(&name);
-            Ok(Action::requeue(status::requeue_after(&desired)))
+            ctx.backoff.succeeded(key);
+            Ok(Action::requeue(requeue))
         }
     }
 }
@@ -245,25 +304,37 @@ pub(crate) fn sync_failed(error: &Error, what: &str) -> Notice {
 async fn cleanup(conn: &McpConnection, ctx: &Context) -> Result<Action> {
     let name = connection_name(conn)?;
     let existed = ctx.store.delete_connection(&name).await?;
-    info!(existed, "connection deleted");
+    Ok(deleted(ctx, conn, "connection", existed, &name).await)
+}
+
+/// The end of a cleanup, once the row of `object` (a `what`) is deleted (`existed`:
+/// whether there was one): a log line and an Event, the backoff of `key` forgotten.
+pub(crate) async fn deleted<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    object: &K,
+    what: &str,
+    existed: bool,
+    key: &str,
+) -> Action {
+    info!(existed, "{what} deleted");
     let note = if existed {
-        "connection removed from the gateway store"
+        format!("{what} removed from the gateway store")
     } else {
-        "connection was not in the gateway store"
+        format!("{what} was not in the gateway store")
     };
     publish(
         ctx,
-        conn,
+        object,
         Notice {
             type_: EventType::Normal,
             reason: "Deleted",
-            note: note.to_owned(),
+            note,
             action: "Delete",
         },
     )
     .await;
-    ctx.backoff.succeeded(&name);
-    Ok(Action::await_change())
+    ctx.backoff.succeeded(key);
+    Action::await_change()
 }
 
 /// Publishes an Event about `object`; a failure is logged, never fatal (Events are
@@ -322,18 +393,23 @@ pub async fn run(
     }
 }
 
+/// An API over `namespace`, or over every namespace when `None`.
+pub(crate) fn watched<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Runs the `McpConnection` controller until `shutdown`.
 async fn run_connections(ctx: Arc<Context>, namespace: Option<&str>, shutdown: CancellationToken) {
     // `PartialObjectMeta<Secret>`: metadata-only requests, so a Secret's data reaches
     // the operator only when a connection uses it (and only through a GET).
-    let (connections, secrets): (Api<McpConnection>, Api<PartialObjectMeta<Secret>>) =
-        match namespace {
-            Some(ns) => (
-                Api::namespaced(ctx.client.clone(), ns),
-                Api::namespaced(ctx.client.clone(), ns),
-            ),
-            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-        };
+    let connections: Api<McpConnection> = watched(&ctx.client, namespace);
+    let secrets: Api<PartialObjectMeta<Secret>> = watched(&ctx.client, namespace);
     let controller = Controller::new(connections, watcher::Config::default().any_semantic());
     let cache = controller.store();
     controller

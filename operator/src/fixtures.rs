@@ -19,6 +19,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
 use kube::client::Body;
 use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -59,26 +61,61 @@ pub trait ConnectionFixture: Sized {
 }
 
 impl ConnectionFixture for McpConnection {
-    fn finalized(mut self) -> Self {
-        self.finalizers_mut().push(FINALIZER.to_owned());
-        self
+    fn finalized(self) -> Self {
+        with_finalizer(self)
     }
 
     fn with_status(mut self, status: McpConnectionStatus) -> Self {
-        self.status = Some(status);
+        self.set_status(status);
         self
     }
 
     fn with_new_url(mut self, url: &str) -> Self {
         self.spec.url = Some(url.to_owned());
-        self.meta_mut().generation = self.meta().generation.map(|g| g + 1);
-        self
+        next_generation(self)
     }
 
-    fn needs_delete(mut self) -> Self {
-        self.meta_mut().deletion_timestamp = Some(Time(Timestamp::now()));
-        self
+    fn needs_delete(self) -> Self {
+        deleting(self)
     }
+}
+
+/// A resource the mock API server serves, for the handlers shared by every kind.
+pub trait Served: Resource<DynamicType = ()> + Clone + Serialize {
+    /// The resource's plural, in its URLs.
+    const PLURAL: &'static str;
+    /// The resource's kind, in its status patches and Events.
+    const KIND: &'static str;
+    type Status: DeserializeOwned + Clone;
+    fn set_status(&mut self, status: Self::Status);
+}
+
+impl Served for McpConnection {
+    const PLURAL: &'static str = "mcpconnections";
+    const KIND: &'static str = "McpConnection";
+    type Status = McpConnectionStatus;
+
+    fn set_status(&mut self, status: McpConnectionStatus) {
+        self.status = Some(status);
+    }
+}
+
+/// `object` with the [`FINALIZER`] added.
+pub fn with_finalizer<K: Resource>(mut object: K) -> K {
+    object.finalizers_mut().push(FINALIZER.to_owned());
+    object
+}
+
+/// `object` as after a spec change: the generation goes up.
+pub fn next_generation<K: Resource>(mut object: K) -> K {
+    object.meta_mut().generation = object.meta().generation.map(|g| g + 1);
+    object
+}
+
+/// `object` being deleted.
+pub fn deleting<K: Resource>(mut object: K) -> K {
+    object.meta_mut().deletion_timestamp = Some(Time(Timestamp::now()));
+    object
 }
 
 /// A Secret in [`NAMESPACE`] with the given data.
@@ -120,11 +157,66 @@ pub enum Scenario {
     RadioSilence,
 }
 
-/// What the mock API server received that tests look at.
-#[derive(Debug, Default)]
-pub struct Seen {
-    pub statuses: Vec<McpConnectionStatus>,
+/// What the mock API server received that tests look at: the statuses applied (of
+/// connections unless told) and the Events.
+#[derive(Debug)]
+pub struct Seen<S = McpConnectionStatus> {
+    pub statuses: Vec<S>,
     pub events: Vec<K8sEvent>,
+}
+
+impl<S> Default for Seen<S> {
+    fn default() -> Self {
+        Self {
+            statuses: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl<S: DeserializeOwned + Clone> Seen<S> {
+    /// The end of the apply branch: the status patch of `object` when `status_patch`,
+    /// then one Event per reason in `events` about `object`, named `name`.
+    async fn handle_report<K: Served<Status = S>>(
+        &mut self,
+        handle: &mut ApiHandle,
+        object: &K,
+        name: &str,
+        status_patch: bool,
+        events: Vec<&str>,
+    ) {
+        if status_patch {
+            self.statuses
+                .push(handle_status_patch(handle, object).await);
+        }
+        self.handle_events(handle, K::KIND, name, events).await;
+    }
+
+    /// The cleanup branch: one Event per reason in `events` about `object`, named
+    /// `name`, then the JSON patch removing the finalizer.
+    async fn handle_cleanup<K: Served>(
+        &mut self,
+        handle: &mut ApiHandle,
+        object: &K,
+        name: &str,
+        events: Vec<&str>,
+    ) {
+        self.handle_events(handle, K::KIND, name, events).await;
+        handle_finalizer_removal(handle, object).await;
+    }
+
+    async fn handle_events(
+        &mut self,
+        handle: &mut ApiHandle,
+        kind: &str,
+        name: &str,
+        events: Vec<&str>,
+    ) {
+        for reason in events {
+            self.events
+                .push(handle_event_about(handle, reason, kind, name).await);
+        }
+    }
 }
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
@@ -151,19 +243,11 @@ impl ApiServerVerifier {
                     for (name, secret) in secrets {
                         handle_secret_get(&mut handle, name, secret).await;
                     }
-                    if status_patch {
-                        seen.statuses
-                            .push(handle_status_patch(&mut handle, &conn).await);
-                    }
-                    for reason in events {
-                        seen.events.push(handle_event(&mut handle, reason).await);
-                    }
+                    seen.handle_report(&mut handle, &conn, NAME, status_patch, events)
+                        .await;
                 }
                 Scenario::Cleanup { conn, events } => {
-                    for reason in events {
-                        seen.events.push(handle_event(&mut handle, reason).await);
-                    }
-                    handle_finalizer_removal(&mut handle, &conn).await;
+                    seen.handle_cleanup(&mut handle, &conn, NAME, events).await;
                 }
                 Scenario::RadioSilence => {}
             }
@@ -198,33 +282,54 @@ fn respond(send: SendResponse<Response<Body>>, status: StatusCode, body: &impl s
     );
 }
 
-fn resource_path(conn: &McpConnection) -> String {
+/// The URL path of `object` in [`NAMESPACE`].
+fn resource_path<K: Served>(object: &K) -> String {
     format!(
-        "/apis/hawser.dev/v1alpha1/namespaces/{NAMESPACE}/mcpconnections/{}",
-        conn.name_any()
+        "/apis/hawser.dev/v1alpha1/namespaces/{NAMESPACE}/{}/{}",
+        K::PLURAL,
+        object.name_any()
     )
 }
 
-async fn handle_finalizer_creation(handle: &mut ApiHandle, conn: &McpConnection) {
+/// The JSON patch adding the finalizer to `object` (which has none).
+async fn handle_finalizer_creation<K: Served>(handle: &mut ApiHandle, object: &K) {
+    let patch = json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}
+    ]);
+    handle_finalizer_patch(handle, object, &patch, with_finalizer(object.clone())).await;
+}
+
+/// The JSON patch removing the finalizer of `object` (its only one).
+async fn handle_finalizer_removal<K: Served>(handle: &mut ApiHandle, object: &K) {
+    let patch = json!([
+        {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+        {"op": "remove", "path": "/metadata/finalizers/0"}
+    ]);
+    let mut done = object.clone();
+    done.finalizers_mut().clear();
+    handle_finalizer_patch(handle, object, &patch, done).await;
+}
+
+/// A JSON patch of `object`, `expected`, answered with `patched`.
+async fn handle_finalizer_patch<K: Served>(
+    handle: &mut ApiHandle,
+    object: &K,
+    expected: &Value,
+    patched: K,
+) {
     let (request, send) = next(handle).await;
     assert_eq!(request.method(), Method::PATCH);
     assert_eq!(
         request.uri().to_string(),
-        format!("{}?", resource_path(conn))
+        format!("{}?", resource_path(object))
     );
     assert_eq!(
         request.headers()["content-type"],
         "application/json-patch+json"
     );
-    let patch = json_body(request).await;
-    assert_eq!(
-        patch,
-        json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": null},
-            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}
-        ])
-    );
-    respond(send, StatusCode::OK, &conn.clone().finalized());
+    assert_eq!(&json_body(request).await, expected);
+    respond(send, StatusCode::OK, &patched);
 }
 
 async fn handle_secret_get(handle: &mut ApiHandle, name: &str, secret: Option<Secret>) {
@@ -248,14 +353,15 @@ async fn handle_secret_get(handle: &mut ApiHandle, name: &str, secret: Option<Se
     }
 }
 
-async fn handle_status_patch(handle: &mut ApiHandle, conn: &McpConnection) -> McpConnectionStatus {
+/// The server-side apply of `object`'s status; the status applied.
+async fn handle_status_patch<K: Served>(handle: &mut ApiHandle, object: &K) -> K::Status {
     let (request, send) = next(handle).await;
     assert_eq!(request.method(), Method::PATCH);
     assert_eq!(
         request.uri().to_string(),
         format!(
             "{}/status?&force=true&fieldManager={FIELD_MANAGER}",
-            resource_path(conn)
+            resource_path(object)
         )
     );
     assert_eq!(
@@ -264,19 +370,12 @@ async fn handle_status_patch(handle: &mut ApiHandle, conn: &McpConnection) -> Mc
     );
     let body = json_body(request).await;
     assert_eq!(body["apiVersion"], "hawser.dev/v1alpha1");
-    assert_eq!(body["kind"], "McpConnection");
-    let status: McpConnectionStatus =
-        serde_json::from_value(body["status"].clone()).expect("a valid status");
-    respond(
-        send,
-        StatusCode::OK,
-        &conn.clone().with_status(status.clone()),
-    );
+    assert_eq!(body["kind"], K::KIND);
+    let status: K::Status = serde_json::from_value(body["status"].clone()).expect("a valid status");
+    let mut patched = object.clone();
+    patched.set_status(status.clone());
+    respond(send, StatusCode::OK, &patched);
     status
-}
-
-async fn handle_event(handle: &mut ApiHandle, reason: &str) -> K8sEvent {
-    handle_event_about(handle, reason, "McpConnection", NAME).await
 }
 
 /// An Event with `reason` about the resource `kind` `name` in [`NAMESPACE`].
@@ -300,26 +399,6 @@ async fn handle_event_about(
     assert_eq!(regarding.name.as_deref(), Some(name));
     respond(send, StatusCode::CREATED, &event);
     event
-}
-
-async fn handle_finalizer_removal(handle: &mut ApiHandle, conn: &McpConnection) {
-    let (request, send) = next(handle).await;
-    assert_eq!(request.method(), Method::PATCH);
-    assert_eq!(
-        request.uri().to_string(),
-        format!("{}?", resource_path(conn))
-    );
-    let patch = json_body(request).await;
-    assert_eq!(
-        patch,
-        json!([
-            {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
-            {"op": "remove", "path": "/metadata/finalizers/0"}
-        ])
-    );
-    let mut done = conn.clone();
-    done.finalizers_mut().clear();
-    respond(send, StatusCode::OK, &done);
 }
 
 /// Waits for the verifier to have seen every expected call.

@@ -262,20 +262,37 @@ fn truncate(mut message: String) -> String {
     message
 }
 
+/// A status made of conditions and more (`McpConnectionStatus`, `McpPolicyStatus`).
+pub trait Conditions: Clone + PartialEq {
+    fn conditions(&self) -> &[Condition];
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+}
+
+impl Conditions for McpConnectionStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+}
+
 /// The condition of `type_`, if present.
-pub fn find<'a>(status: &'a McpConnectionStatus, type_: &str) -> Option<&'a Condition> {
-    status.conditions.iter().find(|c| c.type_ == type_)
+pub fn find<'a, S: Conditions>(status: &'a S, type_: &str) -> Option<&'a Condition> {
+    status.conditions().iter().find(|c| c.type_ == type_)
 }
 
 /// Whether `desired` says something `current` does not, ignoring `lastTransitionTime`
 /// and the order of conditions.
-pub fn differs(current: Option<&McpConnectionStatus>, desired: &McpConnectionStatus) -> bool {
-    let normalize = |s: &McpConnectionStatus| {
+pub fn differs<S: Conditions>(current: Option<&S>, desired: &S) -> bool {
+    let normalize = |s: &S| {
         let mut s = s.clone();
-        for c in &mut s.conditions {
+        let conditions = s.conditions_mut();
+        for c in conditions.iter_mut() {
             c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
         }
-        s.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+        conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
         s
     };
     current.is_none_or(|current| normalize(current) != normalize(desired))

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::{load, proc_stats, report};
+use super::{load, report};
 use crate::harness::stack::{Fixture, Gateway};
 use crate::oauth::{Config, MintRequest, MockOAuth};
 
@@ -96,8 +96,7 @@ pub async fn run(warmup: Duration, duration: Duration, threads: &str) -> anyhow:
             ("OIDC JWT", jwt.as_str()),
         ] {
             let http = client(token)?;
-            let before = proc_stats::cpu_seconds(pid).context("gateway CPU")?;
-            let sample = load::run(
+            let (sample, cpu_us) = super::measured(
                 &http,
                 &url,
                 "fx__echo",
@@ -105,11 +104,9 @@ pub async fn run(warmup: Duration, duration: Duration, threads: &str) -> anyhow:
                 concurrency,
                 warmup,
                 duration,
+                pid,
             )
             .await?;
-            let after = proc_stats::cpu_seconds(pid).context("gateway CPU")?;
-            let calls = sample.calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
-            let cpu_us = (after - before) * 1e6 / calls;
             let base_cpu = *baseline.get_or_insert(cpu_us);
             println!(
                 "{}  gateway CPU {cpu_us:.1}µs/call ({:+.1} vs static)",

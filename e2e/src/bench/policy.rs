@@ -7,10 +7,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde_json::json;
 
-use super::{load, proc_stats, report};
+use super::{load, report};
 use crate::harness::stack::{Fixture, Gateway};
 
 const TOKEN: &str = "bench-policy-token";
@@ -106,8 +105,7 @@ pub async fn run(warmup: Duration, duration: Duration, threads: &str) -> anyhow:
         let mut baseline = None;
         for (label, g) in &gateways {
             let pid = g.child.id();
-            let before = proc_stats::cpu_seconds(pid).context("gateway CPU")?;
-            let sample = load::run(
+            let (sample, cpu_us) = super::measured(
                 &http,
                 &g.mcp_url(),
                 "fx__echo",
@@ -115,11 +113,9 @@ pub async fn run(warmup: Duration, duration: Duration, threads: &str) -> anyhow:
                 concurrency,
                 warmup,
                 duration,
+                pid,
             )
             .await?;
-            let after = proc_stats::cpu_seconds(pid).context("gateway CPU")?;
-            let calls = sample.calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
-            let cpu_us = (after - before) * 1e6 / calls;
             let base = *baseline.get_or_insert(cpu_us);
             println!(
                 "{}  gateway CPU {cpu_us:.1}µs/call ({:+.1} vs no policies)",

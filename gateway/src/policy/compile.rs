@@ -31,6 +31,8 @@ pub static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::st
 /// A compiled `when:`.
 pub struct Condition {
     pub program: cel::Program,
+    /// Which of [`VARIABLES`] it reads: only those are converted for it.
+    pub reads: [bool; 4],
 }
 
 impl std::fmt::Debug for Condition {
@@ -120,7 +122,8 @@ pub fn condition(source: &str, field: &str) -> Result<Condition, PolicyError> {
             ));
         }
     }
-    Ok(Condition { program })
+    let reads = VARIABLES.map(|v| references.has_variable(v));
+    Ok(Condition { program, reads })
 }
 
 fn rule(r: &PolicyRule, field: &str) -> Result<Rule, PolicyError> {

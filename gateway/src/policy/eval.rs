@@ -1,5 +1,5 @@
-//! Evaluating rules' CEL conditions for one call. The variables are converted once
-//! per call, however many conditions read them.
+//! Evaluating rules' CEL conditions for one call. Each variable is converted at most
+//! once per call, and only when a condition reads it.
 
 use std::sync::Arc;
 
@@ -9,13 +9,15 @@ use super::Facts;
 use super::compile::{Condition, ENV};
 use crate::identity::Identity;
 
-/// The CEL variables of one call, built when the first condition needs them.
+/// The CEL variables of one call, added as conditions need them.
 pub struct Scope<'a> {
     caller: &'a Identity,
     connection: &'a str,
     name: &'a str,
     facts: &'a Facts<'a>,
     context: Option<cel::Context<'static, 'static>>,
+    /// Which of `caller`, `tool`, `args`, `request` the context holds.
+    added: [bool; 4],
 }
 
 impl<'a> Scope<'a> {
@@ -31,48 +33,50 @@ impl<'a> Scope<'a> {
             name,
             facts,
             context: None,
+            added: [false; 4],
         }
     }
 
-    fn context(&mut self) -> Option<&cel::Context<'static, 'static>> {
-        if self.context.is_none() {
-            let mut context = cel::Context::with_env(Arc::clone(&ENV));
-            let caller = json!({
+    fn value(&self, variable: usize) -> Value {
+        match variable {
+            0 => json!({
                 "subject": self.caller.subject, "groups": self.caller.groups,
                 "method": self.caller.method.as_str(), "scopes": self.caller.scopes,
-            });
-            context.add_variable("caller", caller).ok()?;
-            context
-                .add_variable(
-                    "tool",
-                    json!({"connection": self.connection, "name": self.name}),
-                )
-                .ok()?;
-            let args = self
+            }),
+            1 => json!({"connection": self.connection, "name": self.name}),
+            2 => self
                 .facts
                 .args
                 .and_then(|a| serde_json::from_str::<Value>(a.get()).ok())
-                .unwrap_or_else(|| json!({}));
-            context.add_variable("args", args).ok()?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            context
-                .add_variable(
-                    "request",
-                    json!({"time": now, "clientAddress": self.facts.client_address.unwrap_or_default()}),
-                )
-                .ok()?;
-            self.context = Some(context);
+                .unwrap_or_else(|| json!({})),
+            _ => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                json!({"time": now, "clientAddress": self.facts.client_address.unwrap_or_default()})
+            }
         }
-        self.context.as_ref()
     }
 
     /// Whether `condition` holds; `None` when it cannot be evaluated (an error, or a
     /// result that is not a boolean).
     pub fn holds(&mut self, condition: &Condition) -> Option<bool> {
-        let context = self.context()?;
-        match condition.program.execute(context) {
+        let mut context = self
+            .context
+            .take()
+            .unwrap_or_else(|| cel::Context::with_env(Arc::clone(&ENV)));
+        for (i, name) in super::compile::VARIABLES.iter().enumerate() {
+            if condition.reads[i] && !self.added[i] {
+                if context.add_variable(*name, self.value(i)).is_err() {
+                    self.context = Some(context);
+                    return None;
+                }
+                self.added[i] = true;
+            }
+        }
+        let result = condition.program.execute(&context);
+        self.context = Some(context);
+        match result {
             Ok(cel::Value::Bool(b)) => Some(b),
             _ => None,
         }

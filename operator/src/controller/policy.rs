@@ -20,34 +20,26 @@ use hawser_crds::{McpConnection, McpPolicy, McpPolicySpec};
 use hawser_gateway::config::Source;
 use hawser_gateway::store::StoredPolicy;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{ListParams, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::{ObjectRef, Store as Cache};
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
-use super::{CONCURRENCY, Context, FIELD_MANAGER, FINALIZER, publish, sync_failed};
+use super::{
+    CONCURRENCY, Context, conclude, deleted, display_name, patch_status, publish,
+    reconcile_finalized, store_name, sync_failed, watched,
+};
 use crate::status::policy::{self as status, PolicySync, Written};
-use crate::status::{Notice, REQUEUE_READY, reasons};
+use crate::status::{REQUEUE_READY, reasons};
 use crate::{Error, Result};
 
 /// `<namespace>/<name>`: the policy's name in the store.
 pub fn policy_name(policy: &McpPolicy) -> Result<String> {
-    let namespace = policy.namespace().ok_or(Error::Incomplete("namespace"))?;
-    let name = policy
-        .meta()
-        .name
-        .as_deref()
-        .ok_or(Error::Incomplete("name"))?;
-    Ok(format!("{namespace}/{name}"))
-}
-
-fn display_name(policy: &McpPolicy) -> String {
-    policy_name(policy).unwrap_or_else(|_| policy.name_any())
+    store_name(policy)
 }
 
 /// The backoff key: connections and policies may share a `<namespace>/<name>`.
@@ -56,29 +48,21 @@ fn backoff_key(name: &str) -> String {
 }
 
 /// Reconciles one `McpPolicy`: the finalizer first, then [`apply`] or [`cleanup`].
-#[instrument(skip_all, fields(policy = %display_name(&policy)))]
+#[instrument(skip_all, fields(policy = %display_name(policy.as_ref())))]
 pub async fn reconcile(policy: Arc<McpPolicy>, ctx: Arc<Context>) -> Result<Action> {
-    if !*ctx.leader.borrow() {
-        debug!("not the leader; skipping");
-        return Ok(Action::await_change());
-    }
-    let _timer = ctx.metrics.count_and_measure();
-    let namespace = policy.namespace().ok_or(Error::Incomplete("namespace"))?;
-    let api: Api<McpPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, policy, |event| async {
+    reconcile_finalized(policy, &ctx, |event| async {
         match event {
             Finalizer::Apply(policy) => apply(&policy, &ctx).await,
             Finalizer::Cleanup(policy) => cleanup(&policy, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// Requeue with a per-object backoff that depends on what failed (an invalid policy:
 /// 10 minutes, as an edit triggers a reconciliation at once).
 pub fn error_policy(policy: Arc<McpPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
-    let name = display_name(&policy);
+    let name = display_name(policy.as_ref());
     let delay = ctx.backoff.failed(&backoff_key(&name), error);
     ctx.metrics.reconcile_failure(error);
     warn!(policy = %name, %error, retry_in_s = delay.as_secs(), "reconcile failed");
@@ -128,31 +112,19 @@ async fn apply(policy: &McpPolicy, ctx: &Context) -> Result<Action> {
         Timestamp::now(),
     );
     if status::differs(previous, &desired) {
-        let api: Api<McpPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = Patch::Apply(serde_json::json!({
-            "apiVersion": McpPolicy::api_version(&()),
-            "kind": McpPolicy::kind(&()),
-            "status": desired,
-        }));
-        api.patch_status(
-            &policy.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &patch,
-        )
-        .await
-        .map_err(Error::Kube)?;
+        patch_status::<McpPolicy>(&ctx.client, &namespace, &policy.name_any(), &desired).await?;
     }
-    for notice in status::notices(&sync, previous, &desired) {
-        publish(ctx, policy, notice).await;
-    }
-    match failure {
-        Some(error) => Err(error),
-        None => {
-            ctx.backoff.succeeded(&backoff_key(&name));
-            // Label changes arrive through the McpConnection watch; this is a safety net.
-            Ok(Action::requeue(REQUEUE_READY))
-        }
-    }
+    let notices = status::notices(&sync, previous, &desired);
+    // Label changes arrive through the McpConnection watch; the requeue is a safety net.
+    conclude(
+        ctx,
+        policy,
+        notices,
+        failure,
+        &backoff_key(&name),
+        REQUEUE_READY,
+    )
+    .await
 }
 
 /// Resolves the targets and writes the row unless it already says the same; the
@@ -246,25 +218,7 @@ fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
 async fn cleanup(policy: &McpPolicy, ctx: &Context) -> Result<Action> {
     let name = policy_name(policy)?;
     let existed = ctx.store.delete_policy(&name).await?;
-    info!(existed, "policy deleted");
-    let note = if existed {
-        "policy removed from the gateway store"
-    } else {
-        "policy was not in the gateway store"
-    };
-    publish(
-        ctx,
-        policy,
-        Notice {
-            type_: EventType::Normal,
-            reason: "Deleted",
-            note: note.to_owned(),
-            action: "Delete",
-        },
-    )
-    .await;
-    ctx.backoff.succeeded(&backoff_key(&name));
-    Ok(Action::await_change())
+    Ok(deleted(ctx, policy, "policy", existed, &backoff_key(&name)).await)
 }
 
 type Labels = BTreeMap<String, String>;
@@ -317,10 +271,7 @@ pub fn policies_selecting(
 /// no operator ran, or with its finalizer removed by hand); their names. With a
 /// watched `namespace`, rows of other namespaces are left alone.
 pub async fn prune(ctx: &Context, namespace: Option<&str>) -> Result<Vec<String>> {
-    let api: Api<McpPolicy> = match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let api: Api<McpPolicy> = watched(&ctx.client, namespace);
     let listed = api
         .list_metadata(&ListParams::default())
         .await
@@ -357,14 +308,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, shutdown: Cancellat
         Ok(gone) => info!(?gone, "deleted policies whose McpPolicy no longer exists"),
         Err(error) => warn!(%error, "cannot prune policies of deleted McpPolicies"),
     }
-    let (policies, connections): (Api<McpPolicy>, Api<PartialObjectMeta<McpConnection>>) =
-        match namespace {
-            Some(ns) => (
-                Api::namespaced(ctx.client.clone(), ns),
-                Api::namespaced(ctx.client.clone(), ns),
-            ),
-            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-        };
+    let policies: Api<McpPolicy> = watched(&ctx.client, namespace);
+    let connections: Api<PartialObjectMeta<McpConnection>> = watched(&ctx.client, namespace);
     let controller = Controller::new(policies, watcher::Config::default().any_semantic());
     let cache = controller.store();
     let memory = LabelMemory::default();

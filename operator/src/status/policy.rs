@@ -7,7 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 
-use super::{Notice, reasons, truncate};
+use super::{Conditions, Notice, reasons, truncate};
+pub use super::{differs, find};
 
 /// What became of the policy's row this time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,23 +96,14 @@ pub fn build(
     }
 }
 
-/// The condition of `type_`, if present.
-pub fn find<'a>(status: &'a McpPolicyStatus, type_: &str) -> Option<&'a Condition> {
-    status.conditions.iter().find(|c| c.type_ == type_)
-}
+impl Conditions for McpPolicyStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
 
-/// Whether `desired` says something `current` does not, ignoring `lastTransitionTime`
-/// and the order of conditions.
-pub fn differs(current: Option<&McpPolicyStatus>, desired: &McpPolicyStatus) -> bool {
-    let normalize = |s: &McpPolicyStatus| {
-        let mut s = s.clone();
-        for c in &mut s.conditions {
-            c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
-        }
-        s.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
-        s
-    };
-    current.is_none_or(|current| normalize(current) != normalize(desired))
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
 }
 
 /// Events for what changed: the row created or updated, a problem appearing or
