@@ -403,3 +403,71 @@ async fn calls_recover_within_a_second_of_a_restarted_upstream_listening() {
         "calls recovered only {recovered:?} after the upstream listened"
     );
 }
+
+#[tokio::test]
+async fn without_postgres_a_rate_limit_holds_locally_and_says_so() {
+    let fixture = Fixture::start(&[]);
+    let spool = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut pg = tokio::task::spawn_blocking(TestCluster::start)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let db = pg::create_database(&pg.url("postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: fx\n    url: {}\npolicies:\n  - name: limited\n    targetRefs: [{{name: fx}}]\n    rules: [{{}}]\n    rateLimits: [{{tools: [echo], requests: 5, per: 1h}}]\n",
+            fixture.mcp_url()
+        ),
+        &[
+            ("DATABASE_URL", &db.url),
+            ("HAWSER_ENCRYPTION_KEYS", KEYS),
+            ("HAWSER_REPLICA_ID", "solo"),
+            ("HAWSER_AUDIT_SPOOL_DIR", &spool.path().to_string_lossy()),
+        ],
+    );
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    client.wait_for_tool("fx__echo").await;
+    pg = tokio::task::spawn_blocking(move || {
+        pg.stop().unwrap_or_else(|e| panic!("{e}"));
+        pg
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The bucket is out of reach: the replica (the only one alive) limits on its own.
+    let started = Instant::now();
+    let mut admitted = 0;
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let r = client.call("fx__echo", json!({"text": "x"})).await;
+        match r.response().get("result") {
+            Some(_) => admitted += 1,
+            None => codes.push(r.response()["error"]["code"].clone()),
+        }
+    }
+    let took = started.elapsed();
+    println!("FAULT rate limit without Postgres: {admitted} of 12 admitted in {took:?}");
+    assert_eq!(admitted, 5, "the limit holds without the store");
+    assert!(
+        took < Duration::from_secs(10),
+        "calls waited for the store: {took:?}"
+    );
+    assert!(codes.iter().all(|c| *c == json!(-32013)), "{codes:?}");
+    let metrics = http()
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("hawser_rate_limit_fallback 1"),
+        "the fallback is visible"
+    );
+    tokio::task::spawn_blocking(move || pg.launch().unwrap_or_else(|e| panic!("{e}")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}

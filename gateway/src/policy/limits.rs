@@ -43,7 +43,14 @@ pub struct Limiter {
     buckets: Mutex<HashMap<String, Arc<Bucket>>>,
     replicas: AtomicUsize,
     degraded: AtomicBool,
+    /// While degraded, the store is asked again only after this.
+    retry_store_at: Mutex<Option<Instant>>,
 }
+
+/// How long a replica limits on its own before asking the store again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+/// Longest wait for a lease.
+const STORE_WAIT: Duration = Duration::from_millis(500);
 
 impl Limiter {
     pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
@@ -53,6 +60,7 @@ impl Limiter {
             buckets: Mutex::new(HashMap::new()),
             replicas: AtomicUsize::new(1),
             degraded: AtomicBool::new(false),
+            retry_store_at: Mutex::new(None),
         }
     }
 
@@ -124,7 +132,22 @@ impl Limiter {
         // A quarter second of this replica's traffic, at most an eighth of the burst.
         let most = (burst / 8.0).floor().max(1.0);
         let want = (l.calls * 0.25).round().clamp(1.0, most) as u32;
-        match self.store.lease_tokens(key, rate, burst, want).await {
+        let skip_store = self
+            .retry_store_at
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|at| now < at);
+        let leased = if skip_store {
+            Err(crate::store::Error::Unavailable)
+        } else {
+            // A store that does not answer quickly is treated as away: a call must not
+            // wait out a connection timeout for its token.
+            tokio::time::timeout(STORE_WAIT, self.store.lease_tokens(key, rate, burst, want))
+                .await
+                .unwrap_or(Err(crate::store::Error::Unavailable))
+        };
+        match leased {
             Ok(lease) => {
                 if self.degraded.swap(false, Ordering::Relaxed) {
                     tracing::info!("rate limits are shared again");
@@ -142,6 +165,9 @@ impl Limiter {
                 Err(wait)
             }
             Err(error) => {
+                if !skip_store && let Ok(mut at) = self.retry_store_at.lock() {
+                    *at = Some(now + STORE_RETRY);
+                }
                 if !self.degraded.swap(true, Ordering::Relaxed) {
                     tracing::warn!(%error, "rate-limit buckets unreachable: each replica limits to its share locally");
                     self.metrics.rate_limit_fallback.set(1);
