@@ -194,6 +194,7 @@ pub(super) async fn explain(
             .collect(),
         scopes: Vec::new(),
         token: None,
+        claims: None,
     };
     let args = q
         .args
@@ -206,6 +207,7 @@ pub(super) async fn explain(
     let facts = Facts {
         args: args.as_deref(),
         client_address: None,
+        tool: None,
     };
     let decision = admin
         .policies

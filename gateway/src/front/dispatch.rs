@@ -184,9 +184,25 @@ async fn routed(
             } else {
                 policy::Kind::Prompt
             };
+            // The tool as listed, for conditions on its annotations (only looked up
+            // for a connection a policy governs).
+            let catalog = front
+                .policy
+                .governs(route.upstream.name())
+                .then(|| route.upstream.catalog())
+                .flatten();
+            let listed = catalog.as_ref().and_then(|c| {
+                let items = if item == policy::Kind::Tool {
+                    &c.tools
+                } else {
+                    &c.prompts
+                };
+                items.iter().find(|i| i.key == route.name).map(|i| &*i.raw)
+            });
             let facts = policy::Facts {
                 args: params.0.get("arguments"),
                 client_address: info.remote_addr.as_deref(),
+                tool: listed,
             };
             match permit(
                 front,
@@ -222,6 +238,7 @@ async fn routed(
             let facts = policy::Facts {
                 args: None,
                 client_address: info.remote_addr.as_deref(),
+                tool: None,
             };
             match permit(
                 front,

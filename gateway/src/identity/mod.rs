@@ -56,6 +56,8 @@ pub struct Identity {
     /// The access token the caller presented (OIDC only), kept for token exchange
     /// towards upstreams; never passed through, never logged.
     pub token: Option<Secret>,
+    /// The token's claims (OIDC only), for policy conditions (`caller.claims`).
+    pub claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -82,6 +84,7 @@ impl Identity {
             groups,
             scopes: Vec::new(),
             token: None,
+            claims: None,
         }
     }
 }

@@ -312,6 +312,7 @@ impl Oidc {
             }
         }
         let expires = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let claims = Arc::new(claims);
         Ok(Verified {
             identity: Arc::new(Identity {
                 subject,
@@ -319,6 +320,7 @@ impl Oidc {
                 groups,
                 scopes,
                 token: Some(Secret::new(token)),
+                claims: Some(claims),
             }),
             audiences,
             expires,

@@ -42,8 +42,18 @@ impl<'a> Scope<'a> {
             0 => json!({
                 "subject": self.caller.subject, "groups": self.caller.groups,
                 "method": self.caller.method.as_str(), "scopes": self.caller.scopes,
+                "claims": self.caller.claims.as_deref().cloned().unwrap_or_default(),
             }),
-            1 => json!({"connection": self.connection, "name": self.name}),
+            1 => {
+                let annotations = self
+                    .facts
+                    .tool
+                    .and_then(|t| serde_json::from_str::<Value>(t.get()).ok())
+                    .and_then(|mut t| t.get_mut("annotations").map(Value::take))
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!({}));
+                json!({"connection": self.connection, "name": self.name, "annotations": annotations})
+            }
             2 => self
                 .facts
                 .args

@@ -52,6 +52,8 @@ pub struct Facts<'a> {
     /// The call's `arguments` (JSON).
     pub args: Option<&'a RawValue>,
     pub client_address: Option<&'a str>,
+    /// The tool as its upstream lists it (JSON), for `tool.annotations`.
+    pub tool: Option<&'a RawValue>,
 }
 
 /// Which rule decided.

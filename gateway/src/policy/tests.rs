@@ -15,6 +15,7 @@ fn caller(subject: &str, groups: &[&str]) -> Identity {
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         scopes: Vec::new(),
         token: None,
+        claims: None,
     }
 }
 
@@ -119,6 +120,7 @@ async fn conditions_on_arguments_decide_calls_but_not_lists() {
             &Facts {
                 args: Some(a),
                 client_address: None,
+                tool: None,
             },
         )
     };
@@ -212,4 +214,52 @@ async fn a_rate_limit_admits_its_burst_then_says_when_to_retry() {
     assert!(p.limit(&bob, "fx", "echo", None).await.is_ok());
     assert!(p.limit(&alice, "fx", "add", None).await.is_ok());
     assert!(p.limit(&alice, "other", "echo", None).await.is_ok());
+}
+
+#[tokio::test]
+async fn conditions_read_token_claims_and_tool_annotations() {
+    let p = policies(
+        &[(
+            "gh",
+            json!({"targetRefs": [{"name": "gh"}], "rules": [
+                {"when": "caller.claims.department == 'platform'"},
+                {"effect": "deny", "when": "has(tool.annotations.destructiveHint) && tool.annotations.destructiveHint"},
+            ]}),
+            &["gh"],
+        )],
+        false,
+    )
+    .await;
+    let mut platform = caller("pat", &[]);
+    platform.claims = Some(Arc::new(
+        serde_json::from_value(json!({"department": "platform"})).unwrap(),
+    ));
+    let mut sales = caller("sam", &[]);
+    sales.claims = Some(Arc::new(
+        serde_json::from_value(json!({"department": "sales"})).unwrap(),
+    ));
+    let reader = args(json!({"name": "read", "annotations": {"readOnlyHint": true}}));
+    let deleter = args(json!({"name": "delete", "annotations": {"destructiveHint": true}}));
+    let call = |c: &Identity, tool: &RawValue| {
+        p.check_call(
+            c,
+            "gh",
+            Kind::Tool,
+            "t",
+            &Facts {
+                args: None,
+                client_address: None,
+                tool: Some(tool),
+            },
+        )
+    };
+    assert!(matches!(call(&platform, &reader), Decision::Allow(_)));
+    assert!(
+        matches!(call(&platform, &deleter), Decision::Denied(_)),
+        "destructive tools refused"
+    );
+    assert!(
+        matches!(call(&sales, &reader), Decision::Denied(_)),
+        "another department"
+    );
 }
