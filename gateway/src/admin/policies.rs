@@ -19,12 +19,14 @@ use crate::identity::{AuthMethod, Identity};
 use crate::policy::{self, Decision, Facts, Kind};
 use crate::store::StoredPolicy;
 
-fn describe(p: &StoredPolicy, broken: &[String]) -> Value {
+/// A stored policy, and whether this replica enforces it (`loaded`: compiled and in
+/// force here; `false` for a broken one, or one this replica has not re-read yet).
+fn describe(p: &StoredPolicy, loaded: &[String]) -> Value {
     let mut out = json!({
         "name": p.name,
         "source": p.source.as_str(),
         "connections": p.connections,
-        "loaded": !broken.contains(&p.name),
+        "loaded": loaded.contains(&p.name),
     });
     match &p.spec {
         Ok(spec) => out["spec"] = serde_json::to_value(spec).unwrap_or(Value::Null),
@@ -38,9 +40,9 @@ pub(super) async fn list(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     authorize(&admin, &headers)?;
-    let (_, broken) = admin.policies.names();
+    let (loaded, _) = admin.policies.names();
     let all = admin.store.list_policies().await?;
-    let items: Vec<Value> = all.iter().map(|p| describe(p, &broken)).collect();
+    let items: Vec<Value> = all.iter().map(|p| describe(p, &loaded)).collect();
     Ok(Json(json!({ "policies": items })).into_response())
 }
 
@@ -60,8 +62,8 @@ pub(super) async fn get_one(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     authorize(&admin, &headers)?;
-    let (_, broken) = admin.policies.names();
-    Ok(Json(describe(&stored(&admin, &name).await?, &broken)).into_response())
+    let (loaded, _) = admin.policies.names();
+    Ok(Json(describe(&stored(&admin, &name).await?, &loaded)).into_response())
 }
 
 fn check_owner(existing: Option<&StoredPolicy>, name: &str) -> Result<(), Error> {
