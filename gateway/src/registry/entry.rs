@@ -48,6 +48,25 @@ impl Entry {
         }
     }
 
+    /// Stops the previous revision once the calls it may still be running are done:
+    /// requests routed before the view changed can still reach it, so it is stopped
+    /// after its call timeout (at most a minute) rather than under them.
+    pub fn hand_over(&mut self) {
+        if let Some((previous, stop)) = self.previous.take() {
+            let grace = previous
+                .config()
+                .call_timeout
+                .min(std::time::Duration::from_secs(60));
+            drop(previous);
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(grace) => stop.cancel(),
+                }
+            });
+        }
+    }
+
     /// Stops every upstream of this entry.
     pub fn stop_all(self) {
         if let Some((_, stop)) = self.into_bridge() {

@@ -368,8 +368,9 @@ impl Registry {
                                     .as_ref()
                                     .is_some_and(|u| Arc::ptr_eq(u, &upstream)) =>
                             {
-                                // The new revision is ready: it takes over.
-                                e.retire_previous();
+                                // The new revision is ready: it takes over, and
+                                // the old one finishes what it was asked.
+                                e.hand_over();
                                 (e.upstream.clone(), e.written_at.take())
                             }
                             Some(e) => (e.upstream.clone(), None),
