@@ -34,7 +34,7 @@ impl Provider {
             subject_token_sha256: params.get("subject_token").map(sha256_hex),
             ..TokenLogEntry::default()
         };
-        let client = self.token_client(headers, &params, fetched, &mut entry);
+        let client = self.form_client(headers, &params, fetched, &mut entry.client_id);
         let mut inner = self.lock();
         let result = client.and_then(|client| self.grant(&mut inner, &client, &params, &mut entry));
         if let Ok(issued) = &result {
@@ -54,13 +54,15 @@ impl Provider {
         result.map(|issued| self.token_response(&issued))
     }
 
-    /// Checks the framing and authenticates the client of a token request.
-    fn token_client(
+    /// Checks the framing and authenticates the client of a `/token` or
+    /// `/revoke` request (one rule set, so both are equally strict).
+    /// `claimed_id` becomes the client id the caller claims, for the logs.
+    pub(super) fn form_client(
         &self,
         headers: &HeaderMap,
         params: &Params,
         fetched: &Fetched,
-        entry: &mut TokenLogEntry,
+        claimed_id: &mut Option<String>,
     ) -> Result<ClientConfig, OAuthError> {
         if !is_form(headers) {
             return Err(OAuthError::invalid_request(
@@ -68,7 +70,7 @@ impl Provider {
             ));
         }
         let credentials = credentials(headers, params)?;
-        entry.client_id = credentials.claimed_id().map(str::to_owned);
+        *claimed_id = credentials.claimed_id().map(str::to_owned);
         let client = self.authenticate_client(&credentials, fetched)?;
         params.reject_duplicates()?;
         Ok(client)

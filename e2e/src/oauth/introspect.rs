@@ -1,11 +1,11 @@
-//! `/introspect` (RFC 7662) and `/revoke` (RFC 7009).
+//! `/introspect` (RFC 7662).
 
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{
     params::{Credentials, Params, credentials, is_form},
-    provider::{Family, Fetched, OAuthError, Provider},
+    provider::{Family, OAuthError, Provider},
 };
 use crate::fixture::util::{now_ms, secrets_equal, sha256_hex};
 
@@ -96,53 +96,6 @@ impl Provider {
         } else {
             Err(OAuthError::invalid_client("unknown caller or wrong secret"))
         }
-    }
-
-    /// RFC 7009 revocation: an access token alone, or a refresh token with
-    /// its whole family. Unknown tokens are not an error.
-    pub(crate) fn revoke(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        fetched: &Fetched,
-    ) -> Result<(), OAuthError> {
-        if !is_form(headers) {
-            return Err(OAuthError::invalid_request(
-                "the body must be application/x-www-form-urlencoded",
-            ));
-        }
-        let params = Params::parse(body);
-        let credentials = credentials(headers, &params)?;
-        let client = self.authenticate_client(&credentials, fetched)?;
-        params.reject_duplicates()?;
-        let key = sha256_hex(params.require("token")?);
-        let mut inner = self.lock();
-        let family = inner
-            .access
-            .get(&key)
-            .map(|access| (access.family, false))
-            .or_else(|| {
-                inner
-                    .refresh
-                    .get(&key)
-                    .map(|refresh| (refresh.family, true))
-            });
-        let Some((family, is_refresh)) = family else {
-            return Ok(());
-        };
-        let owner = inner.families.get(&family).map(|f| f.client_id.clone());
-        if owner.as_deref() != Some(client.id.as_str()) {
-            return Err(OAuthError::unauthorized_client(
-                "the token was issued to another client",
-            ));
-        }
-        if is_refresh {
-            inner.revoke_family(family);
-        } else if let Some(access) = inner.access.get_mut(&key) {
-            access.revoked = true;
-        }
-        tracing::info!(family, client = %client.id, refresh = is_refresh, "token revoked");
-        Ok(())
     }
 
     /// Whether any token of `family` is still usable (for tests).

@@ -19,6 +19,7 @@ mod jwt;
 mod params;
 mod provider;
 mod register;
+mod revoke;
 mod routes;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,8 @@ mod tests;
 mod tests_clients;
 #[cfg(test)]
 mod tests_oidc;
+#[cfg(test)]
+mod tests_revoke;
 
 use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -38,6 +41,7 @@ use url::Url;
 
 pub use params::basic_header;
 pub use provider::TokenLogEntry;
+pub use revoke::{RevocationLogEntry, TokenKind};
 
 use provider::Provider;
 
@@ -403,6 +407,11 @@ impl MockOAuth {
     /// The `/token` request log (same as `GET /control/log`).
     pub fn token_log(&self) -> Vec<TokenLogEntry> {
         self.provider.token_log()
+    }
+
+    /// The `/revoke` request log (same as `GET /control/revocation-log`).
+    pub fn revocation_log(&self) -> Vec<RevocationLogEntry> {
+        self.provider.revocation_log()
     }
 
     /// The next valid authorization request is answered `access_denied`.

@@ -19,7 +19,7 @@ use url::Url;
 
 use super::{
     ClientConfig, Config, cimd::DocumentCache, exchange::TOKEN_EXCHANGE, jwt::KeyStore,
-    register::Registry,
+    register::Registry, revoke::RevocationLogEntry,
 };
 use crate::fixture::util::now_ms;
 
@@ -105,6 +105,9 @@ pub(super) struct Inner {
     pub(super) next_family: u64,
     pub(super) log: Vec<TokenLogEntry>,
     pub(super) last_seq: u64,
+    /// The `/revoke` request log and its own sequence.
+    pub(super) revocations: Vec<RevocationLogEntry>,
+    pub(super) last_revocation_seq: u64,
     pub(super) deny_next: bool,
 }
 
@@ -293,12 +296,14 @@ impl Provider {
         }
     }
 
-    /// Forgets every code, token, log entry, pending switch and cached
-    /// metadata document; sequence numbers, keys and registered clients stay.
+    /// Forgets every code, token, log entry (both logs), pending switch and
+    /// cached metadata document; sequence numbers, keys and registered
+    /// clients stay.
     pub(crate) fn reset(&self) {
         let mut inner = self.lock();
         *inner = Inner {
             last_seq: inner.last_seq,
+            last_revocation_seq: inner.last_revocation_seq,
             next_family: inner.next_family,
             ..Inner::default()
         };

@@ -39,6 +39,7 @@ pub(crate) fn router(provider: Arc<Provider>) -> Router {
         .route(AS_METADATA, get(as_metadata))
         .route(OIDC_METADATA, get(oidc_metadata))
         .route("/control/log", get(control_log))
+        .route("/control/revocation-log", get(control_revocation_log))
         .route("/control/reset", post(control_reset))
         .route("/control/deny-next", post(control_deny_next))
         .route("/control/revoke-all", post(control_revoke_all))
@@ -132,6 +133,10 @@ async fn revoke(State(provider): State<AppState>, headers: HeaderMap, body: Byte
 
 async fn control_log(State(provider): State<AppState>) -> Response {
     Json(provider.token_log()).into_response()
+}
+
+async fn control_revocation_log(State(provider): State<AppState>) -> Response {
+    Json(provider.revocation_log()).into_response()
 }
 
 async fn control_reset(State(provider): State<AppState>) -> StatusCode {

@@ -18,7 +18,7 @@ pub(super) const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
 pub(super) const GW: &str = "gateway";
 pub(super) const GW_SECRET: &str = "gateway-secret";
 pub(super) const IDE: &str = "ide";
-const BASIC_ONLY: &str = "basic-only";
+pub(super) const BASIC_ONLY: &str = "basic-only";
 pub(super) const RS: &str = "fixture";
 pub(super) const RS_SECRET: &str = "fixture-secret";
 
