@@ -26,7 +26,7 @@ pub use replica::{AuthState, ConnectionState, Problem, ProblemKind};
 pub use secret::{SecretKeySelector, SecretValue};
 pub use spec::{
     Auth, CallerIdentity, EndpointAuth, McpConnection, McpConnectionSpec, OAuth2Auth, OAuth2Grant,
-    Timeouts, ToolFilter, Transport,
+    Timeouts, TokenOwnership, ToolFilter, Transport,
 };
 pub use status::{Condition, McpConnectionStatus, condition_types};
 

@@ -316,6 +316,10 @@ impl schemars::JsonSchema for Auth {
                 "auth type oauth2 requires grant and clientId",
             ),
             (
+                "!has(self.tokens) || self.tokens != 'perUser' || self.grant == 'authorization_code'",
+                "tokens perUser requires grant authorization_code",
+            ),
+            (
                 "self.type == 'bearer' || !has(self.token)",
                 "token is only valid with auth type bearer",
             ),
@@ -324,7 +328,7 @@ impl schemars::JsonSchema for Auth {
                 "headers is only valid with auth type header",
             ),
             (
-                "self.type == 'oauth2' || !(has(self.grant) || has(self.clientId) || has(self.clientSecret) || has(self.scopes) || has(self.tokenUrl) || has(self.authorizationUrl))",
+                "self.type == 'oauth2' || !(has(self.grant) || has(self.clientId) || has(self.clientSecret) || has(self.scopes) || has(self.tokenUrl) || has(self.authorizationUrl) || has(self.tokens))",
                 "OAuth fields are only valid with auth type oauth2",
             ),
         ];
@@ -375,6 +379,30 @@ pub struct OAuth2Auth {
     /// RFC 8707 resource indicator. Default: the connection's `url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// Whose tokens: `shared` (one for every caller, authorized by an operator) or
+    /// `perUser` (each caller consents for their own upstream account). Default
+    /// `shared`.
+    #[serde(default, skip_serializing_if = "TokenOwnership::is_shared")]
+    pub tokens: TokenOwnership,
+}
+
+/// Who an OAuth connection's tokens belong to.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum TokenOwnership {
+    /// One token for every caller.
+    #[default]
+    Shared,
+    /// One token per caller (subject), obtained with the caller's consent.
+    PerUser,
+}
+
+impl TokenOwnership {
+    pub fn is_shared(&self) -> bool {
+        *self == Self::Shared
+    }
 }
 
 /// OAuth 2 grant types Hawser can drive.

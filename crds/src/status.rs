@@ -31,4 +31,7 @@ pub struct McpConnectionStatus {
     /// Gateway replicas that report the connection ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i64>,
+    /// Users who connected their own account (`auth.tokens: perUser` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_users: Option<i64>,
 }

@@ -32,6 +32,9 @@ pub mod code {
     pub const POLICY_DENIED: i64 = -32012;
     /// A policy's rate limit refused the call; `data.retryAfterMs` says when to retry.
     pub const RATE_LIMITED: i64 = -32013;
+    /// MCP's `URLElicitationRequired`: the user must open a link first (consent for a
+    /// per-user upstream token); `data.elicitations` carries it.
+    pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 }
 
 /// A message that is not valid JSON-RPC 2.0.

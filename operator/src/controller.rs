@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use hawser_crds::{Auth, McpConnection, OAuth2Grant};
+use hawser_crds::{Auth, McpConnection, OAuth2Grant, TokenOwnership};
 use hawser_gateway::config::{Policy, Source, resolve};
 use hawser_gateway::store::{PutOutcome, Store};
 use k8s_openapi::api::core::v1::Secret;
@@ -109,6 +109,10 @@ fn uses_authorization_code(conn: &McpConnection) -> bool {
     matches!(&conn.spec.auth, Auth::Oauth2(o) if o.grant == OAuth2Grant::AuthorizationCode)
 }
 
+fn uses_per_user_tokens(conn: &McpConnection) -> bool {
+    matches!(&conn.spec.auth, Auth::Oauth2(o) if o.tokens == TokenOwnership::PerUser)
+}
+
 /// Reconciles one resource: the finalizer first, then [`apply`] or [`cleanup`].
 #[instrument(skip_all, fields(connection = %display_name(conn.as_ref())))]
 pub async fn reconcile(conn: Arc<McpConnection>, ctx: Arc<Context>) -> Result<Action> {
@@ -197,6 +201,11 @@ async fn apply(conn: &McpConnection, ctx: &Context) -> Result<Action> {
     }
 
     let replicas = ctx.store.read_status(&name).await?;
+    let connected_users = if uses_per_user_tokens(conn) {
+        Some(ctx.store.token_holders(Some(&name), None).await?.len())
+    } else {
+        None
+    };
     let previous = conn.status.as_ref();
     let desired = status::build(
         &Observation {
@@ -205,6 +214,7 @@ async fn apply(conn: &McpConnection, ctx: &Context) -> Result<Action> {
             sync: &sync,
             replicas: &replicas,
             authorization_code: uses_authorization_code(conn),
+            connected_users,
         },
         previous,
         Timestamp::now(),

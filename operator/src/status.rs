@@ -68,6 +68,8 @@ pub struct Observation<'a> {
     pub replicas: &'a [ConnectionStatus],
     /// `auth.type: oauth2` with `grant: authorization_code`.
     pub authorization_code: bool,
+    /// With per-user tokens: how many users hold one.
+    pub connected_users: Option<usize>,
 }
 
 /// The status to report, with `lastTransitionTime` kept from `previous` for every
@@ -134,6 +136,9 @@ pub fn build(
         ],
         tools: live.iter().map(|r| i64::from(r.tools)).max(),
         ready_replicas: Some(i64::try_from(ready).unwrap_or(i64::MAX)),
+        connected_users: obs
+            .connected_users
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
     };
     if let Some(previous) = previous {
         for c in &mut status.conditions {

@@ -7,6 +7,7 @@
 mod apikeys;
 mod error;
 mod policies;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,8 @@ pub struct Admin {
     pub policies: Arc<crate::policy::Policies>,
     /// What clients see (for `explain` of exposed names).
     pub registry: Arc<crate::registry::Registry>,
+    /// Who is calling `/api/v1/me/…` (authenticated as on `/mcp`).
+    pub identity: Arc<crate::identity::Authenticator>,
 }
 
 /// The admin routes.
@@ -70,6 +73,23 @@ pub fn router(admin: Arc<Admin>) -> Router {
             get(get_one).put(put).delete(delete),
         )
         .route("/api/v1/connections/{namespace}/{name}/status", get(status))
+        .route(
+            "/api/v1/connections/{name}/users",
+            get(users::holders).delete(users::revoke),
+        )
+        .route(
+            "/api/v1/connections/{namespace}/{name}/users",
+            get(users::holders).delete(users::revoke),
+        )
+        .route("/api/v1/me/connections", get(users::mine))
+        .route(
+            "/api/v1/me/connections/{name}",
+            axum::routing::delete(users::disconnect_mine),
+        )
+        .route(
+            "/api/v1/me/connections/{namespace}/{name}",
+            axum::routing::delete(users::disconnect_mine),
+        )
         .route("/api/v1/apikeys", get(apikeys::list).post(apikeys::create))
         .route(
             "/api/v1/apikeys/{id}",

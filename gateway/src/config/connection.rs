@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use hawser_crds::{Auth, McpConnectionSpec, OAuth2Auth, SecretValue, Transport};
+use hawser_crds::{Auth, McpConnectionSpec, OAuth2Auth, SecretValue, TokenOwnership, Transport};
 use http::{HeaderName, HeaderValue};
 use url::Url;
 
@@ -119,6 +119,13 @@ pub struct ConnectionConfig {
     /// The spec as given, secrets resolved to inline values: what storage seals and
     /// what the admin API shows (redacted).
     pub spec: McpConnectionSpec,
+}
+
+impl ConnectionConfig {
+    /// Whether each caller uses an upstream OAuth token of their own.
+    pub fn per_user_tokens(&self) -> bool {
+        matches!(&self.auth, UpstreamAuth::OAuth2(s) if s.spec.tokens == TokenOwnership::PerUser)
+    }
 }
 
 /// What the resolver may accept, beyond the spec's own rules.
@@ -368,6 +375,14 @@ pub fn resolve(
             _ => None,
         },
     )?;
+    if matches!(&auth, UpstreamAuth::OAuth2(s) if s.spec.tokens == TokenOwnership::PerUser)
+        && !matches!(target, Target::StreamableHttp(_))
+    {
+        return Err(SpecError::new(
+            "auth.tokens",
+            "perUser needs transport streamableHttp (an SSE stream is shared by every caller)",
+        ));
+    }
     Ok(ConnectionConfig {
         name: name.to_owned(),
         source,
@@ -444,6 +459,14 @@ fn resolve_auth(auth: &Auth) -> Result<UpstreamAuth, SpecError> {
             }
             if oauth.client_id.is_empty() {
                 return Err(SpecError::new("auth.clientId", "must not be empty"));
+            }
+            if oauth.tokens == TokenOwnership::PerUser
+                && oauth.grant != hawser_crds::OAuth2Grant::AuthorizationCode
+            {
+                return Err(SpecError::new(
+                    "auth.tokens",
+                    "perUser needs grant authorization_code (each user consents in a browser)",
+                ));
             }
             UpstreamAuth::OAuth2(OAuth2Settings {
                 spec: oauth.clone(),

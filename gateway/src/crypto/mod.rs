@@ -18,7 +18,12 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-pub use digest::{IdHash, constant_time_eq};
+pub use digest::{IdHash, constant_time_eq, hex};
+
+/// `N` random bytes as hex: unguessable identifiers and one-time values.
+pub fn random_hex<const N: usize>() -> String {
+    hex(&rand::random::<[u8; N]>())
+}
 
 const PREFIX: &str = "enc:v1:";
 const NONCE_LEN: usize = 12;

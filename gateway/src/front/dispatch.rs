@@ -15,6 +15,7 @@ use super::reply::{self, Reply};
 use super::request::RequestInfo;
 use super::session::ClientSession;
 use super::state::Front;
+use crate::config::PREFIX_SEPARATOR;
 use crate::jsonrpc::{self, Id, Kind, Message, RawParams, raw_string};
 use crate::policy;
 use crate::upstream::Upstream;
@@ -176,8 +177,16 @@ async fn routed(
                 record::refused(front, info, Some(session), method, Some(name), &error);
                 error.reply_in(Some(id), session.is_modern())
             };
-            let Some(route) = routes.get(&name) else {
-                return Ok(unknown(name));
+            let unlisted;
+            let route = match routes.get(&name) {
+                Some(route) => route,
+                None => match before_first_consent(front, endpoint, &name) {
+                    Some(route) if method == "tools/call" => {
+                        unlisted = route;
+                        &unlisted
+                    }
+                    _ => return Ok(unknown(name)),
+                },
             };
             let item = if method == "tools/call" {
                 policy::Kind::Tool
@@ -346,6 +355,30 @@ fn renamed(
     }
     params.0.set(field, raw_string(&route.name));
     Some(params.to_raw())
+}
+
+/// A tool of a connection with per-user tokens that lists nothing yet because no
+/// caller has connected an account (and no operator a shared one): calling it asks this
+/// caller's consent instead of being refused as unknown, so that someone can be first.
+fn before_first_consent(front: &Front, endpoint: &EndpointView, name: &str) -> Option<Route> {
+    let unlisted = |u: &Arc<Upstream>| u.per_user_tokens() && u.catalog().is_none();
+    if let Some(upstream) = &endpoint.upstream {
+        return unlisted(upstream).then(|| Route {
+            upstream: upstream.clone(),
+            name: name.to_owned(),
+        });
+    }
+    let (prefix, rest) = name.split_once(PREFIX_SEPARATOR)?;
+    let view = front.registry.view();
+    let upstream = view
+        .connections
+        .values()
+        .filter_map(|v| v.upstream.as_ref())
+        .find(|u| u.config().prefix == prefix && unlisted(u))?;
+    Some(Route {
+        upstream: upstream.clone(),
+        name: rest.to_owned(),
+    })
 }
 
 fn route_uri(endpoint: &EndpointView, uri: &str) -> Option<Arc<Upstream>> {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
-use super::bridge;
 use super::error::Error;
 use super::record::CallRecord;
 use super::reply::{self, Reply};
@@ -14,6 +13,7 @@ use super::resume::{self, Retry};
 use super::session::ClientSession;
 use super::state::Front;
 use super::stream::{self, CallContext, RetryContext};
+use super::{bridge, consent};
 use crate::audit::Outcome;
 use crate::jsonrpc::Id;
 use crate::revision::Era;
@@ -56,6 +56,16 @@ pub async fn forward(
         front.sessions.pool.touch(upstream.name(), &session.subject);
         return resume::resume(&front.bridge, retry, &state).await;
     }
+    // A 2026-07-28 retry after consent carries the answer to Hawser's request: the
+    // upstream never sees it.
+    let answered = upstream
+        .per_user_tokens()
+        .then(|| consent::take_answer(params))
+        .flatten();
+    let params = match &answered {
+        Some((_, rest)) => Some(&**rest),
+        None => params,
+    };
     let inflight = session.track(id.clone());
     let timeout = upstream.config().call_timeout;
     let record = CallRecord::start(
@@ -78,6 +88,22 @@ pub async fn forward(
         });
         reply::json(body)
     };
+    let ask_consent = |why: String, record: CallRecord| {
+        let (body, text) = consent::answer(front, session, upstream.name(), method, &id, &why);
+        record.finish(Outcome {
+            error: Some(("consent", text)),
+            response_bytes: body.len(),
+            ..Outcome::default()
+        });
+        reply::json(body)
+    };
+    if let Some((false, _)) = answered {
+        let declined = format!(
+            "you declined to connect your account to {}",
+            upstream.name()
+        );
+        return fail(UpstreamError::NotAuthorized(declined), record);
+    }
     // A 2026-07-28 upstream is told about the client in every request; a legacy one
     // knows from the session, and refuses a request that says otherwise.
     let upstream_era = upstream.era_for(session.era());
@@ -127,6 +153,7 @@ pub async fn forward(
         };
         let (upstream_session, call) = match opened {
             Err(_) => return fail(UpstreamError::Timeout(timeout), record),
+            Ok(Err(UpstreamError::ConsentRequired(why))) => return ask_consent(why, record),
             Ok(Err(e)) => return fail(e, record),
             Ok(Ok(pair)) => pair,
         };
@@ -155,6 +182,7 @@ pub async fn forward(
                     .drop_upstream_session(session, upstream, &upstream_session)
                     .await;
             }
+            Err(UpstreamError::ConsentRequired(why)) => return ask_consent(why, record),
             Err(e) => return fail(e, record),
         }
     }

@@ -16,12 +16,14 @@
 //! server→client requests with [`relay`]. [`record`] writes metrics and audit events,
 //! [`error`] says how every refusal is answered. [`listen`] serves GET streams,
 //! [`background`] runs the sweeps, [`wellknown`] serves the protected resource
-//! metadata that points clients at the identity provider.
+//! metadata that points clients at the identity provider. [`consent`] answers a call
+//! that needs the caller's consent for a per-user upstream token.
 
 mod admission;
 mod background;
 pub mod bridge;
 mod bus;
+mod consent;
 mod dispatch;
 pub mod error;
 mod forward;

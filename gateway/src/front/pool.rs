@@ -68,7 +68,7 @@ impl Pool {
             None,
             client_info.map(ToOwned::to_owned),
         );
-        let session = upstream.open_session(&init).await?;
+        let session = upstream.open_session(&init, Some(subject)).await?;
         tracing::debug!(connection = %upstream.name(), "pooled upstream session opened");
         *guard = Some(Pooled {
             session: session.clone(),

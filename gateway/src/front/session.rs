@@ -441,7 +441,7 @@ impl Sessions {
     ) -> Result<UpstreamSession, UpstreamError> {
         // A 2026-07-28 upstream has no sessions; a 2026-07-28 client borrows one.
         if upstream.era_for(session.era()) == Era::Modern {
-            return Ok(upstream.stateless_session());
+            return Ok(upstream.stateless_session(Some(session.subject.as_str())));
         }
         if let Some(envelope) = &session.modern
             && !upstream.is_shared()
@@ -461,7 +461,7 @@ impl Sessions {
         // The session of an older revision this one replaces, if any.
         let mut superseded = guard.clone();
         if upstream.is_shared() {
-            let shared = upstream.open_session(&session.init).await?;
+            let shared = upstream.open_session(&session.init, None).await?;
             *guard = Some(shared.clone());
             return Ok(shared);
         }
@@ -479,7 +479,9 @@ impl Sessions {
             }
             superseded = Some(recorded.clone());
         }
-        let fresh = upstream.open_session(&session.init).await?;
+        let fresh = upstream
+            .open_session(&session.init, Some(session.subject.as_str()))
+            .await?;
         if recorded.is_err() {
             // The store is away: serve the call with an upstream session of this
             // replica's own, unrecorded (another replica may open a second one).

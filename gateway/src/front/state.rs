@@ -24,6 +24,8 @@ pub struct Front {
     pub identity: Arc<Authenticator>,
     /// What each caller may see and call.
     pub policy: Arc<crate::policy::Policies>,
+    /// Consent links for connections with per-user tokens.
+    pub oauth: Arc<crate::oauth::OAuth>,
     pub sessions: Arc<Sessions>,
     /// Seals what Hawser hands clients to give back (2026-07-28 `requestState`).
     pub keyring: Keyring,

@@ -13,6 +13,8 @@ use crate::upstream::UpstreamError;
 pub struct Endpoints {
     pub authorization: Option<Url>,
     pub token: Url,
+    /// RFC 7009 token revocation, when the authorization server has one.
+    pub revocation: Option<Url>,
     /// RFC 8707 resource indicator sent with every request.
     pub resource: String,
 }
@@ -82,6 +84,7 @@ struct ServerMetadata {
     issuer: Option<String>,
     authorization_endpoint: Option<String>,
     token_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
     #[serde(default)]
     code_challenge_methods_supported: Vec<String>,
 }
@@ -236,6 +239,12 @@ pub async fn discover(
     if let Some(a) = &authorization {
         secure("authorization_endpoint", a)?;
     }
+    // Revocation is a courtesy on disconnect: an unusable URL only means none.
+    let revocation = meta
+        .revocation_endpoint
+        .as_deref()
+        .and_then(|r| Url::parse(r).ok())
+        .filter(|r| secure("revocation_endpoint", r).is_ok());
     let resource = resource_override
         .map(str::to_owned)
         .or(prm.resource)
@@ -243,6 +252,7 @@ pub async fn discover(
     Ok(Endpoints {
         authorization,
         token,
+        revocation,
         resource,
     })
 }

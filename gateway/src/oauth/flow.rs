@@ -1,5 +1,6 @@
 //! The authorization_code flow: `POST …/oauth/start` (admin) hands out an authorization
-//! URL with PKCE S256; `GET /oauth/callback` (public) exchanges the code. The PKCE
+//! URL with PKCE S256 for the shared token, a consent link ([`super::consent`]) one
+//! for a caller's own; `GET /oauth/callback` (public) exchanges the code. The PKCE
 //! state lives in the store, so start and callback may reach different replicas, and
 //! is taken exactly once.
 
@@ -25,8 +26,36 @@ use crate::store::PkceState;
 /// How long an operator has to complete the authorization.
 const FLOW_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Starts an authorization for `connection`; the admin API calls this.
+/// Starts an authorization of the shared token of `connection`; the admin API calls
+/// this.
 pub async fn start(oauth: &OAuth, connection: &str) -> Result<Response, Error> {
+    let (url, state) = begin(oauth, connection, "", None).await?;
+    tracing::info!(connection, "OAuth authorization started");
+    Ok(Json(json!({
+        "authorizationUrl": url.as_str(),
+        "state": state.state,
+        "expiresAt": state.expires_at.millis() / 1000,
+        "redirectUri": state.redirect_uri,
+    }))
+    .into_response())
+}
+
+/// A flow begun: what the authorization URL carries.
+pub struct Begun {
+    pub state: String,
+    pub expires_at: Timestamp,
+    pub redirect_uri: String,
+}
+
+/// Begins an authorization_code flow for `subject`'s token (`""`: the shared one),
+/// optionally to be completed by the browser with cookie hash `browser`; returns the
+/// authorization URL.
+pub async fn begin(
+    oauth: &OAuth,
+    connection: &str,
+    subject: &str,
+    browser: Option<IdHash>,
+) -> Result<(url::Url, Begun), Error> {
     let public = oauth.public_url.as_ref().ok_or(Error::NoPublicUrl)?;
     let tokens = oauth.tokens_for(connection).await?;
     if tokens.settings().spec.grant != OAuth2Grant::AuthorizationCode {
@@ -57,19 +86,21 @@ pub async fn start(oauth: &OAuth, connection: &str) -> Result<Response, Error> {
         .put_pkce(&PkceState {
             state_hash: IdHash::of(state.secret()),
             connection: connection.to_owned(),
+            subject: subject.to_owned(),
+            browser,
             verifier: Secret::new(verifier.secret().clone()),
             redirect_uri: redirect.to_string(),
             expires_at,
         })
         .await?;
-    tracing::info!(connection, "OAuth authorization started");
-    Ok(Json(json!({
-        "authorizationUrl": url.as_str(),
-        "state": state.secret(),
-        "expiresAt": expires_at.millis() / 1000,
-        "redirectUri": redirect.as_str(),
-    }))
-    .into_response())
+    Ok((
+        url,
+        Begun {
+            state: state.secret().clone(),
+            expires_at,
+            redirect_uri: redirect.to_string(),
+        },
+    ))
 }
 
 /// Query of the redirect from the authorization server.
@@ -84,16 +115,26 @@ pub struct Callback {
 /// `<public URL>/oauth/callback`, keeping a path the public URL has (a gateway served
 /// under `https://example.com/hawser` gets `https://example.com/hawser/oauth/callback`).
 pub fn callback_url(public: &url::Url) -> Result<url::Url, url::ParseError> {
+    public_path(public, "oauth/callback")
+}
+
+/// `relative` under the public URL, keeping its path.
+pub fn public_path(public: &url::Url, relative: &str) -> Result<url::Url, url::ParseError> {
     let mut base = public.clone();
+    base.set_query(None);
     if !base.path().ends_with('/') {
         let path = format!("{}/", base.path());
         base.set_path(&path);
     }
-    base.join("oauth/callback")
+    base.join(relative)
 }
 
 /// `GET /oauth/callback`: exchanges the code and shows a small page saying what happened.
-pub async fn callback(State(oauth): State<Arc<OAuth>>, Query(q): Query<Callback>) -> Response {
+pub async fn callback(
+    State(oauth): State<Arc<OAuth>>,
+    Query(q): Query<Callback>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let Some(state) = q.state.filter(|s| !s.is_empty()) else {
         return page(
             StatusCode::BAD_REQUEST,
@@ -121,12 +162,38 @@ pub async fn callback(State(oauth): State<Arc<OAuth>>, Query(q): Query<Callback>
         }
     };
     let connection = pending.connection.clone();
+    let per_user = !pending.subject.is_empty();
+    // A flow a consent link started is completed by the browser that opened the link.
+    if let Some(browser) = pending.browser
+        && super::consent::browser_of(&headers) != Some(browser)
+    {
+        tracing::warn!(connection = %connection, "consent callback from another browser refused");
+        oauth.audit_consent(
+            &connection,
+            &pending.subject,
+            "refused",
+            Some("the callback came from another browser than the one that opened the link"),
+        );
+        return page(
+            StatusCode::FORBIDDEN,
+            "Authorization refused",
+            "This sign-in was started in another browser. Open the link from your client again, in one browser.",
+        );
+    }
     if let Some(error) = q.error {
         let detail = q
             .error_description
             .map(|d| format!(": {d}"))
             .unwrap_or_default();
         tracing::warn!(connection = %connection, %error, "authorization server refused the authorization");
+        if per_user {
+            oauth.audit_consent(
+                &connection,
+                &pending.subject,
+                "refused",
+                Some(&format!("{error}{detail}")),
+            );
+        }
         return page(
             StatusCode::BAD_REQUEST,
             "Authorization refused",
@@ -143,6 +210,22 @@ pub async fn callback(State(oauth): State<Arc<OAuth>>, Query(q): Query<Callback>
         );
     };
     match exchange(&oauth, &pending, code).await {
+        Ok(()) if per_user => {
+            tracing::info!(connection = %connection, "per-user consent completed");
+            oauth.audit_consent(&connection, &pending.subject, "completed", None);
+            let mut done = page(
+                StatusCode::OK,
+                "Account connected",
+                &format!(
+                    "Hawser now acts as you on connection {connection}. Go back to your client: it can retry. You can close this window."
+                ),
+            );
+            let spent = super::consent::cookie(&oauth, "", std::time::Duration::ZERO);
+            if let Ok(v) = axum::http::HeaderValue::from_str(&spent) {
+                done.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+            }
+            done
+        }
         Ok(()) => {
             tracing::info!(connection = %connection, "OAuth authorization completed");
             page(
@@ -155,6 +238,9 @@ pub async fn callback(State(oauth): State<Arc<OAuth>>, Query(q): Query<Callback>
         }
         Err(message) => {
             tracing::warn!(connection = %connection, error = %message, "OAuth code exchange failed");
+            if per_user {
+                oauth.audit_consent(&connection, &pending.subject, "refused", Some(&message));
+            }
             page(
                 StatusCode::BAD_GATEWAY,
                 "Authorization failed",
@@ -180,11 +266,12 @@ async fn exchange(oauth: &OAuth, pending: &PkceState, code: String) -> Result<()
         .request_async(&adapter)
         .await
         .map_err(|e| tokens::describe(&e))?;
-    let row = tokens.to_row(&response, None);
+    let row = tokens.to_row(&pending.subject, &response, None);
     tokens.store_grant(row).await.map_err(|e| e.to_string())
 }
 
-fn page(status: StatusCode, title: &str, message: &str) -> Response {
+/// A small page saying what happened; it runs nothing and cannot be framed.
+pub(crate) fn page(status: StatusCode, title: &str, message: &str) -> Response {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} · Hawser</title>\
          <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;color:#222}}</style></head>\
@@ -192,11 +279,20 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
         t = escape(title),
         m = escape(message)
     );
-    (status, Html(body)).into_response()
+    let mut response = (status, Html(body)).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(PAGE_CSP),
+    );
+    response
 }
 
+/// Pages run no script, load nothing, and are never framed (the consent button).
+pub(crate) const PAGE_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+
 /// Escapes text for HTML (provider error descriptions are attacker-controlled).
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '<' => "&lt;".to_owned(),

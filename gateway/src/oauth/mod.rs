@@ -1,7 +1,9 @@
-//! OAuth 2 towards upstreams: authorization_code with PKCE (started by an operator)
-//! and client_credentials, tokens sealed in the store, refreshed before expiry and
-//! safe across replicas.
+//! OAuth 2 towards upstreams: authorization_code with PKCE (started by an operator
+//! for a shared token, or by each caller's consent for their own) and
+//! client_credentials, tokens sealed in the store, refreshed before expiry and safe
+//! across replicas.
 
+pub mod consent;
 pub mod discovery;
 mod error;
 pub mod flow;
@@ -17,7 +19,9 @@ use url::Url;
 
 pub use error::Error;
 
+use crate::audit::{Auditor, Caller, Record};
 use crate::config::{ConnectionConfig, InlineOnly, Policy, Target, UpstreamAuth, resolve};
+use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::upstream::UpstreamError;
@@ -29,6 +33,11 @@ pub struct OAuth {
     pub store: Arc<dyn Store>,
     pub public_url: Option<Url>,
     pub policy: Policy,
+    /// Seals consent links.
+    keyring: Keyring,
+    /// Records consent started, completed, refused and revoked.
+    auditor: Arc<Auditor>,
+    replica: String,
     metrics: Arc<Metrics>,
     http: reqwest::Client,
     /// Token sources by connection, replaced when the connection changes.
@@ -40,12 +49,18 @@ impl OAuth {
         store: Arc<dyn Store>,
         public_url: Option<Url>,
         policy: Policy,
+        keyring: Keyring,
+        auditor: Arc<Auditor>,
+        replica: &str,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             public_url,
             policy,
+            keyring,
+            auditor,
+            replica: replica.to_owned(),
             metrics,
             http: http::client(),
             sources: Mutex::new(HashMap::new()),
@@ -114,6 +129,34 @@ impl OAuth {
     }
 }
 
+impl OAuth {
+    /// Records a consent event (`started`, `completed`, `refused`, `revoked`) of
+    /// `subject` on `connection`.
+    pub fn audit_consent(&self, connection: &str, subject: &str, what: &str, why: Option<&str>) {
+        let caller = Caller {
+            request_id: crate::crypto::random_hex::<8>(),
+            subject: Some(subject.to_owned()),
+            ..Caller::default()
+        };
+        let mut event = crate::audit::event::begin(
+            &self.replica,
+            &caller,
+            &format!("consent/{what}"),
+            Some(connection),
+            None,
+        );
+        event.success = what != "refused";
+        if let Some(why) = why {
+            crate::audit::event::refuse(&mut event, "consent", why, std::time::Duration::ZERO);
+        }
+        self.auditor.record(Record {
+            event,
+            params: None,
+            response: None,
+        });
+    }
+}
+
 impl CredentialsFactory for OAuth {
     fn credentials(&self, config: &ConnectionConfig) -> Result<Credentials, UpstreamError> {
         match &config.auth {
@@ -127,5 +170,6 @@ impl CredentialsFactory for OAuth {
 pub fn router(oauth: Arc<OAuth>) -> Router {
     Router::new()
         .route("/oauth/callback", get(flow::callback))
+        .route("/oauth/consent", get(consent::show).post(consent::start))
         .with_state(oauth)
 }

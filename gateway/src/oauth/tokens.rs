@@ -1,18 +1,20 @@
 //! One connection's OAuth tokens on one replica: cached in memory, shared through the
-//! store, refreshed before they expire.
+//! store, refreshed before they expire. A connection has one shared token, or (with
+//! `tokens: perUser`) one per caller; each is a [`Slot`] here and a row in the store.
 //!
-//! Refreshing is single-flight inside a replica (a mutex) and serialized across
-//! replicas (the store's token lock, which re-reads the row once held): whoever comes
-//! second finds the fresh token and uses it, so a rotating refresh token is presented
-//! exactly once. `invalid_grant` deletes the tokens and leaves the connection awaiting
-//! authorization instead of retrying in a loop.
+//! Refreshing is single-flight inside a replica (the slot's mutex) and serialized
+//! across replicas (the store's lock on that row, which re-reads it once held):
+//! whoever comes second finds the fresh token and uses it, so a rotating refresh token
+//! is presented exactly once. `invalid_grant` deletes that token only and leaves the
+//! connection (or that caller) awaiting authorization instead of retrying in a loop.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use hawser_crds::{EndpointAuth, OAuth2Grant};
+use hawser_crds::{EndpointAuth, OAuth2Grant, TokenOwnership};
 use oauth2::basic::{BasicErrorResponseType, BasicTokenResponse};
 use oauth2::{
     AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError, Scope, TokenResponse,
@@ -51,6 +53,37 @@ pub(crate) fn is_fresh(token: &OAuthToken) -> bool {
     }
 }
 
+/// Most callers whose tokens one replica keeps in memory per connection; beyond it,
+/// those whose tokens expired are forgotten (they are re-read from the store).
+const MAX_CACHED_USERS: usize = 10_000;
+
+/// One token (the shared one, or one caller's) on this replica.
+struct Slot {
+    /// `""` for the shared token.
+    subject: String,
+    cached: ArcSwapOption<OAuthToken>,
+    flight: Mutex<()>,
+}
+
+impl Slot {
+    fn new(subject: &str) -> Arc<Self> {
+        Arc::new(Self {
+            subject: subject.to_owned(),
+            cached: ArcSwapOption::empty(),
+            flight: Mutex::new(()),
+        })
+    }
+}
+
+/// What disconnecting a caller did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disconnected {
+    /// Whether they held a token (now deleted).
+    pub held: bool,
+    /// Whether the provider confirmed its revocation.
+    pub revoked: bool,
+}
+
 /// A connection's token source.
 pub struct ConnectionTokens {
     connection: String,
@@ -59,8 +92,12 @@ pub struct ConnectionTokens {
     store: Arc<dyn Store>,
     http: reqwest::Client,
     endpoints: ArcSwapOption<Endpoints>,
-    cached: ArcSwapOption<OAuthToken>,
-    flight: Mutex<()>,
+    shared: Arc<Slot>,
+    /// Per-user tokens by subject.
+    users: std::sync::Mutex<HashMap<String, Arc<Slot>>>,
+    /// The caller whose token Hawser's own requests borrow when a per-user connection
+    /// has no shared token (discovery).
+    borrowed: ArcSwapOption<String>,
     /// Where an operator starts the authorization (for messages).
     start_path: String,
     metrics: Arc<crate::metrics::Metrics>,
@@ -82,8 +119,9 @@ impl ConnectionTokens {
             store,
             http,
             endpoints: ArcSwapOption::empty(),
-            cached: ArcSwapOption::empty(),
-            flight: Mutex::new(()),
+            shared: Slot::new(""),
+            users: std::sync::Mutex::new(HashMap::new()),
+            borrowed: ArcSwapOption::empty(),
             start_path: format!("POST /api/v1/connections/{connection}/oauth/start"),
             metrics,
         }
@@ -101,6 +139,7 @@ impl ConnectionTokens {
                 token: Url::parse(token)
                     .map_err(|e| UpstreamError::NotAuthorized(format!("auth.tokenUrl: {e}")))?,
                 authorization: authorization.as_deref().and_then(|a| Url::parse(a).ok()),
+                revocation: None,
                 resource: resource.unwrap_or_else(|| self.upstream.to_string()),
             },
             (None, _) => {
@@ -119,6 +158,36 @@ impl ConnectionTokens {
 
     pub fn settings(&self) -> &OAuth2Settings {
         &self.settings
+    }
+
+    pub fn connection(&self) -> &str {
+        &self.connection
+    }
+
+    /// Whether each caller has a token of their own.
+    pub fn per_user(&self) -> bool {
+        self.settings.spec.tokens == TokenOwnership::PerUser
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The slot of `subject` (`""`: the shared token).
+    fn slot(&self, subject: &str) -> Arc<Slot> {
+        if subject.is_empty() {
+            return self.shared.clone();
+        }
+        let mut users = self.users();
+        if let Some(slot) = users.get(subject) {
+            return slot.clone();
+        }
+        if users.len() >= MAX_CACHED_USERS {
+            users.retain(|_, s| s.cached.load().as_deref().is_some_and(is_fresh));
+        }
+        let slot = Slot::new(subject);
+        users.insert(subject.to_owned(), slot.clone());
+        slot
     }
 
     /// An `oauth2` client for the token endpoint.
@@ -153,12 +222,14 @@ impl ConnectionTokens {
     /// Stores a token response (under the token lock the caller holds, or a fresh one).
     pub(crate) fn to_row(
         &self,
+        subject: &str,
         response: &BasicTokenResponse,
         previous_refresh: Option<&Secret>,
     ) -> OAuthToken {
         let issued = Timestamp::now();
         OAuthToken {
             connection: self.connection.clone(),
+            subject: subject.to_owned(),
             access_token: Secret::new(response.access_token().secret().clone()),
             // Providers that do not rotate keep the old refresh token valid.
             refresh_token: response
@@ -178,32 +249,93 @@ impl ConnectionTokens {
         }
     }
 
-    async fn announce(&self) {
+    async fn announce(&self, subject: &str) {
         let note = BusMessage::TokenChanged {
             connection: self.connection.clone(),
+            subject: (!subject.is_empty()).then(|| subject.to_owned()),
         };
         if let Err(error) = self.store.publish(None, &note).await {
             tracing::warn!(connection = %self.connection, %error, "cannot announce a token change");
         }
     }
 
-    fn awaiting(&self, why: &str) -> UpstreamError {
-        UpstreamError::NotAuthorized(format!(
-            "{why}; an operator must authorize the connection ({})",
-            self.start_path
-        ))
+    fn awaiting(&self, subject: &str, why: &str) -> UpstreamError {
+        if subject.is_empty() {
+            UpstreamError::NotAuthorized(format!(
+                "{why}; an operator must authorize the connection ({})",
+                self.start_path
+            ))
+        } else {
+            UpstreamError::ConsentRequired(format!(
+                "{why}; connection {} needs your consent to act as you",
+                self.connection
+            ))
+        }
+    }
+
+    /// The token slot requests for `subject` use (`None`: Hawser's own requests).
+    async fn slot_for(&self, subject: Option<&str>) -> Result<Arc<Slot>, UpstreamError> {
+        if !self.per_user() {
+            return Ok(self.shared.clone());
+        }
+        match subject {
+            Some("") => Err(UpstreamError::NotAuthorized(format!(
+                "connection {} acts as each caller with their own upstream account: sign in to the gateway first",
+                self.connection
+            ))),
+            Some(subject) => Ok(self.slot(subject)),
+            None => self.service_slot().await,
+        }
+    }
+
+    /// For Hawser's own requests on a per-user connection (discovery): the shared token
+    /// if an operator authorized one, else the token of a caller who consented.
+    async fn service_slot(&self) -> Result<Arc<Slot>, UpstreamError> {
+        if self.shared.cached.load().is_some() {
+            return Ok(self.shared.clone());
+        }
+        if self
+            .store
+            .get_token(&self.connection, "")
+            .await
+            .map_err(store_error)?
+            .is_some()
+        {
+            return Ok(self.shared.clone());
+        }
+        if let Some(subject) = self.borrowed.load_full() {
+            return Ok(self.slot(&subject));
+        }
+        let holders = self
+            .store
+            .token_holders(Some(&self.connection), None)
+            .await
+            .map_err(store_error)?;
+        // The most recently written token is the likeliest to work.
+        let Some(holder) = holders.into_iter().max_by_key(|h| h.updated_at) else {
+            return Err(UpstreamError::NotAuthorized(format!(
+                "no caller has connected their account to {} yet (and no operator authorized a shared token): the tools are listed once someone does",
+                self.connection
+            )));
+        };
+        self.borrowed.store(Some(Arc::new(holder.subject.clone())));
+        Ok(self.slot(&holder.subject))
     }
 
     /// A usable token: cached, stored by another replica, or obtained now.
-    async fn current(&self, rejected: Option<&Secret>) -> Result<Arc<OAuthToken>, UpstreamError> {
+    async fn current(
+        &self,
+        slot: &Slot,
+        rejected: Option<&Secret>,
+    ) -> Result<Arc<OAuthToken>, UpstreamError> {
         let usable = |t: &OAuthToken| is_fresh(t) && rejected.is_none_or(|r| t.access_token != *r);
-        if let Some(t) = self.cached.load_full()
+        if let Some(t) = slot.cached.load_full()
             && usable(&t)
         {
             return Ok(t);
         }
-        let _flight = self.flight.lock().await;
-        if let Some(t) = self.cached.load_full()
+        let _flight = slot.flight.lock().await;
+        if let Some(t) = slot.cached.load_full()
             && usable(&t)
         {
             return Ok(t);
@@ -211,26 +343,37 @@ impl ConnectionTokens {
         // Another replica may have refreshed already.
         let stored = self
             .store
-            .get_token(&self.connection)
+            .get_token(&self.connection, &slot.subject)
             .await
             .map_err(store_error)?;
         if let Some(t) = stored
             && usable(&t)
         {
             let t = Arc::new(t);
-            self.cached.store(Some(t.clone()));
+            slot.cached.store(Some(t.clone()));
             return Ok(t);
         }
-        let fresh = Arc::new(self.renew(rejected).await?);
-        self.cached.store(Some(fresh.clone()));
+        let fresh = self.renew(slot, rejected).await;
+        if fresh.is_err() && !slot.subject.is_empty() {
+            // A borrowed token that stopped working is not borrowed again.
+            self.borrowed
+                .rcu(|b| b.clone().filter(|s| s.as_str() != slot.subject));
+        }
+        let fresh = Arc::new(fresh?);
+        slot.cached.store(Some(fresh.clone()));
         Ok(fresh)
     }
 
     /// Obtains a new token under the token lock.
-    async fn renew(&self, rejected: Option<&Secret>) -> Result<OAuthToken, UpstreamError> {
+    async fn renew(
+        &self,
+        slot: &Slot,
+        rejected: Option<&Secret>,
+    ) -> Result<OAuthToken, UpstreamError> {
+        let subject = slot.subject.as_str();
         let mut lock = self
             .store
-            .lock_token(&self.connection)
+            .lock_token(&self.connection, subject)
             .await
             .map_err(store_error)?;
         // The row as it is now that no other replica can change it.
@@ -248,7 +391,7 @@ impl ConnectionTokens {
         let refresh = lock.current().and_then(|t| t.refresh_token.clone());
         let result = match (&refresh, self.settings.spec.grant) {
             (Some(rt), _) => {
-                tracing::debug!(connection = %self.connection, "refreshing the access token");
+                tracing::debug!(connection = %self.connection, per_user = !subject.is_empty(), "refreshing the access token");
                 client
                     .exchange_refresh_token(&RefreshToken::new(rt.expose().to_owned()))
                     .add_extra_param("resource", endpoints.resource.clone())
@@ -276,11 +419,14 @@ impl ConnectionTokens {
             (None, OAuth2Grant::AuthorizationCode) => {
                 let had_token = lock.current().is_some();
                 let _ = lock.finish().await;
-                return Err(self.awaiting(if had_token {
-                    "the access token expired and there is no refresh token"
-                } else {
-                    "no token yet"
-                }));
+                return Err(self.awaiting(
+                    subject,
+                    if had_token {
+                        "the access token expired and there is no refresh token"
+                    } else {
+                        "no token yet"
+                    },
+                ));
             }
         };
         let outcome = match &result {
@@ -301,7 +447,7 @@ impl ConnectionTokens {
             .inc();
         match result {
             Ok(response) => {
-                let row = self.to_row(&response, refresh.as_ref());
+                let row = self.to_row(subject, &response, refresh.as_ref());
                 let version = lock.write(&row).await.map_err(store_error)?;
                 lock.finish().await.map_err(store_error)?;
                 Ok(OAuthToken { version, ..row })
@@ -309,13 +455,15 @@ impl ConnectionTokens {
             Err(RequestTokenError::ServerResponse(err))
                 if *err.error() == BasicErrorResponseType::InvalidGrant =>
             {
-                // The grant is gone (revoked, reused, expired): stop using it, do not loop.
-                tracing::warn!(connection = %self.connection, "the authorization server rejected the grant (invalid_grant)");
+                // The grant is gone (revoked, reused, expired): stop using it, do not
+                // loop. Only this token: other callers' are theirs.
+                tracing::warn!(connection = %self.connection, per_user = !subject.is_empty(), "the authorization server rejected the grant (invalid_grant)");
                 let _ = lock.delete().await;
                 let _ = lock.finish().await;
-                self.cached.store(None);
-                self.announce().await;
+                slot.cached.store(None);
+                self.announce(subject).await;
                 Err(self.awaiting(
+                    subject,
                     "the authorization server rejected the refresh token (invalid_grant)",
                 ))
             }
@@ -331,22 +479,122 @@ impl ConnectionTokens {
 
     /// Stores tokens obtained from an authorization code and tells every replica.
     pub(crate) async fn store_grant(&self, row: OAuthToken) -> Result<(), UpstreamError> {
+        let slot = self.slot(&row.subject);
         let mut lock = self
             .store
-            .lock_token(&self.connection)
+            .lock_token(&self.connection, &row.subject)
             .await
             .map_err(store_error)?;
         let version = lock.write(&row).await.map_err(store_error)?;
         lock.finish().await.map_err(store_error)?;
-        self.cached
+        let subject = row.subject.clone();
+        slot.cached
             .store(Some(Arc::new(OAuthToken { version, ..row })));
-        self.announce().await;
+        self.announce(&subject).await;
         Ok(())
+    }
+
+    /// Removes `subject`'s token (disconnect): returns it, for revocation at the
+    /// provider, and tells every replica.
+    async fn remove(&self, subject: &str) -> Result<Option<OAuthToken>, UpstreamError> {
+        let slot = self.slot(subject);
+        let _flight = slot.flight.lock().await;
+        let mut lock = self
+            .store
+            .lock_token(&self.connection, subject)
+            .await
+            .map_err(store_error)?;
+        let held = lock.current().cloned();
+        if held.is_some() {
+            lock.delete().await.map_err(store_error)?;
+        }
+        lock.finish().await.map_err(store_error)?;
+        slot.cached.store(None);
+        self.forget(subject);
+        self.announce(subject).await;
+        Ok(held)
+    }
+
+    /// Disconnects `subject`: deletes their token on every replica and revokes it at
+    /// the provider when it has a revocation endpoint (RFC 7009).
+    pub async fn disconnect(&self, subject: &str) -> Result<Disconnected, UpstreamError> {
+        let Some(held) = self.remove(subject).await? else {
+            return Ok(Disconnected {
+                held: false,
+                revoked: false,
+            });
+        };
+        let revocation = match self.endpoints().await {
+            Ok(e) => e.revocation.clone(),
+            Err(error) => {
+                tracing::warn!(connection = %self.connection, %error, "cannot find the revocation endpoint");
+                None
+            }
+        };
+        let revoked = match revocation {
+            Some(url) => self.revoke(&url, &held).await,
+            None => false,
+        };
+        Ok(Disconnected {
+            held: true,
+            revoked,
+        })
+    }
+
+    /// Asks the provider to revoke `token`'s grant; whether it confirmed.
+    async fn revoke(&self, url: &Url, token: &OAuthToken) -> bool {
+        // The refresh token: revoking it ends the whole grant at most providers.
+        let (value, hint) = match &token.refresh_token {
+            Some(r) => (r.expose(), "refresh_token"),
+            None => (token.access_token.expose(), "access_token"),
+        };
+        let id = self.settings.spec.client_id.as_str();
+        let mut form = vec![("token", value), ("token_type_hint", hint)];
+        let mut request = self.http.post(url.clone());
+        match (
+            &self.settings.client_secret,
+            self.settings.spec.endpoint_auth,
+        ) {
+            // RFC 6749 §2.3.1: both form-encoded before Basic.
+            (Some(secret), EndpointAuth::Basic) => {
+                let encode = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                request = request.basic_auth(encode(id), Some(encode(secret.expose())));
+            }
+            (Some(secret), EndpointAuth::Post) => {
+                form.push(("client_id", id));
+                form.push(("client_secret", secret.expose()));
+            }
+            (None, _) => form.push(("client_id", id)),
+        }
+        match request.form(&form).send().await {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) => {
+                tracing::warn!(connection = %self.connection, status = r.status().as_u16(), "the provider refused to revoke a token");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(connection = %self.connection, error = %crate::upstream::error::root_cause(&error), "cannot reach the revocation endpoint");
+                false
+            }
+        }
+    }
+
+    /// Whether `subject` (`""`: the shared token) holds a usable token, as far as the
+    /// store says (for "my connections"): `None` when there is none.
+    pub async fn state_of(&self, subject: &str) -> Result<Option<bool>, UpstreamError> {
+        let row = self
+            .store
+            .get_token(&self.connection, subject)
+            .await
+            .map_err(store_error)?;
+        Ok(row.map(|t| is_fresh(&t) || t.refresh_token.is_some()))
     }
 
     /// Whether a token is held (for status).
     pub fn is_authorized(&self) -> bool {
-        self.cached.load().is_some()
+        self.shared.cached.load().is_some()
     }
 }
 
@@ -371,13 +619,23 @@ pub(crate) fn describe<E: std::error::Error>(
 
 #[async_trait]
 impl TokenSource for ConnectionTokens {
-    async fn token(&self) -> Result<Secret, UpstreamError> {
-        Ok(self.current(None).await?.access_token.clone())
+    async fn token(&self, subject: Option<&str>) -> Result<Secret, UpstreamError> {
+        let slot = self.slot_for(subject).await?;
+        Ok(self.current(&slot, None).await?.access_token.clone())
     }
 
-    async fn rejected(&self, token: &Secret) -> Result<bool, UpstreamError> {
-        let fresh = self.current(Some(token)).await?;
+    async fn rejected(&self, token: &Secret, subject: Option<&str>) -> Result<bool, UpstreamError> {
+        let slot = self.slot_for(subject).await?;
+        let fresh = self.current(&slot, Some(token)).await?;
         Ok(fresh.access_token != *token)
+    }
+
+    fn forget(&self, subject: &str) {
+        if let Some(slot) = self.users().remove(subject) {
+            slot.cached.store(None);
+        }
+        self.borrowed
+            .rcu(|b| b.clone().filter(|s| s.as_str() != subject));
     }
 }
 
@@ -389,6 +647,7 @@ mod tests {
         let now_ms = Timestamp::now().millis();
         OAuthToken {
             connection: "c".into(),
+            subject: String::new(),
             access_token: Secret::new("a"),
             refresh_token: None,
             token_type: "Bearer".into(),

@@ -150,8 +150,14 @@ impl Registry {
                 Ok(StoreEvent::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     self.resync().await
                 }
-                Ok(StoreEvent::Bus(BusMessage::TokenChanged { connection })) => {
+                Ok(StoreEvent::Bus(BusMessage::TokenChanged {
+                    connection,
+                    subject,
+                })) => {
                     if let Some(upstream) = self.upstream(&connection) {
+                        if let Some(subject) = &subject {
+                            upstream.forget_token(subject);
+                        }
                         tracing::info!(connection = %connection, "credentials changed; re-dialling");
                         upstream.wake();
                     }

@@ -146,23 +146,6 @@ pub async fn build(
     };
     sync_file_connections(store.as_ref(), settings).await?;
     let metrics = Metrics::new();
-    let oauth = OAuth::new(
-        store.clone(),
-        settings.public_url.clone(),
-        policy,
-        metrics.clone(),
-    );
-    let registry = Registry::start(
-        RegistrySettings {
-            replica: settings.replica_id.clone(),
-            replica_token: token.clone(),
-            policy,
-        },
-        store.clone(),
-        oauth.clone(),
-        metrics.clone(),
-        shutdown.child_token(),
-    );
     let health = match store.kind() {
         StoreKind::Memory => Health::always_up(),
         StoreKind::Postgres => Health::spawn(store.clone(), shutdown.child_token()),
@@ -190,6 +173,26 @@ pub async fn build(
         .keyring
         .clone()
         .unwrap_or_else(crate::crypto::Keyring::ephemeral);
+    let oauth = OAuth::new(
+        store.clone(),
+        settings.public_url.clone(),
+        policy,
+        keyring.clone(),
+        auditor.clone(),
+        &settings.replica_id,
+        metrics.clone(),
+    );
+    let registry = Registry::start(
+        RegistrySettings {
+            replica: settings.replica_id.clone(),
+            replica_token: token.clone(),
+            policy,
+        },
+        store.clone(),
+        oauth.clone(),
+        metrics.clone(),
+        shutdown.child_token(),
+    );
     let api_keys = crate::identity::apikeys::ApiKeys::new(store.clone());
     if settings.client_auth.api_keys {
         api_keys.load().await.context("reading API keys")?;
@@ -222,7 +225,8 @@ pub async fn build(
     policies.spawn(shutdown.child_token());
     let front = Arc::new(Front {
         security: settings.security.clone(),
-        identity,
+        identity: identity.clone(),
+        oauth: oauth.clone(),
         policy: policies.clone(),
         sessions: front::session::Sessions::new(
             store.clone(),
@@ -263,6 +267,7 @@ pub async fn build(
         signer: Some(signer),
         policies,
         registry: registry.clone(),
+        identity,
     });
     Ok(Arc::new(AppState {
         store,

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use super::{
     ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, Lease, OAuthToken, PkceState,
     PutOutcome, Result, SessionRecord, SigningKeyRecord, Store, StoreEvent, StoreKind,
-    StoredConnection, StoredPolicy, TokenLock, UpstreamSession,
+    StoredConnection, StoredPolicy, TokenHolder, TokenLock, UpstreamSession,
 };
 use crate::clock::Timestamp;
 use crate::config::{ConnectionConfig, Source};
@@ -30,9 +30,12 @@ struct State {
     connections: BTreeMap<String, Row>,
     status: BTreeMap<(String, String), ConnectionStatus>,
     sessions: BTreeMap<IdHash, (SessionRecord, Instant)>,
-    tokens: BTreeMap<String, OAuthToken>,
+    /// By (connection, subject).
+    tokens: BTreeMap<(String, String), OAuthToken>,
     pkce: BTreeMap<IdHash, PkceState>,
-    token_locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
+    token_locks: BTreeMap<(String, String), Arc<tokio::sync::Mutex<()>>>,
+    /// Consent links used, until they expire.
+    consent_links: BTreeMap<IdHash, Timestamp>,
     api_keys: Vec<ApiKeyRecord>,
     signing_keys: Vec<SigningKeyRecord>,
     policies: BTreeMap<String, StoredPolicy>,
@@ -51,7 +54,7 @@ pub struct MemoryStore {
 /// dropped without `finish` changes nothing.
 struct MemoryTokenLock {
     state: Arc<Mutex<State>>,
-    connection: String,
+    key: (String, String),
     current: Option<OAuthToken>,
     /// What `finish` makes of the row (`None`: leave it as it was).
     staged: Option<Option<OAuthToken>>,
@@ -68,6 +71,7 @@ impl TokenLock for MemoryTokenLock {
         let version = self.current.as_ref().map(|t| t.version + 1).unwrap_or(1);
         let mut stored = token.clone();
         stored.version = version;
+        stored.subject = self.key.1.clone();
         self.staged = Some(Some(stored.clone()));
         self.current = Some(stored);
         Ok(version)
@@ -83,8 +87,8 @@ impl TokenLock for MemoryTokenLock {
         if let Some(staged) = self.staged.take() {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             match staged {
-                Some(token) => state.tokens.insert(self.connection.clone(), token),
-                None => state.tokens.remove(&self.connection),
+                Some(token) => state.tokens.insert(self.key.clone(), token),
+                None => state.tokens.remove(&self.key),
             };
         }
         Ok(())
@@ -208,7 +212,7 @@ impl Store for MemoryStore {
     async fn delete_connection(&self, name: &str) -> Result<bool> {
         let existed = {
             let mut state = self.lock();
-            state.tokens.remove(name);
+            state.tokens.retain(|(c, _), _| c != name);
             state.pkce.retain(|_, p| p.connection != name);
             state.connections.remove(name).is_some()
         };
@@ -232,7 +236,7 @@ impl Store for MemoryStore {
             for n in &doomed {
                 state.connections.remove(n);
                 // A connection's tokens and pending flows go with it.
-                state.tokens.remove(n);
+                state.tokens.retain(|(c, _), _| c != n);
                 state.pkce.retain(|_, p| &p.connection != n);
             }
             doomed
@@ -362,22 +366,24 @@ impl Store for MemoryStore {
         Ok(swept)
     }
 
-    async fn get_token(&self, connection: &str) -> Result<Option<OAuthToken>> {
-        Ok(self.lock().tokens.get(connection).cloned())
+    async fn get_token(&self, connection: &str, subject: &str) -> Result<Option<OAuthToken>> {
+        let key = (connection.to_owned(), subject.to_owned());
+        Ok(self.lock().tokens.get(&key).cloned())
     }
 
-    async fn lock_token(&self, connection: &str) -> Result<Box<dyn TokenLock>> {
+    async fn lock_token(&self, connection: &str, subject: &str) -> Result<Box<dyn TokenLock>> {
+        let key = (connection.to_owned(), subject.to_owned());
         let mutex = self
             .lock()
             .token_locks
-            .entry(connection.to_owned())
+            .entry(key.clone())
             .or_default()
             .clone();
         let guard = mutex.lock_owned().await;
-        let current = self.lock().tokens.get(connection).cloned();
+        let current = self.lock().tokens.get(&key).cloned();
         Ok(Box::new(MemoryTokenLock {
             state: self.state.clone(),
-            connection: connection.to_owned(),
+            key,
             current,
             staged: None,
             _guard: guard,
@@ -549,6 +555,37 @@ impl Store for MemoryStore {
 
     async fn sweep_audit(&self, _age: Duration) -> Result<u64> {
         Ok(0)
+    }
+
+    async fn token_holders(
+        &self,
+        connection: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<Vec<TokenHolder>> {
+        Ok(self
+            .lock()
+            .tokens
+            .iter()
+            .filter(|((c, s), _)| {
+                !s.is_empty()
+                    && connection.is_none_or(|want| want == c)
+                    && subject.is_none_or(|want| want == s)
+            })
+            .map(|((c, s), t)| TokenHolder {
+                connection: c.clone(),
+                subject: s.clone(),
+                expires_at: t.expires_at.map(Timestamp::millis),
+                updated_at: t.issued_at.map_or(0, Timestamp::millis),
+                refreshable: t.refresh_token.is_some(),
+            })
+            .collect())
+    }
+
+    async fn claim_consent_link(&self, nonce: &IdHash, expires_at: Timestamp) -> Result<bool> {
+        let now = Timestamp::now();
+        let mut state = self.lock();
+        state.consent_links.retain(|_, e| *e >= now);
+        Ok(state.consent_links.insert(*nonce, expires_at).is_none())
     }
 
     async fn take_pkce(&self, state_hash: &IdHash) -> Result<Option<PkceState>> {

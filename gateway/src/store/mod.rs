@@ -197,12 +197,17 @@ pub struct UpstreamSession {
     /// new revision still points there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Whose upstream token the session uses, on a connection with per-user tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// An upstream OAuth token set, unsealed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OAuthToken {
     pub connection: String,
+    /// Whose token: `""` for the connection's shared token, else the caller's subject.
+    pub subject: String,
     pub access_token: crate::crypto::Secret,
     pub refresh_token: Option<crate::crypto::Secret>,
     pub token_type: String,
@@ -218,6 +223,7 @@ impl std::fmt::Debug for OAuthToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthToken")
             .field("connection", &self.connection)
+            .field("subject", &self.subject)
             .field("expires_at", &self.expires_at)
             .field("version", &self.version)
             .finish_non_exhaustive()
@@ -229,9 +235,28 @@ impl std::fmt::Debug for OAuthToken {
 pub struct PkceState {
     pub state_hash: IdHash,
     pub connection: String,
+    /// Whose token the flow obtains (`""`: the shared one).
+    pub subject: String,
+    /// Hash of the cookie of the browser that must complete the flow, when a consent
+    /// link started it.
+    pub browser: Option<IdHash>,
     pub verifier: crate::crypto::Secret,
     pub redirect_uri: String,
     pub expires_at: Timestamp,
+}
+
+/// Who holds a per-user token for a connection (no token material).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenHolder {
+    pub connection: String,
+    pub subject: String,
+    /// When the access token expires (unix ms), if it says.
+    pub expires_at: Option<i64>,
+    /// When the row was last written (unix ms).
+    pub updated_at: i64,
+    /// Whether a refresh token is held.
+    pub refreshable: bool,
 }
 
 /// Exclusive access to one connection's token row, across replicas, until
@@ -327,8 +352,13 @@ pub enum BusMessage {
     /// An upstream session was opened for a client session: the replica holding the
     /// client's GET stream follows the upstream's own stream too.
     UpstreamSession { session: IdHash, connection: String },
-    /// A connection's OAuth token was stored or removed: re-read it, re-dial.
-    TokenChanged { connection: String },
+    /// A connection's OAuth token was stored or removed: re-read it, re-dial. For a
+    /// per-user token, `subject` says whose (every replica forgets its copy).
+    TokenChanged {
+        connection: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+    },
     /// An API key was issued or revoked: re-read the keys.
     ApiKeysChanged,
     /// Hawser's signing keys were rotated: re-read them.
@@ -481,9 +511,18 @@ pub trait Store: Send + Sync + 'static {
     async fn sweep_sessions(&self, idle: std::time::Duration) -> Result<Vec<SessionRecord>>;
 
     // --- OAuth
-    async fn get_token(&self, connection: &str) -> Result<Option<OAuthToken>>;
-    /// Takes the connection's token lock (see [`TokenLock`]).
-    async fn lock_token(&self, connection: &str) -> Result<Box<dyn TokenLock>>;
+    /// The token of `subject` (`""`: the shared one) for `connection`.
+    async fn get_token(&self, connection: &str, subject: &str) -> Result<Option<OAuthToken>>;
+    /// Takes the lock of one token row (see [`TokenLock`]).
+    async fn lock_token(&self, connection: &str, subject: &str) -> Result<Box<dyn TokenLock>>;
+    /// Per-user tokens (never the shared ones), of one connection and/or one subject.
+    async fn token_holders(
+        &self,
+        connection: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<Vec<TokenHolder>>;
+    /// Marks a consent link used; `false` when it was used already.
+    async fn claim_consent_link(&self, nonce: &IdHash, expires_at: Timestamp) -> Result<bool>;
     async fn put_pkce(&self, state: &PkceState) -> Result<()>;
     /// Takes a PKCE state exactly once; `None` when unknown, used or expired.
     async fn take_pkce(&self, state_hash: &IdHash) -> Result<Option<PkceState>>;

@@ -10,14 +10,18 @@ use super::UpstreamError;
 use crate::config::{ConnectionConfig, UpstreamAuth};
 use crate::crypto::Secret;
 
-/// Supplies OAuth access tokens for one connection.
+/// Supplies OAuth access tokens for one connection. `subject` is the caller a request
+/// is made for (`None`: Hawser's own requests, such as discovery); a connection with
+/// shared tokens ignores it.
 #[async_trait]
 pub trait TokenSource: Send + Sync {
     /// A current access token, refreshed first when it is about to expire.
-    async fn token(&self) -> Result<Secret, UpstreamError>;
+    async fn token(&self, subject: Option<&str>) -> Result<Secret, UpstreamError>;
     /// The upstream rejected `token`: refresh once. `Ok(true)` when a retry with new
     /// credentials is worthwhile; an error says why there are none.
-    async fn rejected(&self, token: &Secret) -> Result<bool, UpstreamError>;
+    async fn rejected(&self, token: &Secret, subject: Option<&str>) -> Result<bool, UpstreamError>;
+    /// Another replica changed the token of `subject`: forget this replica's copy.
+    fn forget(&self, _subject: &str) {}
 }
 
 /// What goes on every request to the upstream.
@@ -45,13 +49,13 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Headers for the next request.
-    pub async fn headers(&self) -> Result<HeaderMap, UpstreamError> {
+    /// Headers for the next request made for `subject`.
+    pub async fn headers(&self, subject: Option<&str>) -> Result<HeaderMap, UpstreamError> {
         match self {
             Self::None => Ok(HeaderMap::new()),
             Self::Static(h) => Ok(h.clone()),
             Self::OAuth(source) => {
-                let token = source.token().await?;
+                let token = source.token(subject).await?;
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                     .map_err(|_| {
                         UpstreamError::NotAuthorized(
@@ -68,14 +72,25 @@ impl Credentials {
 
     /// After a 401/403: whether retrying with fresh credentials is worthwhile, or why
     /// there are none.
-    pub async fn rejected(&self, sent: &HeaderMap) -> Result<bool, UpstreamError> {
+    pub async fn rejected(
+        &self,
+        sent: &HeaderMap,
+        subject: Option<&str>,
+    ) -> Result<bool, UpstreamError> {
         let Self::OAuth(source) = self else {
             return Ok(false);
         };
         let token = crate::headers::bearer(sent).map(Secret::new);
         match token {
-            Some(t) => source.rejected(&t).await,
+            Some(t) => source.rejected(&t, subject).await,
             None => Ok(false),
+        }
+    }
+
+    /// Another replica changed the token of `subject`.
+    pub fn forget(&self, subject: &str) {
+        if let Self::OAuth(source) = self {
+            source.forget(subject);
         }
     }
 }

@@ -233,6 +233,7 @@ impl Upstream {
         let modern = SessionRef {
             id: None,
             protocol_version: revision::MODERN,
+            subject: None,
         };
         let answer = tokio::time::timeout(timeout, async {
             let (reply, _) = http.post(modern, body, &headers).await?;

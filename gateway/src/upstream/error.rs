@@ -26,6 +26,10 @@ pub enum UpstreamError {
     /// No usable credentials yet (OAuth connection awaiting authorization).
     #[error("{0}")]
     NotAuthorized(String),
+    /// The caller holds no usable upstream token of their own on a connection with
+    /// per-user tokens: they must consent (the front hands them a link).
+    #[error("{0}")]
+    ConsentRequired(String),
     #[error("upstream sent an invalid message: {0}")]
     Protocol(String),
     #[error("upstream closed the stream before answering")]
@@ -40,6 +44,7 @@ impl UpstreamError {
         match self {
             Self::Timeout(_) => code::REQUEST_TIMEOUT,
             Self::Unauthorized { .. } | Self::NotAuthorized(_) => code::UPSTREAM_UNAUTHORIZED,
+            Self::ConsentRequired(_) => code::URL_ELICITATION_REQUIRED,
             _ => code::UPSTREAM_UNAVAILABLE,
         }
     }
@@ -49,6 +54,7 @@ impl UpstreamError {
         match self {
             Self::Timeout(_) => "timeout",
             Self::Unauthorized { .. } | Self::NotAuthorized(_) => "auth",
+            Self::ConsentRequired(_) => "consent",
             Self::Protocol(_) => "protocol",
             _ => "upstream",
         }

@@ -156,11 +156,11 @@ async fn dial(upstream: &Arc<Upstream>) -> Result<Watch, UpstreamError> {
                 Some(result) => {
                     let (_, init) = super::era::parse_discover(&result)?;
                     discovered = Some(result);
-                    (upstream.stateless_session(), init)
+                    (upstream.stateless_session(None), init)
                 }
                 None => {
                     upstream
-                        .initialize_http(super::PROTOCOL_VERSION, &init_params)
+                        .initialize_http(super::PROTOCOL_VERSION, &init_params, None)
                         .await?
                 }
             };
@@ -221,6 +221,7 @@ async fn initialize_channel(
         protocol_version: version,
         revision: upstream.revision(),
         url: None,
+        subject: None,
     });
     Ok((session, result))
 }
@@ -388,6 +389,7 @@ async fn watch_loop(
                     .unwrap_or_default(),
                 revision: upstream.revision(),
                 url: None,
+                subject: None,
             };
             loop {
                 tokio::select! {

@@ -45,6 +45,7 @@ impl UpstreamSession {
         SessionRef {
             id: self.id.as_deref(),
             protocol_version: &self.protocol_version,
+            subject: self.subject.as_deref(),
         }
     }
 
@@ -160,14 +161,29 @@ impl Upstream {
         }
     }
 
-    /// The session of every request to a 2026-07-28 upstream: none, only the revision.
-    pub fn stateless_session(&self) -> UpstreamSession {
+    /// The session of every request to a 2026-07-28 upstream: none, only the revision
+    /// (and whose token its requests carry, on a connection with per-user tokens).
+    pub fn stateless_session(&self, subject: Option<&str>) -> UpstreamSession {
         UpstreamSession {
             id: None,
             protocol_version: revision::MODERN.to_owned(),
             revision: self.revision,
             url: self.http_url(),
+            subject: self.token_owner(subject),
         }
+    }
+
+    /// Whether each caller uses an upstream token of their own.
+    pub fn per_user_tokens(&self) -> bool {
+        self.config.per_user_tokens()
+    }
+
+    /// Whose token a session opened for `subject` uses: theirs on a connection with
+    /// per-user tokens, else none in particular.
+    fn token_owner(&self, subject: Option<&str>) -> Option<String> {
+        subject
+            .filter(|_| self.per_user_tokens())
+            .map(str::to_owned)
     }
 
     pub(crate) fn http(&self) -> Option<&streamable::HttpTransport> {
@@ -200,12 +216,16 @@ impl Upstream {
         )
     }
 
-    /// Opens an upstream session for a client session (Streamable HTTP), replaying the
-    /// client's capabilities so the upstream knows what it may ask of the client. For
-    /// shared transports, returns the shared session.
-    pub async fn open_session(&self, init: &ClientInit) -> Result<UpstreamSession, UpstreamError> {
+    /// Opens an upstream session for a client session (Streamable HTTP) of `subject`,
+    /// replaying the client's capabilities so the upstream knows what it may ask of the
+    /// client. For shared transports, returns the shared session.
+    pub async fn open_session(
+        &self,
+        init: &ClientInit,
+        subject: Option<&str>,
+    ) -> Result<UpstreamSession, UpstreamError> {
         if self.era_for(Era::Legacy) == Era::Modern {
-            return Ok(self.stateless_session());
+            return Ok(self.stateless_session(subject));
         }
         if self.is_shared() {
             let catalog = self
@@ -216,6 +236,7 @@ impl Upstream {
                 protocol_version: catalog.protocol_version.clone(),
                 revision: self.revision,
                 url: None,
+                subject: None,
             });
         }
         let version = if init.protocol_version.is_empty() {
@@ -223,7 +244,10 @@ impl Upstream {
         } else {
             &init.protocol_version
         };
-        let (session, _) = self.initialize_http(version, &init.params(version)).await?;
+        let owner = self.token_owner(subject);
+        let (session, _) = self
+            .initialize_http(version, &init.params(version), owner)
+            .await?;
         Ok(session)
     }
 
@@ -234,6 +258,7 @@ impl Upstream {
         &self,
         version: &str,
         params: &str,
+        subject: Option<String>,
     ) -> Result<(UpstreamSession, Box<RawValue>), UpstreamError> {
         let http = self.http().ok_or(UpstreamError::Closed)?;
         let id = self.next_upstream_id();
@@ -242,6 +267,7 @@ impl Upstream {
         let fresh = SessionRef {
             id: None,
             protocol_version: version,
+            subject: subject.as_deref(),
         };
         let (reply, session_id) =
             tokio::time::timeout(timeout, http.post(fresh, body, &HeaderMap::new()))
@@ -274,6 +300,7 @@ impl Upstream {
             protocol_version: version,
             revision: self.revision,
             url: self.http_url(),
+            subject,
         };
         let note = jsonrpc::notification("notifications/initialized", None);
         http.post(session.as_ref(), note, &HeaderMap::new()).await?;
@@ -499,6 +526,11 @@ impl Upstream {
         tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| UpstreamError::Timeout(timeout))?
+    }
+
+    /// Another replica changed `subject`'s per-user token: forget this replica's copy.
+    pub fn forget_token(&self, subject: &str) {
+        self.credentials.forget(subject);
     }
 
     /// Re-dials now instead of after the back-off (new credentials are available).

@@ -38,7 +38,7 @@ pub async fn connect(
 ) -> Result<Arc<Channel>, UpstreamError> {
     let client = client(connect_timeout)?;
     let host = url.host_str().unwrap_or_default().to_owned();
-    let headers = credentials.headers().await?;
+    let headers = credentials.headers(None).await?;
     let response = client
         .get(url.clone())
         .headers(headers)
@@ -97,7 +97,7 @@ pub async fn connect(
                 m = rx.recv() => m,
             };
             let Some(msg) = msg else { break };
-            let headers = match credentials.headers().await {
+            let headers = match credentials.headers(None).await {
                 Ok(h) => h,
                 Err(e) => {
                     ch.close(e.to_string());

@@ -28,6 +28,8 @@ const MAX_JSON_BODY: usize = 256 * 1024 * 1024;
 pub struct SessionRef<'a> {
     pub id: Option<&'a str>,
     pub protocol_version: &'a str,
+    /// Whose upstream token to present (connections with per-user tokens).
+    pub subject: Option<&'a str>,
 }
 
 /// How the upstream answered a POST.
@@ -187,7 +189,7 @@ impl HttpTransport {
         session: SessionRef<'_>,
         extra: &HeaderMap,
     ) -> Result<HeaderMap, UpstreamError> {
-        let mut headers = self.credentials.headers().await?;
+        let mut headers = self.credentials.headers(session.subject).await?;
         headers.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(id) = session.id
             && let Ok(v) = HeaderValue::from_str(id)
@@ -211,7 +213,7 @@ impl HttpTransport {
         let headers = self.headers(session, extra).await?;
         match self.post_once(session, headers.clone(), body.clone()).await {
             Err(rejected @ UpstreamError::Unauthorized { .. }) => {
-                if self.credentials.rejected(&headers).await? {
+                if self.credentials.rejected(&headers, session.subject).await? {
                     let headers = self.headers(session, extra).await?;
                     self.post_once(session, headers, body).await
                 } else {

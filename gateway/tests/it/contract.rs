@@ -72,11 +72,17 @@ contracts! {
     api_keys_round_trip_revoke_once_and_keep_the_latest_use(one);
     signing_keys_rotate_and_the_old_one_stays_published(one);
     policies_are_shared_replaced_pruned_and_announced(two);
+    per_user_tokens_are_kept_apart(two);
+    a_users_token_lock_does_not_wait_for_another_user(one);
+    consent_links_open_once(two);
+    pkce_states_carry_whose_token_and_which_browser(two);
 }
 
 mod identity;
+mod per_user;
 mod policies;
 use identity::*;
+use per_user::*;
 use policies::*;
 
 fn keyring() -> Keyring {
@@ -157,6 +163,7 @@ fn upstream(id: Option<&str>, revision: i64) -> UpstreamSession {
         protocol_version: "2025-11-25".into(),
         revision,
         url: Some("http://gh.example/mcp".into()),
+        subject: None,
     }
 }
 
@@ -187,6 +194,7 @@ fn token(access: &str, refresh: Option<&str>) -> OAuthToken {
     let now = Timestamp::now();
     OAuthToken {
         connection: "oauth".into(),
+        subject: String::new(),
         access_token: Secret::new(access),
         refresh_token: refresh.map(Secret::new),
         token_type: "Bearer".into(),
@@ -199,7 +207,10 @@ fn token(access: &str, refresh: Option<&str>) -> OAuthToken {
 
 /// Writes `token` under the lock; its version.
 async fn write_token(store: &dyn Store, token: &OAuthToken) -> i64 {
-    let mut lock = store.lock_token(&token.connection).await.unwrap();
+    let mut lock = store
+        .lock_token(&token.connection, &token.subject)
+        .await
+        .unwrap();
     let version = lock.write(token).await.unwrap();
     lock.finish().await.unwrap();
     version
@@ -209,6 +220,8 @@ fn pkce(state: &str, expires_at: Timestamp) -> PkceState {
     PkceState {
         state_hash: IdHash::of(state),
         connection: "oauth".into(),
+        subject: String::new(),
+        browser: None,
         verifier: Secret::new(format!("verifier-of-{state}")),
         redirect_uri: "https://gw.example/oauth/callback".into(),
         expires_at,
@@ -353,7 +366,7 @@ async fn deleting_a_connection_forgets_its_token_and_pending_flows(store: &dyn S
     store.put_pkce(&flow).await.unwrap();
 
     assert!(store.delete_connection("oauth").await.unwrap());
-    assert_eq!(store.get_token("oauth").await.unwrap(), None);
+    assert_eq!(store.get_token("oauth", "").await.unwrap(), None);
     assert!(store.take_pkce(&flow.state_hash).await.unwrap().is_none());
 
     // A connection pruned from the config file loses them the same way.
@@ -365,7 +378,7 @@ async fn deleting_a_connection_forgets_its_token_and_pending_flows(store: &dyn S
         store.prune_connections(Source::File, &[]).await.unwrap(),
         ["oauth"]
     );
-    assert_eq!(store.get_token("oauth").await.unwrap(), None);
+    assert_eq!(store.get_token("oauth", "").await.unwrap(), None);
     assert!(store.take_pkce(&flow.state_hash).await.unwrap().is_none());
 }
 
@@ -552,7 +565,7 @@ async fn the_token_lock_serializes_lockers_across_replicas(a: &dyn Store, b: &dy
     let locked = Notify::new();
     let written = token("at-2", None);
     let first = async {
-        let mut lock = a.lock_token("oauth").await.unwrap();
+        let mut lock = a.lock_token("oauth", "").await.unwrap();
         assert_eq!(lock.current(), None, "no token yet");
         locked.notify_one();
         // Give the second locker time to queue (what is asserted holds regardless).
@@ -564,7 +577,7 @@ async fn the_token_lock_serializes_lockers_across_replicas(a: &dyn Store, b: &dy
     };
     let second = async {
         locked.notified().await;
-        let mut lock = b.lock_token("oauth").await.unwrap();
+        let mut lock = b.lock_token("oauth", "").await.unwrap();
         let seen = lock.current().cloned();
         let version = lock.write(&written).await.unwrap();
         lock.finish().await.unwrap();
@@ -582,33 +595,37 @@ async fn the_token_lock_serializes_lockers_across_replicas(a: &dyn Store, b: &dy
         version: second,
         ..written.clone()
     });
-    assert_eq!(a.get_token("oauth").await.unwrap(), stored);
-    assert_eq!(b.get_token("oauth").await.unwrap(), stored);
+    assert_eq!(a.get_token("oauth", "").await.unwrap(), stored);
+    assert_eq!(b.get_token("oauth", "").await.unwrap(), stored);
 }
 
 async fn deleting_a_token_under_the_lock_removes_it(store: &dyn Store) {
     let version = write_token(store, &token("at", Some("rt"))).await;
-    let mut lock = store.lock_token("oauth").await.unwrap();
+    let mut lock = store.lock_token("oauth", "").await.unwrap();
     assert_eq!(lock.current().map(|t| t.version), Some(version));
     lock.delete().await.unwrap();
     assert_eq!(lock.current(), None);
     lock.finish().await.unwrap();
-    assert_eq!(store.get_token("oauth").await.unwrap(), None);
-    let lock = store.lock_token("oauth").await.unwrap();
+    assert_eq!(store.get_token("oauth", "").await.unwrap(), None);
+    let lock = store.lock_token("oauth", "").await.unwrap();
     assert_eq!(lock.current(), None);
     lock.finish().await.unwrap();
-    assert_eq!(store.get_token("other").await.unwrap(), None);
+    assert_eq!(store.get_token("other", "").await.unwrap(), None);
 }
 
 /// `finish` commits: until then everyone else reads the row as it was.
 async fn an_unfinished_token_write_is_not_visible(store: &dyn Store) {
     let committed = write_token(store, &token("at-1", None)).await;
-    let mut lock = store.lock_token("oauth").await.unwrap();
+    let mut lock = store.lock_token("oauth", "").await.unwrap();
     lock.write(&token("at-2", None)).await.unwrap();
-    let seen = store.get_token("oauth").await.unwrap().map(|t| t.version);
+    let seen = store
+        .get_token("oauth", "")
+        .await
+        .unwrap()
+        .map(|t| t.version);
     assert_eq!(seen, Some(committed), "get_token sees the committed row");
     lock.finish().await.unwrap();
-    let seen = store.get_token("oauth").await.unwrap().unwrap();
+    let seen = store.get_token("oauth", "").await.unwrap().unwrap();
     assert_eq!(seen.access_token.expose(), "at-2");
 }
 
@@ -616,10 +633,10 @@ async fn an_unfinished_token_write_is_not_visible(store: &dyn Store) {
 /// is discarded: nobody goes on with a write that was abandoned.
 async fn a_dropped_token_lock_discards_its_write(store: &dyn Store) {
     let committed = write_token(store, &token("at-1", None)).await;
-    let mut lock = store.lock_token("oauth").await.unwrap();
+    let mut lock = store.lock_token("oauth", "").await.unwrap();
     lock.write(&token("at-2", None)).await.unwrap();
     drop(lock);
-    let lock = tokio::time::timeout(Duration::from_secs(5), store.lock_token("oauth"))
+    let lock = tokio::time::timeout(Duration::from_secs(5), store.lock_token("oauth", ""))
         .await
         .expect("a dropped lock is released")
         .unwrap();
@@ -676,6 +693,7 @@ async fn bus_messages_reach_the_replicas_they_are_for(a: &dyn Store, b: &dyn Sto
     let mut events = b.subscribe();
     let broadcast = BusMessage::TokenChanged {
         connection: "oauth".into(),
+        subject: Some("alice".into()),
     };
     a.publish(None, &broadcast).await.unwrap();
     assert_eq!(next_event(&mut events).await, StoreEvent::Bus(broadcast));

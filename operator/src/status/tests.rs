@@ -50,6 +50,7 @@ fn observe(sync: &Sync, replicas: &[ConnectionStatus], oauth: bool) -> McpConnec
             sync,
             replicas,
             authorization_code: oauth,
+            connected_users: None,
         },
         None,
         at(0),
@@ -217,6 +218,7 @@ fn transition_times_survive_unchanged_statuses() {
         sync: &sync,
         replicas: &[],
         authorization_code: false,
+        connected_users: None,
     };
     let first = build(&obs, None, at(0));
     let replicas = [replica("r1", "ready", 1, None, 1)];

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ApiKeyRecord, AuditEvent, BusMessage, ConnectionStatus, Lease, OAuthToken, PkceState,
     PutOutcome, Result, SessionRecord, SigningKeyRecord, Store, StoreEvent, StoreKind,
-    StoredConnection, StoredPolicy, TokenLock, UpstreamSession,
+    StoredConnection, StoredPolicy, TokenHolder, TokenLock, UpstreamSession,
 };
 use crate::config::{ConnectionConfig, Source};
 use crate::crypto::{IdHash, Keyring};
@@ -347,14 +347,30 @@ impl Store for PgStore {
         sessions::sweep(&self.pool, idle).await
     }
 
-    async fn get_token(&self, connection: &str) -> Result<Option<OAuthToken>> {
-        oauth::get(&self.pool, &self.keyring, connection).await
+    async fn get_token(&self, connection: &str, subject: &str) -> Result<Option<OAuthToken>> {
+        oauth::get(&self.pool, &self.keyring, connection, subject).await
     }
 
-    async fn lock_token(&self, connection: &str) -> Result<Box<dyn TokenLock>> {
+    async fn lock_token(&self, connection: &str, subject: &str) -> Result<Box<dyn TokenLock>> {
         Ok(Box::new(
-            oauth::lock(&self.pool, &self.keyring, connection).await?,
+            oauth::lock(&self.pool, &self.keyring, connection, subject).await?,
         ))
+    }
+
+    async fn token_holders(
+        &self,
+        connection: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<Vec<TokenHolder>> {
+        oauth::holders(&self.pool, connection, subject).await
+    }
+
+    async fn claim_consent_link(
+        &self,
+        nonce: &IdHash,
+        expires_at: crate::clock::Timestamp,
+    ) -> Result<bool> {
+        oauth::claim_consent_link(&self.pool, nonce, expires_at).await
     }
 
     async fn put_pkce(&self, state: &PkceState) -> Result<()> {

@@ -6,14 +6,24 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::clock::Timestamp;
 use crate::crypto::{IdHash, Keyring};
-use crate::store::{Error, OAuthToken, PkceState, Result, TokenLock};
+use crate::store::{Error, OAuthToken, PkceState, Result, TokenHolder, TokenLock};
 
-fn access_context(connection: &str) -> String {
-    format!("oauth:{connection}:access")
+/// What a sealed token is bound to: its connection and, for a per-user token, its
+/// subject (a row copied to another user does not open).
+fn access_context(connection: &str, subject: &str) -> String {
+    if subject.is_empty() {
+        format!("oauth:{connection}:access")
+    } else {
+        format!("oauth:{connection}:user:{subject}:access")
+    }
 }
 
-fn refresh_context(connection: &str) -> String {
-    format!("oauth:{connection}:refresh")
+fn refresh_context(connection: &str, subject: &str) -> String {
+    if subject.is_empty() {
+        format!("oauth:{connection}:refresh")
+    } else {
+        format!("oauth:{connection}:user:{subject}:refresh")
+    }
 }
 
 fn pkce_context(state_hash: &IdHash) -> String {
@@ -23,6 +33,7 @@ fn pkce_context(state_hash: &IdHash) -> String {
 #[derive(sqlx::FromRow)]
 struct Row {
     connection: String,
+    subject: String,
     access_token: String,
     refresh_token: Option<String>,
     token_type: String,
@@ -36,7 +47,7 @@ struct Row {
 macro_rules! select_token {
     ($tail:literal) => {
         concat!(
-            "SELECT connection, access_token, refresh_token, token_type, ",
+            "SELECT connection, subject, access_token, refresh_token, token_type, ",
             "(EXTRACT(EPOCH FROM expires_at) * 1000)::bigint AS expires_at_ms, ",
             "(EXTRACT(EPOCH FROM updated_at) * 1000)::bigint AS issued_at_ms, scope, version FROM oauth_tokens ",
             $tail
@@ -45,15 +56,18 @@ macro_rules! select_token {
 }
 
 fn unseal(keyring: &Keyring, row: Row) -> Result<OAuthToken> {
-    let access_token =
-        keyring.unseal_string(&row.access_token, &access_context(&row.connection))?;
+    let access_token = keyring.unseal_string(
+        &row.access_token,
+        &access_context(&row.connection, &row.subject),
+    )?;
     let refresh_token = row
         .refresh_token
         .as_deref()
-        .map(|r| keyring.unseal_string(r, &refresh_context(&row.connection)))
+        .map(|r| keyring.unseal_string(r, &refresh_context(&row.connection, &row.subject)))
         .transpose()?;
     Ok(OAuthToken {
         connection: row.connection,
+        subject: row.subject,
         access_token,
         refresh_token,
         token_type: row.token_type,
@@ -68,20 +82,24 @@ pub(super) async fn get(
     pool: &PgPool,
     keyring: &Keyring,
     connection: &str,
+    subject: &str,
 ) -> Result<Option<OAuthToken>> {
-    let row: Option<Row> = sqlx::query_as(select_token!("WHERE connection = $1 AND subject = ''"))
+    let row: Option<Row> = sqlx::query_as(select_token!("WHERE connection = $1 AND subject = $2"))
         .bind(connection)
+        .bind(subject)
         .fetch_optional(pool)
         .await?;
     row.map(|r| unseal(keyring, r)).transpose()
 }
 
-/// The token lock: a transaction holding a transaction-scoped advisory lock on the
-/// connection, with the row read after the lock was granted.
+/// The token lock: a transaction holding a transaction-scoped advisory lock on one
+/// (connection, subject), with the row read after the lock was granted. Users of one
+/// connection refresh side by side; each user's refreshes are serialized.
 pub(super) struct PgTokenLock {
     tx: Option<Transaction<'static, Postgres>>,
     keyring: Keyring,
     connection: String,
+    subject: String,
     current: Option<OAuthToken>,
 }
 
@@ -89,16 +107,25 @@ pub(super) async fn lock(
     pool: &PgPool,
     keyring: &Keyring,
     connection: &str,
+    subject: &str,
 ) -> Result<PgTokenLock> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('hawser-oauth:' || $1, 0))")
-        .bind(connection)
+    // The shared token keeps the key it always had (replicas of the previous release
+    // take the same lock during an upgrade).
+    let key = if subject.is_empty() {
+        format!("hawser-oauth:{connection}")
+    } else {
+        format!("hawser-oauth:{connection}:user:{subject}")
+    };
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&key)
         .execute(&mut *tx)
         .await?;
     let row: Option<Row> = sqlx::query_as(select_token!(
-        "WHERE connection = $1 AND subject = '' FOR UPDATE"
+        "WHERE connection = $1 AND subject = $2 FOR UPDATE"
     ))
     .bind(connection)
+    .bind(subject)
     .fetch_optional(&mut *tx)
     .await?;
     let current = row.map(|r| unseal(keyring, r)).transpose()?;
@@ -106,6 +133,7 @@ pub(super) async fn lock(
         tx: Some(tx),
         keyring: keyring.clone(),
         connection: connection.to_owned(),
+        subject: subject.to_owned(),
         current,
     })
 }
@@ -127,16 +155,19 @@ impl TokenLock for PgTokenLock {
     async fn write(&mut self, token: &OAuthToken) -> Result<i64> {
         let access = self.keyring.seal(
             token.access_token.expose().as_bytes(),
-            &access_context(&self.connection),
+            &access_context(&self.connection, &self.subject),
         );
         let refresh = token.refresh_token.as_ref().map(|r| {
-            self.keyring
-                .seal(r.expose().as_bytes(), &refresh_context(&self.connection))
+            self.keyring.seal(
+                r.expose().as_bytes(),
+                &refresh_context(&self.connection, &self.subject),
+            )
         });
         let connection = self.connection.clone();
+        let subject = self.subject.clone();
         let version: i64 = sqlx::query_scalar(
             "INSERT INTO oauth_tokens (connection, subject, access_token, refresh_token, token_type, expires_at, scope, version, updated_at)
-             VALUES ($1, '', $2, $3, $4, to_timestamp($5), $6, 1, COALESCE(to_timestamp($7), now()))
+             VALUES ($1, $8, $2, $3, $4, to_timestamp($5), $6, 1, COALESCE(to_timestamp($7), now()))
              ON CONFLICT (connection, subject) DO UPDATE
                 SET access_token = EXCLUDED.access_token, refresh_token = EXCLUDED.refresh_token,
                     token_type = EXCLUDED.token_type, expires_at = EXCLUDED.expires_at,
@@ -151,18 +182,21 @@ impl TokenLock for PgTokenLock {
         .bind(token.expires_at.map(Timestamp::secs_f64))
         .bind(&token.scope)
         .bind(token.issued_at.map(Timestamp::secs_f64))
+        .bind(&subject)
         .fetch_one(&mut **self.tx()?)
         .await?;
         let mut stored = token.clone();
         stored.version = version;
+        stored.subject = subject;
         self.current = Some(stored);
         Ok(version)
     }
 
     async fn delete(&mut self) -> Result<()> {
-        let connection = self.connection.clone();
-        sqlx::query("DELETE FROM oauth_tokens WHERE connection = $1")
+        let (connection, subject) = (self.connection.clone(), self.subject.clone());
+        sqlx::query("DELETE FROM oauth_tokens WHERE connection = $1 AND subject = $2")
             .bind(&connection)
+            .bind(&subject)
             .execute(&mut **self.tx()?)
             .await?;
         self.current = None;
@@ -187,14 +221,16 @@ pub(super) async fn put_pkce(pool: &PgPool, keyring: &Keyring, state: &PkceState
         &pkce_context(&state.state_hash),
     );
     sqlx::query(
-        "INSERT INTO oauth_pkce_states (state_hash, connection, verifier, redirect_uri, expires_at)
-         VALUES ($1, $2, $3, $4, to_timestamp($5))",
+        "INSERT INTO oauth_pkce_states (state_hash, connection, verifier, redirect_uri, expires_at, subject, browser_hash)
+         VALUES ($1, $2, $3, $4, to_timestamp($5), $6, $7)",
     )
     .bind(&state.state_hash.as_bytes()[..])
     .bind(&state.connection)
     .bind(&verifier)
     .bind(&state.redirect_uri)
     .bind(state.expires_at.secs_f64())
+    .bind(&state.subject)
+    .bind(state.browser.as_ref().map(|b| b.as_bytes().to_vec()))
     .execute(pool)
     .await?;
     Ok(())
@@ -205,14 +241,16 @@ pub(super) async fn take_pkce(
     keyring: &Keyring,
     state_hash: &IdHash,
 ) -> Result<Option<PkceState>> {
-    let row: Option<(String, String, String, i64)> = sqlx::query_as(
+    type Taken = (String, String, String, i64, String, Option<Vec<u8>>);
+    let row: Option<Taken> = sqlx::query_as(
         "DELETE FROM oauth_pkce_states WHERE state_hash = $1
-         RETURNING connection, verifier, redirect_uri, (EXTRACT(EPOCH FROM expires_at) * 1000)::bigint",
+         RETURNING connection, verifier, redirect_uri, (EXTRACT(EPOCH FROM expires_at) * 1000)::bigint,
+                   subject, browser_hash",
     )
     .bind(&state_hash.as_bytes()[..])
     .fetch_optional(pool)
     .await?;
-    let Some((connection, verifier, redirect_uri, expires_at)) = row else {
+    let Some((connection, verifier, redirect_uri, expires_at, subject, browser)) = row else {
         return Ok(None);
     };
     let expires_at = Timestamp::from_millis(expires_at);
@@ -222,6 +260,8 @@ pub(super) async fn take_pkce(
     Ok(Some(PkceState {
         state_hash: *state_hash,
         connection,
+        subject,
+        browser: browser.as_deref().and_then(IdHash::from_bytes),
         verifier: keyring.unseal_string(&verifier, &pkce_context(state_hash))?,
         redirect_uri,
         expires_at,
@@ -231,14 +271,14 @@ pub(super) async fn take_pkce(
 /// Re-seals token and PKCE rows under the current key; returns how many values changed.
 pub(super) async fn reseal(pool: &PgPool, keyring: &Keyring) -> Result<usize> {
     let mut count = 0;
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT connection, access_token, refresh_token FROM oauth_tokens")
+    let rows: Vec<(String, String, String, Option<String>)> =
+        sqlx::query_as("SELECT connection, subject, access_token, refresh_token FROM oauth_tokens")
             .fetch_all(pool)
             .await?;
-    for (connection, access, refresh) in rows {
-        let new_access = keyring.reseal(&access, &access_context(&connection))?;
+    for (connection, subject, access, refresh) in rows {
+        let new_access = keyring.reseal(&access, &access_context(&connection, &subject))?;
         let new_refresh = match &refresh {
-            Some(r) => keyring.reseal(r, &refresh_context(&connection))?,
+            Some(r) => keyring.reseal(r, &refresh_context(&connection, &subject))?,
             None => None,
         };
         if new_access.is_none() && new_refresh.is_none() {
@@ -246,13 +286,15 @@ pub(super) async fn reseal(pool: &PgPool, keyring: &Keyring) -> Result<usize> {
         }
         let done = sqlx::query(
             "UPDATE oauth_tokens SET access_token = $2, refresh_token = $3
-             WHERE connection = $1 AND access_token = $4 AND refresh_token IS NOT DISTINCT FROM $5",
+             WHERE connection = $1 AND subject = $6 AND access_token = $4
+               AND refresh_token IS NOT DISTINCT FROM $5",
         )
         .bind(&connection)
         .bind(new_access.as_deref().unwrap_or(&access))
         .bind(new_refresh.as_deref().or(refresh.as_deref()))
         .bind(&access)
         .bind(&refresh)
+        .bind(&subject)
         .execute(pool)
         .await?;
         count += done.rows_affected() as usize
@@ -277,4 +319,54 @@ pub(super) async fn reseal(pool: &PgPool, keyring: &Keyring) -> Result<usize> {
         }
     }
     Ok(count)
+}
+
+pub(super) async fn holders(
+    pool: &PgPool,
+    connection: Option<&str>,
+    subject: Option<&str>,
+) -> Result<Vec<TokenHolder>> {
+    let rows: Vec<(String, String, Option<i64>, i64, bool)> = sqlx::query_as(
+        "SELECT connection, subject, (EXTRACT(EPOCH FROM expires_at) * 1000)::bigint,
+                (EXTRACT(EPOCH FROM updated_at) * 1000)::bigint, refresh_token IS NOT NULL
+         FROM oauth_tokens
+         WHERE subject <> '' AND ($1::text IS NULL OR connection = $1)
+           AND ($2::text IS NULL OR subject = $2)
+         ORDER BY connection, subject",
+    )
+    .bind(connection)
+    .bind(subject)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(connection, subject, expires_at, updated_at, refreshable)| TokenHolder {
+                connection,
+                subject,
+                expires_at,
+                updated_at,
+                refreshable,
+            },
+        )
+        .collect())
+}
+
+pub(super) async fn claim_consent_link(
+    pool: &PgPool,
+    nonce: &IdHash,
+    expires_at: Timestamp,
+) -> Result<bool> {
+    sqlx::query("DELETE FROM oauth_consent_links WHERE expires_at < now()")
+        .execute(pool)
+        .await?;
+    let done = sqlx::query(
+        "INSERT INTO oauth_consent_links (nonce_hash, expires_at) VALUES ($1, to_timestamp($2))
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&nonce.as_bytes()[..])
+    .bind(expires_at.secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
