@@ -71,6 +71,16 @@ pub fn helm() -> PathBuf {
     path
 }
 
+/// Prometheus's `promtool` (scripts/setup-test-deps takes it out of Debian's
+/// `prometheus` package), to check and unit-test the chart's alert rules.
+pub fn promtool() -> PathBuf {
+    let path = crate::harness::env_var("HAWSER_TEST_PROMTOOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/test-deps/promtool/bin/promtool"));
+    crate::harness::process::require_file(&path, "run scripts/setup-test-deps (installs promtool)");
+    path
+}
+
 /// The e2e folder (Python scripts, conformance suite).
 pub fn e2e_dir() -> PathBuf {
     workspace_root().join("e2e")
