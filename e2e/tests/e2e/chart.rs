@@ -27,7 +27,7 @@ fn chart_dir() -> PathBuf {
 }
 
 /// `helm template` with `values` (YAML); Err(stderr) when helm refuses.
-fn render(values: &str) -> Result<Vec<Value>, String> {
+pub(crate) fn render(values: &str) -> Result<Vec<Value>, String> {
     let mut file = tempfile::Builder::new()
         .suffix(".yaml")
         .tempfile()
@@ -49,7 +49,7 @@ fn render(values: &str) -> Result<Vec<Value>, String> {
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
-fn find<T: serde::de::DeserializeOwned>(docs: &[Value], kind: &str, name: &str) -> T {
+pub(crate) fn find<T: serde::de::DeserializeOwned>(docs: &[Value], kind: &str, name: &str) -> T {
     let doc = docs
         .iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
@@ -482,6 +482,118 @@ async fn the_chart_refuses_to_render_without_secrets() {
     assert!(
         !refs.is_empty() && refs.iter().all(|n| n == "mine"),
         "{refs:?}"
+    );
+}
+
+#[tokio::test]
+async fn dashboards_and_alerts_render_only_when_enabled() {
+    let docs = render("secrets: {existingSecret: mine}").expect("defaults");
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["kind"] == "PrometheusRule"
+                || d["metadata"]["name"] == "hw-hawser-dashboards"),
+        "{:?}",
+        kinds(&docs)
+    );
+
+    let docs = render(
+        "secrets: {existingSecret: mine}\n\
+         dashboards: {enabled: true, label: grafana_dashboard_hawser, labelValue: enabled, namespace: monitoring, annotations: {grafana_folder: Hawser}}\n\
+         alerts: {enabled: true, labels: {release: prom}, for: 7m, errorRatio: 0.2, runbookUrl: https://docs.example.com/ops}\n",
+    )
+    .expect("helm template");
+
+    // The dashboard ConfigMap: the label the sidecar looks for, the JSON as shipped.
+    let config: ConfigMap = find(&docs, "ConfigMap", "hw-hawser-dashboards");
+    let meta = &config.metadata;
+    assert_eq!(meta.namespace.as_deref(), Some("monitoring"));
+    let labels = meta.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("grafana_dashboard_hawser").map(String::as_str),
+        Some("enabled")
+    );
+    assert_eq!(
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get("grafana_folder"))
+            .map(String::as_str),
+        Some("Hawser")
+    );
+    let shipped = std::fs::read_to_string(chart_dir().join("dashboards/hawser.json"))
+        .expect("dashboards/hawser.json");
+    let json = config
+        .data
+        .as_ref()
+        .and_then(|d| d.get("hawser.json"))
+        .expect("hawser.json in the ConfigMap");
+    assert_eq!(json.trim_end(), shipped.trim_end());
+    let dashboard: Value = serde_json::from_str(json).expect("the dashboard is JSON");
+    assert_eq!(dashboard["uid"], "hawser");
+
+    // The PrometheusRule: its labels, and the values in its rules.
+    let rule = docs
+        .iter()
+        .find(|d| d["kind"] == "PrometheusRule" && d["metadata"]["name"] == "hw-hawser")
+        .unwrap_or_else(|| panic!("no PrometheusRule in {:?}", kinds(&docs)));
+    assert_eq!(rule["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    let rules: Vec<Value> = rule["spec"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let operations = std::fs::read_to_string(tools::workspace_root().join("docs/operations.md"))
+        .expect("docs/operations.md");
+    for rule in &rules {
+        let name = rule["alert"].as_str().expect("alerting rules only");
+        if name != "HawserAuditEventsDropped" {
+            assert_eq!(rule["for"], "7m", "{name}");
+        }
+        // Each runbook is the section of docs/operations.md named after the alert.
+        let runbook = rule["annotations"]["runbook_url"]
+            .as_str()
+            .expect("runbook_url");
+        assert_eq!(
+            runbook,
+            format!("https://docs.example.com/ops#{}", name.to_lowercase())
+        );
+        assert!(
+            operations.contains(&format!("\n### {name}\n")),
+            "docs/operations.md has no runbook section for {name}"
+        );
+    }
+    let error_ratio = rules
+        .iter()
+        .find(|r| r["alert"] == "HawserErrorRatioHigh")
+        .expect("HawserErrorRatioHigh");
+    assert!(
+        error_ratio["expr"]
+            .as_str()
+            .is_some_and(|e| e.contains("> 0.2")),
+        "{error_ratio}"
+    );
+
+    // Helm's own checks pass with everything on.
+    let out = Command::new(tools::helm())
+        .args(["lint", "--strict"])
+        .arg(chart_dir())
+        .args([
+            "--set",
+            "secrets.existingSecret=hawser",
+            "--set",
+            "dashboards.enabled=true",
+            "--set",
+            "alerts.enabled=true",
+        ])
+        .output()
+        .expect("run helm lint");
+    assert!(
+        out.status.success(),
+        "helm lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

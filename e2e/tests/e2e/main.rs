@@ -9,6 +9,7 @@ mod eras;
 mod faults;
 mod identity;
 mod oauth;
+mod observability;
 mod policy;
 mod protocol;
 mod python_client;
