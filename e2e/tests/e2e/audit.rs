@@ -27,7 +27,7 @@ connections:
     )
 }
 
-async fn audit_rows(db: &str) -> Vec<Value> {
+pub(crate) async fn audit_rows(db: &str) -> Vec<Value> {
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(db)
         .await

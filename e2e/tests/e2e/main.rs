@@ -10,6 +10,7 @@ mod faults;
 mod identity;
 mod oauth;
 mod observability;
+mod per_user;
 mod policy;
 mod protocol;
 mod python_client;

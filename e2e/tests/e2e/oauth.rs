@@ -13,12 +13,13 @@ use hawser_e2e::harness::{http, pg};
 use hawser_e2e::oauth::{ClientConfig, Config, MockOAuth, ResourceServer};
 use serde_json::json;
 
-struct Setup {
-    mock: MockOAuth,
-    fixture: Fixture,
+pub(crate) struct Setup {
+    pub(crate) mock: MockOAuth,
+    pub(crate) fixture: Fixture,
 }
 
-async fn setup(access_ttl: Duration) -> Setup {
+/// The strict provider (client `hawser`) and an upstream that introspects its tokens.
+pub(crate) async fn setup(access_ttl: Duration) -> Setup {
     let mock = MockOAuth::start(Config {
         access_ttl,
         clients: vec![ClientConfig::confidential("hawser", "hawser-client-secret")],
