@@ -278,6 +278,15 @@ async fn each_user_consents_from_their_client_and_acts_upstream_as_themselves() 
                 .filter(|r| r["method"] == "tools/call" && r["error_category"] == "consent")
                 .count();
             assert!(asked >= 6, "consent answers audited: {asked}");
+            // Every call records whose upstream token it used: the caller's own.
+            let calls: Vec<_> = rows
+                .iter()
+                .filter(|r| r["method"] == "tools/call" && r["success"] == true)
+                .collect();
+            assert!(calls.len() >= 12, "{calls:?}");
+            for r in calls {
+                assert_eq!(r["token_subject"], r["subject"], "{r}");
+            }
             break;
         }
         assert!(

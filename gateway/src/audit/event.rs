@@ -73,6 +73,7 @@ pub fn begin(
         response_bytes: None,
         content_blocks: None,
         progress_count: None,
+        token_subject: None,
     }
 }
 

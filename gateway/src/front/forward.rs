@@ -68,7 +68,7 @@ pub async fn forward(
     };
     let inflight = session.track(id.clone());
     let timeout = upstream.config().call_timeout;
-    let record = CallRecord::start(
+    let mut record = CallRecord::start(
         front,
         info,
         session,
@@ -77,6 +77,9 @@ pub async fn forward(
         target.clone(),
         params,
     );
+    if upstream.per_user_tokens() {
+        record.token_of(&session.subject);
+    }
     let fail = |e: UpstreamError, record: CallRecord| {
         let category = e.category();
         let error = Error::upstream(upstream.name(), e);

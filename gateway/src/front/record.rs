@@ -123,6 +123,13 @@ impl CallRecord {
         }
     }
 
+    /// Notes whose upstream token the call uses (connections with per-user tokens).
+    pub fn token_of(&mut self, subject: &str) {
+        if let Some((_, event, _)) = &mut self.audit {
+            event.token_subject = Some(subject.to_owned());
+        }
+    }
+
     pub fn finish(self, outcome: Outcome) {
         let elapsed = self.started.elapsed();
         let label = outcome.error.as_ref().map_or("ok", |(c, _)| *c);

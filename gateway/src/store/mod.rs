@@ -339,6 +339,9 @@ pub struct AuditEvent {
     pub response_bytes: Option<i64>,
     pub content_blocks: Option<i32>,
     pub progress_count: Option<i32>,
+    /// Whose upstream token the call used, on a connection with per-user tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_subject: Option<String>,
 }
 
 /// A message between replicas.

@@ -37,6 +37,7 @@ fn event(i: usize, target: &str) -> AuditEvent {
         response_bytes: None,
         content_blocks: None,
         progress_count: None,
+        token_subject: None,
     }
 }
 

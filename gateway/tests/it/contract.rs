@@ -252,6 +252,7 @@ fn audit_event(i: usize) -> AuditEvent {
         response_bytes: Some(200),
         content_blocks: Some(1),
         progress_count: Some(0),
+        token_subject: (i == 2).then(|| "alice".into()),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::store::{AuditEvent, Result};
 /// One event's columns, made storable (see [`storable`]); borrowed from the event
 /// unless something had to be escaped.
 struct Row<'a> {
-    strings: [Option<Cow<'a, str>>; 12],
+    strings: [Option<Cow<'a, str>>; 13],
     params: Option<Cow<'a, str>>,
     groups: Option<String>,
     escaped: bool,
@@ -36,6 +36,7 @@ impl<'a> Row<'a> {
             t(e.connection.as_deref()),
             t(e.target.as_deref()),
             t(e.error_message.as_deref()),
+            t(e.token_subject.as_deref()),
         ];
         let params = e.params.as_ref().map(|p| {
             let (stored, changed) = storable::json(p.to_json());
@@ -77,18 +78,19 @@ pub(super) async fn write(pool: &PgPool, events: &[&AuditEvent]) -> Result<usize
         "INSERT INTO audit_events (event_id, ts, request_id, session_id, replica, subject, auth_type,
              remote_addr, user_agent, method, connection, target, params, success, error_category,
              error_message, duration_ms, request_bytes, response_bytes, content_blocks, progress_count,
-             escaped, groups)
+             escaped, groups, token_subject)
          SELECT event_id, to_timestamp(ts / 1000.0), request_id, session_id, replica, subject, auth_type,
              remote_addr, user_agent, method, connection, target, params::jsonb, success, error_category,
              error_message, duration_ms, request_bytes, response_bytes, content_blocks, progress_count,
-             escaped, groups::jsonb
+             escaped, groups::jsonb, token_subject
          FROM UNNEST($22::text[], $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[],
              $14::text[], $15::text[], $16::float8[], $17::bigint[], $18::bigint[], $19::int[], $20::int[],
-             $21::bool[], $23::text[])
+             $21::bool[], $23::text[], $24::text[])
            AS t(event_id, ts, request_id, session_id, replica, subject, auth_type, remote_addr, user_agent,
                 method, connection, target, params, success, error_category, error_message, duration_ms,
-                request_bytes, response_bytes, content_blocks, progress_count, escaped, groups)
+                request_bytes, response_bytes, content_blocks, progress_count, escaped, groups,
+                token_subject)
          ON CONFLICT (event_id, ts) DO NOTHING",
     )
     .bind(column!(|e| e.ts.millis()))
@@ -114,6 +116,7 @@ pub(super) async fn write(pool: &PgPool, events: &[&AuditEvent]) -> Result<usize
     .bind(rows.iter().map(|r| r.escaped).collect::<Vec<_>>())
     .bind(text(0))
     .bind(rows.iter().map(|r| r.groups.as_deref()).collect::<Vec<_>>())
+    .bind(text(12))
     .execute(pool)
     .await?;
     Ok(rows.iter().filter(|r| r.escaped).count())
