@@ -93,6 +93,11 @@ pub struct Metrics {
     /// 1 when events wait in a spool on disk, 0 when in memory only.
     pub audit_spool_enabled: Gauge,
     pub db_pool: Family<PoolLabels, Gauge>,
+    /// 1 when the last probe of the store was answered (always 1 in memory).
+    pub store_up: Gauge,
+    /// The highest revision among the connections this replica holds: replicas that
+    /// applied the same changes show the same value.
+    pub config_revision: Gauge,
     /// Connections closed at once: their client address held too many.
     pub connections_refused: Counter,
 }
@@ -228,6 +233,21 @@ impl Metrics {
             "Postgres pool connections by state",
             db_pool.clone(),
         );
+        // Up until a probe says otherwise, as the store's health starts (and the
+        // in-memory store is never probed).
+        let store_up = Gauge::default();
+        store_up.set(1);
+        registry.register(
+            "store_up",
+            "1 when the last probe of the store (Postgres, every second) was answered, 0 when it was not; always 1 with the in-memory store",
+            store_up.clone(),
+        );
+        let config_revision = Gauge::default();
+        registry.register(
+            "config_revision",
+            "Highest revision among the connections this replica has loaded (0 before the first load); replicas that applied the same connection changes show the same value",
+            config_revision.clone(),
+        );
         let connections_refused = Counter::default();
         registry.register(
             "connections_refused",
@@ -259,6 +279,8 @@ impl Metrics {
             audit_spilled,
             audit_spool_enabled,
             db_pool,
+            store_up,
+            config_revision,
             connections_refused,
             auth_failures,
             rate_limited,
@@ -390,6 +412,9 @@ mod tests {
             "unknown methods are folded: {text}"
         );
         assert!(text.contains("hawser_build_info"), "{text}");
+        // Both gauges have a series from the start, for the alerts that compare them.
+        assert!(text.contains("\nhawser_store_up 1\n"), "{text}");
+        assert!(text.contains("\nhawser_config_revision 0\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

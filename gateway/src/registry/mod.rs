@@ -265,6 +265,7 @@ impl Registry {
             );
         }
         self.metrics.reloads.inc();
+        self.set_revision_gauge();
         self.rebuild_view();
         self.write_status(&name, &status);
     }
@@ -305,6 +306,7 @@ impl Registry {
         entry.stop_all();
         self.metrics.remove_connection(name);
         self.metrics.reloads.inc();
+        self.set_revision_gauge();
         self.rebuild_view();
         // This replica's status of the deleted connection says so.
         let _ = self.status_tx.send(ConnectionStatus {
@@ -318,6 +320,15 @@ impl Registry {
             revision: 0,
             updated_at: Timestamp::now(),
         });
+    }
+
+    /// `hawser_config_revision`: the newest revision held. Revisions come from one
+    /// sequence for all connections, so replicas that applied the same changes agree,
+    /// also after a delete (which lowers it on all of them) and on one that just
+    /// started (which loads the rows as they are).
+    fn set_revision_gauge(&self) {
+        let newest = self.lock().values().map(|e| e.revision).max().unwrap_or(0);
+        self.metrics.config_revision.set(newest);
     }
 
     async fn follow_reports(self: Arc<Self>, mut reports: mpsc::UnboundedReceiver<Report>) {

@@ -148,7 +148,11 @@ pub async fn build(
     let metrics = Metrics::new();
     let health = match store.kind() {
         StoreKind::Memory => Health::always_up(),
-        StoreKind::Postgres => Health::spawn(store.clone(), shutdown.child_token()),
+        StoreKind::Postgres => Health::spawn(
+            store.clone(),
+            metrics.store_up.clone(),
+            shutdown.child_token(),
+        ),
     };
     // Events wait on disk until the store has them; in embedded mode they are log
     // lines, written at once.
