@@ -1,7 +1,7 @@
 //! The chart's Grafana dashboard and Prometheus alerts, as the chart renders them: the
 //! alert rules pass `promtool test rules`, every expression parses, every metric they
-//! read is one a running gateway exports, and the Postgres alert's signal follows a
-//! real outage.
+//! read is one a running gateway exports, and the signals of the Postgres and reload
+//! alerts follow a real outage and real connection changes.
 
 mod promql;
 
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hawser_e2e::harness::cluster::ADMIN_TOKEN;
+use hawser_e2e::harness::cluster::{ADMIN_TOKEN, Cluster};
 use hawser_e2e::harness::mcp::McpClient;
 use hawser_e2e::harness::stack::{Fixture, Gateway};
 use hawser_e2e::harness::{TestCluster, http, pg, tools};
@@ -243,6 +243,8 @@ async fn every_metric_the_dashboard_and_the_alerts_read_is_exported() {
         "hawser_request_duration_seconds_bucket",
         "hawser_upstream_state",
         "hawser_db_pool_connections",
+        "hawser_store_up",
+        "hawser_config_revision",
     ] {
         assert!(
             wanted.contains_key(name),
@@ -370,40 +372,46 @@ async fn scrape(gateway: &Gateway) -> String {
         .expect("metrics text")
 }
 
-/// `hawser_db_pool_connections{state="idle"}` of the gateway.
-async fn idle_connections(gateway: &Gateway) -> i64 {
+/// The value of the gauge `name` (a family without labels) on the gateway.
+async fn gauge(gateway: &Gateway, name: &str) -> i64 {
     let text = scrape(gateway).await;
     text.lines()
-        .find_map(|l| l.strip_prefix("hawser_db_pool_connections{state=\"idle\"} "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no idle pool gauge:\n{text}"))
+        .unwrap_or_else(|| panic!("no {name}:\n{text}"))
 }
 
-/// Scrapes until `idle` holds, for at most `within`.
-async fn wait_idle(gateway: &Gateway, what: &str, within: Duration, idle: impl Fn(i64) -> bool) {
+/// Scrapes until the gauge `name` holds `wanted`, for at most `within`.
+async fn wait_gauge(gateway: &Gateway, name: &str, wanted: i64, what: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let n = idle_connections(gateway).await;
-        if idle(n) {
+        let n = gauge(gateway, name).await;
+        if n == wanted {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{what}: {n} idle connections after {within:?}"
+            "{what}: {name} is {n}, not {wanted}, after {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
+/// The alert's expression, by name.
+fn alert_expr(name: &str) -> String {
+    let rules = rule_file(&rendered());
+    rule_expressions(&rules)
+        .into_iter()
+        .find(|(place, _)| *place == format!("rule {name}"))
+        .map(|(_, expr)| expr)
+        .unwrap_or_else(|| panic!("no alert {name}"))
+}
+
 #[tokio::test]
 async fn the_postgres_alert_signal_follows_a_real_outage() {
-    let rules = rule_file(&rendered());
-    let (_, expr) = rule_expressions(&rules)
-        .into_iter()
-        .find(|(place, _)| place == "rule HawserPostgresUnreachable")
-        .expect("HawserPostgresUnreachable");
+    let expr = alert_expr("HawserPostgresUnreachable");
     assert!(
-        expr.contains("hawser_db_pool_connections{state=\"idle\"}"),
+        expr.contains("hawser_store_up"),
         "the rule reads another signal than this test checks: {expr}"
     );
 
@@ -419,7 +427,8 @@ async fn the_postgres_alert_signal_follows_a_real_outage() {
         &[("DATABASE_URL", &db.url), ("HAWSER_ENCRYPTION_KEYS", KEYS)],
     );
     gateway.wait_ready().await;
-    wait_idle(&gateway, "Postgres up", Duration::from_secs(10), |n| n >= 1).await;
+    let up = "hawser_store_up";
+    assert_eq!(gauge(&gateway, up).await, 1, "Postgres up");
 
     cluster = tokio::task::spawn_blocking(move || {
         cluster.stop().unwrap_or_else(|e| panic!("{e}"));
@@ -427,18 +436,11 @@ async fn the_postgres_alert_signal_follows_a_real_outage() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    wait_idle(&gateway, "Postgres stopped", Duration::from_secs(20), |n| {
-        n == 0
-    })
-    .await;
-    // And it stays so while Postgres is away (the probe's attempts count as used).
+    wait_gauge(&gateway, up, 0, "Postgres stopped", Duration::from_secs(10)).await;
+    // And it stays so while Postgres is away: every probe fails.
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(
-            idle_connections(&gateway).await,
-            0,
-            "idle while Postgres is away"
-        );
+        assert_eq!(gauge(&gateway, up).await, 0, "up while Postgres is away");
     }
 
     cluster = tokio::task::spawn_blocking(move || {
@@ -447,9 +449,80 @@ async fn the_postgres_alert_signal_follows_a_real_outage() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    wait_idle(&gateway, "Postgres back", Duration::from_secs(20), |n| {
-        n >= 1
-    })
-    .await;
+    wait_gauge(&gateway, up, 1, "Postgres back", Duration::from_secs(20)).await;
     let _ = cluster.stop();
+}
+
+/// The revision of connection `name` in the store, through replica `i`.
+async fn revision(cluster: &Cluster, i: usize, name: &str) -> i64 {
+    let conn = cluster
+        .admin_get(i, &format!("/api/v1/connections/{name}"))
+        .await;
+    conn["revision"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no revision for {name}: {conn}"))
+}
+
+/// Waits until every replica's `hawser_config_revision` is `wanted`.
+async fn wait_revision(replicas: &[&Gateway], wanted: i64, what: &str) {
+    for r in replicas {
+        wait_gauge(
+            r,
+            "hawser_config_revision",
+            wanted,
+            what,
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_reload_alert_signal_follows_connection_changes_on_every_replica() {
+    let expr = alert_expr("HawserReplicaNotReloading");
+    assert!(
+        expr.contains("hawser_config_revision"),
+        "the rule reads another signal than this test checks: {expr}"
+    );
+
+    let (cluster, fixture) = Cluster::with_fixture(2).await;
+    let [r1, r2] = [&cluster.replicas[0], &cluster.replicas[1]];
+    let fx = revision(&cluster, 0, "fx").await;
+    assert!(fx > 0, "fx has revision {fx}");
+    wait_revision(&[r1, r2], fx, "fx loaded").await;
+
+    // A new connection written through one replica raises it on both.
+    let put = |name: &'static str, spec: Value| {
+        let cluster = &cluster;
+        async move {
+            let status = cluster.put_connection(0, name, spec).await;
+            assert!(matches!(status, 200 | 201), "PUT {name}: {status}");
+            revision(cluster, 1, name).await
+        }
+    };
+    let gh = put("gh", json!({"url": fixture.mcp_url()})).await;
+    assert!(gh > fx, "gh {gh} after fx {fx}");
+    wait_revision(&[r1, r2], gh, "gh written").await;
+
+    // So does a change of an existing one.
+    let fx2 = put(
+        "fx",
+        json!({"url": fixture.mcp_url(), "timeouts": {"call": "30s"}}),
+    )
+    .await;
+    assert!(fx2 > gh, "fx changed to {fx2} after gh {gh}");
+    wait_revision(&[r1, r2], fx2, "fx changed").await;
+
+    // Deleting the newest lowers it on every replica alike, to the newest left.
+    assert_eq!(cluster.delete_connection(1, "fx").await, 204);
+    wait_revision(&[r1, r2], gh, "fx deleted").await;
+
+    // A replica that starts now loads the same rows and shows the same revision.
+    let r3 = cluster.start_replica("r3");
+    r3.wait_ready().await;
+    assert_eq!(
+        gauge(&r3, "hawser_config_revision").await,
+        gh,
+        "a new replica"
+    );
 }
