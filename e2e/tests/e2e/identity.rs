@@ -540,3 +540,56 @@ async fn a_session_is_its_callers_and_survives_the_token_expiring() {
         404
     );
 }
+
+#[tokio::test]
+async fn an_address_that_keeps_failing_gets_429_and_valid_callers_from_it_do_not() {
+    let fixture = Fixture::start(&[]);
+    let config = format!(
+        "http: {{maxAuthFailuresPerMinute: 5}}\nclientAuth:\n  tokens:\n    - {{subject: alice, token: a-token}}\nconnections:\n  - name: fx\n    url: {}\n",
+        fixture.mcp_url()
+    );
+    let gateway = Gateway::start(&config, &[]);
+    let post = |token: &'static str| {
+        let url = gateway.mcp_url();
+        async move {
+            http()
+                .post(url)
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                               "clientInfo": {"name": "t", "version": "1"}}}))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(post("wrong").await.status(), 401);
+    }
+    let refused = post("wrong").await;
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {:?}", refused.headers()));
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    // A caller with valid credentials from the same address is not refused.
+    assert_eq!(post("a-token").await.status(), 200);
+    let metrics = http()
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hawser_requests_total") && l.contains("rate_limited")),
+        "{metrics}"
+    );
+}

@@ -60,6 +60,9 @@ pub struct RawHttp {
     pub body_read_timeout: Option<hawser_crds::Duration>,
     /// Open connections one client address may hold (default 512; 0 = no cap).
     pub max_connections_per_client: Option<usize>,
+    /// Failed authentications one client address may make per minute on a replica
+    /// before its requests without valid credentials get 429 (default 120; 0 = no cap).
+    pub max_auth_failures_per_minute: Option<u32>,
 }
 
 /// Client session settings, as written.

@@ -18,6 +18,9 @@ pub struct HttpLimits {
     pub body_read_timeout: Duration,
     /// Open connections per client address; 0 is no cap.
     pub max_connections_per_client: usize,
+    /// Failed authentications per client address and minute, on one replica, before
+    /// further failures are answered 429; 0 is no cap.
+    pub max_auth_failures_per_minute: u32,
 }
 
 impl Default for HttpLimits {
@@ -27,6 +30,7 @@ impl Default for HttpLimits {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             max_connections_per_client: 512,
+            max_auth_failures_per_minute: 120,
         }
     }
 }
@@ -59,6 +63,9 @@ pub(super) fn resolve(raw: RawHttp, env: &dyn Env) -> Result<HttpLimits, ConfigE
     }
     if let Some(n) = raw.max_connections_per_client {
         limits.max_connections_per_client = n;
+    }
+    if let Some(n) = raw.max_auth_failures_per_minute {
+        limits.max_auth_failures_per_minute = n;
     }
     Ok(limits)
 }

@@ -82,12 +82,20 @@ pub async fn admit(
     front: &Front,
     endpoint: &Endpoint,
     headers: &HeaderMap,
+    client_address: Option<&str>,
 ) -> Result<Arc<Identity>> {
     check_origin(&front.security, headers)?;
     let identity = match front.identity.authenticate(headers, endpoint).await {
         Ok(identity) => identity,
         Err(rejection) => {
             front.metrics.auth_failure(rejection.reason());
+            // A provider outage (503) is not the client's failure.
+            if rejection.status() != axum::http::StatusCode::SERVICE_UNAVAILABLE
+                && let Some(address) = client_address
+                && let Some(wait) = front.auth_failures.failed(address)
+            {
+                return Err(Error::TooManyFailures(wait));
+            }
             return Err(Error::Unauthenticated(rejection));
         }
     };

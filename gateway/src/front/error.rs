@@ -30,6 +30,9 @@ pub enum Error {
     OriginNotAllowed(String),
     #[error("{0}")]
     Unauthenticated(Rejection),
+    /// Too many failed authentications from this client address.
+    #[error("too many failed authentications from this address: retry in {} s", .0.as_secs())]
+    TooManyFailures(std::time::Duration),
     #[error("request body larger than {0} bytes, or unreadable")]
     BodyTooLarge(usize),
     #[error("request body not received within {0:?}")]
@@ -124,6 +127,7 @@ impl Error {
             Self::HostNotAllowed(_) | Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated(r) => r.status(),
+            Self::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -170,6 +174,7 @@ impl Error {
             | Self::HostNotAllowed(_)
             | Self::OriginNotAllowed(_)
             | Self::Unauthenticated(_) => "auth",
+            Self::TooManyFailures(_) => "rate_limited",
             Self::UnknownName { .. } => "policy",
             Self::Denied { .. } => "denied",
             Self::RateLimited { .. } => "rate_limited",
@@ -231,6 +236,12 @@ impl Error {
             Self::MethodNotAllowed(_) => {
                 r.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            Self::TooManyFailures(wait) => {
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(wait.as_secs().max(1)),
+                );
             }
             // The store answers again within seconds, or the probe says it is away.
             Self::Store(_) => {

@@ -43,6 +43,7 @@ pub mod session;
 mod state;
 mod stream;
 pub mod subscriptions;
+pub mod throttle;
 mod ticket;
 pub mod version;
 mod wellknown;

@@ -86,6 +86,16 @@ fn parse_traceparent(value: &str) -> Option<(String, String)> {
     valid.then(|| (trace.to_ascii_lowercase(), flags.to_ascii_lowercase()))
 }
 
+/// The client's address: the peer's, or the one a trusted proxy forwarded.
+pub fn client_address(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trusted: &[IpRange],
+) -> Option<String> {
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    peer.map(|p| client_addr(p.ip(), forwarded, trusted).to_string())
+}
+
 impl RequestInfo {
     pub fn new(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[IpRange]) -> Self {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -93,8 +103,7 @@ impl RequestInfo {
             .filter(|id| sane_id(id))
             .map(str::to_owned)
             .unwrap_or_else(|| unique_hex(true));
-        let remote_addr =
-            peer.map(|p| client_addr(p.ip(), text("x-forwarded-for"), trusted).to_string());
+        let remote_addr = client_address(headers, peer, trusted);
         let user_agent = text(header::USER_AGENT.as_str()).map(|s| s.chars().take(256).collect());
         let (trace_id, trace_flags) = text("traceparent")
             .and_then(parse_traceparent)

@@ -47,16 +47,21 @@ pub fn router(front: Arc<Front>) -> Router {
         .with_state(front)
 }
 
+/// The TCP peer of a request.
+fn peer_of(parts: &Parts) -> Option<std::net::SocketAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+}
+
 async fn post_mcp(
     State(front): State<Arc<Front>>,
     Path(endpoint): Path,
     request: axum::extract::Request,
 ) -> Reply {
     let (parts, body) = request.into_parts();
-    let peer = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
+    let peer = peer_of(&parts);
     let info = RequestInfo::new(&parts.headers, peer, &front.security.trusted_proxies);
     let span = tracing::info_span!(
         "mcp",
@@ -77,15 +82,16 @@ async fn handle_post(
     body: axum::body::Body,
     mut info: RequestInfo,
 ) -> Reply {
-    let identity = match admission::admit(&front, &endpoint, &headers).await {
-        Ok(identity) => identity,
-        Err(error) => {
-            if let Error::Unauthenticated(_) = error {
-                record::refused(&front, &info, None, "(unauthenticated)", None, &error);
+    let identity =
+        match admission::admit(&front, &endpoint, &headers, info.remote_addr.as_deref()).await {
+            Ok(identity) => identity,
+            Err(error) => {
+                if let Error::Unauthenticated(_) | Error::TooManyFailures(_) = error {
+                    record::refused(&front, &info, None, "(unauthenticated)", None, &error);
+                }
+                return error.reply(None);
             }
-            return error.reply(None);
-        }
-    };
+        };
     let body = match admission::read_body(&headers, body, &front.limits).await {
         Ok(body) => body,
         Err(error) => return error.reply(None),
@@ -134,10 +140,17 @@ async fn handle_post(
 async fn get_mcp(
     State(front): State<Arc<Front>>,
     Path(endpoint): Path,
-    headers: HeaderMap,
+    request: axum::extract::Request,
 ) -> Reply {
+    let (parts, _) = request.into_parts();
+    let client = super::request::client_address(
+        &parts.headers,
+        peer_of(&parts),
+        &front.security.trusted_proxies,
+    );
+    let headers = parts.headers;
     let opened = async {
-        let identity = admission::admit(&front, &endpoint, &headers).await?;
+        let identity = admission::admit(&front, &endpoint, &headers, client.as_deref()).await?;
         if !admission::has_session(&headers) {
             return Err(Error::MethodNotAllowed("GET"));
         }
@@ -153,10 +166,17 @@ async fn get_mcp(
 async fn delete_mcp(
     State(front): State<Arc<Front>>,
     Path(endpoint): Path,
-    headers: HeaderMap,
+    request: axum::extract::Request,
 ) -> Reply {
+    let (parts, _) = request.into_parts();
+    let client = super::request::client_address(
+        &parts.headers,
+        peer_of(&parts),
+        &front.security.trusted_proxies,
+    );
+    let headers = parts.headers;
     let ended = async {
-        let identity = admission::admit(&front, &endpoint, &headers).await?;
+        let identity = admission::admit(&front, &endpoint, &headers, client.as_deref()).await?;
         if !admission::has_session(&headers) {
             return Err(Error::MethodNotAllowed("DELETE"));
         }

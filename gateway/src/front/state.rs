@@ -22,6 +22,8 @@ pub struct Front {
     pub security: Security,
     /// Who is calling.
     pub identity: Arc<Authenticator>,
+    /// Client addresses that keep failing authentication.
+    pub auth_failures: super::throttle::FailureThrottle,
     /// What each caller may see and call.
     pub policy: Arc<crate::policy::Policies>,
     /// Consent links for connections with per-user tokens.

@@ -230,6 +230,9 @@ pub async fn build(
     let front = Arc::new(Front {
         security: settings.security.clone(),
         identity: identity.clone(),
+        auth_failures: front::throttle::FailureThrottle::new(
+            settings.http.max_auth_failures_per_minute,
+        ),
         oauth: oauth.clone(),
         policy: policies.clone(),
         sessions: front::session::Sessions::new(
