@@ -44,6 +44,9 @@ pub struct RawConfig {
     /// Policy settings.
     #[serde(default)]
     pub policy: RawPolicySettings,
+    /// Traces exported over OTLP.
+    #[serde(default)]
+    pub telemetry: super::telemetry::RawTelemetry,
 }
 
 /// HTTP server limits, as written.

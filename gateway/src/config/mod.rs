@@ -12,6 +12,7 @@ mod file;
 mod http;
 pub mod net;
 mod security;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +32,7 @@ pub use env::{Env, ProcessEnv};
 pub use file::{FileError, RawConfig};
 pub use http::HttpLimits;
 pub use security::Security;
+pub use telemetry::{OtlpProtocol, RootSampler, SamplerKind, TracingSettings};
 
 use crate::crypto::{CryptoError, Keyring, Secret};
 use env::FileSecrets;
@@ -103,6 +105,8 @@ pub struct Settings {
     pub policies: Vec<(String, hawser_crds::McpPolicySpec, Vec<String>)>,
     /// Whether connections no policy targets refuse everything.
     pub policy_default_deny: bool,
+    /// Traces over OTLP; `None` (no endpoint) is off.
+    pub tracing: Option<TracingSettings>,
 }
 
 /// Default for [`Settings::session_idle_timeout`].
@@ -340,6 +344,7 @@ impl Settings {
             connections: connections(raw.connections, &label, policy, &secrets)?,
             policies: policies(raw.policies)?,
             policy_default_deny: raw.policy.default_action == Some(hawser_crds::Effect::Deny),
+            tracing: telemetry::resolve(raw.telemetry, env)?,
             config_path,
         })
     }
