@@ -63,6 +63,30 @@ pub struct PoolLabels {
     pub state: &'static str,
 }
 
+/// What became of finished trace spans. Process-wide, because the tracing pipeline is
+/// installed before the gateway's [`Metrics`] exist; every [`Metrics`] registers them.
+pub struct TraceCounters {
+    /// Spans that never reached the collector, by reason (`queue_full`, `export_failed`).
+    pub dropped: Family<ReasonLabels, Counter>,
+    /// Spans the collector accepted.
+    pub exported: Counter,
+}
+
+/// The process's [`TraceCounters`].
+pub fn trace_counters() -> &'static TraceCounters {
+    static COUNTERS: std::sync::LazyLock<TraceCounters> = std::sync::LazyLock::new(|| {
+        let dropped = Family::<ReasonLabels, Counter>::default();
+        for reason in ["queue_full", "export_failed"] {
+            let _ = dropped.get_or_create(&ReasonLabels { reason });
+        }
+        TraceCounters {
+            dropped,
+            exported: Counter::default(),
+        }
+    });
+    &COUNTERS
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -205,6 +229,17 @@ impl Metrics {
             "audit_events_dead_lettered",
             "Audit events the store refused, kept in audit_dead_letters instead of blocking the others",
             audit_dead_letters.clone(),
+        );
+        let traces = trace_counters();
+        registry.register(
+            "trace_spans_dropped",
+            "Trace spans lost on the way to the OTLP collector, by reason: queue_full (the export queue, telemetry.tracing.queueSize, was full: the collector is slow or away), export_failed (the collector refused the batch or did not answer within the export timeout)",
+            traces.dropped.clone(),
+        );
+        registry.register(
+            "trace_spans_exported",
+            "Trace spans the OTLP collector accepted",
+            traces.exported.clone(),
         );
         let rate_limited = Family::<PolicyLabels, Counter>::default();
         registry.register(

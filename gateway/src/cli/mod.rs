@@ -78,7 +78,6 @@ enum Command {
 /// Entry point of the `hawser` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -96,6 +95,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.log_format;
+    if !matches!(cli.command, Command::Serve { .. }) {
+        telemetry::init(format);
+    }
     match cli.command {
         Command::Serve {
             config,
@@ -108,7 +111,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_stdio_from_api,
             };
             let settings = Settings::load(&flags, &ProcessEnv).context("invalid configuration")?;
-            crate::server::serve(settings, crate::server::shutdown_signal()).await
+            // Logging starts once the settings say whether spans are exported too.
+            let traces =
+                telemetry::init_serving(format, settings.tracing.as_ref(), &settings.replica_id)?;
+            let served = crate::server::serve(settings, crate::server::shutdown_signal()).await;
+            if let Some(traces) = traces {
+                traces.shutdown().await;
+            }
+            served
         }
         Command::Migrate => {
             let url = database_url()?;
