@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
+use tracing::Instrument as _;
 
 use super::bus;
 use super::error::{Error, Result};
@@ -294,6 +295,20 @@ enum Permit {
     Refused(Error),
 }
 
+impl Permit {
+    /// The decision as a trace attribute.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Go => "allow",
+            Self::Hidden => "hidden",
+            Self::Refused(Error::RateLimited { .. }) => "rate_limited",
+            Self::Refused(_) => "deny",
+        }
+    }
+}
+
+/// The policies' decision about a call to `connection`, as a span of the request's
+/// trace when a policy governs the connection (otherwise nothing is decided).
 async fn permit(
     front: &Front,
     info: &RequestInfo,
@@ -305,6 +320,31 @@ async fn permit(
     if !front.policy.governs(connection) {
         return Permit::Go;
     }
+    let label = match kind {
+        policy::Kind::Tool => "tool",
+        policy::Kind::Prompt => "prompt",
+        policy::Kind::Resource => "resource",
+    };
+    let span = info.trace.policy(connection, label, name);
+    let permit = decide(front, info, connection, kind, name, facts)
+        .instrument(span.clone())
+        .await;
+    span.record("hawser.policy.decision", permit.label());
+    if let Permit::Refused(Error::Denied { policy, .. }) = &permit {
+        span.record("hawser.policy.name", policy.as_str());
+    }
+    crate::telemetry::span::end(&span, "ok");
+    permit
+}
+
+async fn decide(
+    front: &Front,
+    info: &RequestInfo,
+    connection: &str,
+    kind: policy::Kind,
+    name: &str,
+    facts: &policy::Facts<'_>,
+) -> Permit {
     let Some(caller) = &info.caller else {
         return Permit::Hidden;
     };

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
+use tracing::Instrument as _;
 
 use super::error::Error;
 use super::record::CallRecord;
@@ -17,6 +18,7 @@ use super::{bridge, consent};
 use crate::audit::Outcome;
 use crate::jsonrpc::Id;
 use crate::revision::Era;
+use crate::telemetry::span::UpstreamCall;
 use crate::upstream::{Upstream, UpstreamError};
 
 /// What to forward: a request of the client's, possibly rewritten for the upstream.
@@ -80,6 +82,14 @@ pub async fn forward(
     if upstream.per_user_tokens() {
         record.token_of(&session.subject);
     }
+    // The upstream call's client span: the parent the upstream is told of.
+    let span = info.trace.upstream(UpstreamCall {
+        connection: upstream.name(),
+        server: upstream.http().map(|h| h.host()),
+        method,
+        target: target.as_deref(),
+    });
+    record.traced(&span);
     let fail = |e: UpstreamError, record: CallRecord| {
         let category = e.category();
         let error = Error::upstream(upstream.name(), e);
@@ -116,7 +126,7 @@ pub async fn forward(
         _ => None,
     };
     let params = stripped.as_deref().or(params);
-    let mut upstream_headers = info.upstream_headers();
+    let mut upstream_headers = info.upstream_headers(&span);
     if let Err(error) = front
         .identity
         .towards()
@@ -152,7 +162,7 @@ pub async fn forward(
                     .call(&upstream_session, method, params, Some(id.json()), &upstream_headers, envelope.as_ref())
                     .await;
                 Ok::<_, UpstreamError>((upstream_session, call))
-            }) => r,
+            }.instrument(span.clone())) => r,
         };
         let (upstream_session, call) = match opened {
             Err(_) => return fail(UpstreamError::Timeout(timeout), record),
@@ -175,6 +185,7 @@ pub async fn forward(
                     inflight,
                     timeout,
                     record: Some(record),
+                    span,
                 };
                 return stream::respond(ctx, call, !session.endpoint.is_aggregated()).await;
             }

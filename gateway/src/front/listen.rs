@@ -120,11 +120,14 @@ async fn follow_upstream(
             }
             Kind::Request => {
                 let id = msg.id.map(Id::from_raw).unwrap_or_else(|| Id::string(""));
-                if let Some((rewritten, _)) =
-                    front
-                        .relay
-                        .register(session.id_hash, &upstream, &upstream_session, id, &bytes)
-                {
+                if let Some((rewritten, _)) = front.relay.register(
+                    session.id_hash,
+                    &upstream,
+                    &upstream_session,
+                    id,
+                    &bytes,
+                    &tracing::Span::none(),
+                ) {
                     session.push(sse::event(&rewritten));
                 }
             }

@@ -14,6 +14,7 @@ use super::state::Front;
 use crate::audit::{self, Auditor, Caller, Outcome, Record};
 use crate::metrics::Metrics;
 use crate::store::AuditEvent;
+use crate::telemetry::span::{self, RequestTrace};
 
 /// Methods that produce an audit event.
 fn audited(method: &str) -> bool {
@@ -39,6 +40,7 @@ fn caller(info: &RequestInfo, session: Option<&ClientSession>) -> Caller {
 
 /// Records a request the gateway answered itself: a metric under connection `""`.
 pub fn answered(front: &Front, info: &RequestInfo, method: &str, outcome: &str) {
+    info.trace.outcome(outcome);
     front
         .metrics
         .request(method, "", outcome, info.started.elapsed().as_secs_f64());
@@ -90,6 +92,8 @@ pub struct CallRecord {
     started: Instant,
     request_bytes: usize,
     audit: Option<(Arc<Auditor>, AuditEvent, Option<Bytes>)>,
+    /// The request's trace and the upstream call's span, when sampled.
+    trace: Option<Box<(RequestTrace, tracing::Span)>>,
 }
 
 impl CallRecord {
@@ -120,6 +124,18 @@ impl CallRecord {
             started: info.started,
             request_bytes: info.request_bytes,
             audit,
+            trace: info
+                .trace
+                .sampled()
+                .then(|| Box::new((info.trace.clone(), tracing::Span::none()))),
+        }
+    }
+
+    /// Notes the upstream call's span, ended with the call.
+    pub fn traced(&mut self, upstream: &tracing::Span) {
+        if let Some(trace) = &mut self.trace {
+            trace.0.set("hawser.connection", self.connection.clone());
+            trace.1 = upstream.clone();
         }
     }
 
@@ -133,6 +149,11 @@ impl CallRecord {
     pub fn finish(self, outcome: Outcome) {
         let elapsed = self.started.elapsed();
         let label = outcome.error.as_ref().map_or("ok", |(c, _)| *c);
+        if let Some(trace) = &self.trace {
+            span::end(&trace.1, label);
+            trace.0.outcome(label);
+            trace.0.finish();
+        }
         self.metrics
             .request(&self.method, &self.connection, label, elapsed.as_secs_f64());
         if let Some((auditor, mut event, params)) = self.audit {

@@ -32,6 +32,8 @@ pub struct Pending {
     pub session: IdHash,
     pub waiter: Waiter,
     created: Instant,
+    /// The wait, as a span under the upstream call that asked (when traced).
+    span: tracing::Span,
 }
 
 /// Pending server→client requests of this replica.
@@ -69,7 +71,7 @@ impl Relay {
     }
 
     /// Registers a request from `upstream` and returns it rewritten for the client,
-    /// with the gateway id (JSON text) it now has.
+    /// with the gateway id (JSON text) it now has. `call` is the upstream call's span.
     pub fn register(
         &self,
         session: IdHash,
@@ -77,6 +79,7 @@ impl Relay {
         upstream_session: &UpstreamSession,
         upstream_id: Id,
         message: &[u8],
+        call: &tracing::Span,
     ) -> Option<(Bytes, String)> {
         let msg = Message::parse(message).ok()?;
         let gateway_id = self.next_id();
@@ -89,6 +92,7 @@ impl Relay {
                 upstream_session: upstream_session.clone(),
                 upstream_id,
             },
+            crate::telemetry::span::client_answer(call, msg.method()),
         );
         Some((rewritten, gateway_id))
     }
@@ -100,10 +104,12 @@ impl Relay {
         session: IdHash,
         method: &str,
         params: Option<&str>,
+        call: &tracing::Span,
     ) -> (Bytes, String, tokio::sync::oneshot::Receiver<Bytes>) {
         let gateway_id = self.next_id();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.insert(&gateway_id, session, Waiter::Local(tx));
+        let span = crate::telemetry::span::client_answer(call, method);
+        self.insert(&gateway_id, session, Waiter::Local(tx), span);
         (
             jsonrpc::request(&gateway_id, method, params),
             gateway_id,
@@ -120,7 +126,7 @@ impl Relay {
         )
     }
 
-    fn insert(&self, gateway_id: &str, session: IdHash, waiter: Waiter) {
+    fn insert(&self, gateway_id: &str, session: IdHash, waiter: Waiter, span: tracing::Span) {
         let mut pending = self.lock();
         pending.retain(|_, p| p.created.elapsed() < MAX_AGE);
         pending.insert(
@@ -129,6 +135,7 @@ impl Relay {
                 session,
                 waiter,
                 created: Instant::now(),
+                span,
             },
         );
     }
@@ -140,7 +147,9 @@ impl Relay {
         }
         let mut pending = self.lock();
         for id in gateway_ids {
-            pending.remove(id);
+            if let Some(p) = pending.remove(id) {
+                crate::telemetry::span::end(&p.span, "unanswered");
+            }
         }
     }
 
@@ -164,6 +173,12 @@ impl Relay {
         let Some(p) = pending else {
             return Ok(false);
         };
+        let outcome = if answer.error.is_some() {
+            "refused"
+        } else {
+            "ok"
+        };
+        crate::telemetry::span::end(&p.span, outcome);
         match p.waiter {
             Waiter::Upstream {
                 upstream,

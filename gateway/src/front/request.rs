@@ -6,6 +6,8 @@ use std::time::Instant;
 use axum::http::{HeaderMap, HeaderValue, header};
 
 use crate::config::net::{IpRange, client_addr};
+use crate::telemetry::context::traceparent;
+use crate::telemetry::span::RequestTrace;
 
 /// One request's context, carried into audit events, logs and upstream requests.
 #[derive(Debug, Clone)]
@@ -22,9 +24,8 @@ pub struct RequestInfo {
     pub client_headers: Option<std::sync::Arc<HeaderMap>>,
     /// Size of the request body (set once read).
     pub request_bytes: usize,
-    /// W3C trace id (32 hex) and flags of the request, continued upstream.
-    trace_id: String,
-    trace_flags: String,
+    /// The request's span and the trace context it continues (W3C Trace Context).
+    pub trace: RequestTrace,
     pub started: Instant,
 }
 
@@ -70,22 +71,6 @@ fn sane_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// `(trace-id, flags)` of a valid W3C `traceparent` header.
-fn parse_traceparent(value: &str) -> Option<(String, String)> {
-    let parts: Vec<&str> = value.trim().split('-').collect();
-    let [version, trace, parent, flags] = parts[..] else {
-        return None;
-    };
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let valid = version == "00"
-        && hex(trace, 32)
-        && hex(parent, 16)
-        && hex(flags, 2)
-        && trace != "00000000000000000000000000000000"
-        && parent != "0000000000000000";
-    valid.then(|| (trace.to_ascii_lowercase(), flags.to_ascii_lowercase()))
-}
-
 /// The client's address: the peer's, or the one a trusted proxy forwarded.
 pub fn client_address(
     headers: &HeaderMap,
@@ -97,7 +82,13 @@ pub fn client_address(
 }
 
 impl RequestInfo {
-    pub fn new(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[IpRange]) -> Self {
+    /// The request's context; `endpoint` names it in the request's span.
+    pub fn new(
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        trusted: &[IpRange],
+        endpoint: &dyn std::fmt::Display,
+    ) -> Self {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let request_id = text("x-request-id")
             .filter(|id| sane_id(id))
@@ -105,9 +96,7 @@ impl RequestInfo {
             .unwrap_or_else(|| unique_hex(true));
         let remote_addr = client_address(headers, peer, trusted);
         let user_agent = text(header::USER_AGENT.as_str()).map(|s| s.chars().take(256).collect());
-        let (trace_id, trace_flags) = text("traceparent")
-            .and_then(parse_traceparent)
-            .unwrap_or_else(|| (unique_hex(true), "01".to_owned()));
+        let trace = RequestTrace::new(headers, &request_id, endpoint);
         Self {
             request_id,
             remote_addr,
@@ -116,28 +105,58 @@ impl RequestInfo {
             caller: None,
             client_headers: None,
             request_bytes: 0,
-            trace_id,
-            trace_flags,
+            trace,
             started: Instant::now(),
         }
     }
 
-    /// Headers for the upstream request: the request id, and the trace continued with
-    /// a new parent id (W3C Trace Context).
-    pub fn upstream_headers(&self) -> HeaderMap {
-        let mut h = HeaderMap::with_capacity(2);
+    /// Starts the request's server span once its body is parsed (a trace context may
+    /// be in `params._meta`), with the HTTP and MCP attributes when it is sampled.
+    pub fn begin_trace(&mut self, msg: &crate::jsonrpc::Message<'_>, path: &str) {
+        self.trace.begin(msg.params);
+        if !self.trace.sampled() {
+            return;
+        }
+        let trace = &self.trace;
+        trace.set("http.request.method", "POST");
+        trace.set("url.path", path.to_owned());
+        trace.set("hawser.request_id", self.request_id.clone());
+        if let Some(caller) = &self.caller {
+            trace.set("enduser.id", caller.subject.clone());
+        }
+        if let Some(address) = &self.remote_addr {
+            trace.set("client.address", address.clone());
+        }
+        if let Some(agent) = &self.user_agent {
+            trace.set("user_agent.original", agent.clone());
+        }
+        trace.describe(msg.method(), msg.params);
+    }
+
+    /// Headers for the upstream request: the request id, and the trace continued
+    /// (W3C Trace Context) with `upstream` (the call's client span) as the parent.
+    /// Without exported spans, the caller's trace (or a new one) continues with a new
+    /// parent id, and the caller's sampling decision.
+    pub fn upstream_headers(&self, upstream: &tracing::Span) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(3);
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             h.insert("x-request-id", v);
         }
-        let mut traceparent = String::with_capacity(55);
-        traceparent.push_str("00-");
-        traceparent.push_str(&self.trace_id);
-        traceparent.push('-');
-        traceparent.push_str(&unique_hex(false));
-        traceparent.push('-');
-        traceparent.push_str(&self.trace_flags);
-        if let Ok(v) = HeaderValue::from_str(&traceparent) {
+        let parent = self.trace.parent.as_ref();
+        let continued = self
+            .trace
+            .continued(upstream)
+            .unwrap_or_else(|| match parent {
+                Some(p) => traceparent(&p.trace_id, &unique_hex(false), p.flags),
+                None => traceparent(&unique_hex(true), &unique_hex(false), 1),
+            });
+        if let Ok(v) = HeaderValue::from_str(&continued) {
             h.insert("traceparent", v);
+        }
+        if let Some(state) = parent.and_then(|p| p.state.as_deref())
+            && let Ok(v) = HeaderValue::from_str(state)
+        {
+            h.insert("tracestate", v);
         }
         h
     }
@@ -146,6 +165,15 @@ impl RequestInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::context::TraceParent;
+
+    fn upstream_traceparent(info: &RequestInfo) -> String {
+        info.upstream_headers(&tracing::Span::none())
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
 
     #[test]
     fn continues_a_valid_trace_and_keeps_a_sane_request_id() {
@@ -155,12 +183,11 @@ mod tests {
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
         h.insert("x-request-id", HeaderValue::from_static("req-123"));
-        let info = RequestInfo::new(&h, None, &[]);
-        let up = info.upstream_headers();
-        let tp = up
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        h.insert("tracestate", HeaderValue::from_static("vendor=1"));
+        let info = RequestInfo::new(&h, None, &[], &"/mcp");
+        let up = info.upstream_headers(&tracing::Span::none());
+        let tp = upstream_traceparent(&info);
+        assert_eq!(up.get("tracestate").unwrap(), "vendor=1");
         assert!(
             tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
             "{tp}"
@@ -177,17 +204,30 @@ mod tests {
             "x-request-id",
             HeaderValue::from_static("bad id with spaces"),
         );
-        let info = RequestInfo::new(&h, None, &[]);
+        let info = RequestInfo::new(&h, None, &[], &"/mcp");
         assert_eq!(info.request_id.len(), 32);
-        assert!(
-            parse_traceparent(
-                info.upstream_headers()
-                    .get("traceparent")
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-            )
-            .is_some()
+        assert!(TraceParent::parse(&upstream_traceparent(&info), None).is_some());
+    }
+
+    #[test]
+    fn a_context_in_meta_wins_over_the_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
+        let mut info = RequestInfo::new(&h, None, &[], &"/mcp");
+        let params = serde_json::value::RawValue::from_string(
+            r#"{"_meta":{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"}}"#
+                .into(),
+        )
+        .unwrap();
+        info.trace.begin(Some(&params));
+        let tp = upstream_traceparent(&info);
+        assert!(
+            tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+            "{tp}"
+        );
+        assert!(tp.ends_with("-00"), "the caller's decision is kept: {tp}");
     }
 }

@@ -62,16 +62,20 @@ async fn post_mcp(
 ) -> Reply {
     let (parts, body) = request.into_parts();
     let peer = peer_of(&parts);
-    let info = RequestInfo::new(&parts.headers, peer, &front.security.trusted_proxies);
-    let span = tracing::info_span!(
-        "mcp",
-        request_id = %info.request_id,
-        %endpoint,
-        session = tracing::field::Empty,
+    let mut info = RequestInfo::new(
+        &parts.headers,
+        peer,
+        &front.security.trusted_proxies,
+        &endpoint,
     );
-    handle_post(front, endpoint, Arc::new(parts.headers), body, info)
-        .instrument(span)
-        .await
+    let span = info.trace.span.clone();
+    async move {
+        let reply = handle_post(front, endpoint, Arc::new(parts.headers), body, &mut info).await;
+        info.trace.answered(reply.status().as_u16());
+        reply
+    }
+    .instrument(span)
+    .await
 }
 
 async fn handle_post(
@@ -80,14 +84,14 @@ async fn handle_post(
     // Shared, not copied, with the upstream requests (a connection's forwardHeaders).
     headers: Arc<HeaderMap>,
     body: axum::body::Body,
-    mut info: RequestInfo,
+    info: &mut RequestInfo,
 ) -> Reply {
     let identity =
         match admission::admit(&front, &endpoint, &headers, info.remote_addr.as_deref()).await {
             Ok(identity) => identity,
             Err(error) => {
                 if let Error::Unauthenticated(_) | Error::TooManyFailures(_) = error {
-                    record::refused(&front, &info, None, "(unauthenticated)", None, &error);
+                    record::refused(&front, info, None, "(unauthenticated)", None, &error);
                 }
                 return error.reply(None);
             }
@@ -104,6 +108,7 @@ async fn handle_post(
         Ok(m) => m,
         Err(e) => return Error::Parse(e).reply(None),
     };
+    info.begin_trace(&msg, &endpoint.to_string());
     match wire::classify(&headers, &msg) {
         Ok(Wire::Legacy) => {}
         Ok(Wire::Modern(modern)) => {
@@ -111,7 +116,9 @@ async fn handle_post(
                 headers: &headers,
                 body: &body,
             };
-            return modern::handle(&front, &endpoint, &identity, &msg, &modern, &info, raw).await;
+            info.trace
+                .set("mcp.protocol.version", crate::revision::MODERN);
+            return modern::handle(&front, &endpoint, &identity, &msg, &modern, info, raw).await;
         }
         Err(error) => return error.reply_modern(msg.id.map(Id::from_raw).as_ref()),
     }
@@ -125,7 +132,7 @@ async fn handle_post(
             } else {
                 "protocol"
             };
-            record::answered(&front, &info, "initialize", outcome);
+            record::answered(&front, info, "initialize", outcome);
         }
         return reply;
     }
@@ -134,7 +141,13 @@ async fn handle_post(
         Err(error) => return error.reply(None),
     };
     tracing::Span::current().record("session", session.handle.as_str());
-    dispatch::message(&front, &session, &msg, &info).await
+    // The session's handle, never its id (a bearer secret).
+    info.trace.set("mcp.session.id", session.handle.clone());
+    info.trace.set(
+        "mcp.protocol.version",
+        session.init.protocol_version.clone(),
+    );
+    dispatch::message(&front, &session, &msg, info).await
 }
 
 async fn get_mcp(

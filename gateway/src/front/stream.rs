@@ -48,6 +48,9 @@ pub struct CallContext {
     pub inflight: Inflight,
     pub timeout: Duration,
     pub record: Option<CallRecord>,
+    /// The upstream call's client span (`Span::none()` when not traced): the parent
+    /// of the waits for the client's answers.
+    pub span: tracing::Span,
 }
 
 /// Most `input_required` rounds one call may take (a server that keeps asking, or
@@ -204,10 +207,12 @@ impl Relaying {
                 self.outcome.error = Some(("protocol", error.to_string()));
                 return Step::Last(error.to_message(Some(&self.ctx.client_id)));
             }
-            let (frame, gateway_id, rx) =
-                self.ctx
-                    .relay
-                    .ask(self.ctx.session.id_hash, &method, Some(params.get()));
+            let (frame, gateway_id, rx) = self.ctx.relay.ask(
+                self.ctx.session.id_hash,
+                &method,
+                Some(params.get()),
+                &self.ctx.span,
+            );
             self.pending.push(gateway_id);
             asking.frames.push_back(frame);
             asking.waits.push((key, rx));
@@ -336,6 +341,7 @@ impl Relaying {
             &self.ctx.upstream_session,
             id,
             &bytes,
+            &self.ctx.span,
         ) {
             Some((rewritten, gateway_id)) => {
                 self.pending.push(gateway_id);

@@ -353,7 +353,10 @@ impl ConnectionTokens {
             slot.cached.store(Some(t.clone()));
             return Ok(t);
         }
-        let fresh = self.renew(slot, rejected).await;
+        // A span of the request's trace (or of the connection's discovery).
+        let refresh =
+            crate::telemetry::span::token_refresh(&self.connection, !slot.subject.is_empty());
+        let fresh = tracing::Instrument::instrument(self.renew(slot, rejected), refresh).await;
         if fresh.is_err() && !slot.subject.is_empty() {
             // A borrowed token that stopped working is not borrowed again.
             self.borrowed

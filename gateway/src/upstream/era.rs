@@ -33,16 +33,40 @@ pub fn hawser_envelope() -> Envelope {
 /// `params` with the envelope's members set in `params._meta` (other `_meta` members,
 /// such as `progressToken`, kept).
 pub fn with_envelope(params: Option<&RawValue>, envelope: &Envelope) -> Box<RawValue> {
+    with_meta(params, Some(envelope), &[])
+}
+
+/// `params` with the envelope's members (if any) and the string members `extra`
+/// (the trace context, SEP-414's `traceparent` and `tracestate`) set in
+/// `params._meta`; other `_meta` members kept.
+pub fn with_meta(
+    params: Option<&RawValue>,
+    envelope: Option<&Envelope>,
+    extra: &[(&str, &str)],
+) -> Box<RawValue> {
     let mut params = RawParams::parse(params).unwrap_or_default();
     let mut meta = RawParams::parse(params.0.get("_meta")).unwrap_or_default();
-    let members = format!("{{{}}}", envelope.members());
-    if let Ok(RawParams(set)) = serde_json::from_str::<RawParams>(&members) {
-        for (k, v) in set.0 {
-            meta.0.set(&k, v);
+    if let Some(envelope) = envelope {
+        let members = format!("{{{}}}", envelope.members());
+        if let Ok(RawParams(set)) = serde_json::from_str::<RawParams>(&members) {
+            for (k, v) in set.0 {
+                meta.0.set(&k, v);
+            }
         }
+    }
+    for (k, v) in extra {
+        meta.0.set(k, jsonrpc::raw_string(v));
     }
     params.0.set("_meta", meta.to_raw());
     params.to_raw()
+}
+
+/// The trace context of an upstream request's headers, as `_meta` members.
+pub fn trace_members(headers: &HeaderMap) -> Vec<(&'static str, &str)> {
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| Some((name, headers.get(name)?.to_str().ok()?)))
+        .collect()
 }
 
 /// `params` without the 2026-07-28 envelope (for a legacy upstream, whose session

@@ -354,7 +354,10 @@ impl Upstream {
                             &own
                         }
                     };
-                    let dressed = era::with_envelope(params, envelope);
+                    // The trace context travels in `_meta` too (SEP-414), naming the
+                    // same parent as the `traceparent` header.
+                    let dressed =
+                        era::with_meta(params, Some(envelope), &era::trace_members(headers));
                     let annotated = self.param_headers(method, &dressed);
                     let mut h = era::request_headers(method, Some(&dressed), &annotated);
                     h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -362,6 +365,14 @@ impl Upstream {
                     extra = h;
                     &extra
                 } else {
+                    // A client's own `_meta.traceparent` would name the client as the
+                    // upstream's parent: it is replaced by the header's.
+                    let retraced = crate::telemetry::context::TraceParent::of_meta(params)
+                        .and_then(|_| {
+                            let members = era::trace_members(headers);
+                            (!members.is_empty()).then(|| era::with_meta(params, None, &members))
+                        });
+                    let params = retraced.as_deref().or(params);
                     body = jsonrpc::request(&upstream_id, method, params.map(RawValue::get));
                     headers
                 };
