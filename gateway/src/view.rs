@@ -114,7 +114,7 @@ impl EndpointView {
         &self.entries[kind.index()]
     }
 
-    fn fingerprint(&self, kind: ListKind) -> u64 {
+    pub fn fingerprint(&self, kind: ListKind) -> u64 {
         self.fingerprints[kind.index()]
     }
 

@@ -102,8 +102,49 @@ async fn both_client_eras_work_across_three_replicas_and_both_upstream_eras() {
     );
 }
 
-/// The next JSON message of an SSE stream, waiting at most `limit`.
-async fn next_message<S>(events: &mut S, limit: Duration) -> serde_json::Value
+/// A 2026-07-28 `subscriptions/listen` stream at `url` as `token`'s caller, for
+/// `notifications` (e.g. `{"toolsListChanged": true}`), as SSE events.
+pub(crate) async fn listen(
+    url: &str,
+    token: Option<&str>,
+    notifications: serde_json::Value,
+) -> impl futures::Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Unpin + use<> {
+    let body = json!({
+        "jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+        "params": {
+            "notifications": notifications,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    });
+    let mut request = hawser_e2e::harness::http()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("listen: {e}"));
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("mcp-session-id").is_none(),
+        "a 2026-07-28 request got a session"
+    );
+    sse_stream::SseStream::from_bytes_stream(response.bytes_stream())
+}
+
+/// The next JSON message of an SSE stream, if one arrives within `limit`.
+pub(crate) async fn try_next_message<S>(
+    events: &mut S,
+    limit: Duration,
+) -> Option<serde_json::Value>
 where
     S: futures::Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Unpin,
 {
@@ -120,10 +161,20 @@ where
     })
     .await;
     match found {
-        Ok(Some(v)) => v,
+        Ok(Some(v)) => Some(v),
         Ok(None) => panic!("the listen stream ended"),
-        Err(_) => panic!("nothing arrived on the listen stream within {limit:?}"),
+        Err(_) => None,
     }
+}
+
+/// The next JSON message of an SSE stream, waiting at most `limit`.
+pub(crate) async fn next_message<S>(events: &mut S, limit: Duration) -> serde_json::Value
+where
+    S: futures::Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Unpin,
+{
+    try_next_message(events, limit)
+        .await
+        .unwrap_or_else(|| panic!("nothing arrived on the listen stream within {limit:?}"))
 }
 
 #[tokio::test]
@@ -131,31 +182,12 @@ async fn a_listen_stream_on_one_replica_hears_a_change_made_through_another() {
     const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
     let fixture = Fixture::start(&[]);
     let cluster = Cluster::start(2, "").await;
-    let body = json!({
-        "jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
-        "params": {
-            "notifications": {"toolsListChanged": true, "promptsListChanged": true},
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-            },
-        },
-    });
-    let response = hawser_e2e::harness::http()
-        .post(cluster.replicas[0].mcp_url())
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "subscriptions/listen")
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("listen: {e}"));
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers().get("mcp-session-id").is_none(),
-        "a 2026-07-28 request got a session"
-    );
-    let mut events = sse_stream::SseStream::from_bytes_stream(response.bytes_stream());
+    let mut events = listen(
+        &cluster.replicas[0].mcp_url(),
+        None,
+        json!({"toolsListChanged": true, "promptsListChanged": true}),
+    )
+    .await;
     let ack = next_message(&mut events, Duration::from_secs(5)).await;
     assert_eq!(
         ack["method"], "notifications/subscriptions/acknowledged",

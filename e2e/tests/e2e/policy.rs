@@ -337,3 +337,59 @@ async fn a_rate_limit_holds_across_three_replicas_under_load() {
     assert!(ok >= 90, "only {ok} admitted: the burst should be usable");
     assert!(limited > 0 && retry > 0, "limited calls say when to retry");
 }
+
+/// A listen stream hears of a change only when its caller's list changed: a policy
+/// change that hides a tool from Bob tells Bob, not Alice; one that shows Alice a tool
+/// tells Alice.
+#[tokio::test]
+async fn listen_streams_hear_only_of_changes_to_what_their_caller_sees() {
+    use crate::eras::{listen, next_message, try_next_message};
+    let fixture = Fixture::start(&[]);
+    let cluster = Cluster::start(1, &config(&fixture)).await;
+    let base = cluster.replicas[0].base.clone();
+    let both = json!({"targetRefs": [{"name": "fx"}], "rules": [
+        {"groups": ["team-a", "on-call"], "tools": ["echo"]},
+    ]});
+    assert_eq!(put_policy(&base, "fx-listen", &both).await.0, 201);
+    let url = cluster.replicas[0].mcp_url();
+    let wants = json!({"toolsListChanged": true});
+    let mut alice = listen(&url, Some("a-token"), wants.clone()).await;
+    let mut bob = listen(&url, Some("b-token"), wants).await;
+    for s in [&mut alice, &mut bob] {
+        let ack = next_message(s, Duration::from_secs(5)).await;
+        assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    }
+
+    // Bob loses echo; Alice's list is unchanged.
+    let alice_only = json!({"targetRefs": [{"name": "fx"}], "rules": [
+        {"groups": ["team-a"], "tools": ["echo"]},
+    ]});
+    assert_eq!(put_policy(&base, "fx-listen", &alice_only).await.0, 200);
+    let heard = next_message(&mut bob, Duration::from_secs(10)).await;
+    assert_eq!(
+        heard["method"], "notifications/tools/list_changed",
+        "{heard}"
+    );
+    // The same pass told Bob: anything for Alice would be here already.
+    let spurious = try_next_message(&mut alice, Duration::from_millis(500)).await;
+    assert!(
+        spurious.is_none(),
+        "alice heard of bob's change: {spurious:?}"
+    );
+
+    // Alice gains whoami: she hears of it, Bob does not.
+    let more = json!({"targetRefs": [{"name": "fx"}], "rules": [
+        {"groups": ["team-a"], "tools": ["echo", "whoami"]},
+    ]});
+    assert_eq!(put_policy(&base, "fx-listen", &more).await.0, 200);
+    let heard = next_message(&mut alice, Duration::from_secs(10)).await;
+    assert_eq!(
+        heard["method"], "notifications/tools/list_changed",
+        "{heard}"
+    );
+    let spurious = try_next_message(&mut bob, Duration::from_millis(500)).await;
+    assert!(
+        spurious.is_none(),
+        "bob heard of alice's change: {spurious:?}"
+    );
+}

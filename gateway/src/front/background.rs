@@ -23,12 +23,26 @@ pub fn spawn(front: Arc<Front>, shutdown: CancellationToken) {
 async fn follow_events(front: Arc<Front>, stop: CancellationToken) {
     let mut changes = front.registry.subscribe();
     let mut events = front.store.subscribe();
+    let mut policies = front.policy.watch();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
+            p = policies.changed() => {
+                if p.is_err() {
+                    return;
+                }
+                // What each caller may see changed: listen streams hear of it when
+                // their caller's lists did; sessions are told to list again.
+                front.listeners.announce(&front.registry.view(), &front.policy, None);
+                for session in front.sessions.local() {
+                    for kind in notifications(&ListKind::ALL) {
+                        session.push(crate::sse::event(&jsonrpc::notification(kind, None)));
+                    }
+                }
+            }
             c = changes.recv() => match c {
                 Ok(changes) => {
-                    front.listeners.announce(&changes);
+                    front.listeners.announce(&front.registry.view(), &front.policy, Some(&changes));
                     for session in front.sessions.local() {
                         for kind in notifications(changes.for_endpoint(&session.endpoint)) {
                             let note = jsonrpc::notification(kind, None);

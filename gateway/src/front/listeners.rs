@@ -1,18 +1,22 @@
 //! The `subscriptions/listen` streams open on this replica, and what each asked to
-//! hear about. The registry's change events are announced to them (see
-//! [`super::subscriptions`] for how a stream is opened).
+//! hear about. The registry's change events and policy changes are announced to them
+//! (see [`super::subscriptions`] for how a stream is opened), each only when the list
+//! as its caller sees it changed: a change to a tool the caller may not see is not
+//! announced, and a policy that shows or hides one is.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::endpoint::Endpoint;
+use crate::identity::Identity;
 use crate::jsonrpc;
+use crate::policy::Policies;
 use crate::revision::meta;
 use crate::sse;
-use crate::view::ListKind;
+use crate::view::{ListKind, View};
 
 /// What a client asks to hear about (`params.notifications`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -43,6 +47,9 @@ impl Filter {
 struct Listener {
     endpoint: Endpoint,
     filter: Filter,
+    caller: Arc<Identity>,
+    /// The fingerprint of each list as this caller last heard of it.
+    seen: [u64; 4],
     /// The request id (JSON text): the subscription's id.
     id: String,
     tx: mpsc::Sender<Bytes>,
@@ -59,15 +66,32 @@ impl Listeners {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Tells every listener of an endpoint whose lists changed, once per notification.
-    pub fn announce(&self, changes: &crate::view::Changes) {
+    /// Tells every listener whose lists changed as its caller sees them, once per
+    /// notification. `changes` names the lists that changed (`None`: the policies
+    /// changed, any list may look different to anyone).
+    pub fn announce(&self, view: &View, policy: &Policies, changes: Option<&crate::view::Changes>) {
         let mut open = self.lock();
         open.retain(|l| !l.tx.is_closed());
-        for l in open.iter() {
+        for l in open.iter_mut() {
+            let kinds = match changes {
+                Some(c) => c.for_endpoint(&l.endpoint),
+                None => &ListKind::ALL[..],
+            };
             let mut sent: Vec<&'static str> = Vec::new();
-            for kind in changes.for_endpoint(&l.endpoint) {
+            for kind in kinds {
+                if !l.filter.wants(*kind) {
+                    continue;
+                }
+                // A connection that is gone changed everything it listed.
+                let now = view
+                    .endpoint(&l.endpoint)
+                    .map_or(0, |e| policy.fingerprint(&l.caller, e, *kind));
+                if now == l.seen[kind.index()] {
+                    continue;
+                }
+                l.seen[kind.index()] = now;
                 let method = kind.changed_notification();
-                if l.filter.wants(*kind) && !sent.contains(&method) {
+                if !sent.contains(&method) {
                     sent.push(method);
                     let _ = l.tx.try_send(sse::event(&tagged(method, &l.id, None)));
                 }
@@ -75,18 +99,29 @@ impl Listeners {
         }
     }
 
-    /// Registers a stream of `endpoint` that hears what `filter` accepts, tagged with
-    /// subscription `id` (JSON text); frames arrive on the receiver.
+    /// Registers a stream of `caller` on `endpoint` that hears what `filter` accepts,
+    /// tagged with subscription `id` (JSON text); frames arrive on the receiver.
     pub(super) fn add(
         &self,
         endpoint: &Endpoint,
         filter: Filter,
         id: &str,
+        caller: Arc<Identity>,
+        view: &View,
+        policy: &Policies,
     ) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel::<Bytes>(64);
+        let mut seen = [0; 4];
+        if let Some(e) = view.endpoint(endpoint) {
+            for kind in ListKind::ALL {
+                seen[kind.index()] = policy.fingerprint(&caller, e, kind);
+            }
+        }
         self.lock().push(Listener {
             endpoint: endpoint.clone(),
             filter,
+            caller,
+            seen,
             id: id.to_owned(),
             tx,
         });

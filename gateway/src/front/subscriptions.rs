@@ -48,7 +48,7 @@ fn offered(front: &Front, endpoint: &Endpoint) -> Filter {
 pub fn open(
     front: &Arc<Front>,
     endpoint: &Endpoint,
-    _identity: &Identity,
+    identity: &Identity,
     msg: &Message<'_>,
     id: &Id,
 ) -> Result<Reply> {
@@ -79,7 +79,14 @@ pub fn open(
         id.json(),
         Some(&ack_members),
     );
-    let rx = front.listeners.add(endpoint, accepted, id.json());
+    let rx = front.listeners.add(
+        endpoint,
+        accepted,
+        id.json(),
+        Arc::new(identity.clone()),
+        &front.registry.view(),
+        &front.policy,
+    );
     let draining = front.draining.clone();
     let end = jsonrpc::result(
         id.json(),

@@ -85,6 +85,9 @@ struct Snapshot {
     /// Connections a broken stored policy targets: closed until it is fixed.
     broken: HashMap<String, String>,
     generation: u64,
+    /// What was loaded (names, targets, specs), to tell a reload that changed
+    /// something from one that did not.
+    content: u64,
 }
 
 /// (endpoint view, list kind, policy generation, caller signature).
@@ -98,6 +101,8 @@ pub struct Policies {
     /// (endpoint view, list kind, generation, caller signature) → filtered list.
     views: Mutex<HashMap<ViewKey, Bytes>>,
     limiter: limits::Limiter,
+    /// The generation of the policies in force, bumped only when they changed.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// A call refused by a rate limit.
@@ -170,15 +175,28 @@ impl Policies {
             default_deny,
             current: ArcSwap::from_pointee(Snapshot::default()),
             views: Mutex::new(HashMap::new()),
+            changed: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Changes to the policies in force (their generation), for those who must tell
+    /// callers their views changed.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Re-reads every policy from the store.
     pub async fn load(&self) -> crate::store::Result<()> {
         let stored = self.store.list_policies().await?;
+        let content = content_of(&stored);
+        if self.current.load().generation > 0 && self.current.load().content == content {
+            // The periodic re-read found what is in force: keep the views cached.
+            return Ok(());
+        }
         let generation = self.current.load().generation + 1;
         let mut snapshot = Snapshot {
             generation,
+            content,
             ..Snapshot::default()
         };
         for p in stored {
@@ -212,7 +230,21 @@ impl Policies {
             views.clear();
         }
         self.limiter.reset();
+        self.changed.send_replace(generation);
         Ok(())
+    }
+
+    /// A fingerprint of what `caller` sees in list `kind` of `endpoint`: equal
+    /// fingerprints, equal lists (for telling a caller their view changed).
+    pub fn fingerprint(&self, caller: &Identity, endpoint: &EndpointView, kind: ListKind) -> u64 {
+        let governed = |e: &Entry| self.governs(&e.connection);
+        if !endpoint.entries(kind).iter().any(governed) {
+            return endpoint.fingerprint(kind);
+        }
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.list(caller, endpoint, kind).hash(&mut h);
+        h.finish()
     }
 
     /// Loads now, then follows changes (bus, resync, every 30 s) until `stop`.
@@ -459,6 +491,21 @@ impl Policies {
         broken.dedup();
         (s.policies.iter().map(|p| p.name.clone()).collect(), broken)
     }
+}
+
+/// A hash of the stored policies: names, targets and specs.
+fn content_of(stored: &[crate::store::StoredPolicy]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in stored {
+        p.name.hash(&mut h);
+        p.connections.hash(&mut h);
+        match &p.spec {
+            Ok(spec) => serde_json::to_string(spec).unwrap_or_default().hash(&mut h),
+            Err(e) => e.hash(&mut h),
+        }
+    }
+    h.finish()
 }
 
 /// The bucket of limit `index` of `policy` for this call: one per distinct value of
