@@ -120,7 +120,6 @@ impl RequestInfo {
         let trace = &self.trace;
         trace.set("http.request.method", "POST");
         trace.set("url.path", path.to_owned());
-        trace.set("hawser.request_id", self.request_id.clone());
         if let Some(caller) = &self.caller {
             trace.set("enduser.id", caller.subject.clone());
         }

@@ -57,7 +57,6 @@ impl RequestTrace {
                 %endpoint,
                 session = tracing::field::Empty,
                 otel.kind = "server",
-                otel.name = "mcp",
             )
         } else {
             tracing::info_span!("mcp", request_id, %endpoint, session = tracing::field::Empty)
@@ -121,7 +120,7 @@ impl RequestTrace {
             "tools/call" | "prompts/get" => "name",
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
             _ => {
-                self.span.record("otel.name", method);
+                self.rename(method.to_owned());
                 return;
             }
         };
@@ -129,7 +128,7 @@ impl RequestTrace {
             .ok()
             .and_then(|p| p.0.get_str(member));
         let Some(value) = value else {
-            self.span.record("otel.name", method);
+            self.rename(method.to_owned());
             return;
         };
         match method {
@@ -142,11 +141,16 @@ impl RequestTrace {
             _ => {
                 // URIs are high-cardinality: an attribute, never the span name.
                 self.span.set_attribute("mcp.resource.uri", value);
-                self.span.record("otel.name", method);
+                self.rename(method.to_owned());
                 return;
             }
         }
-        self.span.record("otel.name", format!("{method} {value}"));
+        self.rename(format!("{method} {value}"));
+    }
+
+    /// Renames the started server span (`otel.name` only names a span not started).
+    fn rename(&self, name: String) {
+        self.span.context().span().update_name(name);
     }
 
     /// Records how the request ended: `hawser.outcome`, and for anything but `ok`
