@@ -16,4 +16,5 @@ mod protocol;
 mod python_client;
 mod replicas;
 mod revisions;
+mod traces;
 mod transports;
