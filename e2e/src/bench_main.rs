@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use crate::bench::{load, proc_stats, report};
+use crate::bench::{load, proc_stats, report, wait_for_tool};
 use crate::harness::stack::{Fixture, Gateway};
 
 /// Benchmarks Hawser against a baseline measured in the same run.
@@ -36,6 +36,8 @@ enum Bench {
     Identity,
     /// What policy evaluation and rate limiting cost per call.
     Policy,
+    /// What exporting traces costs per call: off, 1 % and 100 % sampled.
+    Tracing,
     /// Sends a fixed number of calls to a running endpoint (for profiling).
     Drive {
         /// MCP endpoint URL.
@@ -85,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Audit => audit(warmup, duration).await,
         Bench::Identity => crate::bench::identity::run(warmup, duration, &gateway_threads()).await,
         Bench::Policy => crate::bench::policy::run(warmup, duration, &gateway_threads()).await,
+        Bench::Tracing => crate::bench::traces::run(warmup, duration, &gateway_threads()).await,
         Bench::Drive {
             url,
             tool,
@@ -231,21 +234,6 @@ async fn proxy(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
         json!({"bench": "proxy", "results": results, "gateway_peak_rss_mib": rss})
     );
     Ok(())
-}
-
-async fn wait_for_tool(http: &reqwest::Client, url: &str, tool: &str) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = load::Session::open(http.clone(), url, tool, json!({"text": "probe"})).await?;
-        if s.call().await {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "{tool} not available at {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Worker threads for the gateway under test (`HAWSER_BENCH_GATEWAY_THREADS`, default 1:

@@ -6,6 +6,29 @@ pub mod load;
 pub mod policy;
 pub mod proc_stats;
 pub mod report;
+pub mod traces;
+
+/// Waits until `tool` answers at `url` (the gateway has discovered its upstream).
+pub async fn wait_for_tool(http: &reqwest::Client, url: &str, tool: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let s = load::Session::open(
+            http.clone(),
+            url,
+            tool,
+            serde_json::json!({"text": "probe"}),
+        )
+        .await?;
+        if s.call().await {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{tool} not available at {url}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
 
 /// Runs `tool` at `url` like [`load::run`] and also returns the CPU time process `pid`
 /// spent per call (warm-up calls included in the count, as their CPU is).
