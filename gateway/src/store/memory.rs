@@ -265,6 +265,10 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn read_all_status(&self) -> Result<Vec<ConnectionStatus>> {
+        Ok(self.lock().status.values().cloned().collect())
+    }
+
     async fn clear_replica_status(&self, replica: &str) -> Result<()> {
         self.lock().status.retain(|(_, r), _| r != replica);
         Ok(())
@@ -555,6 +559,23 @@ impl Store for MemoryStore {
 
     async fn sweep_audit(&self, _age: Duration) -> Result<u64> {
         Ok(0)
+    }
+
+    async fn audit_page(&self, _query: &super::AuditQuery) -> Result<Vec<super::AuditRow>> {
+        Ok(Vec::new())
+    }
+
+    async fn audit_event(&self, _id: i64) -> Result<Option<super::AuditRow>> {
+        Ok(None)
+    }
+
+    async fn audit_traffic(
+        &self,
+        _since: Timestamp,
+        _bucket: Duration,
+        _connection: Option<&str>,
+    ) -> Result<Vec<super::TrafficBucket>> {
+        Ok(Vec::new())
     }
 
     async fn token_holders(

@@ -2,6 +2,7 @@
 //! Postgres store of shared mode implement the same operations, so everything above
 //! this module runs unchanged in both.
 
+mod audit_query;
 pub mod health;
 mod memory;
 pub mod postgres;
@@ -13,6 +14,7 @@ use hawser_crds::McpConnectionSpec;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+pub use audit_query::{AuditQuery, AuditRow, MAX_PAGE, TrafficBucket};
 pub use health::Health;
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
@@ -483,6 +485,8 @@ pub trait Store: Send + Sync + 'static {
     // --- status
     async fn write_status(&self, status: &ConnectionStatus) -> Result<()>;
     async fn read_status(&self, connection: &str) -> Result<Vec<ConnectionStatus>>;
+    /// Every replica's status of every connection (one read for the console).
+    async fn read_all_status(&self) -> Result<Vec<ConnectionStatus>>;
     /// Removes this replica's status rows (graceful shutdown).
     async fn clear_replica_status(&self, replica: &str) -> Result<()>;
 
@@ -577,4 +581,16 @@ pub trait Store: Send + Sync + 'static {
     async fn dead_letter_audit(&self, event: &AuditEvent, error: &str) -> Result<()>;
     /// Deletes audit events older than `age`; returns how many.
     async fn sweep_audit(&self, age: std::time::Duration) -> Result<u64>;
+    /// A page of audit events, newest first (empty in embedded mode).
+    async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditRow>>;
+    /// One audit event by row id.
+    async fn audit_event(&self, id: i64) -> Result<Option<AuditRow>>;
+    /// Calls per `bucket` since `since` (of `connection`, or of all), oldest first;
+    /// buckets without calls are left out.
+    async fn audit_traffic(
+        &self,
+        since: Timestamp,
+        bucket: std::time::Duration,
+        connection: Option<&str>,
+    ) -> Result<Vec<TrafficBucket>>;
 }

@@ -7,6 +7,7 @@
 
 mod apikeys;
 mod audit;
+mod audit_read;
 mod buckets;
 mod bus;
 mod connections;
@@ -298,7 +299,11 @@ impl Store for PgStore {
     }
 
     async fn read_status(&self, connection: &str) -> Result<Vec<ConnectionStatus>> {
-        status::read(&self.pool, connection).await
+        status::read(&self.pool, Some(connection)).await
+    }
+
+    async fn read_all_status(&self) -> Result<Vec<ConnectionStatus>> {
+        status::read(&self.pool, None).await
     }
 
     async fn clear_replica_status(&self, replica: &str) -> Result<()> {
@@ -450,6 +455,23 @@ impl Store for PgStore {
 
     async fn sweep_audit(&self, age: Duration) -> Result<u64> {
         audit::sweep(&self.pool, age).await
+    }
+
+    async fn audit_page(&self, query: &super::AuditQuery) -> Result<Vec<super::AuditRow>> {
+        audit_read::page(&self.pool, query).await
+    }
+
+    async fn audit_event(&self, id: i64) -> Result<Option<super::AuditRow>> {
+        audit_read::one(&self.pool, id).await
+    }
+
+    async fn audit_traffic(
+        &self,
+        since: crate::clock::Timestamp,
+        bucket: Duration,
+        connection: Option<&str>,
+    ) -> Result<Vec<super::TrafficBucket>> {
+        audit_read::traffic(&self.pool, since, bucket, connection).await
     }
 }
 

@@ -40,11 +40,13 @@ pub(super) async fn write(pool: &PgPool, s: &ConnectionStatus) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn read(pool: &PgPool, connection: &str) -> Result<Vec<ConnectionStatus>> {
+/// The rows of `connection`, or of every connection (ordered by connection).
+pub(super) async fn read(pool: &PgPool, connection: Option<&str>) -> Result<Vec<ConnectionStatus>> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT connection, replica, state, tools, last_error, problems, auth_state, revision,
                 (EXTRACT(EPOCH FROM updated_at) * 1000)::bigint AS updated_at_ms
-         FROM connection_status WHERE connection = $1 ORDER BY replica",
+         FROM connection_status WHERE ($1::text IS NULL OR connection = $1)
+         ORDER BY connection, replica",
     )
     .bind(connection)
     .fetch_all(pool)
