@@ -4,10 +4,10 @@
 //! Writes go to the store, which bumps the connection's revision and notifies every
 //! replica; nothing here talks to replicas directly.
 
-mod apikeys;
+pub(crate) mod apikeys;
 mod error;
-mod policies;
-mod users;
+pub(crate) mod policies;
+pub(crate) mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,7 @@ use crate::crypto::IdHash;
 use crate::store::{ConnectionState, PutOutcome, Store, StoredConnection};
 
 /// A status row older than this comes from a replica that stopped reporting.
-const STALE_AFTER: Duration = Duration::from_secs(150);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(150);
 
 /// State of the admin API.
 pub struct Admin {
@@ -112,7 +112,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
 
 /// The connection a route names: `{name}`, or `{namespace}/{name}` for connections
 /// from `McpConnection` resources.
-struct ConnectionName(String);
+pub(crate) struct ConnectionName(String);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectionName {
     type Rejection = Error;

@@ -158,22 +158,39 @@ pub(super) struct ExplainQuery {
     args: Option<String>,
 }
 
-pub(super) async fn explain(
-    State(admin): State<Arc<Admin>>,
-    Query(q): Query<ExplainQuery>,
-    headers: HeaderMap,
-) -> Result<Response, Error> {
-    authorize(&admin, &headers)?;
-    let (connection, tool) = match q.connection {
-        Some(c) => (c, q.tool.clone()),
+/// Why a caller may or may not call a tool: the REST API's and the console's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explained {
+    pub connection: String,
+    pub tool: String,
+    pub allowed: bool,
+    /// `allow`, `hidden` or `deny`.
+    pub decision: &'static str,
+    /// The policy that decided, and its rule (0-based; `None`: no rule allowed it).
+    pub decider: Option<(String, Option<usize>)>,
+    /// Whether any policy targets the connection.
+    pub governed: bool,
+}
+
+/// Decides whether `subject` (in `groups`) may call `tool` (`connection__tool` as
+/// `/mcp` shows it, or the tool's own name with `connection`), with `args`.
+pub fn explain_call(
+    admin: &Admin,
+    subject: &str,
+    groups: Vec<String>,
+    tool: &str,
+    connection: Option<String>,
+    args: Option<&serde_json::value::RawValue>,
+) -> Result<Explained, Error> {
+    let (connection, tool) = match connection.filter(|c| !c.is_empty()) {
+        Some(c) => (c, tool.to_owned()),
         None => {
             let view = admin.registry.view();
-            match view.aggregated.tools.get(&q.tool) {
+            match view.aggregated.tools.get(tool) {
                 Some(route) => (route.upstream.name().to_owned(), route.name.clone()),
                 None => {
                     let (prefix, name) =
-                        q.tool
-                            .split_once(PREFIX_SEPARATOR)
+                        tool.split_once(PREFIX_SEPARATOR)
                             .ok_or_else(|| Error::Invalid {
                                 field: "tool".into(),
                                 message: "give connection, or the name /mcp shows (prefix__tool)"
@@ -185,29 +202,15 @@ pub(super) async fn explain(
         }
     };
     let caller = Identity {
-        subject: q.subject,
+        subject: subject.to_owned(),
         method: AuthMethod::None,
-        groups: q
-            .groups
-            .split(',')
-            .map(str::trim)
-            .filter(|g| !g.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        groups,
         scopes: Vec::new(),
         token: None,
         claims: None,
     };
-    let args = q
-        .args
-        .map(serde_json::value::RawValue::from_string)
-        .transpose()
-        .map_err(|e| Error::Invalid {
-            field: "args".into(),
-            message: e.to_string(),
-        })?;
     let facts = Facts {
-        args: args.as_deref(),
+        args,
         client_address: None,
         tool: None,
     };
@@ -219,13 +222,52 @@ pub(super) async fn explain(
         Decision::Hidden(d) => (false, "hidden", d),
         Decision::Denied(d) => (false, "deny", Some(d)),
     };
+    Ok(Explained {
+        governed: admin.policies.governs(&connection),
+        connection,
+        tool,
+        allowed,
+        decision: verdict,
+        decider: decider.map(|d| (d.policy, d.rule)),
+    })
+}
+
+pub(super) async fn explain(
+    State(admin): State<Arc<Admin>>,
+    Query(q): Query<ExplainQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    authorize(&admin, &headers)?;
+    let groups = q
+        .groups
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let args = q
+        .args
+        .map(serde_json::value::RawValue::from_string)
+        .transpose()
+        .map_err(|e| Error::Invalid {
+            field: "args".into(),
+            message: e.to_string(),
+        })?;
+    let e = explain_call(
+        &admin,
+        &q.subject,
+        groups,
+        &q.tool,
+        q.connection,
+        args.as_deref(),
+    )?;
     let mut out = json!({
-        "connection": connection, "tool": tool, "allowed": allowed, "decision": verdict,
-        "governed": admin.policies.governs(&connection),
+        "connection": e.connection, "tool": e.tool, "allowed": e.allowed, "decision": e.decision,
+        "governed": e.governed,
     });
-    if let Some(d) = decider {
-        out["policy"] = json!(d.policy);
-        out["rule"] = json!(d.rule);
+    if let Some((policy, rule)) = e.decider {
+        out["policy"] = json!(policy);
+        out["rule"] = json!(rule);
     }
     Ok(Json(out).into_response())
 }

@@ -52,7 +52,7 @@ async fn caller(admin: &Admin, headers: &HeaderMap) -> Result<String, Response> 
 
 /// `connected` (a token that works or can be refreshed), `expired` (one that can no
 /// longer be refreshed) or `consent_required` (none).
-fn state_of(holder: Option<&TokenHolder>) -> &'static str {
+pub(crate) fn state_of(holder: Option<&TokenHolder>) -> &'static str {
     match holder {
         None => "consent_required",
         Some(h) if h.refreshable => "connected",
@@ -166,47 +166,66 @@ pub async fn revoke(
     Ok(disconnect(&admin, &name, &subject).await)
 }
 
-async fn disconnect(admin: &Admin, connection: &str, subject: &str) -> Response {
-    let tokens = match admin.oauth.tokens_for(connection).await {
-        Ok(t) if t.per_user() => t,
-        Ok(_) => {
-            return Error::Invalid {
+/// What disconnecting a user's token did.
+pub(crate) enum Disconnected {
+    /// The token is gone; `revoked`: the provider confirmed a revocation.
+    Done { revoked: bool },
+    /// The user held no token.
+    NotHeld,
+}
+
+/// Disconnects `subject`'s token on `connection`: revoked at the provider when it
+/// can be, deleted, and audited (`consent/revoked`).
+pub(crate) async fn disconnect_token(
+    admin: &Admin,
+    connection: &str,
+    subject: &str,
+) -> Result<Disconnected, Error> {
+    let tokens = match admin.oauth.tokens_for(connection).await? {
+        t if t.per_user() => t,
+        _ => {
+            return Err(Error::Invalid {
                 field: "connection".into(),
                 message: format!("connection {connection} does not use per-user tokens"),
-            }
-            .into_response();
+            });
         }
-        Err(error) => return Error::OAuth(error).into_response(),
     };
-    match tokens.disconnect(subject).await {
-        Ok(done) if done.held => {
-            admin.oauth.audit_consent(
-                connection,
-                subject,
-                "revoked",
-                (!done.revoked).then_some("deleted; the provider did not confirm a revocation"),
-            );
-            tracing::info!(
-                connection,
-                revoked_at_provider = done.revoked,
-                "per-user token disconnected"
-            );
-            Json(json!({
-                "connection": connection,
-                "disconnected": true,
-                "revokedAtProvider": done.revoked,
-            }))
-            .into_response()
-        }
-        Ok(_) => (
+    let done = tokens.disconnect(subject).await.map_err(|error| {
+        tracing::warn!(connection, %error, "disconnecting a per-user token failed");
+        Error::Store(crate::store::Error::Unavailable)
+    })?;
+    if !done.held {
+        return Ok(Disconnected::NotHeld);
+    }
+    admin.oauth.audit_consent(
+        connection,
+        subject,
+        "revoked",
+        (!done.revoked).then_some("deleted; the provider did not confirm a revocation"),
+    );
+    tracing::info!(
+        connection,
+        revoked_at_provider = done.revoked,
+        "per-user token disconnected"
+    );
+    Ok(Disconnected::Done {
+        revoked: done.revoked,
+    })
+}
+
+async fn disconnect(admin: &Admin, connection: &str, subject: &str) -> Response {
+    match disconnect_token(admin, connection, subject).await {
+        Ok(Disconnected::Done { revoked }) => Json(json!({
+            "connection": connection,
+            "disconnected": true,
+            "revokedAtProvider": revoked,
+        }))
+        .into_response(),
+        Ok(Disconnected::NotHeld) => (
             StatusCode::NOT_FOUND,
             Json(json!({"error": format!("no token of this user for connection {connection}")})),
         )
             .into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": error.to_string()})),
-        )
-            .into_response(),
+        Err(error) => error.into_response(),
     }
 }

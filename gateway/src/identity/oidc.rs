@@ -217,6 +217,51 @@ impl Oidc {
         Ok(verified.identity.clone())
     }
 
+    /// Verifies an OpenID Connect ID token issued to `client_id` (the web console's
+    /// sign-in): signature, issuer, expiry and audience. No scope check (ID tokens
+    /// carry none) and no cache: it is checked once per sign-in.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+    ) -> Result<Arc<Identity>, Reason> {
+        let verified = self.verify_uncached(token).await?;
+        if !verified.audiences.iter().any(|a| a == client_id) {
+            return Err(Reason::Audience);
+        }
+        Ok(verified.identity)
+    }
+
+    /// The provider's authorization and token endpoints, from discovery (the web
+    /// console signs people in with them).
+    pub async fn sign_in_endpoints(&self) -> Result<(Url, Url), String> {
+        let issuer = &self.settings.issuer;
+        let mut last = String::from("no discovery document");
+        for candidate in crate::oauth::discovery::as_candidates(issuer) {
+            let doc = match get_limited(&self.http, &candidate).await {
+                Ok(body) => body,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let doc: Value =
+                serde_json::from_slice(&doc).map_err(|e| format!("{candidate}: not JSON: {e}"))?;
+            let named = doc["issuer"].as_str().unwrap_or_default();
+            if named.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
+                return Err(format!("{candidate} names issuer {named:?}, not {issuer}"));
+            }
+            let url = |field: &str| {
+                doc[field]
+                    .as_str()
+                    .and_then(|u| Url::parse(u).ok())
+                    .ok_or_else(|| format!("{candidate} has no {field}"))
+            };
+            return Ok((url("authorization_endpoint")?, url("token_endpoint")?));
+        }
+        Err(last)
+    }
+
     fn remember(&self, digest: IdHash, verified: Arc<Verified>, now: u64) {
         let Ok(mut cache) = self.cache.lock() else {
             return;

@@ -103,6 +103,49 @@ pub async fn begin(
     ))
 }
 
+/// The cookie naming where the browser goes once an authorization the web console
+/// started is done (sealed, bound to the flow's state).
+const RETURN_COOKIE: &str = "hawser_return";
+const RETURN_CONTEXT: &str = "hawser/oauth-return";
+
+/// Whether `target` is a path of the web console (same origin, under `/ui/`).
+pub fn is_console_path(target: &str) -> bool {
+    target.starts_with("/ui/")
+        && !target.contains("//")
+        && !target.contains('\\')
+        && !target.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+/// The `Set-Cookie` value that sends the browser completing flow `state` back to
+/// `target` (a console path) instead of showing the result page.
+pub fn return_cookie(oauth: &OAuth, state: &str, target: &str) -> Option<String> {
+    if !is_console_path(target) {
+        return None;
+    }
+    let plain = serde_json::to_vec(&(IdHash::of(state).to_hex(), target)).ok()?;
+    let sealed = oauth.keyring.seal(&plain, RETURN_CONTEXT);
+    Some(super::consent::cookie(oauth, &sealed, FLOW_TTL).replacen(
+        super::consent::COOKIE,
+        RETURN_COOKIE,
+        1,
+    ))
+}
+
+/// Where the browser completing flow `state` asked to go back to, if anywhere.
+fn return_target(oauth: &OAuth, headers: &axum::http::HeaderMap, state: &str) -> Option<String> {
+    let sealed = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == RETURN_COOKIE)
+        .map(|(_, value)| value)?;
+    let plain = oauth.keyring.unseal(sealed, RETURN_CONTEXT).ok()?;
+    let (hash, target): (String, String) = serde_json::from_slice(&plain).ok()?;
+    (hash == IdHash::of(state).to_hex() && is_console_path(&target)).then_some(target)
+}
+
 /// Query of the redirect from the authorization server.
 #[derive(Deserialize)]
 pub struct Callback {
@@ -228,6 +271,18 @@ pub async fn callback(
         }
         Ok(()) => {
             tracing::info!(connection = %connection, "OAuth authorization completed");
+            if let Some(target) = return_target(&oauth, &headers, &state) {
+                let mut back = axum::response::Redirect::to(&target).into_response();
+                let spent = super::consent::cookie(&oauth, "", std::time::Duration::ZERO).replacen(
+                    super::consent::COOKIE,
+                    RETURN_COOKIE,
+                    1,
+                );
+                if let Ok(v) = axum::http::HeaderValue::from_str(&spent) {
+                    back.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+                }
+                return back;
+            }
             page(
                 StatusCode::OK,
                 "Connection authorized",
@@ -326,6 +381,21 @@ mod tests {
             url("https://example.com/hawser/"),
             "https://example.com/hawser/oauth/callback"
         );
+    }
+
+    #[test]
+    fn only_console_paths_are_return_targets() {
+        assert!(super::is_console_path("/ui/connection?name=gh"));
+        for bad in [
+            "https://evil.example/ui/",
+            "//evil.example/ui/",
+            "/ui//evil",
+            "/api/v1/x",
+            "/ui/\\evil",
+            "/ui/ x",
+        ] {
+            assert!(!super::is_console_path(bad), "{bad}");
+        }
     }
 
     #[test]
