@@ -11,6 +11,7 @@ pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod endpoint;
 pub mod front;

@@ -47,6 +47,9 @@ pub struct RawConfig {
     /// Traces exported over OTLP.
     #[serde(default)]
     pub telemetry: super::telemetry::RawTelemetry,
+    /// The web console at `/ui/`.
+    #[serde(default)]
+    pub console: super::console::RawConsole,
 }
 
 /// HTTP server limits, as written.

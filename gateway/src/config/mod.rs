@@ -7,6 +7,7 @@
 mod audit;
 pub(crate) mod client_auth;
 mod connection;
+mod console;
 mod env;
 mod file;
 mod http;
@@ -28,6 +29,7 @@ pub use connection::{
     Policy, SecretResolver, Source, SpecError, Target, ToolFilter, UpstreamAuth, caller::Exchange,
     resolve, validate_name,
 };
+pub use console::{ConsoleOidc, ConsoleSettings};
 pub use env::{Env, ProcessEnv};
 pub use file::{FileError, RawConfig};
 pub use http::HttpLimits;
@@ -107,6 +109,8 @@ pub struct Settings {
     pub policy_default_deny: bool,
     /// Traces over OTLP; `None` (no endpoint) is off.
     pub tracing: Option<TracingSettings>,
+    /// The web console.
+    pub console: ConsoleSettings,
 }
 
 /// Default for [`Settings::session_idle_timeout`].
@@ -325,6 +329,7 @@ impl Settings {
                 "tokens are checked against Hawser's own resource URL: set publicUrl (HAWSER_PUBLIC_URL) or clientAuth.oidc.audiences",
             ));
         }
+        let console = console::resolve(raw.console, &secrets, client_auth.oidc.is_some())?;
         Ok(Self {
             listen,
             advertise_url: advertise_url(env, raw.advertise_url, listen)?,
@@ -345,6 +350,7 @@ impl Settings {
             policies: policies(raw.policies)?,
             policy_default_deny: raw.policy.default_action == Some(hawser_crds::Effect::Deny),
             tracing: telemetry::resolve(raw.telemetry, env)?,
+            console,
             config_path,
         })
     }

@@ -32,6 +32,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub front: Arc<Front>,
     pub admin: Arc<Admin>,
+    pub console: Arc<crate::console::Console>,
     pub oauth: Arc<OAuth>,
     pub metrics: Arc<Metrics>,
     pub replica: String,
@@ -276,6 +277,14 @@ pub async fn build(
         registry: registry.clone(),
         identity,
     });
+    let console = crate::console::Console::new(
+        settings.console.clone(),
+        keyring.clone(),
+        admin.clone(),
+        settings.public_url.clone(),
+        store.kind(),
+        &settings.replica_id,
+    );
     Ok(Arc::new(AppState {
         store,
         health,
@@ -284,6 +293,7 @@ pub async fn build(
         registry,
         front,
         admin,
+        console,
         oauth,
         metrics,
         replica: settings.replica_id.clone(),
@@ -300,6 +310,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     front::router(state.front.clone())
         .merge(crate::admin::router(state.admin.clone()))
         .merge(crate::oauth::router(state.oauth.clone()))
+        .merge(crate::console::router(state.console.clone()))
         .merge(ops)
 }
 
@@ -358,7 +369,11 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         "hawser listening"
     );
     // Tests and scripts wait for this line.
-    println!("listening http://{local}");
+    if settings.console.enabled {
+        println!("listening http://{local} (console: http://{local}/ui/)");
+    } else {
+        println!("listening http://{local}");
+    }
     let metrics = state.metrics.clone();
     let (auditor, audit_stop) = (state.auditor.clone(), state.audit_stop.clone());
     let app = router(state);

@@ -1,0 +1,138 @@
+//! The web console at `/ui/`: server-rendered pages (maud) over the same store,
+//! registry and admin functions the REST API uses.
+//!
+//! Nothing runs in the page but one small optional script; the CSS and the script
+//! are compiled into the binary and served from `/ui/assets/`, so the Content
+//! Security Policy allows no inline code at all. Who is signed in lives in a cookie
+//! sealed with the gateway's keyring (see [`session`]), so every replica accepts it
+//! and no session row exists. See `docs/console.md`.
+
+mod assets;
+mod charts;
+mod error;
+mod layout;
+mod pages;
+pub mod session;
+mod signin;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::admin::Admin;
+use crate::config::ConsoleSettings;
+use crate::crypto::Keyring;
+use crate::store::StoreKind;
+
+pub use error::Error;
+
+/// What the console's handlers share.
+pub struct Console {
+    pub settings: ConsoleSettings,
+    pub keyring: Keyring,
+    /// The admin API's state: store, registry, OAuth, API keys, policies, identity.
+    pub admin: Arc<Admin>,
+    pub public_url: Option<url::Url>,
+    /// Whether the audit log is in a table (shared mode) or only in log lines.
+    pub store_kind: StoreKind,
+    pub replica: String,
+    http: reqwest::Client,
+}
+
+impl Console {
+    pub fn new(
+        settings: ConsoleSettings,
+        keyring: Keyring,
+        admin: Arc<Admin>,
+        public_url: Option<url::Url>,
+        store_kind: StoreKind,
+        replica: &str,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            keyring,
+            admin,
+            public_url,
+            store_kind,
+            replica: replica.to_owned(),
+            http: crate::oauth::http::client(),
+        })
+    }
+
+    /// Cookies get `Secure` when the console is reached over https.
+    fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "https")
+    }
+
+    /// Whether people sign in with the company's provider (else with the admin token).
+    fn uses_oidc(&self) -> bool {
+        self.settings.oidc.is_some() && self.admin.identity.oidc().is_some()
+    }
+}
+
+/// Pages load only what `/ui/assets/` serves; nothing inline, never framed.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The console's routes (empty when `console.enabled` is false).
+pub fn router(console: Arc<Console>) -> Router {
+    if !console.settings.enabled {
+        return Router::new();
+    }
+    Router::new()
+        .route(
+            "/ui",
+            get(|| async { axum::response::Redirect::permanent("/ui/") }),
+        )
+        .route("/ui/", get(pages::overview::show))
+        .route("/ui/assets/{file}", get(assets::serve))
+        .route("/ui/signin", get(signin::page).post(signin::with_token))
+        .route("/ui/auth/login", get(signin::start))
+        .route("/ui/auth/callback", get(signin::callback))
+        .route("/ui/signout", post(signin::sign_out))
+        .route("/ui/connection", get(pages::connection::show))
+        .route(
+            "/ui/connection/authorize",
+            post(pages::connection::authorize),
+        )
+        .route("/ui/me", get(pages::mine::show))
+        .route("/ui/me/disconnect", post(pages::mine::disconnect))
+        .route("/ui/audit", get(pages::audit::list))
+        .route("/ui/audit/{id}", get(pages::audit::one))
+        .route(
+            "/ui/apikeys",
+            get(pages::apikeys::show).post(pages::apikeys::issue),
+        )
+        .route("/ui/apikeys/revoke", post(pages::apikeys::revoke))
+        .route("/ui/policies", get(pages::policies::show))
+        .layer(axum::middleware::map_response(protect))
+        .with_state(console)
+}
+
+/// Headers every console answer carries; pages are never stored (they show who is
+/// signed in and what they may see), assets say their own caching.
+async fn protect(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
