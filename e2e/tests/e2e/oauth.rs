@@ -10,7 +10,7 @@ use hawser_e2e::harness::cluster::{ADMIN_TOKEN, Cluster};
 use hawser_e2e::harness::mcp::{McpClient, text};
 use hawser_e2e::harness::stack::Fixture;
 use hawser_e2e::harness::{http, pg};
-use hawser_e2e::oauth::{ClientConfig, Config, MockOAuth, ResourceServer};
+use hawser_e2e::oauth::{ClientConfig, Config, MockOAuth, ResourceServer, TokenLogEntry};
 use serde_json::json;
 
 pub(crate) struct Setup {
@@ -106,6 +106,41 @@ async fn authorize(cluster: &Cluster, name: &str) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.status(), 400);
+}
+
+/// Joins load workers that each return (calls that succeeded, what went wrong).
+pub(crate) async fn gather(
+    workers: Vec<tokio::task::JoinHandle<(u32, Vec<String>)>>,
+) -> (u32, Vec<String>) {
+    let mut calls = 0;
+    let mut failures = Vec::new();
+    for w in futures::future::join_all(workers).await {
+        let (ok, failed) = w.unwrap_or_else(|e| panic!("{e}"));
+        calls += ok;
+        failures.extend(failed);
+    }
+    (calls, failures)
+}
+
+/// The refreshes in `log`, after checking that no token request failed and that no
+/// refresh token was presented twice.
+pub(crate) fn refreshed_exactly_once(log: &[TokenLogEntry]) -> Vec<&TokenLogEntry> {
+    let bad: Vec<_> = log.iter().filter(|e| e.outcome != "ok").collect();
+    assert!(bad.is_empty(), "token requests failed: {bad:?}");
+    let refreshes: Vec<_> = log
+        .iter()
+        .filter(|e| e.grant_type.as_deref() == Some("refresh_token"))
+        .collect();
+    let presented: HashSet<_> = refreshes
+        .iter()
+        .filter_map(|e| e.refresh_token_sha256.clone())
+        .collect();
+    assert_eq!(
+        presented.len(),
+        refreshes.len(),
+        "a refresh token was presented twice"
+    );
+    refreshes
 }
 
 async fn cluster(env_ttl: &[(&str, &str)]) -> Cluster {
@@ -283,13 +318,7 @@ async fn short_lived_tokens_under_load_rotate_exactly_once_without_a_storm() {
             })
         })
         .collect();
-    let mut calls = 0;
-    let mut failures = Vec::new();
-    for w in futures::future::join_all(workers).await {
-        let (ok, failed) = w.unwrap_or_else(|e| panic!("{e}"));
-        calls += ok;
-        failures.extend(failed);
-    }
+    let (calls, failures) = gather(workers).await;
     let elapsed = started.elapsed().as_secs_f64();
     assert!(
         failures.is_empty(),
@@ -301,21 +330,7 @@ async fn short_lived_tokens_under_load_rotate_exactly_once_without_a_storm() {
     assert!(calls > 200, "too few calls: {calls}");
 
     let log: Vec<_> = s.mock.token_log().into_iter().skip(first).collect();
-    let refreshes: Vec<_> = log
-        .iter()
-        .filter(|e| e.grant_type.as_deref() == Some("refresh_token"))
-        .collect();
-    let bad: Vec<_> = log.iter().filter(|e| e.outcome != "ok").collect();
-    assert!(bad.is_empty(), "token requests failed: {bad:?}");
-    let presented: HashSet<_> = refreshes
-        .iter()
-        .filter_map(|e| e.refresh_token_sha256.clone())
-        .collect();
-    assert_eq!(
-        presented.len(),
-        refreshes.len(),
-        "a refresh token was presented twice"
-    );
+    let refreshes = refreshed_exactly_once(&log);
     let expected = elapsed / ttl.as_secs_f64();
     assert!(
         refreshes.len() as f64 >= expected * 0.5 && refreshes.len() as f64 <= expected * 2.0,

@@ -3,7 +3,7 @@
 //! token: consent from the official SDK in both eras, each user acting as themselves,
 //! disconnecting one user, and refreshes of many users at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hawser_e2e::harness::cluster::{ADMIN_TOKEN, Cluster};
@@ -13,7 +13,7 @@ use hawser_e2e::harness::{http, pg};
 use serde_json::{Value, json};
 
 use crate::audit::audit_rows;
-use crate::oauth::setup;
+use crate::oauth::{gather, refreshed_exactly_once, setup};
 
 /// Static client tokens: `<subject>-token` for each subject.
 fn config(subjects: &[String]) -> String {
@@ -340,13 +340,7 @@ async fn many_users_refresh_exactly_once_each_and_never_use_each_others_tokens()
             })
         })
         .collect();
-    let mut calls = 0;
-    let mut failures = Vec::new();
-    for w in futures::future::join_all(workers).await {
-        let (ok, wrong) = w.unwrap_or_else(|e| panic!("{e}"));
-        calls += ok;
-        failures.extend(wrong);
-    }
+    let (calls, failures) = gather(workers).await;
     let elapsed = started.elapsed().as_secs_f64();
     assert!(
         failures.is_empty(),
@@ -358,21 +352,7 @@ async fn many_users_refresh_exactly_once_each_and_never_use_each_others_tokens()
     assert!(calls > 400, "too few calls: {calls}");
 
     let log: Vec<_> = s.mock.token_log().into_iter().skip(first).collect();
-    let bad: Vec<_> = log.iter().filter(|e| e.outcome != "ok").collect();
-    assert!(bad.is_empty(), "token requests failed: {bad:?}");
-    let refreshes: Vec<_> = log
-        .iter()
-        .filter(|e| e.grant_type.as_deref() == Some("refresh_token"))
-        .collect();
-    let presented: HashSet<_> = refreshes
-        .iter()
-        .filter_map(|e| e.refresh_token_sha256.clone())
-        .collect();
-    assert_eq!(
-        presented.len(),
-        refreshes.len(),
-        "a refresh token was presented twice"
-    );
+    let refreshes = refreshed_exactly_once(&log);
     // Every user's grant (one token family each) refreshed about once per lifetime,
     // none far more (no storm).
     let mut per_user: HashMap<u64, usize> = HashMap::new();
