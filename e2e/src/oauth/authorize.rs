@@ -159,6 +159,7 @@ impl Provider {
                 scope,
                 resource,
                 sub,
+                nonce: params.get("nonce").map(str::to_owned),
                 expires_ms: now_ms().saturating_add(millis(self.config.code_ttl)),
                 used: false,
                 family: None,

@@ -221,7 +221,12 @@ impl Provider {
             stored.family = Some(family);
         }
         entry.family = Some(family);
-        self.issue(inner, family, record.scope, true)
+        let openid = record.scope.iter().any(|s| s == "openid");
+        let mut issued = self.issue(inner, family, record.scope.clone(), true)?;
+        if openid {
+            issued.id_token = Some(self.id_token(&client.id, &record)?);
+        }
+        Ok(issued)
     }
 
     fn refresh(
@@ -351,6 +356,7 @@ impl Provider {
             refresh,
             scope,
             issued_token_type: None,
+            id_token: None,
         })
     }
 
@@ -362,6 +368,9 @@ impl Provider {
         });
         if let Some(refresh) = &issued.refresh {
             body["refresh_token"] = json!(refresh);
+        }
+        if let Some(id_token) = &issued.id_token {
+            body["id_token"] = json!(id_token);
         }
         if let Some(kind) = issued.issued_token_type {
             body["issued_token_type"] = json!(kind);

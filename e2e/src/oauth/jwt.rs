@@ -206,6 +206,34 @@ impl Provider {
             .map_err(|error| OAuthError::server_error(format!("{error:#}")))
     }
 
+    /// The OpenID Connect ID token of a code flow with the `openid` scope, for
+    /// `client_id` (OIDC Core §2: `aud` is the client, `nonce` echoed).
+    pub(super) fn id_token(
+        &self,
+        client_id: &str,
+        code: &super::provider::CodeRecord,
+    ) -> Result<String, OAuthError> {
+        let now = crate::fixture::util::now_ms() / 1000;
+        let mut claims = json!({
+            "iss": self.issuer,
+            "sub": code.sub,
+            "aud": client_id,
+            "exp": now + self.config.access_ttl.as_secs().max(60),
+            "iat": now,
+        });
+        if let Some(nonce) = &code.nonce {
+            claims["nonce"] = json!(nonce);
+        }
+        let groups = self.groups_for(&code.sub);
+        if !groups.is_empty() {
+            claims["groups"] = json!(groups);
+        }
+        let keys = lock(&self.keys);
+        keys.current()
+            .and_then(|key| key.sign(&claims, "JWT", key.kid()))
+            .map_err(|error| OAuthError::server_error(format!("{error:#}")))
+    }
+
     pub(crate) fn rotate_key(&self, retire: bool) -> anyhow::Result<String> {
         let kid = lock(&self.keys).rotate(retire)?;
         tracing::info!(%kid, retire, "signing key rotated");

@@ -61,6 +61,8 @@ pub(super) struct CodeRecord {
     pub(super) scope: Vec<String>,
     pub(super) resource: Option<String>,
     pub(super) sub: String,
+    /// OpenID Connect `nonce` of the authorization request, echoed in the ID token.
+    pub(super) nonce: Option<String>,
     pub(super) expires_ms: u64,
     pub(super) used: bool,
     /// Set once tokens were issued from the code.
@@ -159,6 +161,8 @@ pub(super) struct Issued {
     pub(super) scope: Vec<String>,
     /// `issued_token_type` of a token exchange.
     pub(super) issued_token_type: Option<&'static str>,
+    /// An OpenID Connect ID token (code flow with the `openid` scope).
+    pub(super) id_token: Option<String>,
 }
 
 /// The client described by a metadata document fetched for this request
