@@ -20,16 +20,18 @@ pub fn line(values: &[Option<f64>], label: &str, bad: bool) -> Markup {
         W
     };
     let mut path = String::new();
-    let mut pen_up = true;
+    // Points with no neighbour draw no line: they are marked with a dot.
+    let mut dots = Vec::new();
+    let point = |i: usize, v: f64| (i as f64 * step, H - 2.0 - (v / max) * (H - 4.0));
     for (i, v) in values.iter().enumerate() {
-        match v {
-            Some(v) => {
-                let x = i as f64 * step;
-                let y = H - 2.0 - (v / max) * (H - 4.0);
-                path.push_str(&format!("{}{x:.1},{y:.1} ", if pen_up { "M" } else { "L" }));
-                pen_up = false;
-            }
-            None => pen_up = true,
+        let Some(v) = v else { continue };
+        let (x, y) = point(i, *v);
+        let before = i > 0 && values[i - 1].is_some();
+        let after = values.get(i + 1).is_some_and(Option::is_some);
+        match (before, after) {
+            (false, false) => dots.push((x, y)),
+            (false, true) => path.push_str(&format!("M{x:.1},{y:.1} ")),
+            _ => path.push_str(&format!("L{x:.1},{y:.1} ")),
         }
     }
     let class = if bad { "line bad" } else { "line" };
@@ -38,6 +40,9 @@ pub fn line(values: &[Option<f64>], label: &str, bad: bool) -> Markup {
             line.base x1="0" y1=(H - 1.0) x2=(W) y2=(H - 1.0) {}
             @if !path.is_empty() {
                 path class=(class) d=(path.trim_end()) {}
+            }
+            @for (x, y) in &dots {
+                circle class=(class) cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="2.5" {}
             }
         }
     }
