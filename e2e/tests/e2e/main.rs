@@ -4,6 +4,7 @@
 mod audit;
 mod chart;
 mod conformance;
+mod console;
 mod corpus;
 mod eras;
 mod faults;
