@@ -152,7 +152,6 @@ impl CallRecord {
         if let Some(trace) = &self.trace {
             span::end(&trace.1, label);
             trace.0.outcome(label);
-            trace.0.finish();
         }
         self.metrics
             .request(&self.method, &self.connection, label, elapsed.as_secs_f64());

@@ -79,8 +79,8 @@ pub fn init_serving(
         .with_tracked_inactivity(false)
         .with_threads(false)
         .with_target(false)
-        // Spans start when first asked for their context, not when first entered: the
-        // request's parent may be in its body (`_meta`), read after the span began.
+        // Entering a span need not make its context current: parents are set
+        // explicitly (`set_parent`), and entering is on every poll of a call.
         .with_context_activation(false)
         .with_filter(tracing_subscriber::filter::filter_fn(exported));
     let installed = tracing_subscriber::registry()
@@ -91,7 +91,7 @@ pub fn init_serving(
         // Another subscriber came first (tests): tracing stays off.
         return Ok(None);
     }
-    span::turn_on();
+    span::turn_on(pipeline.tracer());
     tracing::info!(
         endpoint = %settings.endpoint,
         protocol = ?settings.protocol,
@@ -101,8 +101,9 @@ pub fn init_serving(
     Ok(Some(pipeline))
 }
 
-/// What the OTLP layer sees: Hawser's own spans, and warnings and errors logged in
-/// them (as span events).
+/// What the OTLP layer sees: Hawser's own spans (the request's server span is made
+/// with the OpenTelemetry API, its children through `tracing`), and warnings and
+/// errors logged in them (as span events).
 fn exported(meta: &tracing::Metadata<'_>) -> bool {
     if meta.is_span() {
         meta.target() == span::TARGET
