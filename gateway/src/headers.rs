@@ -1,4 +1,5 @@
-//! HTTP header names of the MCP transport and the one parser of bearer credentials.
+//! HTTP header names of the MCP transport, the one parser of bearer credentials, and
+//! the cookies of Hawser's browser pages (the OAuth flows and the console).
 
 use http::HeaderMap;
 
@@ -21,6 +22,37 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = value.trim_start().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A `Set-Cookie` value: HttpOnly, `SameSite=Lax` (a redirect back from an
+/// authorization server is a top-level navigation, which Lax lets through), scoped to
+/// `path`, `Secure` when the browser reaches Hawser over https. An empty `value` with
+/// a zero `max_age` deletes the cookie.
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: std::time::Duration,
+    secure: bool,
+) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{name}={value}; Max-Age={}; Path={path}; HttpOnly; SameSite=Lax{secure}",
+        max_age.as_secs()
+    )
+}
+
+/// The value of cookie `name` in a request (`None` when absent or empty).
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
 }
 
 /// A header map of `pairs`, for tests.
@@ -55,5 +87,15 @@ mod tests {
             assert_eq!(bearer(&with(v)), None, "{v:?}");
         }
         assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_cookie_is_read_among_others_and_names_match_exactly() {
+        let h = test_map(&[("cookie", "a=1; hawser_consent=abc; b=2")]);
+        assert_eq!(super::cookie_value(&h, "hawser_consent"), Some("abc"));
+        let h = test_map(&[("cookie", "hawser_consentx=abc")]);
+        assert_eq!(super::cookie_value(&h, "hawser_consent"), None);
+        let h = test_map(&[("cookie", "hawser_consent=")]);
+        assert_eq!(super::cookie_value(&h, "hawser_consent"), None);
     }
 }

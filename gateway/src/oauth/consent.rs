@@ -10,17 +10,17 @@
 //! the same browser, and stores the token for the subject the link names, whichever
 //! replica serves it. See `docs/security.md` for the trust model.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use url::Url;
 
-use super::flow::{self, escape, page};
+use super::flow::{self, CONSENT_COOKIE as COOKIE, escape, page};
 use super::{Error, OAuth};
 use crate::clock::Timestamp;
 use crate::crypto::IdHash;
@@ -30,9 +30,6 @@ pub const LINK_TTL: Duration = Duration::from_secs(600);
 
 /// Authenticated data of the seal.
 const CONTEXT: &str = "hawser/consent-link";
-
-/// The cookie that ties a flow to the browser that started it.
-pub(crate) const COOKIE: &str = "hawser_consent";
 
 /// What a consent link says, sealed.
 #[derive(Debug, Serialize, Deserialize)]
@@ -215,34 +212,9 @@ pub async fn start(State(oauth): State<Arc<OAuth>>, Form(form): Form<LinkParam>)
     no_store(response)
 }
 
-/// The browser cookie: HttpOnly, Lax (the authorization server's redirect back is a
-/// top-level navigation), Secure behind https, scoped to the OAuth routes.
+/// The consent cookie: see [`OAuth::cookie`].
 pub(crate) fn cookie(oauth: &OAuth, value: &str, max_age: Duration) -> String {
-    let public = oauth.public_url.as_ref();
-    let path = public
-        .and_then(|p| flow::public_path(p, "oauth/").ok())
-        .map_or_else(|| "/oauth/".to_owned(), |u| u.path().to_owned());
-    let secure = if public.is_some_and(|p| p.scheme() == "https") {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{COOKIE}={value}; Max-Age={}; Path={path}; HttpOnly; SameSite=Lax{secure}",
-        max_age.as_secs()
-    )
-}
-
-/// The value of the consent cookie a request carries.
-pub(crate) fn browser_of(headers: &HeaderMap) -> Option<IdHash> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| IdHash::of(value))
+    oauth.cookie(COOKIE, value, max_age)
 }
 
 /// Not cached, not framed, running nothing.
@@ -254,24 +226,4 @@ fn no_store(mut response: Response) -> Response {
         HeaderValue::from_static(flow::PAGE_CSP),
     );
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cookie_is_read_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; hawser_consent=abc; b=2"),
-        );
-        assert_eq!(browser_of(&headers), Some(IdHash::of("abc")));
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("hawser_consentx=abc"),
-        );
-        assert_eq!(browser_of(&headers), None);
-    }
 }

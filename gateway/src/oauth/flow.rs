@@ -106,6 +106,8 @@ pub async fn begin(
 /// The cookie naming where the browser goes once an authorization the web console
 /// started is done (sealed, bound to the flow's state).
 const RETURN_COOKIE: &str = "hawser_return";
+/// The cookie a consent link sets in the browser that must complete its flow.
+pub(crate) const CONSENT_COOKIE: &str = "hawser_consent";
 const RETURN_CONTEXT: &str = "hawser/oauth-return";
 
 /// Whether `target` is a path of the web console (same origin, under `/ui/`).
@@ -124,23 +126,12 @@ pub fn return_cookie(oauth: &OAuth, state: &str, target: &str) -> Option<String>
     }
     let plain = serde_json::to_vec(&(IdHash::of(state).to_hex(), target)).ok()?;
     let sealed = oauth.keyring.seal(&plain, RETURN_CONTEXT);
-    Some(super::consent::cookie(oauth, &sealed, FLOW_TTL).replacen(
-        super::consent::COOKIE,
-        RETURN_COOKIE,
-        1,
-    ))
+    Some(oauth.cookie(RETURN_COOKIE, &sealed, FLOW_TTL))
 }
 
 /// Where the browser completing flow `state` asked to go back to, if anywhere.
 fn return_target(oauth: &OAuth, headers: &axum::http::HeaderMap, state: &str) -> Option<String> {
-    let sealed = headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == RETURN_COOKIE)
-        .map(|(_, value)| value)?;
+    let sealed = crate::headers::cookie_value(headers, RETURN_COOKIE)?;
     let plain = oauth.keyring.unseal(sealed, RETURN_CONTEXT).ok()?;
     let (hash, target): (String, String) = serde_json::from_slice(&plain).ok()?;
     (hash == IdHash::of(state).to_hex() && is_console_path(&target)).then_some(target)
@@ -208,7 +199,7 @@ pub async fn callback(
     let per_user = !pending.subject.is_empty();
     // A flow a consent link started is completed by the browser that opened the link.
     if let Some(browser) = pending.browser
-        && super::consent::browser_of(&headers) != Some(browser)
+        && crate::headers::cookie_value(&headers, CONSENT_COOKIE).map(IdHash::of) != Some(browser)
     {
         tracing::warn!(connection = %connection, "consent callback from another browser refused");
         oauth.audit_consent(
@@ -263,7 +254,7 @@ pub async fn callback(
                     "Hawser now acts as you on connection {connection}. Go back to your client: it can retry. You can close this window."
                 ),
             );
-            let spent = super::consent::cookie(&oauth, "", std::time::Duration::ZERO);
+            let spent = oauth.cookie(CONSENT_COOKIE, "", std::time::Duration::ZERO);
             if let Ok(v) = axum::http::HeaderValue::from_str(&spent) {
                 done.headers_mut().insert(axum::http::header::SET_COOKIE, v);
             }
@@ -273,11 +264,7 @@ pub async fn callback(
             tracing::info!(connection = %connection, "OAuth authorization completed");
             if let Some(target) = return_target(&oauth, &headers, &state) {
                 let mut back = axum::response::Redirect::to(&target).into_response();
-                let spent = super::consent::cookie(&oauth, "", std::time::Duration::ZERO).replacen(
-                    super::consent::COOKIE,
-                    RETURN_COOKIE,
-                    1,
-                );
+                let spent = oauth.cookie(RETURN_COOKIE, "", std::time::Duration::ZERO);
                 if let Ok(v) = axum::http::HeaderValue::from_str(&spent) {
                     back.headers_mut().insert(axum::http::header::SET_COOKIE, v);
                 }

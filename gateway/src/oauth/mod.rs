@@ -130,6 +130,17 @@ impl OAuth {
 }
 
 impl OAuth {
+    /// A cookie of the OAuth pages: scoped to `<publicUrl path>/oauth/`, `Secure`
+    /// behind https.
+    pub(crate) fn cookie(&self, name: &str, value: &str, max_age: std::time::Duration) -> String {
+        let public = self.public_url.as_ref();
+        let path = public
+            .and_then(|p| flow::public_path(p, "oauth/").ok())
+            .map_or_else(|| "/oauth/".to_owned(), |u| u.path().to_owned());
+        let secure = public.is_some_and(|p| p.scheme() == "https");
+        crate::headers::set_cookie(name, value, &path, max_age, secure)
+    }
+
     /// Records a consent event (`started`, `completed`, `refused`, `revoked`) of
     /// `subject` on `connection`.
     pub fn audit_consent(&self, connection: &str, subject: &str, what: &str, why: Option<&str>) {
