@@ -181,7 +181,7 @@ async fn routed(
             let unlisted;
             let route = match routes.get(&name) {
                 Some(route) => route,
-                None => match before_first_consent(front, endpoint, &name) {
+                None => match per_user_route(front, endpoint, &name) {
                     Some(route) if method == "tools/call" => {
                         unlisted = route;
                         &unlisted
@@ -397,13 +397,14 @@ fn renamed(
     Some(params.to_raw())
 }
 
-/// A tool of a connection with per-user tokens that lists nothing yet because no
-/// caller has connected an account (and no operator a shared one): calling it asks this
-/// caller's consent instead of being refused as unknown, so that someone can be first.
-fn before_first_consent(front: &Front, endpoint: &EndpointView, name: &str) -> Option<Route> {
-    let unlisted = |u: &Arc<Upstream>| u.per_user_tokens() && u.catalog().is_none();
+/// A tool name the view does not list, on a connection with per-user tokens: such a
+/// connection lists nothing until someone connected an account (and an operator no
+/// shared one), and its first list arrives a moment after the account does. The call
+/// goes to it, so that it asks this caller's consent (or reaches the upstream, which
+/// answers for a name it does not have), instead of being refused as unknown.
+fn per_user_route(front: &Front, endpoint: &EndpointView, name: &str) -> Option<Route> {
     if let Some(upstream) = &endpoint.upstream {
-        return unlisted(upstream).then(|| Route {
+        return upstream.per_user_tokens().then(|| Route {
             upstream: upstream.clone(),
             name: name.to_owned(),
         });
@@ -414,7 +415,7 @@ fn before_first_consent(front: &Front, endpoint: &EndpointView, name: &str) -> O
         .connections
         .values()
         .filter_map(|v| v.upstream.as_ref())
-        .find(|u| u.config().prefix == prefix && unlisted(u))?;
+        .find(|u| u.config().prefix == prefix && u.per_user_tokens())?;
     Some(Route {
         upstream: upstream.clone(),
         name: rest.to_owned(),
