@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -86,31 +86,12 @@ pub fn cleared(console: &Console) -> String {
     set_cookie(console, COOKIE, "", "/ui", Duration::ZERO)
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Secure behind https.
+/// A `Set-Cookie` value of the console: see [`crate::headers::set_cookie`].
 pub fn set_cookie(console: &Console, name: &str, value: &str, path: &str, age: Duration) -> String {
-    let secure = if console.secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{name}={value}; Max-Age={}; Path={path}; HttpOnly; SameSite=Lax{secure}",
-        age.as_secs()
-    )
+    crate::headers::set_cookie(name, value, path, age, console.secure_cookies())
 }
 
-/// The value of cookie `name` in a request.
-pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value)
-        .filter(|v| !v.is_empty())
-}
+pub use crate::headers::cookie_value;
 
 /// The session a request's cookie carries, if it is valid and current.
 pub fn read(console: &Console, headers: &HeaderMap) -> Option<Session> {
