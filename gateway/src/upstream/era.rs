@@ -349,6 +349,30 @@ mod tests {
     }
 
     #[test]
+    fn the_trace_context_of_the_headers_replaces_the_one_meta_had() {
+        let mut headers = HeaderMap::new();
+        let ours = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        headers.insert("traceparent", HeaderValue::from_static(ours));
+        headers.insert("x-request-id", HeaderValue::from_static("r1"));
+        let members = trace_members(&headers);
+        assert_eq!(members, vec![("traceparent", ours)]);
+        let params = jsonrpc::raw_or_null(
+            r#"{"name":"e","_meta":{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","progressToken":1}}"#.into(),
+        );
+        let out: Value =
+            serde_json::from_str(with_meta(Some(&params), None, &members).get()).unwrap();
+        assert_eq!(
+            out,
+            json!({"name": "e", "_meta": {"traceparent": ours, "progressToken": 1}})
+        );
+        let out: Value =
+            serde_json::from_str(with_meta(None, Some(&hawser_envelope()), &members).get())
+                .unwrap();
+        assert_eq!(out["_meta"]["traceparent"], ours);
+        assert_eq!(out["_meta"][revision::meta::PROTOCOL_VERSION], "2026-07-28");
+    }
+
+    #[test]
     fn a_legacy_upstream_gets_the_params_without_the_envelope() {
         let params = jsonrpc::raw_or_null(
             r#"{"name":"e","_meta":{"progressToken":3,"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#.into(),
