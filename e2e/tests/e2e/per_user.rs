@@ -393,3 +393,201 @@ async fn many_users_refresh_exactly_once_each_and_never_use_each_others_tokens()
         assert_eq!(upstream_sub(&mut client).await, Ok(format!("{u}@upstream")));
     }
 }
+
+/// A browser for the consent tests: keeps cookies (by name; paths ignored), follows
+/// redirects itself, and signs in at the mock provider as `login`.
+struct Browser {
+    http: reqwest::Client,
+    jar: HashMap<String, String>,
+    provider: String,
+    login: String,
+}
+
+impl Browser {
+    fn new(provider: &str, login: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+            jar: HashMap::new(),
+            provider: provider.to_owned(),
+            login: login.to_owned(),
+        }
+    }
+
+    /// Sends `form` (POST) or a GET to `url`, follows redirects; the final URL, status
+    /// and page.
+    async fn go(&mut self, url: &str, form: Option<&[(&str, &str)]>) -> (String, u16, String) {
+        let mut url = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let mut form = form.map(|f| f.to_vec());
+        for _ in 0..12 {
+            if url.as_str().starts_with(&self.provider) && url.path().ends_with("/authorize") {
+                url.query_pairs_mut().append_pair("login_hint", &self.login);
+            }
+            let cookies: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let request = match form.take() {
+                Some(f) => self.http.post(url.clone()).form(&f),
+                None => self.http.get(url.clone()),
+            };
+            let r = request
+                .header("cookie", cookies.join("; "))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            for c in r.headers().get_all("set-cookie") {
+                let c = c.to_str().unwrap_or_default();
+                let pair = c.split(';').next().unwrap_or_default();
+                if let Some((name, value)) = pair.split_once('=') {
+                    if value.is_empty() || c.contains("Max-Age=0") {
+                        self.jar.remove(name);
+                    } else {
+                        self.jar.insert(name.to_owned(), value.to_owned());
+                    }
+                }
+            }
+            let status = r.status().as_u16();
+            if (300..400).contains(&status) {
+                let location = r
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                url = url
+                    .join(&location)
+                    .unwrap_or_else(|e| panic!("{location}: {e}"));
+                continue;
+            }
+            let page = r.text().await.unwrap_or_default();
+            return (url.to_string(), status, page);
+        }
+        panic!("too many redirects from {url}");
+    }
+}
+
+/// The value of hidden field `name` in a page.
+fn field(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {page}"))
+        + marker.len();
+    page[at..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .replace("&amp;", "&")
+}
+
+/// Where people sign in to the console with the company's provider, a consent link is
+/// completed only by a browser signed in as the user it was made for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_console_sign_in_only_the_links_own_user_can_complete_it() {
+    use hawser_e2e::oauth::{ClientConfig, Config, MockOAuth, ResourceServer};
+    let mock = MockOAuth::start(Config {
+        access_ttl: Duration::from_secs(300),
+        clients: vec![
+            ClientConfig::confidential("hawser", "hawser-client-secret"),
+            ClientConfig::confidential("console", "console-secret"),
+        ],
+        resource_servers: vec![ResourceServer {
+            id: "fixture".into(),
+            secret: "fixture-rs-secret".into(),
+        }],
+        scopes: vec!["mcp".into(), "openid".into()],
+        ..Config::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("mock OAuth: {e}"));
+    let fixture = Fixture::start(&[
+        "--oauth-introspect",
+        mock.base_url(),
+        "--oauth-client",
+        "fixture:fixture-rs-secret",
+    ]);
+    let users: Vec<String> = ["alice", "bob"].map(String::from).to_vec();
+    let config = format!(
+        "{}  oidc:\n    issuer: {}\nconsole:\n  oidc: {{clientId: console, clientSecret: console-secret, scopes: [openid]}}\n",
+        config(&users),
+        mock.base_url()
+    );
+    let cluster = Cluster::start_with_env(2, &config, &[("HAWSER_PUBLIC_URL", "{lb}/")]).await;
+    assert_eq!(
+        cluster
+            .put_connection(0, "gh", per_user_spec(&fixture))
+            .await,
+        201
+    );
+    let link_of = |subject: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let mut client = as_user(cluster, subject).await;
+            let r = client.call("gh__whoami", json!({})).await;
+            link_in(r.result())
+        }
+    };
+    let alices_link = link_of("alice").await;
+    let bobs_link = link_of("bob").await;
+
+    // Alice opens her link: she signs in to the console first, then confirms.
+    let mut alice = Browser::new(mock.base_url(), "alice");
+    let (at, status, page) = alice.go(&alices_link, None).await;
+    assert_eq!(status, 200, "{at}: {page}");
+    assert!(at.contains("/ui/consent"), "{at}");
+    assert!(page.contains("Connect gh"), "{page}");
+    // Bob's link in Alice's signed-in browser is refused, and stays usable for Bob.
+    let (_, status, page) = alice.go(&bobs_link, None).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("another user"), "{page}");
+    // Posting a link to the public consent route does not get around the sign-in.
+    let sealed = url::Url::parse(&bobs_link)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .query_pairs()
+        .find(|(k, _)| k == "link")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let public = format!("{}/oauth/consent", cluster.lb.base);
+    let (_, status, page) = alice.go(&public, Some(&[("link", &sealed)])).await;
+    assert_eq!(status, 403, "{page}");
+
+    // Alice confirms: her own upstream account is connected.
+    let (csrf, link) = (field(&page_of(&mut alice, &alices_link).await, "csrf"), {
+        url::Url::parse(&alices_link)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .query_pairs()
+            .find(|(k, _)| k == "link")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    });
+    alice.login = "alice@upstream".into();
+    let confirm = format!("{}/ui/consent", cluster.lb.base);
+    let (at, status, page) = alice
+        .go(&confirm, Some(&[("link", &link), ("csrf", &csrf)]))
+        .await;
+    assert_eq!(status, 200, "{at}: {page}");
+    assert!(page.contains("Account connected"), "{page}");
+    let mut client = as_user(&cluster, "alice").await;
+    assert_eq!(upstream_sub(&mut client).await, Ok("alice@upstream".into()));
+
+    // Bob, in his own browser, completes his.
+    let mut bob = Browser::new(mock.base_url(), "bob");
+    let page = page_of(&mut bob, &bobs_link).await;
+    bob.login = "bob@upstream".into();
+    let (_, status, page) = bob
+        .go(
+            &confirm,
+            Some(&[("link", &sealed), ("csrf", &field(&page, "csrf"))]),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let mut client = as_user(&cluster, "bob").await;
+    assert_eq!(upstream_sub(&mut client).await, Ok("bob@upstream".into()));
+}
+
+/// The console's confirmation page for `link`, signed in.
+async fn page_of(browser: &mut Browser, link: &str) -> String {
+    let (at, status, page) = browser.go(link, None).await;
+    assert_eq!(status, 200, "{at}: {page}");
+    page
+}

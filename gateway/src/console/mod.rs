@@ -73,6 +73,11 @@ impl Console {
     fn uses_oidc(&self) -> bool {
         self.settings.oidc.is_some() && self.admin.identity.oidc().is_some()
     }
+
+    /// Whether the console is on and signs people in with the company's provider.
+    pub fn signs_in_with_oidc(&self) -> bool {
+        self.settings.enabled && self.uses_oidc()
+    }
 }
 
 /// Pages load only what `/ui/assets/` serves; nothing inline, never framed.
@@ -101,6 +106,10 @@ pub fn router(console: Arc<Console>) -> Router {
             post(pages::connection::authorize),
         )
         .route("/ui/me", get(pages::mine::show))
+        .route(
+            "/ui/consent",
+            get(pages::consent::show).post(pages::consent::start),
+        )
         .route("/ui/me/disconnect", post(pages::mine::disconnect))
         .route("/ui/audit", get(pages::audit::list))
         .route("/ui/audit/{id}", get(pages::audit::one))

@@ -37,6 +37,9 @@ struct Pending {
     nonce: String,
     #[serde(rename = "e")]
     expires: Timestamp,
+    /// The console page to land on afterwards (a consent link's page).
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    then: Option<String>,
 }
 
 /// Sets `cookies` on a redirect to `to`.
@@ -122,6 +125,8 @@ pub async fn with_token(
 #[derive(Deserialize)]
 pub struct StartQuery {
     login_hint: Option<String>,
+    /// A console path to land on after signing in.
+    then: Option<String>,
 }
 
 fn redirect_uri(console: &Console) -> Result<url::Url, Error> {
@@ -151,6 +156,7 @@ pub async fn start(
         verifier: verifier.secret().clone(),
         nonce: crate::crypto::random_hex::<16>(),
         expires: Timestamp::now().plus(LOGIN_TTL),
+        then: q.then.filter(|t| crate::oauth::flow::is_console_path(t)),
     };
     let mut url = authorize;
     {
@@ -196,9 +202,10 @@ pub async fn callback(
 ) -> Response {
     let spent = session::set_cookie(&console, LOGIN_COOKIE, "", "/ui/auth", Duration::ZERO);
     match finish(&console, q, &headers).await {
-        Ok(s) => {
+        Ok((s, then)) => {
             tracing::info!(subject = %s.subject, admin = s.admin, "console: signed in");
-            redirect_with("/ui/", &[spent, session::cookie(&console, &s)])
+            let to = then.as_deref().unwrap_or("/ui/");
+            redirect_with(to, &[spent, session::cookie(&console, &s)])
         }
         Err(message) => {
             tracing::warn!(error = %message, "console: sign-in failed");
@@ -215,7 +222,7 @@ async fn finish(
     console: &Console,
     q: CallbackQuery,
     headers: &HeaderMap,
-) -> Result<Session, String> {
+) -> Result<(Session, Option<String>), String> {
     let (Some(client), Some(oidc)) = (&console.settings.oidc, console.admin.identity.oidc()) else {
         return Err("single sign-on is not configured".into());
     };
@@ -296,10 +303,12 @@ async fn finish(
         .groups
         .iter()
         .any(|g| console.settings.admin_groups.contains(g));
-    Ok(Session::new(
-        identity.subject.clone(),
-        identity.groups.clone(),
-        admin,
+    let then = pending
+        .then
+        .filter(|t| crate::oauth::flow::is_console_path(t));
+    Ok((
+        Session::new(identity.subject.clone(), identity.groups.clone(), admin),
+        then,
     ))
 }
 

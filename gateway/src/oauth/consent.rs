@@ -79,6 +79,11 @@ impl OAuth {
         })
     }
 
+    /// The connection and subject a consent link names, or the page refusing it.
+    pub fn consent_link(&self, sealed: &str) -> Result<(String, String), Refusal> {
+        self.open_link(sealed).map(|l| (l.connection, l.subject))
+    }
+
     fn open_link(&self, sealed: &str) -> Result<Link, Refusal> {
         let plain = self.keyring.unseal(sealed, CONTEXT).map_err(|_| Refusal {
             status: StatusCode::BAD_REQUEST,
@@ -102,7 +107,7 @@ impl OAuth {
 }
 
 /// Why a link is not honoured, as the page says it.
-struct Refusal {
+pub struct Refusal {
     status: StatusCode,
     title: &'static str,
     message: &'static str,
@@ -133,6 +138,9 @@ pub async fn show(State(oauth): State<Arc<OAuth>>, Query(q): Query<LinkParam>) -
         Ok(link) => link,
         Err(refused) => return refused.into_response(),
     };
+    if oauth.consent_needs_sign_in() {
+        return to_console(&sealed);
+    }
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\"><title>Connect {c} · Hawser</title>\
@@ -150,7 +158,8 @@ pub async fn show(State(oauth): State<Arc<OAuth>>, Query(q): Query<LinkParam>) -
 }
 
 /// `POST /oauth/consent`: claims the link and sends the browser to the authorization
-/// server, with a cookie the callback checks.
+/// server, with a cookie the callback checks. Where people sign in to the console,
+/// the console's consent page does this instead, once it knows who is there.
 pub async fn start(State(oauth): State<Arc<OAuth>>, Form(form): Form<LinkParam>) -> Response {
     let Some(sealed) = form.link.filter(|l| !l.is_empty()) else {
         return page(
@@ -159,7 +168,25 @@ pub async fn start(State(oauth): State<Arc<OAuth>>, Form(form): Form<LinkParam>)
             "The form carries no consent request.",
         );
     };
-    let link = match oauth.open_link(&sealed) {
+    if oauth.consent_needs_sign_in() {
+        return to_console(&sealed);
+    }
+    proceed(&oauth, &sealed).await
+}
+
+/// The console's consent page for link `sealed`.
+fn to_console(sealed: &str) -> Response {
+    let to = format!(
+        "/ui/consent?link={}",
+        url::form_urlencoded::byte_serialize(sealed.as_bytes()).collect::<String>()
+    );
+    no_store((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response())
+}
+
+/// Claims consent link `sealed` and starts its flow: the answer redirects the browser
+/// to the authorization server and sets the cookie the callback checks.
+pub async fn proceed(oauth: &OAuth, sealed: &str) -> Response {
+    let link = match oauth.open_link(sealed) {
         Ok(link) => link,
         Err(refused) => return refused.into_response(),
     };
@@ -187,7 +214,7 @@ pub async fn start(State(oauth): State<Arc<OAuth>>, Form(form): Form<LinkParam>)
     }
     let browser = crate::crypto::random_hex::<32>();
     let url = match flow::begin(
-        &oauth,
+        oauth,
         &link.connection,
         &link.subject,
         Some(IdHash::of(&browser)),
@@ -206,7 +233,7 @@ pub async fn start(State(oauth): State<Arc<OAuth>>, Form(form): Form<LinkParam>)
     };
     oauth.audit_consent(&link.connection, &link.subject, "started", None);
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, url.as_str())]).into_response();
-    if let Ok(cookie) = HeaderValue::from_str(&cookie(&oauth, &browser, LINK_TTL)) {
+    if let Ok(cookie) = HeaderValue::from_str(&cookie(oauth, &browser, LINK_TTL)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     no_store(response)

@@ -37,6 +37,10 @@ pub struct OAuth {
     keyring: Keyring,
     /// Records consent started, completed, refused and revoked.
     auditor: Arc<Auditor>,
+    /// Whether a consent link must be completed by a browser signed in to the console
+    /// as the subject the link names (set when the console signs people in with the
+    /// company's provider).
+    consent_sign_in: std::sync::atomic::AtomicBool,
     replica: String,
     metrics: Arc<Metrics>,
     http: reqwest::Client,
@@ -60,6 +64,7 @@ impl OAuth {
             policy,
             keyring,
             auditor,
+            consent_sign_in: std::sync::atomic::AtomicBool::new(false),
             replica: replica.to_owned(),
             metrics,
             http: http::client(),
@@ -130,6 +135,17 @@ impl OAuth {
 }
 
 impl OAuth {
+    /// From now on, consent links are completed through the console's sign-in.
+    pub fn require_consent_sign_in(&self) {
+        self.consent_sign_in
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn consent_needs_sign_in(&self) -> bool {
+        self.consent_sign_in
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A cookie of the OAuth pages: scoped to `<publicUrl path>/oauth/`, `Secure`
     /// behind https.
     pub(crate) fn cookie(&self, name: &str, value: &str, max_age: std::time::Duration) -> String {

@@ -285,6 +285,11 @@ pub async fn build(
         store.kind(),
         &settings.replica_id,
     );
+    // Where people sign in to the console with the company's provider, a per-user
+    // consent link is completed by a browser signed in as the user it was made for.
+    if console.signs_in_with_oidc() {
+        oauth.require_consent_sign_in();
+    }
     Ok(Arc::new(AppState {
         store,
         health,

@@ -3,6 +3,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod connection;
+pub mod consent;
 pub mod mine;
 pub mod overview;
 pub mod policies;
