@@ -120,6 +120,29 @@ fn urlencoding(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// Declares the per-user connection `gh` and waits until every replica has loaded it
+/// (it lists nothing yet, so tool names cannot tell).
+async fn declare(cluster: &Cluster, fixture: &Fixture) {
+    assert_eq!(
+        cluster
+            .put_connection(0, "gh", per_user_spec(fixture))
+            .await,
+        201
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = cluster.admin_get(0, "/api/v1/connections/gh/status").await;
+        let loaded = st["replicas"]
+            .as_array()
+            .map_or(0, |r| r.iter().filter(|x| x["current"] == true).count());
+        if loaded == cluster.replicas.len() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not loaded everywhere: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn as_user(cluster: &Cluster, subject: &str) -> McpClient {
     McpClient::connect_as(&cluster.lb.mcp_url(), &format!("{subject}-token")).await
 }
@@ -152,12 +175,7 @@ async fn each_user_consents_from_their_client_and_acts_upstream_as_themselves() 
     let s = setup(Duration::from_secs(60)).await;
     let users: Vec<String> = ["alice", "bob", "carol"].map(String::from).to_vec();
     let cluster = cluster(&users).await;
-    assert_eq!(
-        cluster
-            .put_connection(0, "gh", per_user_spec(&s.fixture))
-            .await,
-        201
-    );
+    declare(&cluster, &s.fixture).await;
     let lb = cluster.lb.base.clone();
     let r3 = cluster.replicas[2]
         .base
@@ -306,12 +324,7 @@ async fn many_users_refresh_exactly_once_each_and_never_use_each_others_tokens()
     let s = setup(ttl).await;
     let users: Vec<String> = (0..20).map(|i| format!("user{i:02}")).collect();
     let cluster = cluster(&users).await;
-    assert_eq!(
-        cluster
-            .put_connection(0, "gh", per_user_spec(&s.fixture))
-            .await,
-        201
-    );
+    declare(&cluster, &s.fixture).await;
     for u in &users {
         let mut client = as_user(&cluster, u).await;
         let r = client.call("gh__whoami", json!({})).await;
@@ -513,12 +526,7 @@ async fn with_console_sign_in_only_the_links_own_user_can_complete_it() {
         mock.base_url()
     );
     let cluster = Cluster::start_with_env(2, &config, &[("HAWSER_PUBLIC_URL", "{lb}/")]).await;
-    assert_eq!(
-        cluster
-            .put_connection(0, "gh", per_user_spec(&fixture))
-            .await,
-        201
-    );
+    declare(&cluster, &fixture).await;
     let link_of = |subject: &'static str| {
         let cluster = &cluster;
         async move {
