@@ -1,5 +1,8 @@
 //! Prometheus metrics (the official `prometheus-client`), served at `/metrics`.
 
+mod duration;
+mod exposition;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -11,6 +14,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use hawser_crds::ConnectionState;
+
+pub use duration::{DurationHistogram, TraceLabels};
+pub use exposition::Format;
 
 /// The states `hawser_upstream_state` has a series for (a removed connection has none).
 const SERVING_STATES: [ConnectionState; 5] = [
@@ -91,7 +97,8 @@ pub fn trace_counters() -> &'static TraceCounters {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    /// With exemplars (the trace of a sampled request) when spans are exported.
+    pub request_duration: Family<RequestLabels, DurationHistogram, fn() -> DurationHistogram>,
     pub upstream_state: Family<StateLabels, Gauge>,
     pub sessions_active: Gauge,
     pub reloads: Counter,
@@ -126,13 +133,15 @@ pub struct Metrics {
     pub connections_refused: Counter,
 }
 
-fn duration_histogram() -> Histogram {
-    // 100 µs … ~105 s
-    Histogram::new(exponential_buckets(0.0001, 2.0, 21))
-}
-
 impl Metrics {
+    /// The metrics, with exemplars on request durations when spans are exported
+    /// (tracing is installed before the gateway starts).
     pub fn new() -> Arc<Self> {
+        Self::with_exemplars(crate::telemetry::on())
+    }
+
+    /// The metrics, with or without exemplars on request durations.
+    pub fn with_exemplars(exemplars: bool) -> Arc<Self> {
         let mut registry = Registry::with_prefix("hawser");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -140,10 +149,12 @@ impl Metrics {
             "MCP requests, by method, connection and outcome",
             requests.clone(),
         );
-        let request_duration =
-            Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                duration_histogram as fn() -> Histogram,
-            );
+        let series: fn() -> DurationHistogram = if exemplars {
+            duration::with_exemplars
+        } else {
+            duration::plain
+        };
+        let request_duration = Family::new_with_constructor(series);
         registry.register(
             "request_duration_seconds",
             "Time from a request's arrival to its last byte, by method, connection and outcome",
@@ -337,8 +348,16 @@ impl Metrics {
             .inc();
     }
 
-    /// Records one request.
-    pub fn request(&self, method: &str, connection: &str, outcome: &str, seconds: f64) {
+    /// Records one request; `trace`, of a sampled request, becomes the duration's
+    /// exemplar.
+    pub fn request(
+        &self,
+        method: &str,
+        connection: &str,
+        outcome: &str,
+        seconds: f64,
+        trace: Option<TraceLabels>,
+    ) {
         let labels = RequestLabels {
             method: static_method(method),
             connection: connection.to_owned(),
@@ -347,7 +366,7 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
         self.request_duration
             .get_or_create(&labels)
-            .observe(seconds);
+            .observe(seconds, trace);
     }
 
     /// Sets the state of a connection (the old state's series drops to 0).
@@ -373,7 +392,15 @@ impl Metrics {
         }
     }
 
-    /// The text exposition.
+    /// The exposition in `format`.
+    pub fn render_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.render(),
+            Format::Prometheus => exposition::prometheus_text(&self.render()),
+        }
+    }
+
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -432,9 +459,9 @@ mod tests {
     #[test]
     fn renders_prometheus_text_with_moving_counters() {
         let m = super::Metrics::new();
-        m.request("tools/call", "gh", "ok", 0.002);
-        m.request("tools/call", "gh", "ok", 0.004);
-        m.request("weird/method", "gh", "nonsense", 1.0);
+        m.request("tools/call", "gh", "ok", 0.002, None);
+        m.request("tools/call", "gh", "ok", 0.004, None);
+        m.request("weird/method", "gh", "nonsense", 1.0, None);
         let text = m.render();
         assert!(
             text.contains(
@@ -451,5 +478,45 @@ mod tests {
         assert!(text.contains("\nhawser_store_up 1\n"), "{text}");
         assert!(text.contains("\nhawser_config_revision 0\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    fn trace(n: u8) -> super::TraceLabels {
+        super::TraceLabels {
+            trace_id: format!("{n:032x}"),
+            span_id: format!("{n:016x}"),
+        }
+    }
+
+    #[test]
+    fn a_sampled_observation_is_its_buckets_exemplar() {
+        let m = super::Metrics::with_exemplars(true);
+        m.request("tools/call", "gh", "ok", 0.00015, Some(trace(7)));
+        // Unsampled: counted, and the exemplar stays.
+        m.request("tools/call", "gh", "ok", 0.00015, None);
+        let text = m.render();
+        let bucket = r#"hawser_request_duration_seconds_bucket{le="0.0002",method="tools/call",connection="gh",outcome="ok"} 2 # {trace_id="00000000000000000000000000000007",span_id="0000000000000007"} 0.00015 "#;
+        assert!(text.contains(bucket), "{text}");
+        assert_eq!(text.matches("trace_id=").count(), 1, "{text}");
+        // Without OpenMetrics the same series, no exemplar.
+        let plain = m.render_as(super::Format::Prometheus);
+        assert!(
+            plain.contains(
+                "hawser_request_duration_seconds_bucket{le=\"0.0002\",method=\"tools/call\",connection=\"gh\",outcome=\"ok\"} 2\n"
+            ),
+            "{plain}"
+        );
+        assert!(!plain.contains("trace_id"), "{plain}");
+    }
+
+    #[test]
+    fn without_tracing_a_trace_is_never_kept() {
+        let m = super::Metrics::with_exemplars(false);
+        m.request("tools/call", "gh", "ok", 0.00015, Some(trace(7)));
+        let text = m.render();
+        assert!(!text.contains("trace_id"), "{text}");
+        assert!(
+            text.contains(r#"hawser_request_duration_seconds_count{method="tools/call",connection="gh",outcome="ok"} 1"#),
+            "{text}"
+        );
     }
 }

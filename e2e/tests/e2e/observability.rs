@@ -361,9 +361,14 @@ async fn scrape_until(gateway: &Gateway, what: &str, prefix: &str) {
     }
 }
 
+/// The gateway's /metrics as Prometheus scrapes it (OpenMetrics, by its `Accept`).
 async fn scrape(gateway: &Gateway) -> String {
     http()
         .get(format!("{}/metrics", gateway.base))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
         .send()
         .await
         .expect("GET /metrics")

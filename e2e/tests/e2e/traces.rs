@@ -16,6 +16,7 @@ use hawser_e2e::harness::cluster::Cluster;
 use hawser_e2e::harness::http;
 use hawser_e2e::harness::mcp::{McpClient, text};
 use hawser_e2e::harness::stack::{Fixture, Gateway};
+use hawser_e2e::harness::tools;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use prost::Message as _;
@@ -259,6 +260,44 @@ async fn one_call_through_two_replicas_is_one_trace_the_upstream_continues() {
     assert_eq!(policy.attributes["hawser.policy.decision"], "allow");
     assert_eq!(policy.attributes["hawser.policy.item"], "headers");
 
+    // The call's duration on /metrics links to its trace: an OpenMetrics exemplar
+    // naming the server span, on the replica that served it.
+    let exemplar = format!(
+        "# {{trace_id=\"{CLIENT_TRACE}\",span_id=\"{}\"}} ",
+        server.span_id
+    );
+    let mut linked = Vec::new();
+    for replica in &cluster.replicas {
+        let (content_type, text) = scrape(replica, Some("application/openmetrics-text")).await;
+        assert!(
+            content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+            "{content_type}"
+        );
+        linked.extend(
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("hawser_request_duration_seconds_bucket{")
+                        && l.contains(r#"method="tools/call",connection="fx",outcome="ok""#)
+                        && l.contains(&exemplar)
+                })
+                .map(str::to_owned),
+        );
+        // A scraper that does not ask for OpenMetrics gets Prometheus text, which
+        // has no exemplars.
+        let (content_type, text) = scrape(replica, None).await;
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        assert!(!text.contains("trace_id"), "{text}");
+        promtool_parses(&text);
+    }
+    assert_eq!(
+        linked.len(),
+        1,
+        "one bucket holds the call's exemplar: {linked:?}"
+    );
+
     // The upstream was told of the upstream span as its parent.
     let seen = upstream_saw(&legacy, CLIENT_TRACE).await;
     assert_eq!(
@@ -315,6 +354,48 @@ async fn one_call_through_two_replicas_is_one_trace_the_upstream_continues() {
             );
         }
     }
+}
+
+/// A gateway's /metrics: the content type and the text.
+async fn scrape(gateway: &Gateway, accept: Option<&str>) -> (String, String) {
+    let mut request = http().get(format!("{}/metrics", gateway.base));
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let reply = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let content_type = reply
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (content_type, reply.text().await.unwrap_or_default())
+}
+
+/// Panics unless Prometheus's text parser (`promtool check metrics`) takes `text`.
+fn promtool_parses(text: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(tools::promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run promtool: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("promtool: {e}"));
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `hawser_trace_spans_dropped_total{reason}` of a gateway.

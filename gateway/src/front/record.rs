@@ -41,9 +41,13 @@ fn caller(info: &RequestInfo, session: Option<&ClientSession>) -> Caller {
 /// Records a request the gateway answered itself: a metric under connection `""`.
 pub fn answered(front: &Front, info: &RequestInfo, method: &str, outcome: &str) {
     info.trace.outcome(outcome);
-    front
-        .metrics
-        .request(method, "", outcome, info.started.elapsed().as_secs_f64());
+    front.metrics.request(
+        method,
+        "",
+        outcome,
+        info.started.elapsed().as_secs_f64(),
+        info.trace.exemplar(),
+    );
 }
 
 /// Records a request the gateway refused: the metric, and for calls and
@@ -149,12 +153,18 @@ impl CallRecord {
     pub fn finish(self, outcome: Outcome) {
         let elapsed = self.started.elapsed();
         let label = outcome.error.as_ref().map_or("ok", |(c, _)| *c);
-        if let Some(trace) = &self.trace {
+        let exemplar = self.trace.as_ref().and_then(|trace| {
             span::end(&trace.1, label);
             trace.0.outcome(label);
-        }
-        self.metrics
-            .request(&self.method, &self.connection, label, elapsed.as_secs_f64());
+            trace.0.exemplar()
+        });
+        self.metrics.request(
+            &self.method,
+            &self.connection,
+            label,
+            elapsed.as_secs_f64(),
+            exemplar,
+        );
         if let Some((auditor, mut event, params)) = self.audit {
             audit::event::finish(&mut event, &outcome, elapsed, self.request_bytes);
             auditor.record(Record {

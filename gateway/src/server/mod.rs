@@ -319,7 +319,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(ops)
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl axum::response::IntoResponse {
+/// OpenMetrics (with exemplars) for scrapers that accept it, Prometheus text for the
+/// others.
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> impl axum::response::IntoResponse {
     let m = &state.metrics;
     m.sessions_active
         .set(state.front.sessions.local().len() as i64);
@@ -331,12 +336,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl axum::response::Int
             .get_or_create(&crate::metrics::PoolLabels { state: "used" })
             .set(i64::from(size.saturating_sub(idle)));
     }
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::accepted(accept);
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.render(),
+        [(axum::http::header::CONTENT_TYPE, format.content_type())],
+        m.render_as(format),
     )
 }
 

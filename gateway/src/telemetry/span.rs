@@ -115,6 +115,18 @@ impl RequestTrace {
             .is_some_and(|cx| cx.span().span_context().is_sampled())
     }
 
+    /// The server span's ids, for the request-duration exemplar (sampled requests
+    /// only).
+    pub fn exemplar(&self) -> Option<crate::metrics::TraceLabels> {
+        let cx = self.server.as_ref()?;
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_sampled().then(|| crate::metrics::TraceLabels {
+            trace_id: sc.trace_id().to_string(),
+            span_id: sc.span_id().to_string(),
+        })
+    }
+
     /// The server span, when it records.
     fn recording(&self) -> Option<opentelemetry::trace::SpanRef<'_>> {
         self.server
