@@ -137,6 +137,30 @@ impl Oidc {
         if let Some(u) = self.jwks_uri.lock().ok().and_then(|u| u.clone()) {
             return Ok(u);
         }
+        let (candidate, doc) = self.discovery().await?;
+        let uri = doc["jwks_uri"]
+            .as_str()
+            .ok_or_else(|| format!("{candidate} has no jwks_uri"))?;
+        let uri = Url::parse(uri).map_err(|e| format!("jwks_uri {uri:?}: {e}"))?;
+        if uri.scheme() != "https" && !(uri.scheme() == "http" && is_loopback(&uri)) {
+            return Err(format!("jwks_uri {uri} must be https"));
+        }
+        if let Ok(mut slot) = self.jwks_uri.lock() {
+            *slot = Some(uri.clone());
+        }
+        if let Some(t) = doc["token_endpoint"]
+            .as_str()
+            .and_then(|t| Url::parse(t).ok())
+            && let Ok(mut slot) = self.token_endpoint.lock()
+        {
+            *slot = Some(t);
+        }
+        Ok(uri)
+    }
+
+    /// The provider's discovery document (the first location that answers) and where
+    /// it came from; refused when it names another issuer (no mix-up).
+    async fn discovery(&self) -> Result<(Url, Value), String> {
         let issuer = &self.settings.issuer;
         let mut last = String::from("no discovery document");
         for candidate in crate::oauth::discovery::as_candidates(issuer) {
@@ -152,27 +176,10 @@ impl Oidc {
             let named = doc["issuer"].as_str().unwrap_or_default();
             if named.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
                 return Err(format!(
-                    "{candidate} names issuer {named:?}, not {issuer}: refusing its keys"
+                    "{candidate} names issuer {named:?}, not {issuer}: refusing its keys and endpoints"
                 ));
             }
-            let uri = doc["jwks_uri"]
-                .as_str()
-                .ok_or_else(|| format!("{candidate} has no jwks_uri"))?;
-            let uri = Url::parse(uri).map_err(|e| format!("jwks_uri {uri:?}: {e}"))?;
-            if uri.scheme() != "https" && !(uri.scheme() == "http" && is_loopback(&uri)) {
-                return Err(format!("jwks_uri {uri} must be https"));
-            }
-            if let Ok(mut slot) = self.jwks_uri.lock() {
-                *slot = Some(uri.clone());
-            }
-            if let Some(t) = doc["token_endpoint"]
-                .as_str()
-                .and_then(|t| Url::parse(t).ok())
-                && let Ok(mut slot) = self.token_endpoint.lock()
-            {
-                *slot = Some(t);
-            }
-            return Ok(uri);
+            return Ok((candidate, doc));
         }
         Err(last)
     }
@@ -235,31 +242,14 @@ impl Oidc {
     /// The provider's authorization and token endpoints, from discovery (the web
     /// console signs people in with them).
     pub async fn sign_in_endpoints(&self) -> Result<(Url, Url), String> {
-        let issuer = &self.settings.issuer;
-        let mut last = String::from("no discovery document");
-        for candidate in crate::oauth::discovery::as_candidates(issuer) {
-            let doc = match get_limited(&self.http, &candidate).await {
-                Ok(body) => body,
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
-            };
-            let doc: Value =
-                serde_json::from_slice(&doc).map_err(|e| format!("{candidate}: not JSON: {e}"))?;
-            let named = doc["issuer"].as_str().unwrap_or_default();
-            if named.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
-                return Err(format!("{candidate} names issuer {named:?}, not {issuer}"));
-            }
-            let url = |field: &str| {
-                doc[field]
-                    .as_str()
-                    .and_then(|u| Url::parse(u).ok())
-                    .ok_or_else(|| format!("{candidate} has no {field}"))
-            };
-            return Ok((url("authorization_endpoint")?, url("token_endpoint")?));
-        }
-        Err(last)
+        let (candidate, doc) = self.discovery().await?;
+        let url = |field: &str| {
+            doc[field]
+                .as_str()
+                .and_then(|u| Url::parse(u).ok())
+                .ok_or_else(|| format!("{candidate} has no {field}"))
+        };
+        Ok((url("authorization_endpoint")?, url("token_endpoint")?))
     }
 
     fn remember(&self, digest: IdHash, verified: Arc<Verified>, now: u64) {

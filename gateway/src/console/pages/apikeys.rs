@@ -113,19 +113,28 @@ pub struct IssueForm {
     expires_in: String,
 }
 
+/// The API keys, for an admin's form with a valid CSRF token.
+fn admin_keys<'a>(
+    console: &'a Console,
+    session: &Session,
+    csrf: &str,
+) -> Result<&'a crate::identity::apikeys::ApiKeys, Error> {
+    session.check_csrf(csrf)?;
+    session.require_admin()?;
+    console
+        .admin
+        .api_keys
+        .as_deref()
+        .ok_or_else(|| Error::Invalid("API keys are off".into()))
+}
+
 /// `POST /ui/apikeys`: the answer shows the key, once.
 pub async fn issue(
     State(console): State<Arc<Console>>,
     session: Session,
     Form(form): Form<IssueForm>,
 ) -> Result<Response, Error> {
-    session.check_csrf(&form.csrf)?;
-    session.require_admin()?;
-    let keys = console
-        .admin
-        .api_keys
-        .as_ref()
-        .ok_or_else(|| Error::Invalid("API keys are off".into()))?;
+    let keys = admin_keys(&console, &session, &form.csrf)?;
     let expires_in = match form.expires_in.trim() {
         "" => None,
         d => match serde_json::from_value::<hawser_crds::Duration>(serde_json::json!(d)) {
@@ -179,13 +188,7 @@ pub async fn revoke(
     session: Session,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, Error> {
-    session.check_csrf(&form.csrf)?;
-    session.require_admin()?;
-    let keys = console
-        .admin
-        .api_keys
-        .as_ref()
-        .ok_or_else(|| Error::Invalid("API keys are off".into()))?;
+    let keys = admin_keys(&console, &session, &form.csrf)?;
     if !keys.revoke(&form.id).await? {
         return Err(Error::NotFound(format!("API key {}", form.id)));
     }
