@@ -424,6 +424,12 @@ impl MockOAuth {
         self.provider.revoke_all();
     }
 
+    /// Revokes every grant issued to `sub` (refresh tokens and their access tokens);
+    /// returns how many grants.
+    pub fn revoke_subject(&self, sub: &str) -> usize {
+        self.provider.revoke_subject(sub)
+    }
+
     /// Forgets every code, token and log entry (keys and registered clients stay).
     pub fn reset(&self) {
         self.provider.reset();

@@ -300,6 +300,19 @@ impl Provider {
         }
     }
 
+    /// Revokes every grant of `sub` (as a provider does when a user withdraws
+    /// access); returns how many.
+    pub(crate) fn revoke_subject(&self, sub: &str) -> usize {
+        let mut n = 0;
+        for family in self.lock().families.values_mut() {
+            if family.sub == sub && !family.revoked {
+                family.revoked = true;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Forgets every code, token, log entry (both logs), pending switch and
     /// cached metadata document; sequence numbers, keys and registered
     /// clients stay.

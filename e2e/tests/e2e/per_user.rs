@@ -387,6 +387,25 @@ async fn many_users_refresh_exactly_once_each_and_never_use_each_others_tokens()
         users.len()
     );
 
+    // The provider withdraws one user's grant: once their access token expires, the
+    // refresh gets invalid_grant, they are asked to consent again, nobody else notices.
+    assert!(s.mock.revoke_subject("user01@upstream") >= 1);
+    tokio::time::sleep(ttl + Duration::from_millis(500)).await;
+    let mut withdrawn = as_user(&cluster, "user01").await;
+    let r = withdrawn.call("gh__whoami", json!({})).await;
+    assert!(link_in(r.result()).contains("/oauth/consent"));
+    let refused = s
+        .mock
+        .token_log()
+        .iter()
+        .filter(|e| e.outcome == "invalid_grant")
+        .count();
+    assert_eq!(refused, 1, "one refresh refused, and not retried");
+    for u in &users[2..] {
+        let mut client = as_user(&cluster, u).await;
+        assert_eq!(upstream_sub(&mut client).await, Ok(format!("{u}@upstream")));
+    }
+
     // Revoking one user (admin API) leaves everyone else working.
     let revoked = http()
         .delete(format!(
@@ -401,7 +420,7 @@ async fn many_users_refresh_exactly_once_each_and_never_use_each_others_tokens()
     let mut gone = as_user(&cluster, "user00").await;
     let r = gone.call("gh__whoami", json!({})).await;
     assert!(link_in(r.result()).contains("/oauth/consent"));
-    for u in &users[1..] {
+    for u in &users[2..] {
         let mut client = as_user(&cluster, u).await;
         assert_eq!(upstream_sub(&mut client).await, Ok(format!("{u}@upstream")));
     }

@@ -267,3 +267,22 @@ fn long_messages_are_cut_on_a_character_boundary() {
     let cut = truncate(long);
     assert!(cut.len() <= MAX_MESSAGE && cut.ends_with("..."));
 }
+
+#[test]
+fn per_user_connections_report_how_many_users_connected() {
+    let sync = written();
+    let obs = Observation {
+        connection: "team-a/github",
+        generation: Some(3),
+        sync: &sync,
+        replicas: &[],
+        authorization_code: true,
+        connected_users: Some(12),
+    };
+    assert_eq!(build(&obs, None, at(0)).connected_users, Some(12));
+    let shared = Observation {
+        connected_users: None,
+        ..obs
+    };
+    assert_eq!(build(&shared, None, at(0)).connected_users, None);
+}
