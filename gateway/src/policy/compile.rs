@@ -51,6 +51,16 @@ pub struct Rule {
     pub resources: Option<GlobSet>,
     pub effect: Effect,
     pub when: Option<Condition>,
+    /// Who the rule is for and its condition, as written (to show people).
+    pub about: About,
+}
+
+/// A rule's caller parts and condition as the policy spells them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct About {
+    pub subjects: Vec<String>,
+    pub groups: Vec<String>,
+    pub when: Option<String>,
 }
 
 /// A compiled rate limit.
@@ -143,6 +153,11 @@ fn rule(r: &PolicyRule, field: &str) -> Result<Rule, PolicyError> {
             .as_deref()
             .map(|w| condition(w, &format!("{field}.when")))
             .transpose()?,
+        about: About {
+            subjects: r.subjects.clone(),
+            groups: r.groups.clone(),
+            when: r.when.clone(),
+        },
     })
 }
 

@@ -149,6 +149,10 @@ impl Rule {
     }
 
     fn covers(&self, kind: Kind, names: &Names<'_>) -> bool {
+        self.covers_item(kind, &names.item)
+    }
+
+    fn covers_item(&self, kind: Kind, item: &globset::Candidate<'_>) -> bool {
         let lists = [&self.tools, &self.prompts, &self.resources];
         if lists.iter().all(|l| l.is_none()) {
             return true;
@@ -158,9 +162,21 @@ impl Rule {
             Kind::Prompt => &self.prompts,
             Kind::Resource => &self.resources,
         };
-        list.as_ref()
-            .is_some_and(|s| s.is_match_candidate(&names.item))
+        list.as_ref().is_some_and(|s| s.is_match_candidate(item))
     }
+}
+
+/// One rule that decides who may call a tool, in words (the console shows them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub policy: String,
+    /// The rule's index in its policy, as `explain` names it.
+    pub rule: usize,
+    pub allow: bool,
+    /// "everyone", or the subjects and groups the rule names.
+    pub who: String,
+    /// The rule's `when:`, if it has one.
+    pub when: Option<String>,
 }
 
 impl Policies {
@@ -427,6 +443,45 @@ impl Policies {
             }
         }
         Ok(())
+    }
+
+    /// The rules of the policies on `connection` that cover `tool`, in order: who
+    /// they let call it, or keep from calling it. Empty when no policy governs it.
+    pub fn who_may_call(&self, connection: &str, tool: &str) -> Vec<Grant> {
+        let s = self.current.load();
+        let Some(indices) = s.by_connection.get(connection) else {
+            return Vec::new();
+        };
+        let item = globset::Candidate::new(tool);
+        let mut out = Vec::new();
+        for &i in indices {
+            let policy = &s.policies[i];
+            for (j, rule) in policy.rules.iter().enumerate() {
+                if !rule.covers_item(Kind::Tool, &item) {
+                    continue;
+                }
+                let about = &rule.about;
+                let mut who = Vec::new();
+                if !about.subjects.is_empty() {
+                    who.push(format!("subjects {}", about.subjects.join(", ")));
+                }
+                if !about.groups.is_empty() {
+                    who.push(format!("groups {}", about.groups.join(", ")));
+                }
+                out.push(Grant {
+                    policy: policy.name.clone(),
+                    rule: j,
+                    allow: rule.effect == Effect::Allow,
+                    who: if who.is_empty() {
+                        "everyone".to_owned()
+                    } else {
+                        who.join("; ")
+                    },
+                    when: about.when.clone(),
+                });
+            }
+        }
+        out
     }
 
     /// A list `result` for `caller`: the prebuilt one when no policy governs any of

@@ -263,3 +263,44 @@ async fn conditions_read_token_claims_and_tool_annotations() {
         "another department"
     );
 }
+
+#[tokio::test]
+async fn who_may_call_a_tool_is_said_in_the_policies_own_words() {
+    let p = policies(
+        &[(
+            "gh",
+            json!({"targetRefs": [{"name": "gh"}], "rules": [
+                {"groups": ["team-a"], "tools": ["*"]},
+                {"tools": ["delete_*"], "effect": "deny"},
+                {"subjects": ["bob"], "groups": ["ops"], "tools": ["search"], "when": "args.q != ''"},
+            ]}),
+            &["gh"],
+        )],
+        false,
+    )
+    .await;
+    let said: Vec<(usize, bool, String, Option<String>)> = p
+        .who_may_call("gh", "search")
+        .into_iter()
+        .map(|g| (g.rule, g.allow, g.who, g.when))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (0, true, "groups team-a".to_owned(), None),
+            (
+                2,
+                true,
+                "subjects bob; groups ops".to_owned(),
+                Some("args.q != ''".to_owned())
+            ),
+        ]
+    );
+    let delete = p.who_may_call("gh", "delete_repo");
+    assert_eq!(delete.len(), 2);
+    assert!(!delete[1].allow && delete[1].who == "everyone");
+    assert!(
+        p.who_may_call("jira", "search").is_empty(),
+        "no policy, no rules"
+    );
+}

@@ -197,7 +197,23 @@ fn tool_row(console: &Console, session: &Session, connection: &str, tool: &str) 
             @if session.admin {
                 td { @match &mine {
                     Ok(e) if !e.governed => "anyone who can sign in (no policy targets this connection)",
-                    _ => a href={ "/ui/policies?connection=" (enc(connection)) "&tool=" (enc(tool)) } { "ask the policies" },
+                    _ => {
+                        @let grants = console.admin.policies.who_may_call(connection, tool);
+                        @if grants.is_empty() {
+                            span.muted { "nobody (no rule covers it)" }
+                        } @else {
+                            ul.plain { @for g in &grants {
+                                li {
+                                    (badge(if g.allow { "allow" } else { "deny" }, if g.allow { "ok" } else { "bad" }))
+                                    " " (g.who)
+                                    @if let Some(w) = &g.when { " when " code { (w) } }
+                                    " " span.muted { "(" (g.policy) ", rule " (g.rule) ")" }
+                                }
+                            } }
+                        }
+                        " "
+                        a href={ "/ui/policies?connection=" (enc(connection)) "&tool=" (enc(tool)) } { "explain for a caller" }
+                    }
                 } }
             }
         }
