@@ -134,10 +134,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The metrics, with exemplars on request durations when spans are exported
-    /// (tracing is installed before the gateway starts).
+    /// The metrics, without exemplars (the server asks for them when it exports
+    /// spans: [`Self::with_exemplars`]).
     pub fn new() -> Arc<Self> {
-        Self::with_exemplars(crate::telemetry::on())
+        Self::with_exemplars(false)
     }
 
     /// The metrics, with or without exemplars on request durations.

@@ -146,7 +146,9 @@ pub async fn build(
         allow_stdio_from_api: settings.security.allow_stdio_from_api,
     };
     sync_file_connections(store.as_ref(), settings).await?;
-    let metrics = Metrics::new();
+    // Exemplars on request durations when spans are exported (tracing is installed
+    // before the gateway starts).
+    let metrics = Metrics::with_exemplars(crate::telemetry::on());
     let health = match store.kind() {
         StoreKind::Memory => Health::always_up(),
         StoreKind::Postgres => Health::spawn(
