@@ -140,3 +140,7 @@ async fn the_console_in_a_browser() {
         .unwrap_or_else(|e| panic!("{e}: {}", who.response()));
     assert_eq!(who["clientId"], "hawser", "{who}");
 }
+
+mod sessions;
+mod signin;
+mod web;

@@ -14,6 +14,7 @@ pub enum Nav {
     Audit,
     ApiKeys,
     Policies,
+    Sessions,
 }
 
 fn head(title: &str) -> Markup {
@@ -52,6 +53,7 @@ pub fn page(session: &Session, nav: Nav, title: &str, content: Markup) -> Respon
                                 (item(Nav::ApiKeys, "/ui/apikeys", "API keys"))
                                 (item(Nav::Policies, "/ui/policies", "Policies"))
                             }
+                            (item(Nav::Sessions, "/ui/sessions", "Sessions"))
                         }
                     }
                     div.who {

@@ -12,6 +12,7 @@ mod charts;
 mod error;
 mod layout;
 mod pages;
+pub mod revocations;
 pub mod session;
 mod signin;
 
@@ -24,7 +25,10 @@ use axum::routing::{get, post};
 
 use crate::admin::Admin;
 use crate::config::ConsoleSettings;
+use crate::config::net::IpRange;
 use crate::crypto::Keyring;
+use crate::front::throttle::FailureThrottle;
+use crate::metrics::Metrics;
 use crate::store::StoreKind;
 
 pub use error::Error;
@@ -39,27 +43,53 @@ pub struct Console {
     /// Whether the audit log is in a table (shared mode) or only in log lines.
     pub store_kind: StoreKind,
     pub replica: String,
+    /// Sign-ins ended before their cookie expires, as every replica knows them.
+    pub revocations: Arc<revocations::Revocations>,
+    /// Client addresses that keep sending a wrong admin token.
+    sign_in_failures: FailureThrottle,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<IpRange>,
+    metrics: Arc<Metrics>,
     http: reqwest::Client,
 }
 
+/// What the console is made of besides the admin API's state.
+pub struct Parts {
+    pub settings: ConsoleSettings,
+    pub keyring: Keyring,
+    pub public_url: Option<url::Url>,
+    pub replica: String,
+    /// `http.maxAuthFailuresPerMinute`: wrong admin tokens per client address.
+    pub max_auth_failures_per_minute: u32,
+    pub trusted_proxies: Vec<IpRange>,
+    pub metrics: Arc<Metrics>,
+}
+
 impl Console {
-    pub fn new(
-        settings: ConsoleSettings,
-        keyring: Keyring,
-        admin: Arc<Admin>,
-        public_url: Option<url::Url>,
-        store_kind: StoreKind,
-        replica: &str,
-    ) -> Arc<Self> {
+    pub fn new(parts: Parts, admin: Arc<Admin>) -> Arc<Self> {
         Arc::new(Self {
-            settings,
-            keyring,
+            settings: parts.settings,
+            keyring: parts.keyring,
+            store_kind: admin.store.kind(),
+            revocations: Arc::new(revocations::Revocations::new(admin.store.clone())),
             admin,
-            public_url,
-            store_kind,
-            replica: replica.to_owned(),
+            public_url: parts.public_url,
+            replica: parts.replica,
+            sign_in_failures: FailureThrottle::new(parts.max_auth_failures_per_minute),
+            trusted_proxies: parts.trusted_proxies,
+            metrics: parts.metrics,
             http: crate::oauth::http::client(),
         })
+    }
+
+    /// Reads the revocations and follows them until `stop`.
+    pub async fn start(
+        &self,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> crate::store::Result<()> {
+        self.revocations.load().await?;
+        self.revocations.spawn(stop);
+        Ok(())
     }
 
     /// Cookies get `Secure` when the console is reached over https.
@@ -100,6 +130,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/ui/auth/login", get(signin::start))
         .route("/ui/auth/callback", get(signin::callback))
         .route("/ui/signout", post(signin::sign_out))
+        .route("/ui/sessions", get(pages::sessions::show))
+        .route("/ui/sessions/revoke", post(pages::sessions::revoke))
         .route("/ui/connection", get(pages::connection::show))
         .route(
             "/ui/connection/authorize",

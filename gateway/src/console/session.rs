@@ -1,8 +1,9 @@
 //! Who is signed in to the console: a cookie (`hawser_ui`) sealed with the gateway's
 //! keyring (AES-256-GCM, bound to its own context), holding the subject, groups,
 //! admin flag and expiry. Any replica with the keyring reads it; signing out
-//! overwrites it. State-changing forms carry a CSRF token derived from the
-//! session's random nonce, which only the sealed cookie holds.
+//! overwrites it and revokes it on every replica (see [`super::revocations`]), so a
+//! copied cookie stops working too. State-changing forms carry a CSRF token derived
+//! from the session's random nonce, which only the sealed cookie holds.
 
 use std::time::Duration;
 
@@ -50,6 +51,16 @@ impl Session {
         }
     }
 
+    /// The sign-in's id, as revocations name it.
+    pub fn id(&self) -> IdHash {
+        IdHash::of(&format!("hawser/console-session:{}", self.nonce))
+    }
+
+    /// When the person signed in.
+    pub fn issued(&self) -> Timestamp {
+        Timestamp::from_millis(self.expires.millis() - TTL.as_millis() as i64)
+    }
+
     /// The token state-changing forms must send back.
     pub fn csrf(&self) -> String {
         IdHash::of(&format!("hawser/console-csrf:{}", self.nonce)).to_hex()
@@ -93,12 +104,13 @@ pub fn set_cookie(console: &Console, name: &str, value: &str, path: &str, age: D
 
 pub use crate::headers::cookie_value;
 
-/// The session a request's cookie carries, if it is valid and current.
+/// The session a request's cookie carries, if it is valid, current and not revoked.
 pub fn read(console: &Console, headers: &HeaderMap) -> Option<Session> {
     let sealed = cookie_value(headers, COOKIE)?;
     let plain = console.keyring.unseal(sealed, CONTEXT).ok()?;
     let session: Session = serde_json::from_slice(&plain).ok()?;
-    (session.expires > Timestamp::now()).then_some(session)
+    (session.expires > Timestamp::now() && !console.revocations.revoked(&session))
+        .then_some(session)
 }
 
 impl FromRequestParts<Arc<Console>> for Session {

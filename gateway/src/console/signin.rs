@@ -2,12 +2,19 @@
 //! or with the company's OpenID Connect provider, the gateway being a confidential
 //! client (authorization_code + PKCE S256 + nonce). The flow's state, verifier and
 //! nonce travel in a short-lived sealed cookie, so the callback may reach any replica.
+//!
+//! The admin-token form is protected against login CSRF (a site signing a browser in
+//! behind its user's back): the sign-in page sets a random pre-session cookie and the
+//! form carries a token derived from it, which another site can neither read nor
+//! forge. Wrong tokens are counted per client address (`http.maxAuthFailuresPerMinute`,
+//! in `hawser_auth_failures_total{reason="invalid"}`); an address over its allowance
+//! is answered 429 with `Retry-After`, whatever token it sends, until it has waited.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
@@ -25,6 +32,10 @@ const LOGIN_COOKIE: &str = "hawser_ui_login";
 const LOGIN_CONTEXT: &str = "hawser/console-login";
 /// How long a person has at the provider.
 const LOGIN_TTL: Duration = Duration::from_secs(600);
+/// The pre-session cookie the admin-token form's CSRF token is bound to.
+const PRE_COOKIE: &str = "hawser_ui_pre";
+/// How long a sign-in page's form stays usable.
+const PRE_TTL: Duration = Duration::from_secs(2 * 3600);
 
 /// A sign-in in progress, sealed into [`LOGIN_COOKIE`].
 #[derive(Serialize, Deserialize)]
@@ -58,13 +69,36 @@ pub async fn page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Re
     if session::read(&console, &headers).is_some() {
         return Redirect::to("/ui/").into_response();
     }
-    signin_page(&console, None, StatusCode::OK)
+    signin_page(&console, &headers, None, StatusCode::OK)
 }
 
-fn signin_page(console: &Console, problem: Option<&str>, status: StatusCode) -> Response {
+/// The login-CSRF token of pre-session value `pre`.
+fn login_csrf(pre: &str) -> String {
+    IdHash::of(&format!("hawser/console-login-csrf:{pre}")).to_hex()
+}
+
+/// The request's pre-session value, if it sent a well-formed one.
+fn pre_session(headers: &HeaderMap) -> Option<&str> {
+    session::cookie_value(headers, PRE_COOKIE)
+        .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The sign-in page; its form is bound to the browser's pre-session cookie (set
+/// here when the browser has none).
+fn signin_page(
+    console: &Console,
+    headers: &HeaderMap,
+    problem: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let (pre, fresh) = match pre_session(headers) {
+        Some(p) => (p.to_owned(), false),
+        None => (crate::crypto::random_hex::<16>(), true),
+    };
     let oidc = console.uses_oidc();
     let token_form = html! {
         form method="post" action="/ui/signin" {
+            input type="hidden" name="csrf" value=(login_csrf(&pre));
             label for="token" { "Admin token" }
             input #token type="password" name="token" autocomplete="current-password" required;
             button type="submit" { "Sign in with the admin token" }
@@ -77,7 +111,7 @@ fn signin_page(console: &Console, problem: Option<&str>, status: StatusCode) -> 
         @if oidc {
             p { "Sign in with your company account." }
             p { a.button href="/ui/auth/login" { "Sign in with single sign-on" } }
-            details {
+            details open[problem.is_some()] {
                 summary { "Operators: sign in with the admin token" }
                 (token_form)
             }
@@ -89,30 +123,70 @@ fn signin_page(console: &Console, problem: Option<&str>, status: StatusCode) -> 
                 ", or " code { "console.oidc" } " with " code { "clientAuth.oidc" } "." }
         }
     };
-    (status, bare_page("Sign in", content)).into_response()
+    let mut response = (status, bare_page("Sign in", content)).into_response();
+    if fresh {
+        let cookie = session::set_cookie(console, PRE_COOKIE, &pre, "/ui/signin", PRE_TTL);
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
 }
 
 #[derive(Deserialize)]
 pub struct TokenForm {
     token: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 /// `POST /ui/signin`: the admin token makes an admin.
 pub async fn with_token(
     State(console): State<Arc<Console>>,
+    extensions: axum::http::Extensions,
+    headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
     let Some(expected) = console.admin.token else {
         return signin_page(
             &console,
+            &headers,
             Some("The admin token is not set."),
             StatusCode::FORBIDDEN,
         );
     };
-    if !IdHash::of(&form.token).matches(&expected) {
-        tracing::warn!("console: sign-in with a wrong admin token");
+    let bound = pre_session(&headers).is_some_and(|pre| {
+        crate::crypto::constant_time_eq(form.csrf.as_bytes(), login_csrf(pre).as_bytes())
+    });
+    if !bound {
+        tracing::warn!("console: admin-token sign-in without this browser's sign-in form");
         return signin_page(
             &console,
+            &headers,
+            Some("This sign-in form is stale or was sent from another site. Sign in again here."),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let address = crate::front::request::client_address(
+        &headers,
+        extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|ConnectInfo(p)| *p),
+        &console.trusted_proxies,
+    )
+    .unwrap_or_default();
+    if let Some(wait) = console.sign_in_failures.waiting(&address) {
+        return too_many(&console, &headers, wait);
+    }
+    if !IdHash::of(&form.token).matches(&expected) {
+        tracing::warn!(client = %address, "console: sign-in with a wrong admin token");
+        console.metrics.auth_failure("invalid");
+        if let Some(wait) = console.sign_in_failures.failed(&address) {
+            return too_many(&console, &headers, wait);
+        }
+        return signin_page(
+            &console,
+            &headers,
             Some("That is not the admin token."),
             StatusCode::UNAUTHORIZED,
         );
@@ -120,6 +194,25 @@ pub async fn with_token(
     tracing::info!("console: signed in with the admin token");
     let s = Session::new("admin".to_owned(), Vec::new(), true);
     redirect_with("/ui/", &[session::cookie(&console, &s)])
+}
+
+/// 429: this address sent too many wrong admin tokens.
+fn too_many(console: &Console, headers: &HeaderMap, wait: Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    tracing::warn!(wait_secs = secs, "console: admin-token sign-in throttled");
+    let message = format!(
+        "Too many wrong admin tokens were sent from your address. Wait {secs} seconds, then try again."
+    );
+    let mut response = signin_page(
+        console,
+        headers,
+        Some(&message),
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 #[derive(Deserialize)]
@@ -323,12 +416,14 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// `POST /ui/signout`.
+/// `POST /ui/signout`: ends this sign-in on every replica, not only in this browser.
 pub async fn sign_out(
     State(console): State<Arc<Console>>,
     session: Session,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, Error> {
     session.check_csrf(&form.csrf)?;
+    console.revocations.revoke(&session).await?;
+    tracing::info!(subject = %session.subject, "console: signed out");
     Ok(redirect_with("/ui/signin", &[session::cleared(&console)]))
 }

@@ -95,7 +95,8 @@ pub async fn receive(front: &Arc<Front>, message: BusMessage) {
         BusMessage::TokenChanged { .. }
         | BusMessage::ApiKeysChanged
         | BusMessage::SigningKeysChanged
-        | BusMessage::PoliciesChanged => {}
+        | BusMessage::PoliciesChanged
+        | BusMessage::ConsoleSessionsRevoked => {}
         BusMessage::UpstreamSession {
             session,
             connection,

@@ -34,6 +34,21 @@ impl FailureThrottle {
         }
     }
 
+    /// How long `address` must wait before its next failure is allowed, without
+    /// counting anything: for forms that refuse an over-allowance address even its
+    /// right password, since answering a right guess would make guessing free.
+    pub fn waiting(&self, address: &str) -> Option<Duration> {
+        if self.per_minute <= 0.0 {
+            return None;
+        }
+        let per_second = self.per_minute / 60.0;
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets.get(address)?;
+        let failures = bucket.failures - bucket.at.elapsed().as_secs_f64() * per_second;
+        let over = failures + 1.0 - self.per_minute;
+        (over > 0.0).then(|| Duration::from_secs_f64((over / per_second).max(1.0)))
+    }
+
     /// Counts a failed authentication from `address`: `Some(wait)` when the address
     /// is over its allowance (answer 429, retry after `wait`).
     pub fn failed(&self, address: &str) -> Option<Duration> {
@@ -79,6 +94,21 @@ mod tests {
             "{wait:?}"
         );
         assert_eq!(t.failed("10.0.0.2"), None);
+    }
+
+    #[test]
+    fn waiting_tells_without_counting() {
+        let t = FailureThrottle::new(2);
+        assert_eq!(t.waiting("10.0.0.1"), None);
+        t.failed("10.0.0.1");
+        assert_eq!(t.waiting("10.0.0.1"), None);
+        assert_eq!(t.waiting("10.0.0.1"), None, "asking does not count");
+        t.failed("10.0.0.1");
+        assert!(
+            t.waiting("10.0.0.1").is_some(),
+            "a third failure would be over"
+        );
+        assert_eq!(t.waiting("10.0.0.2"), None);
     }
 
     #[test]

@@ -280,13 +280,21 @@ pub async fn build(
         identity,
     });
     let console = crate::console::Console::new(
-        settings.console.clone(),
-        keyring.clone(),
+        crate::console::Parts {
+            settings: settings.console.clone(),
+            keyring: keyring.clone(),
+            public_url: settings.public_url.clone(),
+            replica: settings.replica_id.clone(),
+            max_auth_failures_per_minute: settings.http.max_auth_failures_per_minute,
+            trusted_proxies: settings.security.trusted_proxies.clone(),
+            metrics: metrics.clone(),
+        },
         admin.clone(),
-        settings.public_url.clone(),
-        store.kind(),
-        &settings.replica_id,
     );
+    console
+        .start(shutdown.child_token())
+        .await
+        .context("reading console sign-out revocations")?;
     // Where people sign in to the console with the company's provider, a per-user
     // consent link is completed by a browser signed in as the user it was made for.
     if console.signs_in_with_oidc() {

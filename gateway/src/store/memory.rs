@@ -37,6 +37,7 @@ struct State {
     /// Consent links used, until they expire.
     consent_links: BTreeMap<IdHash, Timestamp>,
     api_keys: Vec<ApiKeyRecord>,
+    console_revocations: Vec<super::ConsoleRevocation>,
     signing_keys: Vec<SigningKeyRecord>,
     policies: BTreeMap<String, StoredPolicy>,
     /// Rate-limit buckets: tokens and when they were last refilled.
@@ -434,6 +435,25 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn revoke_console_sessions(&self, revocation: &super::ConsoleRevocation) -> Result<()> {
+        let now = Timestamp::now();
+        let mut state = self.lock();
+        state.console_revocations.retain(|r| r.expires_at() > now);
+        state.console_revocations.push(revocation.clone());
+        Ok(())
+    }
+
+    async fn console_revocations(&self) -> Result<Vec<super::ConsoleRevocation>> {
+        let now = Timestamp::now();
+        let state = self.lock();
+        Ok(state
+            .console_revocations
+            .iter()
+            .filter(|r| r.expires_at() > now)
+            .cloned()
+            .collect())
     }
 
     async fn lease_tokens(&self, key: &str, rate: f64, burst: f64, want: u32) -> Result<Lease> {

@@ -370,6 +370,30 @@ pub enum BusMessage {
     SigningKeysChanged,
     /// A policy was written or deleted (sent by the `policies` table's trigger).
     PoliciesChanged,
+    /// Console sign-ins were revoked: re-read the revocations.
+    ConsoleSessionsRevoked,
+}
+
+/// Console sign-ins revoked before their cookie expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleRevocation {
+    /// One sign-in, by the hash of its id.
+    Session { id: IdHash, expires_at: Timestamp },
+    /// Every sign-in of `subject` made at or before `at`.
+    Subject {
+        subject: String,
+        at: Timestamp,
+        expires_at: Timestamp,
+    },
+}
+
+impl ConsoleRevocation {
+    /// When the sign-ins it revokes have expired anyway.
+    pub fn expires_at(&self) -> Timestamp {
+        match self {
+            Self::Session { expires_at, .. } | Self::Subject { expires_at, .. } => *expires_at,
+        }
+    }
 }
 
 /// Tokens taken from a shared bucket.
@@ -545,6 +569,11 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_api_key(&self, id: &str) -> Result<bool>;
     /// Records when keys were last used (`(id, unix seconds)`), in one write.
     async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()>;
+
+    /// Records a console revocation (and forgets expired ones).
+    async fn revoke_console_sessions(&self, revocation: &ConsoleRevocation) -> Result<()>;
+    /// Every console revocation that has not expired.
+    async fn console_revocations(&self) -> Result<Vec<ConsoleRevocation>>;
 
     /// Every policy, by name.
     async fn list_policies(&self) -> Result<Vec<StoredPolicy>>;

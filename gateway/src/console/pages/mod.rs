@@ -7,6 +7,7 @@ pub mod consent;
 pub mod mine;
 pub mod overview;
 pub mod policies;
+pub mod sessions;
 
 use maud::{Markup, html};
 

@@ -10,6 +10,7 @@ mod audit;
 mod audit_read;
 mod buckets;
 mod bus;
+mod console;
 mod connections;
 mod oauth;
 mod policies;
@@ -400,6 +401,14 @@ impl Store for PgStore {
 
     async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()> {
         apikeys::touch(&self.pool, used).await
+    }
+
+    async fn revoke_console_sessions(&self, revocation: &super::ConsoleRevocation) -> Result<()> {
+        console::revoke(&self.pool, revocation).await
+    }
+
+    async fn console_revocations(&self) -> Result<Vec<super::ConsoleRevocation>> {
+        console::revocations(&self.pool).await
     }
 
     async fn lease_tokens(&self, key: &str, rate: f64, burst: f64, want: u32) -> Result<Lease> {
