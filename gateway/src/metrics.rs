@@ -65,6 +65,11 @@ pub struct PolicyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub state: &'static str,
 }
@@ -131,6 +136,11 @@ pub struct Metrics {
     pub config_revision: Gauge,
     /// Connections closed at once: their client address held too many.
     pub connections_refused: Counter,
+    /// Pushes of these metrics over OTLP, by outcome (`ok`, `failed`, `rejected`).
+    pub metric_exports: Family<OutcomeLabels, Counter>,
+    /// When the counters started: the start of every cumulative series pushed over
+    /// OTLP.
+    pub created: std::time::SystemTime,
 }
 
 impl Metrics {
@@ -300,6 +310,12 @@ impl Metrics {
             "Client connections closed at once because their address held http.maxConnectionsPerClient already",
             connections_refused.clone(),
         );
+        let metric_exports = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "metric_exports",
+            "Pushes of these metrics to the OTLP collector (telemetry.metrics), by outcome: ok, failed (the collector was away, refused the push or did not answer within the export timeout), rejected (it refused some data points)",
+            metric_exports.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -328,6 +344,8 @@ impl Metrics {
             store_up,
             config_revision,
             connections_refused,
+            metric_exports,
+            created: std::time::SystemTime::now(),
             auth_failures,
             rate_limited,
             rate_limit_fallback,
@@ -339,6 +357,13 @@ impl Metrics {
         self.audit_dropped
             .get_or_create(&ReasonLabels { reason })
             .inc_by(n);
+    }
+
+    /// Counts one push of the metrics over OTLP.
+    pub fn metric_export(&self, outcome: &'static str) {
+        self.metric_exports
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Counts a request refused by client authentication.

@@ -34,7 +34,9 @@ pub use env::{Env, ProcessEnv};
 pub use file::{FileError, RawConfig};
 pub use http::HttpLimits;
 pub use security::Security;
-pub use telemetry::{OtlpProtocol, RootSampler, SamplerKind, TracingSettings};
+pub use telemetry::{
+    ExportHeaders, MetricsExportSettings, OtlpProtocol, RootSampler, SamplerKind, TracingSettings,
+};
 
 use crate::crypto::{CryptoError, Keyring, Secret};
 use env::FileSecrets;
@@ -109,6 +111,8 @@ pub struct Settings {
     pub policy_default_deny: bool,
     /// Traces over OTLP; `None` (no endpoint) is off.
     pub tracing: Option<TracingSettings>,
+    /// The `/metrics` series pushed over OTLP too; `None` (the default) is off.
+    pub metrics_export: Option<MetricsExportSettings>,
     /// The web console.
     pub console: ConsoleSettings,
 }
@@ -330,6 +334,7 @@ impl Settings {
             ));
         }
         let console = console::resolve(raw.console, &secrets, client_auth.oidc.is_some())?;
+        let telemetry = telemetry::resolve(raw.telemetry, env)?;
         Ok(Self {
             listen,
             advertise_url: advertise_url(env, raw.advertise_url, listen)?,
@@ -349,7 +354,8 @@ impl Settings {
             connections: connections(raw.connections, &label, policy, &secrets)?,
             policies: policies(raw.policies)?,
             policy_default_deny: raw.policy.default_action == Some(hawser_crds::Effect::Deny),
-            tracing: telemetry::resolve(raw.telemetry, env)?,
+            tracing: telemetry.tracing,
+            metrics_export: telemetry.metrics,
             console,
             config_path,
         })

@@ -1,6 +1,9 @@
 //! `telemetry.tracing`: where traces go (OTLP), how many are kept, and what the
-//! service is called. The standard `OTEL_*` variables win over the file, as every
-//! variable wins over the file; no endpoint anywhere means tracing is off.
+//! service is called; `telemetry.metrics` ([`metrics`]): whether the `/metrics` series
+//! are pushed over OTLP too. The standard `OTEL_*` variables win over the file, as
+//! every variable wins over the file; no endpoint anywhere means tracing is off.
+
+mod metrics;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +14,8 @@ use url::Url;
 use super::env::Env;
 use super::{ConfigError, invalid};
 
+pub use metrics::{ExportHeaders, MetricsExportSettings, RawMetrics};
+
 /// `telemetry:`, as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -18,6 +23,18 @@ pub struct RawTelemetry {
     /// Traces exported over OTLP.
     #[serde(default)]
     pub tracing: RawTracing,
+    /// The `/metrics` series pushed over OTLP too.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `telemetry:`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    /// `None`: no traces exported.
+    pub tracing: Option<TracingSettings>,
+    /// `None`: metrics are scraped from `/metrics` only.
+    pub metrics: Option<MetricsExportSettings>,
 }
 
 /// `telemetry.tracing:`, as written.
@@ -48,6 +65,9 @@ pub struct RawTracing {
     pub export_interval: Option<hawser_crds::Duration>,
     /// How long one export may take (`OTEL_EXPORTER_OTLP_TIMEOUT`).
     pub export_timeout: Option<hawser_crds::Duration>,
+    /// A PEM file of the CA(s) an `https://` collector's certificate is checked
+    /// against besides the system's (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
+    pub certificate: Option<std::path::PathBuf>,
 }
 
 /// How spans reach the collector.
@@ -55,7 +75,7 @@ pub struct RawTracing {
 pub enum OtlpProtocol {
     /// OTLP/HTTP with protobuf bodies.
     HttpProtobuf,
-    /// OTLP/gRPC (plaintext HTTP/2).
+    /// OTLP/gRPC (HTTP/2; TLS with an `https://` endpoint).
     Grpc,
 }
 
@@ -92,6 +112,8 @@ pub struct TracingSettings {
     pub batch_size: usize,
     pub export_interval: Duration,
     pub export_timeout: Duration,
+    /// Extra CAs for an `https://` collector.
+    pub certificate: Option<std::path::PathBuf>,
 }
 
 /// Defaults of the batch queue (the OpenTelemetry SDK's own).
@@ -100,17 +122,25 @@ pub const DEFAULT_BATCH_SIZE: usize = 512;
 pub const DEFAULT_EXPORT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Resolves `telemetry:`; `None` when tracing is off (no endpoint, or
-/// `OTEL_SDK_DISABLED=true`, or `OTEL_TRACES_EXPORTER=none`).
-pub(super) fn resolve(
-    raw: RawTelemetry,
-    env: &dyn Env,
-) -> Result<Option<TracingSettings>, ConfigError> {
-    let raw = raw.tracing;
-    if env
-        .var("OTEL_SDK_DISABLED")
+/// Resolves `telemetry:`.
+pub(super) fn resolve(raw: RawTelemetry, env: &dyn Env) -> Result<Telemetry, ConfigError> {
+    let metrics = metrics::resolve(raw.metrics, &raw.tracing, env)?;
+    Ok(Telemetry {
+        tracing: resolve_tracing(raw.tracing, env)?,
+        metrics,
+    })
+}
+
+/// `OTEL_SDK_DISABLED=true`: no signal is exported.
+fn sdk_disabled(env: &dyn Env) -> bool {
+    env.var("OTEL_SDK_DISABLED")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
+}
+
+/// Resolves `telemetry.tracing`; `None` when tracing is off (no endpoint, or
+/// `OTEL_SDK_DISABLED=true`, or `OTEL_TRACES_EXPORTER=none`).
+fn resolve_tracing(raw: RawTracing, env: &dyn Env) -> Result<Option<TracingSettings>, ConfigError> {
+    if sdk_disabled(env) {
         return Ok(None);
     }
     match env.var("OTEL_TRACES_EXPORTER").as_deref() {
@@ -123,33 +153,13 @@ pub(super) fn resolve(
             ));
         }
     }
-    let protocol = protocol(env, raw.protocol)?;
-    let Some((field, endpoint)) = endpoint(env, raw.endpoint, raw.traces_endpoint, protocol)?
+    let protocol = protocol(env, &TRACES, raw.protocol)?;
+    let Some(endpoint) = endpoint(env, &TRACES, raw.endpoint, raw.traces_endpoint, protocol)?
     else {
         return Ok(None);
     };
-    if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host().is_none() {
-        return Err(invalid(
-            field,
-            format!("{:?} must be an http(s) URL with a host", endpoint.as_str()),
-        ));
-    }
-    if protocol == OtlpProtocol::Grpc && endpoint.scheme() == "https" {
-        return Err(invalid(
-            field,
-            "gRPC export is plaintext: use an http:// collector, or OTLP/HTTP (http/protobuf) for TLS",
-        ));
-    }
-    let mut resource_attributes = raw.resource_attributes;
-    if let Some(text) = env.var("OTEL_RESOURCE_ATTRIBUTES") {
-        resource_attributes.extend(parse_resource_attributes(&text)?);
-    }
-    let service_name = env
-        .var("OTEL_SERVICE_NAME")
-        .or(raw.service_name)
-        .or_else(|| resource_attributes.get("service.name").cloned())
-        .unwrap_or_else(|| "hawser".to_owned());
-    resource_attributes.remove("service.name");
+    let (service_name, resource_attributes) =
+        resource(env, raw.service_name, raw.resource_attributes)?;
     let queue_size = raw.queue_size.unwrap_or(DEFAULT_QUEUE_SIZE);
     if queue_size == 0 {
         return Err(invalid("telemetry.tracing.queueSize", "must be at least 1"));
@@ -168,6 +178,7 @@ pub(super) fn resolve(
         .or(millis(env, "OTEL_EXPORTER_OTLP_TIMEOUT")?)
         .or(raw.export_timeout.map(|d| d.get()))
         .unwrap_or(DEFAULT_EXPORT_TIMEOUT);
+    let certificate = certificate(env, &TRACES, raw.certificate)?;
     Ok(Some(TracingSettings {
         endpoint,
         protocol,
@@ -178,58 +189,133 @@ pub(super) fn resolve(
         batch_size,
         export_interval,
         export_timeout,
+        certificate,
     }))
 }
 
-fn protocol(env: &dyn Env, file: Option<String>) -> Result<OtlpProtocol, ConfigError> {
-    let (field, value) = match (
-        env.var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
-        env.var("OTEL_EXPORTER_OTLP_PROTOCOL"),
+/// The variables and file keys of one signal (traces, metrics).
+struct Signal {
+    /// `TRACES`, `METRICS`: the infix of the signal's own variables.
+    var: &'static str,
+    /// `telemetry.tracing`, `telemetry.metrics`.
+    section: &'static str,
+    /// The file key of the signal's full URL.
+    url_key: &'static str,
+    /// What OTLP/HTTP appends to a base URL.
+    path: &'static str,
+}
+
+const TRACES: Signal = Signal {
+    var: "TRACES",
+    section: "telemetry.tracing",
+    url_key: "tracesEndpoint",
+    path: "/v1/traces",
+};
+
+/// `service.name` and the other resource attributes: the variables' over the file's.
+fn resource(
+    env: &dyn Env,
+    service_name: Option<String>,
+    mut attributes: BTreeMap<String, String>,
+) -> Result<(String, BTreeMap<String, String>), ConfigError> {
+    if let Some(text) = env.var("OTEL_RESOURCE_ATTRIBUTES") {
+        attributes.extend(parse_resource_attributes(&text)?);
+    }
+    let service_name = env
+        .var("OTEL_SERVICE_NAME")
+        .or(service_name)
+        .or_else(|| attributes.get("service.name").cloned())
+        .unwrap_or_else(|| "hawser".to_owned());
+    attributes.remove("service.name");
+    Ok((service_name, attributes))
+}
+
+/// The CA file for an `https://` collector: the signal's variable, the general one,
+/// the file; it must be readable now, not at the first export.
+fn certificate(
+    env: &dyn Env,
+    signal: &Signal,
+    file: Option<std::path::PathBuf>,
+) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let own = format!("OTEL_EXPORTER_OTLP_{}_CERTIFICATE", signal.var);
+    let (field, path) = match (
+        env.var(&own),
+        env.var("OTEL_EXPORTER_OTLP_CERTIFICATE"),
         file,
     ) {
-        (Some(v), _, _) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v),
-        (None, Some(v), _) => ("OTEL_EXPORTER_OTLP_PROTOCOL", v),
-        (None, None, Some(v)) => ("telemetry.tracing.protocol", v),
+        (Some(v), _, _) => (own, std::path::PathBuf::from(v)),
+        (None, Some(v), _) => ("OTEL_EXPORTER_OTLP_CERTIFICATE".to_owned(), v.into()),
+        (None, None, Some(p)) => (format!("{}.certificate", signal.section), p),
+        (None, None, None) => return Ok(None),
+    };
+    match std::fs::read(&path) {
+        Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => Ok(Some(path)),
+        Ok(_) => Err(invalid(
+            &field,
+            format!("{} holds no PEM certificate", path.display()),
+        )),
+        Err(e) => Err(invalid(&field, format!("{}: {e}", path.display()))),
+    }
+}
+
+fn protocol(
+    env: &dyn Env,
+    signal: &Signal,
+    file: Option<String>,
+) -> Result<OtlpProtocol, ConfigError> {
+    let own = format!("OTEL_EXPORTER_OTLP_{}_PROTOCOL", signal.var);
+    let (field, value) = match (env.var(&own), env.var("OTEL_EXPORTER_OTLP_PROTOCOL"), file) {
+        (Some(v), _, _) => (own, v),
+        (None, Some(v), _) => ("OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(), v),
+        (None, None, Some(v)) => (format!("{}.protocol", signal.section), v),
         (None, None, None) => return Ok(OtlpProtocol::HttpProtobuf),
     };
     match value.as_str() {
         "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
         "grpc" => Ok(OtlpProtocol::Grpc),
         other => Err(invalid(
-            field,
+            &field,
             format!("{other:?}: use http/protobuf or grpc"),
         )),
     }
 }
 
-/// The traces URL and the setting it came from. The signal's own URL is used as
-/// given; the base URL gets `/v1/traces` over HTTP (OpenTelemetry's rule).
+/// The signal's URL, checked. The signal's own URL is used as given; the base URL
+/// gets the signal's path (`/v1/traces`) over HTTP (OpenTelemetry's rule).
 fn endpoint(
     env: &dyn Env,
+    signal: &Signal,
     base: Option<String>,
-    traces: Option<String>,
+    own_url: Option<String>,
     protocol: OtlpProtocol,
-) -> Result<Option<(&'static str, Url)>, ConfigError> {
+) -> Result<Option<Url>, ConfigError> {
+    let own = format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", signal.var);
     let (field, text, is_base) = match (
-        env.var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        env.var(&own),
         env.var("OTEL_EXPORTER_OTLP_ENDPOINT"),
-        traces,
+        own_url,
         base,
     ) {
-        (Some(v), _, _, _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v, false),
-        (None, Some(v), _, _) => ("OTEL_EXPORTER_OTLP_ENDPOINT", v, true),
-        (None, None, Some(v), _) => ("telemetry.tracing.tracesEndpoint", v, false),
-        (None, None, None, Some(v)) => ("telemetry.tracing.endpoint", v, true),
+        (Some(v), _, _, _) => (own, v, false),
+        (None, Some(v), _, _) => ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), v, true),
+        (None, None, Some(v), _) => (format!("{}.{}", signal.section, signal.url_key), v, false),
+        (None, None, None, Some(v)) => (format!("{}.endpoint", signal.section), v, true),
         (None, None, None, None) => return Ok(None),
     };
     let text = text.trim();
     let mut url =
-        Url::parse(text).map_err(|e| invalid(field, format!("{text:?} is not a URL: {e}")))?;
+        Url::parse(text).map_err(|e| invalid(&field, format!("{text:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(
+            &field,
+            format!("{:?} must be an http(s) URL with a host", url.as_str()),
+        ));
+    }
     if is_base && protocol == OtlpProtocol::HttpProtobuf {
-        let path = format!("{}/v1/traces", url.path().trim_end_matches('/'));
+        let path = format!("{}{}", url.path().trim_end_matches('/'), signal.path);
         url.set_path(&path);
     }
-    Ok(Some((field, url)))
+    Ok(Some(url))
 }
 
 fn ratio(field: &str, arg: Option<f64>) -> Result<f64, ConfigError> {
@@ -341,7 +427,14 @@ mod tests {
         raw: RawTracing,
         vars: &[(&str, &str)],
     ) -> Result<Option<TracingSettings>, ConfigError> {
-        resolve(RawTelemetry { tracing: raw }, &env(vars))
+        resolve(
+            RawTelemetry {
+                tracing: raw,
+                ..RawTelemetry::default()
+            },
+            &env(vars),
+        )
+        .map(|t| t.tracing)
     }
 
     #[test]

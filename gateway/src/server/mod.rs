@@ -149,6 +149,15 @@ pub async fn build(
     // Exemplars on request durations when spans are exported (tracing is installed
     // before the gateway starts).
     let metrics = Metrics::with_exemplars(crate::telemetry::on());
+    if let Some(export) = &settings.metrics_export {
+        crate::telemetry::metrics::spawn(
+            export,
+            &settings.replica_id,
+            metrics.clone(),
+            shutdown.child_token(),
+        )
+        .context("starting the OTLP metrics export")?;
+    }
     let health = match store.kind() {
         StoreKind::Memory => Health::always_up(),
         StoreKind::Postgres => Health::spawn(

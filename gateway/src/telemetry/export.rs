@@ -26,11 +26,10 @@ impl Pipeline {
         let endpoint = settings.endpoint.as_str();
         let exporter = match settings.protocol {
             OtlpProtocol::HttpProtobuf => {
-                crate::install_crypto_provider();
-                let client = reqwest::Client::builder()
-                    .timeout(settings.export_timeout)
-                    .build()
-                    .context("building the OTLP HTTP client")?;
+                let client = super::transport::http_client(
+                    settings.export_timeout,
+                    settings.certificate.as_deref(),
+                )?;
                 opentelemetry_otlp::SpanExporter::builder()
                     .with_http()
                     .with_http_client(client)
@@ -42,6 +41,12 @@ impl Pipeline {
             }
             OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
+                // Hawser's own channel: TLS on the same roots as HTTP and metrics.
+                .with_channel(super::transport::grpc_channel(
+                    &settings.endpoint,
+                    settings.export_timeout,
+                    settings.certificate.as_deref(),
+                )?)
                 .with_endpoint(endpoint)
                 .with_protocol(Protocol::Grpc)
                 .with_timeout(settings.export_timeout)
@@ -103,19 +108,12 @@ fn sampler(kind: SamplerKind) -> Sampler {
 }
 
 fn resource(settings: &TracingSettings, replica: &str) -> Resource {
-    let mut attributes = vec![
-        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-        KeyValue::new("service.instance.id", replica.to_owned()),
-        KeyValue::new("telemetry.sdk.name", "opentelemetry"),
-        KeyValue::new("telemetry.sdk.language", "rust"),
-    ];
-    // Given attributes win over Hawser's defaults (a deployment may name its instances).
-    for (k, v) in &settings.resource_attributes {
-        attributes.retain(|a| a.key.as_str() != k);
-        attributes.push(KeyValue::new(k.clone(), v.clone()));
-    }
+    let attributes = super::transport::resource_attributes(
+        &settings.service_name,
+        &settings.resource_attributes,
+        replica,
+    );
     Resource::builder_empty()
-        .with_service_name(settings.service_name.clone())
-        .with_attributes(attributes)
+        .with_attributes(attributes.into_iter().map(|(k, v)| KeyValue::new(k, v)))
         .build()
 }

@@ -1,11 +1,14 @@
-//! Logs and traces. Logs: `RUST_LOG` filters, text or JSON lines on stderr. Traces:
-//! OpenTelemetry spans over OTLP, on only when an endpoint is configured
-//! (`telemetry.tracing`, `OTEL_EXPORTER_OTLP_ENDPOINT`).
+//! Logs, traces and metrics pushed over OTLP. Logs: `RUST_LOG` filters, text or JSON
+//! lines on stderr. Traces: OpenTelemetry spans over OTLP, on only when an endpoint
+//! is configured (`telemetry.tracing`, `OTEL_EXPORTER_OTLP_ENDPOINT`). Metrics: the
+//! `/metrics` series, pushed over OTLP too when asked for (`telemetry.metrics`).
 
 pub mod context;
 mod export;
+pub mod metrics;
 mod queue;
 pub mod span;
+mod transport;
 
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
