@@ -4,6 +4,7 @@
 //   HAWSER_CONSOLE_URL          the gateway's public URL (nginx in front of replicas)
 //   HAWSER_CHROMIUM             the browser (default /usr/bin/chromium)
 //   HAWSER_CONSOLE_SCREENSHOTS  a directory for one PNG per page (optional)
+//   HAWSER_ALICE_KEY            an API key of alice, to call tools as her
 // Exits non-zero with the reason on the first failed check.
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -68,6 +69,61 @@ async function initializeWith(key) {
   return r.status;
 }
 
+/** One JSON-RPC POST to /mcp with `key`: status, session id, the answer to `body`. */
+async function mcpPost(key, session, body) {
+  const headers = {
+    authorization: `Bearer ${key}`,
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+  };
+  if (session) {
+    headers["mcp-session-id"] = session;
+    headers["mcp-protocol-version"] = "2025-11-25";
+  }
+  const r = await fetch(`${base}/mcp`, { method: "POST", headers, body: JSON.stringify(body) });
+  const text = await r.text();
+  let answer = null;
+  if ((r.headers.get("content-type") ?? "").includes("text/event-stream")) {
+    for (const line of text.split("\n")) {
+      if (!line.startsWith("data:")) continue;
+      const m = JSON.parse(line.slice(5));
+      if (m.id === body.id) answer = m;
+    }
+  } else if (text) {
+    answer = JSON.parse(text);
+  }
+  return { status: r.status, session: r.headers.get("mcp-session-id"), answer };
+}
+
+/** Calls tool `name` as the holder of `key`: the tools/call result. */
+async function callTool(key, name) {
+  const init = await mcpPost(key, null, {
+    jsonrpc: "2.0",
+    id: 1,
+    method: "initialize",
+    params: {
+      protocolVersion: "2025-11-25",
+      capabilities: {},
+      clientInfo: { name: "console-test", version: "1" },
+    },
+  });
+  assert.equal(init.status, 200, "initialize");
+  await mcpPost(key, init.session, { jsonrpc: "2.0", method: "notifications/initialized" });
+  const r = await mcpPost(key, init.session, {
+    jsonrpc: "2.0",
+    id: 2,
+    method: "tools/call",
+    params: { name, arguments: {} },
+  });
+  assert.ok(r.answer?.result, `tools/call ${name}: ${JSON.stringify(r.answer)}`);
+  return r.answer.result;
+}
+
+/** The text of a tool result. */
+function textOf(result) {
+  return (result.content ?? []).map((c) => c.text ?? "").join("");
+}
+
 async function eventually(what, fn, ms = 15000) {
   const until = Date.now() + ms;
   for (;;) {
@@ -117,8 +173,8 @@ try {
   assert.match(await page.locator(".who").innerText(), /alice \(admin\)/);
   check("alice signs in through the provider and is an admin (group hawser-admins)");
   const names = await page.locator("tbody th[scope=row] a").allInnerTexts();
-  assert.deepEqual(names.sort(), ["gh", "plain"]);
-  check("the overview lists both connections");
+  assert.deepEqual(names.sort(), ["gh", "personal", "plain"]);
+  check("the overview lists every connection");
   await accessible(page, "overview");
   await shot(page, "overview");
 
@@ -206,10 +262,44 @@ try {
   await accessible(page, "policies");
   await shot(page, "policies");
 
+  // My connections: alice connects her own account on the per-user connection,
+  // calls it as herself, disconnects, and is asked to consent again.
+  const aliceKey = process.env.HAWSER_ALICE_KEY;
+  assert.ok(aliceKey, "HAWSER_ALICE_KEY is required");
+  const mine = () => page.locator("tbody tr", { has: page.getByRole("link", { name: "personal", exact: true }) });
   await page.getByRole("link", { name: "My connections" }).click();
   await page.getByRole("heading", { level: 1, name: "My connections" }).waitFor();
+  await mine().getByText("consent required").waitFor();
+  const before = await callTool(aliceKey, "personal__whoami");
+  assert.equal(before.isError, true, `before consent: ${JSON.stringify(before)}`);
+  assert.match(textOf(before), /https?:\/\//, "the refusal carries a consent link");
+  check("a per-user connection not yet connected asks for consent");
+  await page.getByRole("link", { name: "Connect personal" }).click();
+  await page.getByRole("heading", { level: 1, name: "Connect personal" }).waitFor();
+  await accessible(page, "consent");
+  await page.getByRole("button", { name: "Connect personal" }).click();
+  await page.getByText("Account connected").waitFor();
+  await page.goto(`${base}/ui/me`);
+  await mine().locator(".state.ok", { hasText: "connected" }).waitFor();
+  await eventually("the connected account is used on every replica", async () => {
+    const after = await callTool(aliceKey, "personal__whoami");
+    assert.notEqual(after.isError, true, textOf(after));
+    assert.match(textOf(after), /clientId/);
+  });
+  check("Connect runs the consent in the browser: My connections says connected, the tool answers");
   await accessible(page, "my connections");
   await shot(page, "my-connections");
+  await page.getByRole("button", { name: "Disconnect personal" }).click();
+  await page.waitForURL(/\/ui\/me\?disconnected=personal$/);
+  await page.getByText("Disconnected from personal.").waitFor();
+  await mine().getByText("consent required").waitFor();
+  assert.equal(await page.getByRole("button", { name: "Disconnect personal" }).count(), 0);
+  await eventually("every replica forgets the disconnected account", async () => {
+    const again = await callTool(aliceKey, "personal__whoami");
+    assert.equal(again.isError, true, `after disconnect: ${JSON.stringify(again)}`);
+    assert.match(textOf(again), /https?:\/\//);
+  });
+  check("Disconnect: not connected any more, and the tool asks for consent again");
 
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(/\/ui\/signin$/);

@@ -1,7 +1,7 @@
 //! The web console in a real browser (Debian's chromium, driven by playwright-core
 //! from `e2e/console/console.test.mjs`): two replicas behind nginx with Postgres,
-//! sign-in through the strict mock OIDC provider, one plain and one OAuth
-//! connection, axe-core on every page. Screenshots go to `docs/console/` when
+//! sign-in through the strict mock OIDC provider, one plain, one OAuth and one
+//! per-user OAuth connection, axe-core on every page. Screenshots go to `docs/console/` when
 //! `HAWSER_CONSOLE_SCREENSHOTS` names a directory.
 
 use std::time::Duration;
@@ -31,6 +31,9 @@ connections:
   - name: gh
     url: {secured}
     auth: {{type: oauth2, grant: authorization_code, clientId: hawser, clientSecret: hawser-client-secret, scopes: [mcp]}}
+  - name: personal
+    url: {secured}
+    auth: {{type: oauth2, grant: authorization_code, tokens: perUser, clientId: hawser, clientSecret: hawser-client-secret, scopes: [mcp]}}
 "#,
         plain = plain.mcp_url(),
         secured = secured.mcp_url(),
@@ -116,6 +119,7 @@ async fn the_console_in_a_browser() {
     cmd.arg(&script)
         .env("HAWSER_CONSOLE_URL", &cluster.lb.base)
         .env("HAWSER_CHROMIUM", CHROMIUM)
+        .env("HAWSER_ALICE_KEY", &alice_key)
         .kill_on_drop(true);
     if let Some(dir) = env_var("HAWSER_CONSOLE_SCREENSHOTS") {
         cmd.env("HAWSER_CONSOLE_SCREENSHOTS", dir);
