@@ -59,6 +59,8 @@ struct Listener {
 #[derive(Default)]
 pub struct Listeners {
     open: Mutex<Vec<Listener>>,
+    /// The resources they asked to hear about, as watched upstream.
+    pub watches: super::watch::Watches,
 }
 
 impl Listeners {
@@ -100,7 +102,8 @@ impl Listeners {
     }
 
     /// Registers a stream of `caller` on `endpoint` that hears what `filter` accepts,
-    /// tagged with subscription `id` (JSON text); frames arrive on the receiver.
+    /// tagged with subscription `id` (JSON text); frames arrive on the receiver (the
+    /// sender adds others, e.g. resource updates).
     pub(super) fn add(
         &self,
         endpoint: &Endpoint,
@@ -109,7 +112,7 @@ impl Listeners {
         caller: Arc<Identity>,
         view: &View,
         policy: &Policies,
-    ) -> mpsc::Receiver<Bytes> {
+    ) -> (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         let mut seen = [0; 4];
         if let Some(e) = view.endpoint(endpoint) {
@@ -123,9 +126,9 @@ impl Listeners {
             caller,
             seen,
             id: id.to_owned(),
-            tx,
+            tx: tx.clone(),
         });
-        rx
+        (tx, rx)
     }
 
     /// Streams open here (metrics, tests).

@@ -1,24 +1,30 @@
 //! `subscriptions/listen` (2026-07-28): one long-lived stream per request that carries
-//! the list changes of every connection the endpoint shows. A change seen by any
-//! replica reaches listeners on every replica: each replica's registry follows the
-//! store's change notifications and rebuilds its own view.
+//! the list changes of every connection the endpoint shows, and updates of the
+//! resources the client asked for. A change seen by any replica reaches listeners on
+//! every replica: each replica's registry follows the store's change notifications and
+//! rebuilds its own view; each replica watches the resources its own listeners asked
+//! for at their upstreams ([`super::watch`]), which tell every watcher.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
 
 use super::error::{Error, Result};
 use super::listeners::{Filter, tagged};
 use super::reply::{self, Reply};
 use super::state::Front;
+use super::watch::{Watch, WatchError};
 use crate::endpoint::Endpoint;
 use crate::identity::Identity;
 use crate::jsonrpc::{self, Id, Message};
+use crate::policy;
 use crate::revision::meta;
 use crate::sse;
+use crate::upstream::Upstream;
 
 /// Interval of keep-alive comments on idle streams.
 const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -43,19 +49,43 @@ fn offered(front: &Front, endpoint: &Endpoint) -> Filter {
     }
 }
 
+/// Resources one listen request may ask to hear about.
+const MAX_RESOURCES: usize = 64;
+
+/// What a client asks for (`params.notifications`).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Requested {
+    #[serde(flatten)]
+    lists: Filter,
+    #[serde(default)]
+    resource_subscriptions: Vec<String>,
+}
+
+/// What Hawser agreed to send, in the acknowledgement.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Accepted<'a> {
+    #[serde(flatten)]
+    lists: &'a Filter,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    resource_subscriptions: &'a [String],
+}
+
 /// Opens a listen stream: the acknowledgement first (what Hawser agreed to send),
 /// then the notifications, each tagged with the subscription id.
-pub fn open(
+pub async fn open(
     front: &Arc<Front>,
     endpoint: &Endpoint,
     identity: &Identity,
     msg: &Message<'_>,
     id: &Id,
+    client_address: Option<&str>,
 ) -> Result<Reply> {
     #[derive(Deserialize, Default)]
     struct Params {
         #[serde(default)]
-        notifications: Option<Filter>,
+        notifications: Option<Requested>,
     }
     let params: Params = msg
         .params
@@ -66,20 +96,49 @@ pub fn open(
     let requested = params.notifications.unwrap_or_default();
     let offered = offered(front, endpoint);
     let accepted = Filter {
-        tools_list_changed: requested.tools_list_changed && offered.tools_list_changed,
-        prompts_list_changed: requested.prompts_list_changed && offered.prompts_list_changed,
-        resources_list_changed: requested.resources_list_changed && offered.resources_list_changed,
+        tools_list_changed: requested.lists.tools_list_changed && offered.tools_list_changed,
+        prompts_list_changed: requested.lists.prompts_list_changed && offered.prompts_list_changed,
+        resources_list_changed: requested.lists.resources_list_changed
+            && offered.resources_list_changed,
     };
+    let mut uris = requested.resource_subscriptions;
+    uris.sort();
+    uris.dedup();
+    if uris.len() > MAX_RESOURCES {
+        return Err(Error::InvalidParams(format!(
+            "at most {MAX_RESOURCES} resource subscriptions per listen request"
+        )));
+    }
+    // Every resource is checked and watched upstream before the stream opens, so a
+    // refusal is this request's answer.
+    let mut watches = Vec::with_capacity(uris.len());
+    for uri in &uris {
+        let upstream = resource_upstream(front, endpoint, identity, uri, client_address)?;
+        let watch = front
+            .listeners
+            .watches
+            .watch(&front.registry, &upstream, &identity.subject, uri)
+            .await
+            .map_err(|e| match e {
+                WatchError::Upstream(e) => Error::upstream(upstream.name(), e),
+                e => Error::InvalidParams(format!("cannot subscribe to {uri:?}: {e}")),
+            })?;
+        watches.push((uri.clone(), watch));
+    }
     let ack_members = format!(
         r#""notifications":{}"#,
-        serde_json::to_string(&accepted).unwrap_or_else(|_| "{}".into())
+        serde_json::to_string(&Accepted {
+            lists: &accepted,
+            resource_subscriptions: &uris,
+        })
+        .unwrap_or_else(|_| "{}".into())
     );
     let ack = tagged(
         "notifications/subscriptions/acknowledged",
         id.json(),
         Some(&ack_members),
     );
-    let rx = front.listeners.add(
+    let (tx, rx) = front.listeners.add(
         endpoint,
         accepted,
         id.json(),
@@ -87,6 +146,9 @@ pub fn open(
         &front.registry.view(),
         &front.policy,
     );
+    for (uri, watch) in watches {
+        tokio::spawn(relay_updates(watch, tx.clone(), id.json().to_owned(), uri));
+    }
     let draining = front.draining.clone();
     let end = jsonrpc::result(
         id.json(),
@@ -118,4 +180,64 @@ pub fn open(
         },
     );
     Ok(reply::sse(Body::from_stream(stream)))
+}
+
+/// The upstream serving `uri` on `endpoint`, if the caller may read it there.
+fn resource_upstream(
+    front: &Front,
+    endpoint: &Endpoint,
+    identity: &Identity,
+    uri: &str,
+    client_address: Option<&str>,
+) -> Result<Arc<Upstream>> {
+    let view = front.registry.view();
+    let upstream = view
+        .endpoint(endpoint)
+        .and_then(|e| e.resource_owner(uri).or(e.upstream.as_ref()).cloned())
+        .ok_or_else(|| Error::ResourceNotFound(uri.to_owned()))?;
+    let facts = policy::Facts {
+        args: None,
+        client_address,
+        tool: None,
+    };
+    match front.policy.check_call(
+        identity,
+        upstream.name(),
+        policy::Kind::Resource,
+        uri,
+        &facts,
+    ) {
+        policy::Decision::Allow(_) => Ok(upstream),
+        // Hidden: exactly what an unknown resource gets.
+        policy::Decision::Hidden(_) => Err(Error::ResourceNotFound(uri.to_owned())),
+        policy::Decision::Denied(d) => Err(Error::Denied {
+            policy: d.policy,
+            rule: d.rule,
+        }),
+    }
+}
+
+/// Sends `notifications/resources/updated` for `uri` on a listen stream each time the
+/// watch fires, until the stream ends (the watch is let go then).
+async fn relay_updates(watch: Arc<Watch>, tx: mpsc::Sender<Bytes>, id: String, uri: String) {
+    let uri_member = format!(r#""uri":{}"#, jsonrpc::raw_string(&uri).get());
+    let frame = sse::event(&tagged(
+        "notifications/resources/updated",
+        &id,
+        Some(&uri_member),
+    ));
+    let mut updates = watch.updates();
+    loop {
+        tokio::select! {
+            () = tx.closed() => return,
+            update = updates.recv() => match update {
+                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if tx.send(frame.clone()).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
 }

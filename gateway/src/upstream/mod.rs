@@ -454,11 +454,21 @@ impl Upstream {
         self: &Arc<Self>,
         session: &UpstreamSession,
     ) -> Result<Option<streamable::EventStream>, UpstreamError> {
+        const LISTS: &str = r#"{"notifications":{"toolsListChanged":true,"promptsListChanged":true,"resourcesListChanged":true}}"#;
+        self.listen_for(session, LISTS).await
+    }
+
+    /// Like [`Self::listen`], a 2026-07-28 upstream's stream asking for what `filter`
+    /// (the `subscriptions/listen` params, JSON text) says, e.g. resource updates.
+    pub async fn listen_for(
+        self: &Arc<Self>,
+        session: &UpstreamSession,
+        filter: &str,
+    ) -> Result<Option<streamable::EventStream>, UpstreamError> {
         let Some(http) = self.http() else {
             return Ok(None);
         };
         if session.is_modern() {
-            let filter = r#"{"notifications":{"toolsListChanged":true,"promptsListChanged":true,"resourcesListChanged":true}}"#;
             let params = era::with_envelope(
                 Some(&jsonrpc::raw_or_null(filter.to_owned())),
                 &era::hawser_envelope(),
