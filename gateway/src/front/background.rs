@@ -54,7 +54,10 @@ async fn follow_events(front: Arc<Front>, stop: CancellationToken) {
                 Err(RecvError::Lagged(_)) => {}
             },
             e = events.recv() => match e {
-                Ok(StoreEvent::SessionEnded { id_hash }) => front.sessions.forget(&id_hash),
+                Ok(StoreEvent::SessionEnded { id_hash }) => {
+                    front.sessions.forget(&id_hash);
+                    front.listeners.watches.sessions.forget(&id_hash);
+                }
                 Ok(StoreEvent::Bus(message)) => bus::receive(&front, message).await,
                 Ok(StoreEvent::Resync) | Err(RecvError::Lagged(_)) => revalidate(&front).await,
                 Ok(_) => {}
@@ -118,6 +121,7 @@ async fn end_idle_sessions(front: &Front) {
     tracing::info!(count = swept.len(), "ended idle sessions");
     for record in swept {
         front.sessions.forget(&record.id_hash);
+        front.listeners.watches.sessions.forget(&record.id_hash);
         for (connection, upstream_session) in record.upstreams {
             if let Some(upstream) = front.registry.upstream(&connection) {
                 upstream.close_session(upstream_session);

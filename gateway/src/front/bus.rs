@@ -97,6 +97,12 @@ pub async fn receive(front: &Arc<Front>, message: BusMessage) {
         | BusMessage::SigningKeysChanged
         | BusMessage::PoliciesChanged
         | BusMessage::ConsoleSessionsRevoked => {}
+        BusMessage::ResourceSubscription {
+            session,
+            connection,
+            uri,
+            subscribed,
+        } => super::subscribed::receive(front, session, connection, uri, subscribed),
         BusMessage::UpstreamSession {
             session,
             connection,

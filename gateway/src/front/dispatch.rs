@@ -16,6 +16,7 @@ use super::reply::{self, Reply};
 use super::request::RequestInfo;
 use super::session::ClientSession;
 use super::state::Front;
+use super::subscribed;
 use crate::config::PREFIX_SEPARATOR;
 use crate::jsonrpc::{self, Id, Kind, Message, RawParams, raw_string};
 use crate::policy;
@@ -266,6 +267,13 @@ async fn routed(
                     record::refused(front, info, Some(session), method, Some(uri), &error);
                     return Ok(error.reply_in(Some(id), session.is_modern()));
                 }
+            }
+            if method != "resources/read" && subscribed::bridged(session, &upstream) {
+                let subscribe = method == "resources/subscribe";
+                let reply =
+                    subscribed::handle(front, session, &upstream, uri, subscribe, id).await?;
+                record::answered(front, info, method, "ok");
+                return Ok(reply);
             }
             Ok(to.send(&upstream, msg.params, Some(uri)).await)
         }

@@ -25,6 +25,8 @@ pub fn open(front: &Arc<Front>, session: &Arc<ClientSession>) -> Reply {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let stop = session.ended.child_token();
     session.add_stream(tx, stop.clone());
+    // Resources subscribed at 2026-07-28 upstreams are watched where the stream is.
+    super::subscribed::follow(front, session);
 
     for (connection, upstream_session) in session.upstream_sessions() {
         if let Some(upstream) = front.registry.upstream(&connection)

@@ -42,10 +42,12 @@ mod routes;
 pub mod session;
 mod state;
 mod stream;
+mod subscribed;
 pub mod subscriptions;
 pub mod throttle;
 mod ticket;
 pub mod version;
+pub mod watch;
 mod wellknown;
 pub mod wire;
 

@@ -357,6 +357,14 @@ pub enum BusMessage {
     /// An upstream session was opened for a client session: the replica holding the
     /// client's GET stream follows the upstream's own stream too.
     UpstreamSession { session: IdHash, connection: String },
+    /// A legacy session subscribed to (or unsubscribed from) a resource of a
+    /// 2026-07-28 upstream: the replica holding its GET stream watches it.
+    ResourceSubscription {
+        session: IdHash,
+        connection: String,
+        uri: String,
+        subscribed: bool,
+    },
     /// A connection's OAuth token was stored or removed: re-read it, re-dial. For a
     /// per-user token, `subject` says whose (every replica forgets its copy).
     TokenChanged {

@@ -1,0 +1,226 @@
+//! A legacy client's `resources/subscribe` to a resource of a 2026-07-28-only
+//! upstream, which has no such method: Hawser watches the resource at the upstream
+//! (a `subscriptions/listen` stream, [`super::watch`]) and relays its updates to the
+//! client's GET stream, until `resources/unsubscribe`, the end of the session or of
+//! the stream.
+//!
+//! The subscribe may reach any replica, and the GET stream may be open on another
+//! one (or re-opened on a third): every replica hears of each subscription on the
+//! replica bus and remembers it, and the one holding the GET stream watches.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{Error, Result};
+use super::reply::{self, Reply};
+use super::session::ClientSession;
+use super::state::Front;
+use super::watch::WatchError;
+use crate::crypto::IdHash;
+use crate::jsonrpc::{self, Id};
+use crate::sse;
+use crate::store::BusMessage;
+use crate::upstream::Upstream;
+
+/// Bridged subscriptions one session may hold.
+const MAX_PER_SESSION: usize = 64;
+/// Sessions with bridged subscriptions one replica remembers.
+const MAX_SESSIONS: usize = 16_384;
+
+type Resource = (String, String);
+
+/// The bridged subscriptions of every session (as heard on the bus), and the ones
+/// relayed from this replica.
+#[derive(Default)]
+pub struct Subscribed {
+    by_session: Mutex<HashMap<IdHash, BTreeSet<Resource>>>,
+    relaying: Mutex<HashMap<(IdHash, Resource), CancellationToken>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Subscribed {
+    /// Forgets an ended session's subscriptions (its relays stop with the session).
+    pub fn forget(&self, session: &IdHash) {
+        lock(&self.by_session).remove(session);
+        lock(&self.relaying).retain(|(s, _), _| s != session);
+    }
+
+    fn of(&self, session: &IdHash) -> Vec<Resource> {
+        lock(&self.by_session)
+            .get(session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records a change; whether the session still has room for it.
+    fn record(&self, session: IdHash, resource: Resource, subscribed: bool) -> bool {
+        let mut all = lock(&self.by_session);
+        if !subscribed {
+            if let Some(set) = all.get_mut(&session) {
+                set.remove(&resource);
+                if set.is_empty() {
+                    all.remove(&session);
+                }
+            }
+            return true;
+        }
+        if !all.contains_key(&session) && all.len() >= MAX_SESSIONS {
+            return false;
+        }
+        let set = all.entry(session).or_default();
+        if !set.contains(&resource) && set.len() >= MAX_PER_SESSION {
+            return false;
+        }
+        set.insert(resource);
+        true
+    }
+}
+
+/// Whether `resources/subscribe` and `unsubscribe` to `upstream` are bridged for a
+/// client of this session: a legacy client, an upstream that speaks only 2026-07-28.
+pub fn bridged(session: &ClientSession, upstream: &Upstream) -> bool {
+    !session.is_modern()
+        && upstream.era_for(crate::revision::Era::Legacy) == crate::revision::Era::Modern
+}
+
+/// `resources/subscribe` (`subscribed`) or `resources/unsubscribe` of `uri`, already
+/// routed to `upstream` and allowed by policy.
+pub async fn handle(
+    front: &Front,
+    session: &Arc<ClientSession>,
+    upstream: &Arc<Upstream>,
+    uri: String,
+    subscribed: bool,
+    id: &Id,
+) -> Result<Reply> {
+    if subscribed {
+        super::watch::watchable(upstream)
+            .map_err(|e| Error::InvalidParams(format!("cannot subscribe to {uri:?}: {e}")))?;
+    }
+    let resource = (upstream.name().to_owned(), uri);
+    if !front
+        .listeners
+        .watches
+        .sessions
+        .record(session.id_hash, resource.clone(), subscribed)
+    {
+        return Err(Error::InvalidParams(format!(
+            "at most {MAX_PER_SESSION} resource subscriptions per session"
+        )));
+    }
+    let (connection, uri) = resource.clone();
+    // This replica acts now; the others when they hear of it (this one again,
+    // harmlessly).
+    apply(front, session.id_hash, resource, subscribed);
+    let message = BusMessage::ResourceSubscription {
+        session: session.id_hash,
+        connection,
+        uri,
+        subscribed,
+    };
+    if let Err(error) = front.store.publish(None, &message).await {
+        tracing::warn!(session = %session.handle, %error, "cannot tell other replicas of a resource subscription");
+    }
+    Ok(reply::json(jsonrpc::result(id.json(), "{}")))
+}
+
+/// A subscription change heard on the bus.
+pub fn receive(front: &Front, session: IdHash, connection: String, uri: String, subscribed: bool) {
+    let resource = (connection, uri);
+    front
+        .listeners
+        .watches
+        .sessions
+        .record(session, resource.clone(), subscribed);
+    apply(front, session, resource, subscribed);
+}
+
+/// Starts or stops relaying one subscription, if this replica holds the session's
+/// GET stream.
+fn apply(front: &Front, session: IdHash, resource: Resource, subscribed: bool) {
+    let subscriptions = &front.listeners.watches.sessions;
+    let key = (session, resource);
+    if !subscribed {
+        if let Some(stop) = lock(&subscriptions.relaying).remove(&key) {
+            stop.cancel();
+        }
+        return;
+    }
+    if let Some(s) = front.sessions.local_session(&session)
+        && s.has_stream()
+    {
+        start(front, &s, key.1);
+    }
+}
+
+/// Relays every subscription of `session` to its GET stream (just opened here).
+pub fn follow(front: &Front, session: &Arc<ClientSession>) {
+    for resource in front.listeners.watches.sessions.of(&session.id_hash) {
+        start(front, session, resource);
+    }
+}
+
+/// Relays the updates of one resource to the session's newest GET stream, until it
+/// closes or the client unsubscribes.
+fn start(front: &Front, session: &Arc<ClientSession>, resource: Resource) {
+    let stop = session.stream_stop().child_token();
+    {
+        let mut relaying = lock(&front.listeners.watches.sessions.relaying);
+        let key = (session.id_hash, resource.clone());
+        if relaying.get(&key).is_some_and(|t| !t.is_cancelled()) {
+            return;
+        }
+        relaying.retain(|_, t| !t.is_cancelled());
+        relaying.insert(key, stop.clone());
+    }
+    let registry = front.registry.clone();
+    let listeners = front.listeners.clone();
+    let session = session.clone();
+    tokio::spawn(async move {
+        let (connection, uri) = resource;
+        let Some(upstream) = registry.upstream(&connection) else {
+            stop.cancel();
+            return;
+        };
+        let watch = tokio::select! {
+            () = stop.cancelled() => return,
+            w = listeners.watches.watch(&registry, &upstream, &session.subject, &uri) => w,
+        };
+        let watch = match watch {
+            Ok(w) => w,
+            Err(error) => {
+                let error: &dyn std::fmt::Display = match &error {
+                    WatchError::Upstream(e) => e,
+                    e => e,
+                };
+                tracing::warn!(session = %session.handle, %connection, %uri, %error, "cannot watch a subscribed resource");
+                // A later subscribe or GET stream tries again.
+                stop.cancel();
+                return;
+            }
+        };
+        let params = format!(r#"{{"uri":{}}}"#, jsonrpc::raw_string(&uri).get());
+        let note = sse::event(&jsonrpc::notification(
+            "notifications/resources/updated",
+            Some(&params),
+        ));
+        let mut updates = watch.updates();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                update = updates.recv() => match update {
+                    Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        session.push(note.clone());
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+}
