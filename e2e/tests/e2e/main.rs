@@ -16,6 +16,7 @@ mod policy;
 mod protocol;
 mod python_client;
 mod replicas;
+mod resource_updates;
 mod revisions;
 mod traces;
 mod transports;

@@ -1,0 +1,246 @@
+//! Resource updates across the eras and replicas: a 2026-07-28 client's
+//! `subscriptions/listen` asking for resources, and a legacy client's
+//! `resources/subscribe` to a 2026-07-28-only upstream.
+
+use std::time::Duration;
+
+use hawser_e2e::harness::cluster::Cluster;
+use hawser_e2e::harness::mcp::{McpClient, text};
+use hawser_e2e::harness::stack::Fixture;
+use serde_json::{Value, json};
+
+use super::eras::{listen, next_message, try_next_message};
+
+const WATCHED: &str = "test://watched-resource";
+const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+const UPDATED: &str = "notifications/resources/updated";
+
+/// Two replicas in front of one fixture (`fx`), loaded everywhere.
+async fn two_replicas(fixture: &Fixture) -> Cluster {
+    let cluster = Cluster::start(2, "").await;
+    let put = cluster
+        .put_connection(0, "fx", json!({"url": fixture.mcp_url()}))
+        .await;
+    assert_eq!(put, 201);
+    cluster
+        .wait_all("fx loaded", Duration::from_secs(20), |names| {
+            names.iter().any(|n| n == "fx__touch_resource")
+        })
+        .await;
+    cluster
+}
+
+/// Makes the fixture announce an update of `uri` (through the gateway at `url`).
+async fn touch(url: &str, tool: &str, uri: &str) -> String {
+    let mut client = McpClient::connect(url).await;
+    let reply = client.call(tool, json!({"uri": uri})).await;
+    text(reply.result())
+}
+
+/// Waits until the fixture recorded an event `check` accepts.
+async fn wait_event(fixture: &Fixture, what: &str, check: impl Fn(&Value) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if fixture.events().await.iter().any(&check) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never saw {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A listen stream on each replica asks for the watched resource; an update the
+/// upstream announces reaches both, tagged with each stream's subscription; when the
+/// streams close, the upstream subscription ends.
+async fn listeners_on_every_replica_hear_updates(era: &[&str]) {
+    let fixture = Fixture::start(era);
+    let cluster = two_replicas(&fixture).await;
+    let mut streams = Vec::new();
+    for replica in &cluster.replicas {
+        let mut events = listen(
+            &replica.mcp_url(),
+            None,
+            json!({"resourceSubscriptions": [WATCHED]}),
+        )
+        .await;
+        let ack = next_message(&mut events, Duration::from_secs(10)).await;
+        assert_eq!(
+            ack["method"], "notifications/subscriptions/acknowledged",
+            "{ack}"
+        );
+        assert_eq!(
+            ack["params"]["notifications"]["resourceSubscriptions"],
+            json!([WATCHED]),
+            "{ack}"
+        );
+        streams.push(events);
+    }
+    // The update is triggered through the load balancer, whichever replica that is.
+    let answer = touch(&cluster.lb.mcp_url(), "fx__touch_resource", WATCHED).await;
+    assert!(answer.starts_with("updated"), "{answer}");
+    for events in &mut streams {
+        let note = next_message(events, Duration::from_secs(10)).await;
+        assert_eq!(note["method"], UPDATED, "{note}");
+        assert_eq!(note["params"]["uri"], WATCHED, "{note}");
+        assert_eq!(note["params"]["_meta"][SUBSCRIPTION_ID], "sub-1", "{note}");
+    }
+    // A resource nobody asked for is not announced.
+    touch(
+        &cluster.lb.mcp_url(),
+        "fx__touch_resource",
+        "test://static-text",
+    )
+    .await;
+    for events in &mut streams {
+        let extra = try_next_message(events, Duration::from_millis(500)).await;
+        assert!(extra.is_none(), "unrequested update: {extra:?}");
+    }
+    drop(streams);
+    // Both replicas let go of their upstream subscriptions.
+    if era.is_empty() {
+        wait_event(&fixture, "the watch sessions deleted", |e| {
+            e["kind"] == "session_deleted"
+        })
+        .await;
+        let deleted = || async {
+            fixture
+                .events()
+                .await
+                .iter()
+                .filter(|e| e["kind"] == "session_deleted")
+                .count()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while deleted().await < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a watch session outlived its listeners"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    } else {
+        let closed = || async {
+            fixture
+                .events()
+                .await
+                .iter()
+                .filter(|e| e["kind"] == "listen_closed")
+                .count()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while closed().await < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "an upstream listen stream outlived its listeners"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn listen_streams_hear_resource_updates_of_a_legacy_upstream_on_every_replica() {
+    listeners_on_every_replica_hear_updates(&[]).await;
+}
+
+#[tokio::test]
+async fn listen_streams_hear_resource_updates_of_a_2026_07_28_upstream_on_every_replica() {
+    listeners_on_every_replica_hear_updates(&["--era", "modern"]).await;
+}
+
+/// A listen request for a resource no connection serves is refused, naming it.
+#[tokio::test]
+async fn a_listen_request_for_an_unknown_resource_is_refused() {
+    let fixture = Fixture::start(&[]);
+    let cluster = two_replicas(&fixture).await;
+    let body = json!({
+        "jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+        "params": {
+            "notifications": {"resourceSubscriptions": ["nowhere://nothing"]},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    });
+    let response = hawser_e2e::harness::http()
+        .post(cluster.replicas[0].mcp_url())
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("listen: {e}"));
+    let answer: Value = response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("listen answer: {e}"));
+    assert_eq!(answer["error"]["code"], -32002, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nowhere://nothing")),
+        "{answer}"
+    );
+}
+
+/// The next message on a GET stream that `check` accepts, if one comes within `limit`.
+async fn next_matching(
+    stream: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+    limit: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    tokio::time::timeout(limit, async {
+        while let Some(message) = stream.recv().await {
+            if check(&message) {
+                return Some(message);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// A legacy client's `resources/subscribe` to an upstream that speaks only
+/// 2026-07-28 (which has no such method), sent through the replica that does not hold
+/// the client's GET stream: the update reaches the stream; `resources/unsubscribe`
+/// ends the upstream subscription.
+#[tokio::test]
+async fn a_legacy_subscription_to_a_2026_07_28_upstream_reaches_the_stream_on_another_replica() {
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let cluster = two_replicas(&fixture).await;
+    let client = McpClient::connect(&cluster.replicas[0].mcp_url()).await;
+    let mut stream = client.listen().await;
+    let mut elsewhere = McpClient::new(&cluster.replicas[1].mcp_url());
+    elsewhere.session = client.session.clone();
+    let reply = elsewhere
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
+    assert_eq!(reply.result(), &json!({}), "{reply:?}");
+    wait_event(&fixture, "the upstream listen stream", |e| {
+        e["kind"] == "listen" && e["resourceSubscriptions"] == json!([WATCHED])
+    })
+    .await;
+
+    touch(&cluster.lb.mcp_url(), "fx__touch_resource", WATCHED).await;
+    let is_update = |m: &Value| m["method"] == UPDATED;
+    let note = next_matching(&mut stream, Duration::from_secs(10), is_update)
+        .await
+        .unwrap_or_else(|| panic!("no resource update on the GET stream"));
+    assert_eq!(note["params"]["uri"], WATCHED, "{note}");
+
+    let reply = elsewhere
+        .request("resources/unsubscribe", json!({"uri": WATCHED}))
+        .await;
+    assert_eq!(reply.result(), &json!({}), "{reply:?}");
+    wait_event(&fixture, "the upstream listen stream closed", |e| {
+        e["kind"] == "listen_closed"
+    })
+    .await;
+    touch(&cluster.lb.mcp_url(), "fx__touch_resource", WATCHED).await;
+    let late = next_matching(&mut stream, Duration::from_secs(1), is_update).await;
+    assert!(late.is_none(), "an update after unsubscribing: {late:?}");
+}
