@@ -14,6 +14,8 @@ import { chromium } from "playwright-core";
 
 const base = process.env.HAWSER_CONSOLE_URL;
 assert.ok(base, "HAWSER_CONSOLE_URL is required");
+const aliceKey = process.env.HAWSER_ALICE_KEY;
+assert.ok(aliceKey, "HAWSER_ALICE_KEY is required");
 const shots = process.env.HAWSER_CONSOLE_SCREENSHOTS;
 if (shots) mkdirSync(shots, { recursive: true });
 const axeSource = readFileSync(
@@ -96,7 +98,7 @@ async function mcpPost(key, session, body) {
 }
 
 /** Calls tool `name` as the holder of `key`: the tools/call result. */
-async function callTool(key, name) {
+async function callTool(key, name, args = {}) {
   const init = await mcpPost(key, null, {
     jsonrpc: "2.0",
     id: 1,
@@ -113,7 +115,7 @@ async function callTool(key, name) {
     jsonrpc: "2.0",
     id: 2,
     method: "tools/call",
-    params: { name, arguments: {} },
+    params: { name, arguments: args },
   });
   assert.ok(r.answer?.result, `tools/call ${name}: ${JSON.stringify(r.answer)}`);
   return r.answer.result;
@@ -247,6 +249,50 @@ try {
   check("the audit log filters to one subject and outcome");
   await accessible(page, "audit");
   await shot(page, "audit");
+  // The live tail: a new call appears on top of the open page, without a reload.
+  await page.goto(`${base}/ui/audit`);
+  await page.locator("#tail-status", { hasText: "Following new events" }).waitFor();
+  await accessible(page, "audit with live tail");
+  await page.evaluate(() => {
+    window.sameDocument = true;
+  });
+  const marker = `tail-${Date.now()}`;
+  await callTool(aliceKey, "plain__echo", { text: marker });
+  const rowsOnPage = () =>
+    page.locator("tbody#audit-rows tr").evaluateAll((trs) =>
+      trs.map((tr) => ({
+        id: Number(tr.cells[0].querySelector("a").getAttribute("href").split("/").pop()),
+        subject: tr.cells[1].textContent,
+        target: tr.cells[4].textContent,
+      })),
+    );
+  const topBefore = Math.max(0, ...(await rowsOnPage()).map((r) => r.id));
+  await callTool(aliceKey, "plain__echo", { text: marker });
+  await eventually(
+    "the new call reaches the open page",
+    async () => {
+      const fresh = (await rowsOnPage()).filter((r) => r.id > topBefore);
+      assert.ok(
+        fresh.some((r) => r.subject === "alice" && r.target === "echo"),
+        `new rows: ${JSON.stringify(fresh)}`,
+      );
+    },
+    20000,
+  );
+  await page.locator("#tail-status", { hasText: /new event/ }).waitFor();
+  assert.equal(await page.evaluate(() => window.sameDocument), true, "the page reloaded");
+  check("the audit page's live tail puts a new call on top without a reload");
+  // The tail keeps to the page's filters.
+  const tailSubjects = async (query) =>
+    page.evaluate(async (q) => {
+      const r = await fetch(`/ui/audit/tail?${q}&after=0`);
+      const t = document.createElement("template");
+      t.innerHTML = await r.text();
+      return [...t.content.querySelectorAll("tr td:nth-child(2)")].map((td) => td.textContent);
+    }, query);
+  const bobs = await tailSubjects("subject=bob");
+  assert.ok(bobs.length > 0 && bobs.every((s) => s === "bob"), `tail of subject=bob: ${bobs}`);
+  check("the live tail answers only the filtered subject's events");
   await page.locator("tbody tr td a").first().click();
   await page.getByRole("heading", { level: 1, name: /Audit event \d+/ }).waitFor();
   await accessible(page, "audit event");
@@ -264,8 +310,6 @@ try {
 
   // My connections: alice connects her own account on the per-user connection,
   // calls it as herself, disconnects, and is asked to consent again.
-  const aliceKey = process.env.HAWSER_ALICE_KEY;
-  assert.ok(aliceKey, "HAWSER_ALICE_KEY is required");
   const mine = () => page.locator("tbody tr", { has: page.getByRole("link", { name: "personal", exact: true }) });
   await page.getByRole("link", { name: "My connections" }).click();
   await page.getByRole("heading", { level: 1, name: "My connections" }).waitFor();
@@ -318,6 +362,10 @@ try {
   assert.ok(seen.length > 0, "bob sees none of his own rows");
   assert.deepEqual([...new Set(seen)], ["bob"]);
   check("a non-admin sees only their own audit rows and no API keys page");
+  const bobsTail = await tailSubjects("subject=alice");
+  assert.ok(bobsTail.length > 0, "bob's tail shows none of his own rows");
+  assert.deepEqual([...new Set(bobsTail)], ["bob"], "bob's live tail shows other people's rows");
+  check("a non-admin's live tail shows only their own rows");
 
   assert.deepEqual(violations, [], "CSP violations in the console");
   check("no Content-Security-Policy violation");

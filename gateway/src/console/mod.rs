@@ -144,6 +144,7 @@ pub fn router(console: Arc<Console>) -> Router {
         )
         .route("/ui/me/disconnect", post(pages::mine::disconnect))
         .route("/ui/audit", get(pages::audit::list))
+        .route("/ui/audit/tail", get(pages::audit::tail))
         .route("/ui/audit/{id}", get(pages::audit::one))
         .route(
             "/ui/apikeys",

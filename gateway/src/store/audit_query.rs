@@ -19,6 +19,8 @@ pub struct AuditQuery {
     pub until: Option<Timestamp>,
     /// Events with an id below this one (the next page).
     pub before_id: Option<i64>,
+    /// Events with an id above this one (the live tail: what is new since).
+    pub after_id: Option<i64>,
     /// At most this many (capped at [`MAX_PAGE`]).
     pub limit: u32,
 }

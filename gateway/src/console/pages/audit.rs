@@ -1,22 +1,28 @@
 //! `/ui/audit`: the audit log, filtered by subject, connection, tool, outcome and
 //! time range, a page at a time (keyset on the row id, newest first); admins see
 //! everyone's events, others only their own. `/ui/audit/{id}`: one event.
+//! `/ui/audit/tail?after=…`: the events of the same filters newer than a row id, as
+//! table rows the page's script prepends (the live tail); without the script the
+//! page's "Newer events" link does the same by reloading.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use maud::html;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::clock::Timestamp;
 use crate::console::layout::{Nav, badge, enc, page, when};
 use crate::console::session::Session;
 use crate::console::{Console, Error};
-use crate::store::{AuditQuery, StoreKind};
+use crate::store::{AuditQuery, AuditRow, StoreKind};
 
 const PAGE: u32 = 50;
+/// Header of a tail answer: the newest row id it knows (the next `after`).
+const NEWEST: &str = "x-hawser-newest";
 
 /// The filter form, as the query string carries it.
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +40,8 @@ pub struct Filters {
     #[serde(default)]
     range: String,
     before: Option<i64>,
+    /// The live tail: rows above this id.
+    after: Option<i64>,
 }
 
 const RANGES: [(&str, &str, u64); 4] = [
@@ -75,20 +83,51 @@ impl Filters {
             since,
             until: None,
             before_id: self.before,
+            after_id: self.after,
             limit: PAGE + 1,
         }
     }
 
-    /// The query string of these filters with another `before`.
-    fn link(&self, before: i64) -> String {
+    /// The filters as a query string.
+    fn query_string(&self) -> String {
         format!(
-            "/ui/audit?subject={}&connection={}&tool={}&outcome={}&range={}&before={before}",
+            "subject={}&connection={}&tool={}&outcome={}&range={}",
             enc(&self.subject),
             enc(&self.connection),
             enc(&self.tool),
             enc(&self.outcome),
             enc(&self.range)
         )
+    }
+
+    /// The page of these filters with another `before`.
+    fn link(&self, before: i64) -> String {
+        format!("/ui/audit?{}&before={before}", self.query_string())
+    }
+
+    /// The newest page of these filters.
+    fn newest(&self) -> String {
+        format!("/ui/audit?{}", self.query_string())
+    }
+
+    /// The tail of these filters after row `after`.
+    fn tail(&self, after: i64) -> String {
+        format!("/ui/audit/tail?{}&after={after}", self.query_string())
+    }
+}
+
+/// One event as a table row.
+fn row(r: &AuditRow) -> Markup {
+    html! {
+        tr {
+            td { a href={ "/ui/audit/" (r.id) } { (when(r.event.ts)) } }
+            td { (r.event.subject.as_deref().unwrap_or("–")) }
+            td { code { (r.event.method) } }
+            td { (r.event.connection.as_deref().unwrap_or("–")) }
+            td { (r.event.target.as_deref().unwrap_or("–")) }
+            td { @if r.event.success { (badge("ok", "ok")) } @else { (badge(r.event.error_category.as_deref().unwrap_or("failed"), "bad")) } }
+            td.num { (format!("{:.1}", r.event.duration_ms)) }
+        }
     }
 }
 
@@ -100,7 +139,7 @@ pub async fn list(
     if console.store_kind == StoreKind::Memory {
         let content = html! {
             p { "In embedded mode the audit log is written as log lines (target "
-                code { "hawser::audit" } "); the console reads it from PostgreSQL in shared mode." }
+                code { "hawser::audit" } "); the console reads it, with its filters and live tail, from PostgreSQL in shared mode." }
         };
         return Ok(page(&session, Nav::Audit, "Audit log", content));
     }
@@ -137,33 +176,78 @@ pub async fn list(
                 a.button.secondary href="/ui/audit" { "Clear" }
             }
         }
+        @let live = f.before.is_none();
         @if rows.is_empty() {
-            p { "No events match." }
-        } @else {
-            div.table-wrap { table {
+            p #no-events { "No events match." }
+        }
+        @if live || !rows.is_empty() {
+            div.table-wrap hidden[rows.is_empty()] { table {
                 caption.muted { "Newest first" }
                 thead { tr {
                     th scope="col" { "When" } th scope="col" { "Subject" } th scope="col" { "Method" }
                     th scope="col" { "Connection" } th scope="col" { "Target" } th scope="col" { "Outcome" }
                     th scope="col" .num { "ms" }
                 } }
-                tbody { @for r in &rows { tr {
-                    td { a href={ "/ui/audit/" (r.id) } { (when(r.event.ts)) } }
-                    td { (r.event.subject.as_deref().unwrap_or("–")) }
-                    td { code { (r.event.method) } }
-                    td { (r.event.connection.as_deref().unwrap_or("–")) }
-                    td { (r.event.target.as_deref().unwrap_or("–")) }
-                    td { @if r.event.success { (badge("ok", "ok")) } @else { (badge(r.event.error_category.as_deref().unwrap_or("failed"), "bad")) } }
-                    td.num { (format!("{:.1}", r.event.duration_ms)) }
-                } } }
+                tbody #audit-rows data-tail=[live.then(|| f.tail(rows.first().map_or(0, |r| r.id)))] {
+                    @for r in &rows { (row(r)) }
+                }
             } }
-            nav.pager aria-label="Pages" {
-                @if f.before.is_some() { a href=(f.link(i64::MAX)) { "Newest" } }
-                @if more { @if let Some(last) = rows.last() { a href=(f.link(last.id)) { "Older" } } }
+        }
+        nav.pager aria-label="Pages" {
+            @if live {
+                a href=(f.newest()) { "Newer events" }
+                span #tail-status .muted role="status" aria-live="polite" {}
+            } @else {
+                a href=(f.newest()) { "Newest" }
             }
+            @if more { @if let Some(last) = rows.last() { a href=(f.link(last.id)) { "Older" } } }
         }
     };
     Ok(page(&session, Nav::Audit, "Audit log", content))
+}
+
+/// `GET /ui/audit/tail?after=…&<filters>`: the filters' events newer than row
+/// `after`, newest first, at most a page, as table rows. The newest row id the
+/// answer knows is in the `X-Hawser-Newest` header; 204 when nothing is new, 409 when
+/// more than a page arrived (the page should be reloaded).
+pub async fn tail(
+    State(console): State<Arc<Console>>,
+    session: Session,
+    Query(f): Query<Filters>,
+) -> Result<Response, Error> {
+    if console.store_kind == StoreKind::Memory {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            "the live tail needs shared mode (PostgreSQL)",
+        )
+            .into_response());
+    }
+    let after = f.after.unwrap_or(0).max(0);
+    let query = AuditQuery {
+        before_id: None,
+        after_id: Some(after),
+        ..f.query(&session)
+    };
+    let mut rows = console.admin.store.audit_page(&query).await?;
+    if rows.len() > PAGE as usize {
+        return Ok(StatusCode::CONFLICT.into_response());
+    }
+    rows.truncate(PAGE as usize);
+    let newest = rows.first().map_or(after, |r| r.id);
+    let mut response = if rows.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        let body = html! { @for r in &rows { (row(r)) } };
+        (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body.into_string(),
+        )
+            .into_response()
+    };
+    response
+        .headers_mut()
+        .insert(NEWEST, HeaderValue::from(newest));
+    Ok(response)
 }
 
 pub async fn one(

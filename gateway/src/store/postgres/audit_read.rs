@@ -45,6 +45,9 @@ pub(super) async fn page(pool: &PgPool, q: &AuditQuery) -> Result<Vec<AuditRow>>
     if let Some(before) = q.before_id {
         sql.push(" AND id < ").push_bind(before);
     }
+    if let Some(after) = q.after_id {
+        sql.push(" AND id > ").push_bind(after);
+    }
     sql.push(" ORDER BY id DESC LIMIT ")
         .push_bind(i64::from(q.limit.clamp(1, MAX_PAGE)));
     let rows = sql.build().fetch_all(pool).await?;
