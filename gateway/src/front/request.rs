@@ -132,6 +132,41 @@ impl RequestInfo {
         trace.describe(msg.method(), msg.params);
     }
 
+    /// Ends the server span of a GET (the listen stream opened) or a DELETE (the
+    /// session ended) on an MCP endpoint, named `{method} {route}`: the HTTP
+    /// attributes, the session and its caller when known, the status and outcome.
+    pub fn end_http(
+        &mut self,
+        method: &'static str,
+        route: &str,
+        path: &str,
+        session: Option<&super::session::ClientSession>,
+        status: u16,
+        outcome: &str,
+    ) {
+        self.trace.begin(None);
+        if self.trace.sampled() {
+            let trace = &self.trace;
+            trace.rename(format!("{method} {route}"));
+            trace.set("http.request.method", method);
+            trace.set("http.route", route.to_owned());
+            trace.set("url.path", path.to_owned());
+            if let Some(address) = &self.remote_addr {
+                trace.set("client.address", address.clone());
+            }
+            if let Some(agent) = &self.user_agent {
+                trace.set("user_agent.original", agent.clone());
+            }
+            if let Some(session) = session {
+                trace.set("enduser.id", session.subject.clone());
+                // The handle, never the id (a bearer secret).
+                trace.set("mcp.session.id", session.handle.clone());
+            }
+        }
+        self.trace.answered(status);
+        self.trace.outcome(outcome);
+    }
+
     /// Headers for the upstream request: the request id, and the trace continued
     /// (W3C Trace Context) with `upstream` (the call's client span) as the parent.
     /// Without exported spans, the caller's trace (or a new one) continues with a new

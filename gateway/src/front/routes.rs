@@ -156,12 +156,15 @@ async fn get_mcp(
     request: axum::extract::Request,
 ) -> Reply {
     let (parts, _) = request.into_parts();
-    let client = super::request::client_address(
+    let mut info = RequestInfo::new(
         &parts.headers,
         peer_of(&parts),
         &front.security.trusted_proxies,
+        &endpoint,
     );
+    let route = route_of(&parts);
     let headers = parts.headers;
+    let client = info.remote_addr.clone();
     let opened = async {
         let identity = admission::admit(&front, &endpoint, &headers, client.as_deref()).await?;
         if !admission::has_session(&headers) {
@@ -170,9 +173,25 @@ async fn get_mcp(
         admission::check_stream_accept(&headers)?;
         admission::live_session(&front, &endpoint, &identity, &headers).await
     };
-    match opened.await {
-        Ok(session) => listen::open(&front, &session),
-        Err(error) => error.reply(None),
+    let (reply, session, outcome) = match opened.await {
+        Ok(session) => (listen::open(&front, &session), Some(session), "ok"),
+        Err(error) => {
+            let outcome = error.metric_label();
+            (error.reply(None), None, outcome)
+        }
+    };
+    let status = reply.status().as_u16();
+    let path = endpoint.to_string();
+    info.end_http("GET", route, &path, session.as_deref(), status, outcome);
+    reply
+}
+
+/// The route a request matched (`/mcp/{connection}`), for the span's name.
+fn route_of(parts: &Parts) -> &'static str {
+    match parts.uri.path().trim_matches('/').split('/').count() {
+        1 => "/mcp",
+        2 => "/mcp/{connection}",
+        _ => "/mcp/{namespace}/{name}",
     }
 }
 
@@ -182,12 +201,15 @@ async fn delete_mcp(
     request: axum::extract::Request,
 ) -> Reply {
     let (parts, _) = request.into_parts();
-    let client = super::request::client_address(
+    let mut info = RequestInfo::new(
         &parts.headers,
         peer_of(&parts),
         &front.security.trusted_proxies,
+        &endpoint,
     );
+    let route = route_of(&parts);
     let headers = parts.headers;
+    let client = info.remote_addr.clone();
     let ended = async {
         let identity = admission::admit(&front, &endpoint, &headers, client.as_deref()).await?;
         if !admission::has_session(&headers) {
@@ -200,14 +222,21 @@ async fn delete_mcp(
             .await
             .map_err(Error::Store)?;
         tracing::info!(session = %session.handle, "session ended by the client");
-        Ok::<_, Error>(())
+        Ok::<_, Error>(session)
     };
-    match ended.await {
-        Ok(()) => {
+    let (reply, session, outcome) = match ended.await {
+        Ok(session) => {
             let mut r = reply::accepted();
             *r.status_mut() = StatusCode::NO_CONTENT;
-            r
+            (r, Some(session), "ok")
         }
-        Err(error) => error.reply(None),
-    }
+        Err(error) => {
+            let outcome = error.metric_label();
+            (error.reply(None), None, outcome)
+        }
+    };
+    let status = reply.status().as_u16();
+    let path = endpoint.to_string();
+    info.end_http("DELETE", route, &path, session.as_deref(), status, outcome);
+    reply
 }

@@ -142,6 +142,13 @@ impl RequestTrace {
         }
     }
 
+    /// Names the server span (sampled requests only).
+    pub fn rename(&self, name: String) {
+        if let Some(span) = self.recording() {
+            span.update_name(name);
+        }
+    }
+
     /// Names the server span `{method} {target}` (the tool or prompt) and sets the
     /// MCP attributes of what the request names.
     pub fn describe(&self, method: &str, params: Option<&RawValue>) {
