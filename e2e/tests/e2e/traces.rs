@@ -1,140 +1,23 @@
-//! Traces over OTLP: a real OTLP/HTTP receiver decodes what the gateway exports. One
-//! call through two replicas is one trace whose spans carry the MCP and HTTP
-//! attributes, continues the client's trace, and names the upstream span as the
-//! parent the upstream was told of; with the collector away, calls go on and the
-//! lost spans are counted.
+//! Traces and metrics over OTLP: a real OTLP receiver ([`receiver`]) decodes what the
+//! gateway exports. One call through two replicas is one trace whose spans carry the
+//! MCP and HTTP attributes, continues the client's trace, and names the upstream span
+//! as the parent the upstream was told of; a session's GET stream and DELETE are
+//! server spans too; with the collector away, calls go on and the lost spans are
+//! counted. Metrics pushed over OTLP are the series `/metrics` shows; gRPC works,
+//! with TLS against a CA of the test's own.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+mod receiver;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
 use hawser_e2e::harness::cluster::Cluster;
 use hawser_e2e::harness::http;
 use hawser_e2e::harness::mcp::{McpClient, text};
 use hawser_e2e::harness::stack::{Fixture, Gateway};
 use hawser_e2e::harness::tools;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
-use prost::Message as _;
+use receiver::{Push, Receiver, Span, Tls};
 use serde_json::{Value, json};
-
-/// One exported span, flattened.
-#[derive(Debug, Clone)]
-struct Span {
-    trace_id: String,
-    span_id: String,
-    parent_id: String,
-    name: String,
-    /// 2 server, 3 client (the OTLP enum).
-    kind: i32,
-    attributes: BTreeMap<String, String>,
-    service: String,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn value(v: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(Any::StringValue(s)) => s.clone(),
-        Some(Any::IntValue(i)) => i.to_string(),
-        Some(Any::BoolValue(b)) => b.to_string(),
-        Some(Any::DoubleValue(d)) => d.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// An OTLP/HTTP receiver: decodes `ExportTraceServiceRequest`s and keeps their spans.
-struct Receiver {
-    spans: Arc<Mutex<Vec<Span>>>,
-    endpoint: String,
-    _server: tokio::task::JoinHandle<()>,
-}
-
-async fn receive(State(spans): State<Arc<Mutex<Vec<Span>>>>, body: Bytes) -> &'static str {
-    let request = ExportTraceServiceRequest::decode(body)
-        .unwrap_or_else(|e| panic!("not an ExportTraceServiceRequest: {e}"));
-    let mut out = Vec::new();
-    for rs in request.resource_spans {
-        let service = rs
-            .resource
-            .iter()
-            .flat_map(|r| &r.attributes)
-            .find(|a| a.key == "service.name")
-            .map(|a| value(a.value.as_ref()))
-            .unwrap_or_default();
-        for s in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
-            out.push(Span {
-                trace_id: hex(&s.trace_id),
-                span_id: hex(&s.span_id),
-                parent_id: hex(&s.parent_span_id),
-                name: s.name,
-                kind: s.kind,
-                attributes: s
-                    .attributes
-                    .iter()
-                    .map(|a| (a.key.clone(), value(a.value.as_ref())))
-                    .collect(),
-                service: service.clone(),
-            });
-        }
-    }
-    spans.lock().unwrap_or_else(|p| p.into_inner()).extend(out);
-    ""
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let spans = Arc::new(Mutex::new(Vec::new()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let app = Router::new()
-            .route("/v1/traces", post(receive))
-            .with_state(spans.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            spans,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            _server: server,
-        }
-    }
-
-    /// The spans of `trace_id`, once `done` says they are all there.
-    async fn trace(&self, trace_id: &str, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let spans: Vec<Span> = self
-                .spans
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .filter(|s| s.trace_id == trace_id)
-                .cloned()
-                .collect();
-            if done(&spans) {
-                return spans;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "trace {trace_id} incomplete: {spans:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn all(&self) -> Vec<Span> {
-        self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
 
 const CLIENT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN: &str = "b7ad6b7169203331";
@@ -344,6 +227,65 @@ async fn one_call_through_two_replicas_is_one_trace_the_upstream_continues() {
     assert_eq!(seen["headers"]["traceparent"], expected, "{seen}");
     assert_eq!(seen["metaTraceparent"], expected, "{seen}");
 
+    // The session's GET stream and its DELETE are server spans of their own, in the
+    // client's trace.
+    let legacy_call = collector.trace(CLIENT_TRACE, |_| true).await;
+    let handle = named(&legacy_call, "tools/call fx__headers").attributes["mcp.session.id"].clone();
+    let listen_trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let stream = http()
+        .get(cluster.lb.mcp_url())
+        .bearer_auth(TOKEN)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("traceparent", format!("00-{listen_trace}-{CLIENT_SPAN}-01"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stream.status(), 200);
+    drop(stream);
+    let get = collector.trace(listen_trace, |s| !s.is_empty()).await;
+    let get = named(&get, "GET /mcp");
+    assert_eq!((get.kind, get.parent_id.as_str()), (2, CLIENT_SPAN));
+    let a = &get.attributes;
+    assert_eq!(a["http.request.method"], "GET");
+    assert_eq!(a["http.route"], "/mcp");
+    assert_eq!(a["url.path"], "/mcp");
+    assert_eq!(a["http.response.status_code"], "200");
+    assert_eq!(a["hawser.outcome"], "ok");
+    assert_eq!(a["enduser.id"], "alice");
+    assert_eq!(a["mcp.session.id"], handle);
+    assert!(!a.contains_key("error.type"), "{a:?}");
+    let delete = |trace: &'static str| {
+        http()
+            .delete(cluster.lb.mcp_url())
+            .bearer_auth(TOKEN)
+            .header("mcp-session-id", &session)
+            .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
+            .send()
+    };
+    let delete_trace = "6bf92f3577b34da6a3ce929d0e0e4738";
+    let ended = delete(delete_trace).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ended.status(), 204);
+    let spans = collector.trace(delete_trace, |s| !s.is_empty()).await;
+    let ended = named(&spans, "DELETE /mcp");
+    assert_eq!((ended.kind, ended.parent_id.as_str()), (2, CLIENT_SPAN));
+    assert_eq!(ended.attributes["http.request.method"], "DELETE");
+    assert_eq!(ended.attributes["http.response.status_code"], "204");
+    assert_eq!(ended.attributes["hawser.outcome"], "ok");
+    assert_eq!(ended.attributes["mcp.session.id"], handle);
+    // Ending it again: the session is gone, and the span says why it failed.
+    let again_trace = "7bf92f3577b34da6a3ce929d0e0e4739";
+    let again = delete(again_trace).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.status(), 404);
+    let spans = collector.trace(again_trace, |s| !s.is_empty()).await;
+    let again = named(&spans, "DELETE /mcp");
+    assert_eq!(again.attributes["http.response.status_code"], "404");
+    assert_ne!(again.attributes["hawser.outcome"], "ok");
+    assert_eq!(
+        again.attributes.get("error.type"),
+        Some(&again.attributes["hawser.outcome"])
+    );
+
     // Nothing secret in any span: neither the client's token nor the session id.
     for s in collector.all() {
         for (k, v) in &s.attributes {
@@ -451,4 +393,322 @@ async fn with_the_collector_away_calls_succeed_and_lost_spans_are_counted() {
         "80 spans and a queue of 4 behind a silent collector: some must not fit"
     );
     drop(silent);
+}
+
+/// A series of a Prometheus text exposition: the metric as OTLP names it (a
+/// histogram's samples are one metric) and its labels (a bucket's `le` is a bound).
+fn series_of(text: &str) -> BTreeSet<(String, BTreeMap<String, String>)> {
+    let histograms: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" histogram"))
+        .collect();
+    let mut out = BTreeSet::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let mut name = &line[..name_end];
+        let mut labels = BTreeMap::new();
+        if line[name_end..].starts_with('{') {
+            let end = line.rfind('}').unwrap_or(line.len());
+            // Hawser's label values hold no quote or comma.
+            for pair in line[name_end + 1..end].split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                labels.insert(k.to_owned(), v.trim_matches('"').to_owned());
+            }
+        }
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = name.strip_suffix(suffix)
+                && histograms.contains(base)
+            {
+                name = base;
+                labels.remove("le");
+            }
+        }
+        out.insert((name.to_owned(), labels));
+    }
+    out
+}
+
+fn pushed_series(push: &Push) -> BTreeSet<(String, BTreeMap<String, String>)> {
+    push.points
+        .iter()
+        .map(|p| (p.metric.clone(), p.labels.clone()))
+        .collect()
+}
+
+async fn metrics_text(gateway: &Gateway) -> String {
+    http()
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+const OK_CALLS: [(&str, &str); 3] = [
+    ("method", "tools/call"),
+    ("connection", "fx"),
+    ("outcome", "ok"),
+];
+
+#[tokio::test]
+async fn metrics_pushed_over_otlp_are_the_series_of_the_metrics_endpoint() {
+    let collector = Receiver::start().await;
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: fx\n    url: {}\n",
+            fixture.mcp_url()
+        ),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint),
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+            ("OTEL_SERVICE_NAME", "hawser-metrics"),
+            ("HAWSER_REPLICA_ID", "replica-a"),
+        ],
+    );
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    client.wait_for_tool("fx__echo").await;
+    for i in 0..3 {
+        let reply = client
+            .call("fx__echo", json!({"text": format!("{i}")}))
+            .await;
+        assert_eq!(text(reply.result()), i.to_string());
+    }
+    // The calls reach the collector, counted as /metrics counts them.
+    let push = collector
+        .push(None, |p| {
+            p.point("hawser_requests_total", &OK_CALLS)
+                .is_some_and(|p| p.value == 3.0)
+        })
+        .await;
+    assert_eq!(push.resource["service.name"], "hawser-metrics");
+    assert_eq!(push.resource["service.instance.id"], "replica-a");
+    let calls = push.point("hawser_requests_total", &OK_CALLS);
+    assert!(
+        calls.is_some_and(|p| p.kind == "sum" && p.monotonic),
+        "{calls:?}"
+    );
+    let durations = push
+        .point("hawser_request_duration_seconds", &OK_CALLS)
+        .unwrap_or_else(|| panic!("no durations: {push:#?}"));
+    assert_eq!(durations.kind, "histogram");
+    assert_eq!(durations.value, 3.0);
+    assert_eq!(durations.buckets.iter().sum::<u64>(), 3);
+    assert_eq!(durations.buckets.len(), durations.bounds.len() + 1);
+
+    // Every series a scrape shows is pushed, and nothing else: a later push holds
+    // all of an earlier scrape, and a later scrape all of that push.
+    let before = series_of(&metrics_text(&gateway).await);
+    let push = collector.push(Some(Instant::now()), |_| true).await;
+    let after = series_of(&metrics_text(&gateway).await);
+    let pushed = pushed_series(&push);
+    let missing: Vec<_> = before.difference(&pushed).collect();
+    assert!(missing.is_empty(), "scraped, not pushed: {missing:#?}");
+    let extra: Vec<_> = pushed.difference(&after).collect();
+    assert!(extra.is_empty(), "pushed, not scraped: {extra:#?}");
+    for name in [
+        "hawser_build_info",
+        "hawser_upstream_state",
+        "hawser_metric_exports_total",
+        "hawser_connection_reload_lag_seconds",
+    ] {
+        assert!(pushed.iter().any(|(n, _)| n == name), "{name} not pushed");
+    }
+    // The histogram's bounds are the scrape's `le` values.
+    let scraped = metrics_text(&gateway).await;
+    let bounds: Vec<f64> = scraped
+        .lines()
+        .filter(|l| {
+            l.starts_with("hawser_request_duration_seconds_bucket{")
+                && l.contains(r#"method="tools/call",connection="fx",outcome="ok""#)
+        })
+        .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next()?.parse().ok())
+        .filter(|b: &f64| b.is_finite())
+        .collect();
+    assert_eq!(durations.bounds, bounds);
+}
+
+#[tokio::test]
+async fn with_the_metrics_collector_away_calls_succeed_and_failed_pushes_are_counted() {
+    // A port nobody listens on: every push is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = format!(
+        "http://127.0.0.1:{}",
+        closed.local_addr().map(|a| a.port()).unwrap_or(0)
+    );
+    drop(closed);
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: fx\n    url: {}\ntelemetry:\n  metrics:\n    endpoint: {endpoint}\n    exportInterval: 100ms\n",
+            fixture.mcp_url()
+        ),
+        &[],
+    );
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    client.wait_for_tool("fx__echo").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    while pushes(&gateway, "failed").await < 3.0 {
+        assert!(Instant::now() < deadline, "no failed push counted");
+        let reply = client
+            .call("fx__echo", json!({"text": format!("call {i}")}))
+            .await;
+        assert_eq!(text(reply.result()), format!("call {i}"));
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pushes(&gateway, "ok").await, 0.0);
+}
+
+/// `hawser_metric_exports_total{outcome}` of a gateway.
+async fn pushes(gateway: &Gateway, outcome: &str) -> f64 {
+    let series = format!("hawser_metric_exports_total{{outcome=\"{outcome}\"}} ");
+    metrics_text(gateway)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// One call, exported over gRPC: its trace and the metrics counting it arrive.
+async fn a_call_reaches_a_grpc_collector(collector: &Receiver, env: &[(&str, &str)]) {
+    let fixture = Fixture::start(&[]);
+    let mut vars = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_METRICS_EXPORTER", "otlp"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    vars.extend_from_slice(env);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: fx\n    url: {}\n",
+            fixture.mcp_url()
+        ),
+        &vars,
+    );
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    client.wait_for_tool("fx__echo").await;
+    let reply = client.call("fx__echo", json!({"text": "over grpc"})).await;
+    assert_eq!(text(reply.result()), "over grpc");
+    let spans = collector
+        .spans_where(|s| s.name == "tools/call fx__echo", |s| !s.is_empty())
+        .await;
+    assert_eq!(spans[0].kind, 2);
+    assert_eq!(spans[0].attributes["hawser.outcome"], "ok");
+    collector
+        .push(None, |p| {
+            p.point("hawser_requests_total", &OK_CALLS)
+                .is_some_and(|p| p.value == 1.0)
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn over_grpc_traces_and_metrics_reach_the_collector() {
+    let collector = Receiver::start_grpc(None).await;
+    a_call_reaches_a_grpc_collector(&collector, &[]).await;
+}
+
+/// A CA and a certificate it signed for `localhost`, made with `openssl`.
+fn test_ca(dir: &std::path::Path) -> Tls {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("run openssl: {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=hawser test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+    ca.extend(["-addext", "keyUsage=critical,keyCertSign"]);
+    run(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=localhost"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    run(&csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    run(&[
+        "x509",
+        "-req",
+        "-days",
+        "1",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    Tls {
+        cert: read("server.pem"),
+        key: read("server.key"),
+    }
+}
+
+#[tokio::test]
+async fn over_grpc_with_tls_the_collector_is_checked_against_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let collector = Receiver::start_grpc(Some(test_ca(dir.path()))).await;
+    assert!(collector.endpoint.starts_with("https://"));
+    let ca = dir.path().join("ca.pem");
+    let ca = ca.to_str().unwrap_or_default();
+    a_call_reaches_a_grpc_collector(&collector, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)]).await;
+    // Without the CA the collector is not trusted: nothing is pushed.
+    let gateway = Gateway::start(
+        "connections: []\n",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
+        ],
+    );
+    gateway.wait_ready().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pushes(&gateway, "failed").await == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "an untrusted collector took a push"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pushes(&gateway, "ok").await, 0.0);
 }
