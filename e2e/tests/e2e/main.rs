@@ -18,5 +18,6 @@ mod python_client;
 mod replicas;
 mod resource_updates;
 mod revisions;
+mod tasks;
 mod traces;
 mod transports;

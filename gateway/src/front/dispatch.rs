@@ -17,6 +17,7 @@ use super::request::RequestInfo;
 use super::session::ClientSession;
 use super::state::Front;
 use super::subscribed;
+use super::tasks;
 use crate::config::PREFIX_SEPARATOR;
 use crate::jsonrpc::{self, Id, Kind, Message, RawParams, raw_string};
 use crate::policy;
@@ -280,6 +281,10 @@ async fn routed(
         "completion/complete" => complete(&to, endpoint, msg).await,
         "logging/setLevel" if session.endpoint.is_aggregated() => {
             set_level(front, session, msg, id).await
+        }
+        m if session.endpoint.is_aggregated() && tasks::METHODS.contains(&m) => {
+            let (upstream, params, task) = tasks::route(&front.registry.view(), msg.params)?;
+            Ok(to.send(&upstream, Some(&params), Some(task)).await)
         }
         _ if session.endpoint.is_aggregated() => Err(Error::MethodNotFound {
             method: method.to_owned(),

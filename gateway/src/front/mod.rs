@@ -44,6 +44,7 @@ mod state;
 mod stream;
 mod subscribed;
 pub mod subscriptions;
+mod tasks;
 pub mod throttle;
 mod ticket;
 pub mod version;

@@ -17,7 +17,7 @@ use super::request::RequestInfo;
 use super::session::ClientSession;
 use super::state::Front;
 use super::wire::Modern;
-use super::{dispatch, initialize, subscriptions};
+use super::{dispatch, initialize, subscriptions, tasks};
 use crate::endpoint::Endpoint;
 use crate::identity::Identity;
 use crate::jsonrpc::{self, Id, Kind, Message};
@@ -100,12 +100,23 @@ pub async fn handle(
     }
 }
 
+/// The aggregated endpoint's capabilities: with the tasks extension when a
+/// connection offers it (its tasks are routed by their prefixed ids).
+fn aggregated_capabilities(view: &crate::view::View) -> String {
+    let own = initialize::AGGREGATED_CAPABILITIES;
+    if !tasks::offered(view) {
+        return own.to_owned();
+    }
+    let open = own.strip_suffix('}').unwrap_or(own);
+    format!(r#"{open},"extensions":{{"{}":{{}}}}}}"#, tasks::EXTENSION)
+}
+
 /// `server/discover`: the revisions Hawser speaks and what the endpoint offers.
 fn discover(front: &Front, endpoint: &Endpoint, id: &Id) -> Result<Reply> {
     let view = front.registry.view();
     let (capabilities, server_info, instructions) = match endpoint {
         Endpoint::Aggregated => (
-            initialize::AGGREGATED_CAPABILITIES.to_owned(),
+            aggregated_capabilities(&view),
             initialize::hawser_server_info(),
             initialize::aggregated_instructions(view.connections.len()),
         ),

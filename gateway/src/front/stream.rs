@@ -152,6 +152,18 @@ impl Relaying {
                 } else {
                     bytes
                 };
+                // On the aggregated endpoint a task is named like a tool.
+                let bytes = if self.ctx.session.endpoint.is_aggregated()
+                    && super::tasks::may_name_tasks(&self.ctx.method)
+                {
+                    super::tasks::expose(
+                        bytes,
+                        &self.ctx.method,
+                        &self.ctx.upstream.config().prefix,
+                    )
+                } else {
+                    bytes
+                };
                 self.outcome.response = Some(bytes.clone());
                 Step::Last(bytes)
             }

@@ -1,0 +1,169 @@
+//! The tasks extension on the aggregated endpoint: a task made by a connection's tool
+//! is named like its tools (`<prefix>__<id>`), and `tasks/get` and `tasks/cancel`
+//! with that name reach the connection, through any replica.
+
+use std::time::Duration;
+
+use hawser_e2e::harness::cluster::Cluster;
+use hawser_e2e::harness::stack::Fixture;
+use serde_json::{Value, json};
+
+/// A 2026-07-28 request declaring the tasks extension; the response message.
+async fn modern(url: &str, id: u64, method: &str, name: Option<&str>, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {
+            "extensions": {"io.modelcontextprotocol/tasks": {}},
+        },
+    });
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut request = hawser_e2e::harness::http()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method)
+        .json(&body);
+    if let Some(name) = name {
+        request = request.header("mcp-name", name);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"));
+    let text = response.text().await.unwrap_or_default();
+    // Plain JSON, or SSE whose last data line is the response.
+    let json = if text.trim_start().starts_with('{') {
+        text.clone()
+    } else {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .filter(|d| d.contains("\"id\""))
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{method}: {e}: {text}"))
+}
+
+/// Polls `tasks/get` until the task leaves `working`; its last state.
+async fn settled(url: &str, task: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for id in 100.. {
+        let state = modern(url, id, "tasks/get", Some(task), json!({"taskId": task})).await;
+        let result = &state["result"];
+        assert_eq!(result["taskId"], task, "{state}");
+        if result["status"] != "working" {
+            return result.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still working: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn tasks_on_the_aggregated_endpoint_are_named_and_routed_like_tools() {
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let cluster = Cluster::start(2, "").await;
+    let put = cluster
+        .put_connection(0, "fx", json!({"url": fixture.mcp_url()}))
+        .await;
+    assert_eq!(put, 201);
+    cluster
+        .wait_all("fx loaded", Duration::from_secs(20), |names| {
+            names.iter().any(|n| n == "fx__background")
+        })
+        .await;
+    let lb = cluster.lb.mcp_url();
+
+    // The endpoint says it takes tasks.
+    let discovered = modern(&lb, 1, "server/discover", None, json!({})).await;
+    assert!(
+        discovered["result"]["capabilities"]["extensions"]
+            .get("io.modelcontextprotocol/tasks")
+            .is_some(),
+        "{discovered}"
+    );
+
+    // A call that became a task: its id names the connection.
+    let created = modern(
+        &cluster.replicas[0].mcp_url(),
+        2,
+        "tools/call",
+        Some("fx__background"),
+        json!({"name": "fx__background", "arguments": {"ms": 300}}),
+    )
+    .await;
+    let result = &created["result"];
+    assert_eq!(result["resultType"], "task", "{created}");
+    let task = result["taskId"].as_str().unwrap_or_default().to_owned();
+    let own = task
+        .strip_prefix("fx__")
+        .unwrap_or_else(|| panic!("task id not prefixed: {created}"));
+    // The upstream made the task under its own id.
+    let events = fixture.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "task_created" && e["taskId"] == own),
+        "the upstream's task is not {own}"
+    );
+    // Polled through the other replica (and the load balancer): completed.
+    let done = settled(&cluster.replicas[1].mcp_url(), &task).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "background done after 300ms",
+        "{done}"
+    );
+
+    // Cancelling reaches the upstream's task.
+    let long = modern(
+        &lb,
+        3,
+        "tools/call",
+        Some("fx__background"),
+        json!({"name": "fx__background", "arguments": {"ms": 60000}}),
+    )
+    .await;
+    let long_task = long["result"]["taskId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let cancelled = modern(
+        &lb,
+        4,
+        "tasks/cancel",
+        Some(&long_task),
+        json!({"taskId": long_task}),
+    )
+    .await;
+    assert!(cancelled.get("result").is_some(), "{cancelled}");
+    let state = settled(&lb, &long_task).await;
+    assert_eq!(state["status"], "cancelled", "{state}");
+    let events = fixture.events().await;
+    let own_long = long_task.strip_prefix("fx__").unwrap_or_default();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "task_cancel" && e["taskId"] == own_long),
+        "the upstream never saw the cancel"
+    );
+
+    // An id no connection's prefix names is an unknown task.
+    for unknown in ["nope__abc", "abc"] {
+        let answer = modern(
+            &lb,
+            5,
+            "tasks/get",
+            Some(unknown),
+            json!({"taskId": unknown}),
+        )
+        .await;
+        assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    }
+}

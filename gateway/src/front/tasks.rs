@@ -1,0 +1,182 @@
+//! The tasks extension (`io.modelcontextprotocol/tasks`) on the aggregated endpoint.
+//! A task id is named like a tool there, `<prefix>__<upstream's task id>`: the
+//! answer that creates a task is rewritten so, and `tasks/get`, `tasks/update`,
+//! `tasks/cancel` (and 2025-11-25's `tasks/result`) go to the connection the prefix
+//! names, with the upstream's own id. On a connection's own endpoint tasks pass
+//! through unchanged, like every other method.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use super::error::{Error, Result};
+use crate::config::PREFIX_SEPARATOR;
+use crate::jsonrpc::{self, Message, RawParams, raw_string};
+use crate::upstream::Upstream;
+use crate::view::View;
+
+/// Requests that name a task by `params.taskId`.
+pub const METHODS: [&str; 4] = ["tasks/get", "tasks/update", "tasks/cancel", "tasks/result"];
+
+/// The extension, as servers declare it under `capabilities.extensions`.
+pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
+
+/// Whether some connection of `view` declares the tasks extension.
+pub fn offered(view: &View) -> bool {
+    view.connections.values().any(|c| {
+        c.upstream
+            .as_ref()
+            .and_then(|u| u.catalog())
+            .is_some_and(|c| c.capabilities.supports_tasks())
+    })
+}
+
+/// A task request on the aggregated endpoint: the upstream its id's prefix names,
+/// the params with the upstream's own id, and that id.
+pub fn route(
+    view: &View,
+    params: Option<&RawValue>,
+) -> Result<(Arc<Upstream>, Box<RawValue>, String)> {
+    let mut params = RawParams::parse(params).map_err(|e| Error::InvalidParams(e.message))?;
+    let exposed = params
+        .0
+        .get_str("taskId")
+        .ok_or_else(|| Error::InvalidParams("params.taskId is required".into()))?;
+    let unknown = || Error::InvalidParams(format!("unknown task {exposed:?}"));
+    let (prefix, own) = exposed.split_once(PREFIX_SEPARATOR).ok_or_else(unknown)?;
+    let upstream = view
+        .connections
+        .values()
+        .filter_map(|c| c.upstream.as_ref())
+        .find(|u| u.config().prefix == prefix)
+        .cloned()
+        .ok_or_else(unknown)?;
+    params.0.set("taskId", raw_string(own));
+    Ok((upstream, params.to_raw(), own.to_owned()))
+}
+
+/// Whether the answer to `method` may name tasks (rewritten by [`expose`]).
+pub fn may_name_tasks(method: &str) -> bool {
+    method == "tools/call" || method.starts_with("tasks/")
+}
+
+/// The response to `method` with the task ids it names prefixed with `prefix`: a
+/// created task (2026-07-28 `resultType: "task"`, 2025-11-25 `task`), a task's state,
+/// a list of tasks. Anything else is returned as it came.
+pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
+    if memchr::memmem::find(&bytes, b"\"taskId\"").is_none() {
+        return bytes;
+    }
+    let rewritten = {
+        let Ok(msg) = Message::parse(&bytes) else {
+            return bytes;
+        };
+        let (Some(id), Some(result)) = (msg.id, msg.result) else {
+            return bytes;
+        };
+        let Ok(mut result) = RawParams::parse(Some(result)) else {
+            return bytes;
+        };
+        let prefixed = |own: &str| raw_string(&format!("{prefix}{PREFIX_SEPARATOR}{own}"));
+        let mut changed = false;
+        let created = result.0.get_str("resultType").as_deref() == Some("task");
+        if (created || method != "tools/call")
+            && let Some(own) = result.0.get_str("taskId")
+        {
+            result.0.set("taskId", prefixed(&own));
+            changed = true;
+        }
+        let members: &[&str] = if method == "tools/call" {
+            &["task"]
+        } else {
+            &["task", "tasks"]
+        };
+        for member in members {
+            let Some(raw) = result.0.get(member) else {
+                continue;
+            };
+            let Ok(mut value) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
+                continue;
+            };
+            let items: Vec<&mut serde_json::Value> = match &mut value {
+                serde_json::Value::Array(items) => items.iter_mut().collect(),
+                one => vec![one],
+            };
+            let mut renamed = false;
+            for item in items {
+                if let Some(own) = item
+                    .get("taskId")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_owned)
+                {
+                    item["taskId"] =
+                        serde_json::Value::String(format!("{prefix}{PREFIX_SEPARATOR}{own}"));
+                    renamed = true;
+                }
+            }
+            if renamed {
+                result
+                    .0
+                    .set(member, jsonrpc::raw_or_null(value.to_string()));
+                changed = true;
+            }
+        }
+        if !changed {
+            return bytes;
+        }
+        jsonrpc::result(id.get(), result.to_raw().get())
+    };
+    rewritten
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result_of(bytes: &[u8]) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+        v["result"].clone()
+    }
+
+    #[test]
+    fn created_tasks_and_task_states_are_prefixed() {
+        let created = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"task","taskId":"t-1","status":"working"}}"#,
+        );
+        let out = expose(created, "tools/call", "fx");
+        assert_eq!(result_of(&out)["taskId"], "fx__t-1");
+        assert_eq!(result_of(&out)["status"], "working");
+
+        let legacy = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":"a","result":{"task":{"taskId":"t-2","status":"working"}}}"#,
+        );
+        assert_eq!(
+            result_of(&expose(legacy, "tools/call", "fx"))["task"]["taskId"],
+            "fx__t-2"
+        );
+
+        let state = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":8,"result":{"resultType":"complete","taskId":"t-1","status":"completed"}}"#,
+        );
+        assert_eq!(
+            result_of(&expose(state, "tasks/get", "fx"))["taskId"],
+            "fx__t-1"
+        );
+
+        let list = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":9,"result":{"tasks":[{"taskId":"a"},{"taskId":"b"}]}}"#,
+        );
+        let out = result_of(&expose(list, "tasks/list", "fx"));
+        assert_eq!(out["tasks"][1]["taskId"], "fx__b");
+    }
+
+    #[test]
+    fn an_ordinary_tool_result_is_left_alone() {
+        let plain = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"x"}],"taskId":"not mine"}}"#,
+        );
+        let out = expose(plain.clone(), "tools/call", "fx");
+        assert_eq!(out, plain);
+    }
+}
