@@ -581,12 +581,14 @@ async fn pushes(gateway: &Gateway, outcome: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// One call, exported over gRPC: its trace and the metrics counting it arrive.
-async fn a_call_reaches_a_grpc_collector(collector: &Receiver, env: &[(&str, &str)]) {
+/// One call, exported over `protocol` by a gateway naming itself `service`: its
+/// trace and the metrics counting it arrive.
+async fn a_call_reaches(collector: &Receiver, protocol: &str, service: &str, env: &[(&str, &str)]) {
     let fixture = Fixture::start(&[]);
     let mut vars = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_SERVICE_NAME", service),
         ("OTEL_METRICS_EXPORTER", "otlp"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
@@ -602,25 +604,29 @@ async fn a_call_reaches_a_grpc_collector(collector: &Receiver, env: &[(&str, &st
     gateway.wait_ready().await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
     client.wait_for_tool("fx__echo").await;
-    let reply = client.call("fx__echo", json!({"text": "over grpc"})).await;
-    assert_eq!(text(reply.result()), "over grpc");
+    let reply = client.call("fx__echo", json!({"text": protocol})).await;
+    assert_eq!(text(reply.result()), protocol);
     let spans = collector
-        .spans_where(|s| s.name == "tools/call fx__echo", |s| !s.is_empty())
+        .spans_where(
+            |s| s.name == "tools/call fx__echo" && s.service == service,
+            |s| !s.is_empty(),
+        )
         .await;
     assert_eq!(spans[0].kind, 2);
     assert_eq!(spans[0].attributes["hawser.outcome"], "ok");
     collector
         .push(None, |p| {
-            p.point("hawser_requests_total", &OK_CALLS)
-                .is_some_and(|p| p.value == 1.0)
+            p.resource.get("service.name").map(String::as_str) == Some(service)
+                && p.point("hawser_requests_total", &OK_CALLS)
+                    .is_some_and(|p| p.value == 1.0)
         })
         .await;
 }
 
 #[tokio::test]
 async fn over_grpc_traces_and_metrics_reach_the_collector() {
-    let collector = Receiver::start_grpc(None).await;
-    a_call_reaches_a_grpc_collector(&collector, &[]).await;
+    let collector = Receiver::start_tonic(None).await;
+    a_call_reaches(&collector, "grpc", "hawser-grpc", &[]).await;
 }
 
 /// A CA and a certificate it signed for `localhost`, made with `openssl`.
@@ -684,31 +690,35 @@ fn test_ca(dir: &std::path::Path) -> Tls {
 }
 
 #[tokio::test]
-async fn over_grpc_with_tls_the_collector_is_checked_against_the_given_ca() {
+async fn over_tls_the_collector_is_checked_against_the_given_ca() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let collector = Receiver::start_grpc(Some(test_ca(dir.path()))).await;
+    let collector = Receiver::start_tonic(Some(test_ca(dir.path()))).await;
     assert!(collector.endpoint.starts_with("https://"));
     let ca = dir.path().join("ca.pem");
     let ca = ca.to_str().unwrap_or_default();
-    a_call_reaches_a_grpc_collector(&collector, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)]).await;
+    let trusting = [("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)];
+    a_call_reaches(&collector, "grpc", "hawser-grpc-tls", &trusting).await;
+    a_call_reaches(&collector, "http/protobuf", "hawser-http-tls", &trusting).await;
     // Without the CA the collector is not trusted: nothing is pushed.
-    let gateway = Gateway::start(
-        "connections: []\n",
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ("OTEL_METRICS_EXPORTER", "otlp"),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
-        ],
-    );
-    gateway.wait_ready().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pushes(&gateway, "failed").await == 0.0 {
-        assert!(
-            Instant::now() < deadline,
-            "an untrusted collector took a push"
+    for protocol in ["grpc", "http/protobuf"] {
+        let gateway = Gateway::start(
+            "connections: []\n",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("OTEL_METRICS_EXPORTER", "otlp"),
+                ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
+            ],
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        gateway.wait_ready().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pushes(&gateway, "failed").await == 0.0 {
+            assert!(
+                Instant::now() < deadline,
+                "{protocol}: an untrusted collector took a push"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(pushes(&gateway, "ok").await, 0.0, "{protocol}");
     }
-    assert_eq!(pushes(&gateway, "ok").await, 0.0);
 }

@@ -242,14 +242,15 @@ impl Receiver {
         }
     }
 
-    /// An OTLP/gRPC receiver; with `tls`, at `https://localhost:<port>`.
-    pub async fn start_grpc(tls: Option<Tls>) -> Self {
+    /// An OTLP receiver on tonic: gRPC and HTTP/protobuf on one port; with `tls`, at
+    /// `https://localhost:<port>`.
+    pub async fn start_tonic(tls: Option<Tls>) -> Self {
         let received = Arc::new(Received::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind: {e}"));
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let mut builder = tonic::transport::Server::builder();
+        let mut builder = tonic::transport::Server::builder().accept_http1(true);
         let endpoint = match &tls {
             Some(tls) => {
                 let identity = tonic::transport::Identity::from_pem(&tls.cert, &tls.key);
@@ -260,9 +261,14 @@ impl Receiver {
             }
             None => format!("http://127.0.0.1:{port}"),
         };
-        let router = builder
+        let http = Router::new()
+            .route("/v1/traces", post(http_traces))
+            .route("/v1/metrics", post(http_metrics))
+            .with_state(received.clone());
+        let routes = tonic::service::Routes::from(http)
             .add_service(TraceServiceServer::new(Grpc(received.clone())))
             .add_service(MetricsServiceServer::new(Grpc(received.clone())));
+        let router = builder.add_routes(routes);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let server = tokio::spawn(async move {
             let _ = router.serve_with_incoming(incoming).await;
