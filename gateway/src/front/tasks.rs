@@ -68,7 +68,7 @@ pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
     if memchr::memmem::find(&bytes, b"\"taskId\"").is_none() {
         return bytes;
     }
-    let rewritten = {
+    {
         let Ok(msg) = Message::parse(&bytes) else {
             return bytes;
         };
@@ -126,8 +126,7 @@ pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
             return bytes;
         }
         jsonrpc::result(id.get(), result.to_raw().get())
-    };
-    rewritten
+    }
 }
 
 #[cfg(test)]
