@@ -244,3 +244,45 @@ async fn a_legacy_subscription_to_a_2026_07_28_upstream_reaches_the_stream_on_an
     let late = next_matching(&mut stream, Duration::from_secs(1), is_update).await;
     assert!(late.is_none(), "an update after unsubscribing: {late:?}");
 }
+
+/// The official Python SDK, in both eras, against a legacy and a 2026-07-28-only
+/// upstream, across three replicas behind the load balancer: a subscribed resource's
+/// update reaches the client.
+#[tokio::test]
+async fn the_python_sdk_hears_resource_updates_in_both_eras_across_three_replicas() {
+    use hawser_e2e::harness::stack::{python_script, run_python};
+    let old = Fixture::start(&[]);
+    let new = Fixture::start(&["--era", "modern"]);
+    let cluster = Cluster::start(3, "").await;
+    for (name, fixture) in [("old", &old), ("new", &new)] {
+        let put = cluster
+            .put_connection(0, name, json!({"url": fixture.mcp_url()}))
+            .await;
+        assert_eq!(put, 201);
+    }
+    cluster
+        .wait_all("both loaded", Duration::from_secs(20), |names| {
+            names.iter().any(|n| n == "old__touch_resource")
+                && names.iter().any(|n| n == "new__touch_resource")
+        })
+        .await;
+    let lb = cluster.lb.mcp_url();
+    for mode in ["legacy", "2026-07-28"] {
+        for connection in ["old", "new"] {
+            let url = format!("{lb}/{connection}");
+            let out = run_python(
+                &python_script("resource_updates.py"),
+                &[&url, mode, "-"],
+                Duration::from_secs(60),
+            )
+            .await;
+            let report: Value = serde_json::from_str(out.trim())
+                .unwrap_or_else(|e| panic!("{mode} client on {url}: {e}: {out}"));
+            assert_eq!(
+                report["updated"],
+                json!([WATCHED]),
+                "{mode} on {url}: {report}"
+            );
+        }
+    }
+}
