@@ -167,3 +167,70 @@ async fn tasks_on_the_aggregated_endpoint_are_named_and_routed_like_tools() {
         assert_eq!(answer["error"]["code"], -32602, "{answer}");
     }
 }
+
+/// A 2025-11-25 session on the aggregated endpoint: tasks made by two connections'
+/// tools are listed together by `tasks/list`, each named by its connection, and
+/// `tasks/get` in the session reaches the right one.
+#[tokio::test]
+async fn tasks_list_in_a_session_merges_the_connections_tasks() {
+    use hawser_e2e::harness::mcp::McpClient;
+    let one = Fixture::start(&[]);
+    let two = Fixture::start(&[]);
+    let cluster = Cluster::start(2, "").await;
+    for (name, fixture) in [("one", &one), ("two", &two)] {
+        let put = cluster
+            .put_connection(0, name, json!({"url": fixture.mcp_url()}))
+            .await;
+        assert_eq!(put, 201);
+    }
+    cluster
+        .wait_all("both loaded", Duration::from_secs(20), |names| {
+            names.iter().any(|n| n == "one__background")
+                && names.iter().any(|n| n == "two__background")
+        })
+        .await;
+    let mut client = McpClient::new(&cluster.lb.mcp_url());
+    let init = client
+        .request(
+            "initialize",
+            json!({
+                "protocolVersion": "2025-11-25",
+                "capabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+                "clientInfo": {"name": "hawser-e2e", "version": "1"},
+            }),
+        )
+        .await;
+    assert_eq!(init.status, 200, "{init:?}");
+    client.session = init.session.clone();
+    client.notify("notifications/initialized", json!({})).await;
+
+    let mut made = Vec::new();
+    for prefix in ["one", "two"] {
+        let reply = client
+            .call(&format!("{prefix}__background"), json!({"ms": 200}))
+            .await;
+        let task = reply.result()["taskId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            task.starts_with(&format!("{prefix}__")),
+            "{prefix}: {reply:?}"
+        );
+        made.push(task);
+    }
+    let listed = client.request("tasks/list", json!({})).await;
+    let mut ids: Vec<String> = listed.result()["tasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed:?}"))
+        .iter()
+        .filter_map(|t| t["taskId"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, made, "{listed:?}");
+
+    let state = client
+        .request("tasks/get", json!({"taskId": made[1]}))
+        .await;
+    assert_eq!(state.result()["taskId"], made[1].as_str(), "{state:?}");
+}

@@ -282,6 +282,11 @@ async fn routed(
         "logging/setLevel" if session.endpoint.is_aggregated() => {
             set_level(front, session, msg, id).await
         }
+        "tasks/list" if session.endpoint.is_aggregated() => {
+            let reply = tasks::list(front, session, info.caller.as_deref(), id).await?;
+            record::answered(front, info, method, "ok");
+            Ok(reply)
+        }
         m if session.endpoint.is_aggregated() && tasks::METHODS.contains(&m) => {
             let (upstream, params, task) = tasks::route(&front.registry.view(), msg.params)?;
             Ok(to.send(&upstream, Some(&params), Some(task)).await)

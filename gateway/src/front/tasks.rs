@@ -11,8 +11,14 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::error::{Error, Result};
+use super::reply::{self, Reply};
+use super::session::ClientSession;
+use super::state::Front;
 use crate::config::PREFIX_SEPARATOR;
-use crate::jsonrpc::{self, Message, RawParams, raw_string};
+use crate::identity::Identity;
+use crate::jsonrpc::{self, Id, Message, RawParams, raw_string};
+use crate::policy;
+use crate::revision::Era;
 use crate::upstream::Upstream;
 use crate::view::View;
 
@@ -54,6 +60,107 @@ pub fn route(
         .ok_or_else(unknown)?;
     params.0.set("taskId", raw_string(own));
     Ok((upstream, params.to_raw(), own.to_owned()))
+}
+
+/// `tasks/list` (2025-11-25) on the aggregated endpoint, in a session: the first page
+/// of each connection that lists tasks in its upstream sessions and that the caller
+/// may see, merged, ids prefixed. A connection that fails is left out (logged).
+/// Connections without per-client upstream sessions (2026-07-28, stdio, legacy SSE)
+/// would list other clients' tasks: they are not asked.
+pub async fn list(
+    front: &Front,
+    session: &Arc<ClientSession>,
+    caller: Option<&Identity>,
+    id: &Id,
+) -> Result<Reply> {
+    if session.is_modern() {
+        return Err(Error::MethodNotFound {
+            method: "tasks/list".into(),
+            hint: Some("the tasks extension has no tasks/list"),
+        });
+    }
+    let view = front.registry.view();
+    let mut upstreams: Vec<Arc<Upstream>> = view
+        .connections
+        .values()
+        .filter_map(|c| c.upstream.clone())
+        .filter(|u| {
+            !u.is_shared()
+                && u.era_for(Era::Legacy) == Era::Legacy
+                && lists_tasks(u)
+                && may_see(front, caller, u)
+        })
+        .collect();
+    upstreams.sort_by(|a, b| a.name().cmp(b.name()));
+    let asked = upstreams.iter().map(|upstream| async move {
+        let listed = async {
+            let upstream_session = front.sessions.upstream_session(session, upstream).await?;
+            let timeout = upstream.config().call_timeout;
+            upstream
+                .request(&upstream_session, "tasks/list", None, timeout)
+                .await
+        }
+        .await;
+        (upstream, listed)
+    });
+    let mut merged = Vec::new();
+    for (upstream, listed) in futures::future::join_all(asked).await {
+        let result = match listed {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::warn!(connection = %upstream.name(), %error, "tasks/list left out a connection");
+                continue;
+            }
+        };
+        let Ok(mut page) = serde_json::from_str::<serde_json::Value>(result.get()) else {
+            continue;
+        };
+        let Some(tasks) = page.get_mut("tasks").and_then(|t| t.as_array_mut()) else {
+            continue;
+        };
+        let prefix = &upstream.config().prefix;
+        for mut task in tasks.drain(..) {
+            if let Some(own) = task
+                .get("taskId")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+            {
+                task["taskId"] =
+                    serde_json::Value::String(format!("{prefix}{PREFIX_SEPARATOR}{own}"));
+                merged.push(task);
+            }
+        }
+    }
+    let result = serde_json::json!({ "tasks": merged }).to_string();
+    Ok(reply::json(jsonrpc::result(id.json(), &result)))
+}
+
+/// Whether an upstream declared tasks: 2025-11-25 `capabilities.tasks.list`, or the
+/// extension.
+fn lists_tasks(upstream: &Upstream) -> bool {
+    let Some(catalog) = upstream.catalog() else {
+        return false;
+    };
+    if catalog.capabilities.supports_tasks() {
+        return true;
+    }
+    serde_json::from_str::<serde_json::Value>(catalog.initialize.get())
+        .is_ok_and(|i| i["capabilities"]["tasks"].get("list").is_some())
+}
+
+/// Whether the caller may see anything of a connection (its tasks are listed then).
+fn may_see(front: &Front, caller: Option<&Identity>, upstream: &Upstream) -> bool {
+    if !front.policy.governs(upstream.name()) {
+        return true;
+    }
+    let (Some(caller), Some(catalog)) = (caller, upstream.catalog()) else {
+        return false;
+    };
+    catalog.tools.iter().any(|t| {
+        front
+            .policy
+            .visible(caller, upstream.name(), policy::Kind::Tool, &t.key)
+    })
 }
 
 /// Whether the answer to `method` may name tasks (rewritten by [`expose`]).
