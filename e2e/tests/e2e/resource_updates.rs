@@ -286,3 +286,95 @@ async fn the_python_sdk_hears_resource_updates_in_both_eras_across_three_replica
         }
     }
 }
+
+/// A resource a policy hides from the caller answers a listen request exactly like
+/// an unknown one; the caller it is shown to gets the subscription.
+#[tokio::test]
+async fn a_listen_request_for_a_resource_the_caller_may_not_see_is_refused() {
+    use hawser_e2e::harness::cluster::ADMIN_TOKEN;
+    let fixture = Fixture::start(&[]);
+    let config = format!(
+        "clientAuth:\n  tokens:\n    - {{subject: alice, token: a-token}}\n    - {{subject: carol, token: c-token}}\nconnections:\n  - name: fx\n    url: {}\n",
+        fixture.mcp_url()
+    );
+    let cluster = Cluster::start(1, &config).await;
+    let policy = json!({"targetRefs": [{"name": "fx"}], "rules": [
+        {"subjects": ["alice"], "resources": ["test://*"]},
+    ]});
+    let put = hawser_e2e::harness::http()
+        .put(format!(
+            "{}/api/v1/policies/watchers",
+            cluster.replicas[0].base
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&policy)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(put.status().as_u16(), 201);
+    let url = cluster.replicas[0].mcp_url();
+    let ask = |token: &'static str| {
+        let url = url.clone();
+        async move {
+            let body = json!({
+                "jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+                "params": {
+                    "notifications": {"resourceSubscriptions": [WATCHED]},
+                    "_meta": {
+                        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                        "io.modelcontextprotocol/clientCapabilities": {},
+                    },
+                },
+            });
+            hawser_e2e::harness::http()
+                .post(&url)
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "subscriptions/listen")
+                .json(&body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("listen: {e}"))
+        }
+    };
+    // The policy reaches the replica's memory a moment after the write.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let response = ask("c-token").await;
+        let is_json = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            break response
+                .json::<Value>()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "carol may still subscribe"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused["error"]["code"], -32002, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(WATCHED)),
+        "{refused}"
+    );
+    let mut events = listen(
+        &url,
+        Some("a-token"),
+        json!({"resourceSubscriptions": [WATCHED]}),
+    )
+    .await;
+    let ack = next_message(&mut events, Duration::from_secs(10)).await;
+    assert_eq!(
+        ack["params"]["notifications"]["resourceSubscriptions"],
+        json!([WATCHED]),
+        "{ack}"
+    );
+}
