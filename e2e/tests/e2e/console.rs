@@ -145,6 +145,7 @@ async fn the_console_in_a_browser() {
     assert_eq!(who["clientId"], "hawser", "{who}");
 }
 
+mod charts;
 mod sessions;
 mod signin;
 mod web;

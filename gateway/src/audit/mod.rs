@@ -12,6 +12,7 @@
 pub mod event;
 mod redact;
 pub mod spool;
+pub mod traffic;
 mod writer;
 
 use std::path::PathBuf;

@@ -50,6 +50,8 @@ pub struct Console {
     /// Proxies whose `X-Forwarded-For` names the client.
     trusted_proxies: Vec<IpRange>,
     metrics: Arc<Metrics>,
+    /// The last hour's calls counted in memory (embedded mode).
+    pub traffic: Option<Arc<crate::audit::traffic::RecentTraffic>>,
     http: reqwest::Client,
 }
 
@@ -63,6 +65,7 @@ pub struct Parts {
     pub max_auth_failures_per_minute: u32,
     pub trusted_proxies: Vec<IpRange>,
     pub metrics: Arc<Metrics>,
+    pub traffic: Option<Arc<crate::audit::traffic::RecentTraffic>>,
 }
 
 impl Console {
@@ -78,6 +81,7 @@ impl Console {
             sign_in_failures: FailureThrottle::new(parts.max_auth_failures_per_minute),
             trusted_proxies: parts.trusted_proxies,
             metrics: parts.metrics,
+            traffic: parts.traffic,
             http: crate::oauth::http::client(),
         })
     }

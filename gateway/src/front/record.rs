@@ -96,6 +96,7 @@ pub struct CallRecord {
     started: Instant,
     request_bytes: usize,
     audit: Option<(Arc<Auditor>, AuditEvent, Option<Bytes>)>,
+    traffic: Option<Arc<audit::traffic::RecentTraffic>>,
     /// The request's trace and the upstream call's span, when sampled.
     trace: Option<Box<(RequestTrace, tracing::Span)>>,
 }
@@ -128,6 +129,7 @@ impl CallRecord {
             started: info.started,
             request_bytes: info.request_bytes,
             audit,
+            traffic: front.traffic.clone().filter(|_| audited(method)),
             trace: info
                 .trace
                 .sampled()
@@ -165,6 +167,19 @@ impl CallRecord {
             elapsed.as_secs_f64(),
             exemplar,
         );
+        if let Some(traffic) = &self.traffic {
+            // As in the audit log, a tool result saying isError is a failure (found
+            // without parsing the result).
+            let tool_error = outcome
+                .response
+                .as_deref()
+                .is_some_and(|r| memchr::memmem::find(r, br#""isError":true"#).is_some());
+            traffic.record(
+                &self.connection,
+                elapsed,
+                outcome.error.is_none() && !tool_error,
+            );
+        }
         if let Some((auditor, mut event, params)) = self.audit {
             audit::event::finish(&mut event, &outcome, elapsed, self.request_bytes);
             auditor.record(Record {

@@ -39,6 +39,8 @@ pub struct Front {
     pub listeners: Arc<Listeners>,
     pub store: Arc<dyn Store>,
     pub auditor: Arc<Auditor>,
+    /// The last hour's calls per connection, for the console (embedded mode only).
+    pub traffic: Option<Arc<crate::audit::traffic::RecentTraffic>>,
     pub metrics: Arc<Metrics>,
     pub replica: String,
     /// Sessions unused for this long are ended.

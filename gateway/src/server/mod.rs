@@ -239,6 +239,9 @@ pub async fn build(
         crate::policy::Policies::new(store.clone(), settings.policy_default_deny, metrics.clone());
     policies.load().await.context("reading policies")?;
     policies.spawn(shutdown.child_token());
+    // Embedded mode has no audit table to chart: the console's charts count calls here.
+    let traffic = (store.kind() == StoreKind::Memory)
+        .then(|| Arc::new(crate::audit::traffic::RecentTraffic::new()));
     let front = Arc::new(Front {
         security: settings.security.clone(),
         identity: identity.clone(),
@@ -267,6 +270,7 @@ pub async fn build(
         listeners: Default::default(),
         store: store.clone(),
         auditor: auditor.clone(),
+        traffic: traffic.clone(),
         metrics: metrics.clone(),
         replica: settings.replica_id.clone(),
         session_idle_timeout: settings.session_idle_timeout,
@@ -297,6 +301,7 @@ pub async fn build(
             max_auth_failures_per_minute: settings.http.max_auth_failures_per_minute,
             trusted_proxies: settings.security.trusted_proxies.clone(),
             metrics: metrics.clone(),
+            traffic,
         },
         admin.clone(),
     );

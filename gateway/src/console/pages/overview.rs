@@ -1,5 +1,6 @@
 //! `/ui/`: every connection with its state on each replica, and the last hour's
-//! traffic from the audit log (shared mode).
+//! traffic: from the audit log in shared mode, from this replica's memory in
+//! embedded mode (see `audit::traffic`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,18 +34,25 @@ pub async fn show(
             status.entry(s.connection.clone()).or_default().push(s);
         }
     }
-    let traffic = if session.admin && console.store_kind == StoreKind::Postgres {
-        Some(store.audit_traffic(hour_ago(now), MINUTE, None).await?)
-    } else {
-        None
+    let traffic = match (&console.traffic, console.store_kind) {
+        _ if !session.admin => None,
+        (Some(memory), _) => Some(memory.buckets(hour_ago(now), None)),
+        (None, StoreKind::Postgres) => {
+            Some(store.audit_traffic(hour_ago(now), MINUTE, None).await?)
+        }
+        (None, StoreKind::Memory) => None,
     };
     let content = html! {
         @if session.admin {
             h2 { "Last hour" }
+            @if console.traffic.is_some() && traffic.is_some() {
+                p.muted { "Calls this gateway forwarded to upstreams, counted in its memory since it started (embedded mode)." }
+            } @else if traffic.is_some() {
+                p.muted { "Calls of every replica, from the audit log." }
+            }
             @match &traffic {
                 Some(buckets) => (traffic_cards(buckets, hour_ago(now))),
-                None => p.muted { "Traffic charts read the audit log, which only shared mode (PostgreSQL) keeps. In embedded mode audit events are log lines; see "
-                    code { "/metrics" } " for counters." },
+                None => p.muted { "No traffic figures: see " code { "/metrics" } " for counters." },
             }
         }
         h2 { "Connections (" (connections.len()) ")" }
