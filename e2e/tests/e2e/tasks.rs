@@ -39,8 +39,7 @@ async fn modern(url: &str, id: u64, method: &str, name: Option<&str>, params: Va
         text.lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .map(str::trim)
-            .filter(|d| d.contains("\"id\""))
-            .last()
+            .rfind(|d| d.contains("\"id\""))
             .unwrap_or_default()
             .to_owned()
     };
