@@ -1,4 +1,5 @@
-//! The overview's last-hour charts in embedded mode, counted in the gateway's memory.
+//! The last-hour charts (overview and connection page) in embedded mode, counted in
+//! the gateway's memory.
 
 use hawser_e2e::harness::cluster::ADMIN_TOKEN;
 use hawser_e2e::harness::mcp::McpClient;
@@ -50,4 +51,8 @@ async fn the_embedded_overview_charts_the_calls_it_forwarded() {
         "every card has a figure: {body}"
     );
     assert!(body.contains("counted in its memory"), "{body}");
+
+    // The connection's own page charts the same calls.
+    let one = web.get(&format!("{}/ui/connection?name=fx", gw.base)).await;
+    assert!(one.body.contains("6 calls in the hour"), "{}", one.body);
 }

@@ -93,6 +93,11 @@ pub async fn show(
         })
         .unwrap_or_default();
     let upstream = admin.registry.upstream(&name);
+    let traffic = if session.admin {
+        super::overview::last_hour(&console, now, Some(&name)).await?
+    } else {
+        None
+    };
     let content = html! {
         dl.detail {
             dt { "Source" } dd { (conn.source.as_str()) }
@@ -117,6 +122,10 @@ pub async fn show(
                     td { (when(s.updated_at)) }
                 } } }
             } }
+        }
+        @if let Some(buckets) = &traffic {
+            h2 { "Last hour" }
+            (super::overview::traffic_cards(buckets, super::overview::hour_ago(now)))
         }
         h2 { "Tools (" (tools.len()) ")" }
         @if tools.is_empty() {

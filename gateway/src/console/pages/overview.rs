@@ -34,13 +34,10 @@ pub async fn show(
             status.entry(s.connection.clone()).or_default().push(s);
         }
     }
-    let traffic = match (&console.traffic, console.store_kind) {
-        _ if !session.admin => None,
-        (Some(memory), _) => Some(memory.buckets(hour_ago(now), None)),
-        (None, StoreKind::Postgres) => {
-            Some(store.audit_traffic(hour_ago(now), MINUTE, None).await?)
-        }
-        (None, StoreKind::Memory) => None,
+    let traffic = if session.admin {
+        last_hour(&console, now, None).await?
+    } else {
+        None
     };
     let content = html! {
         @if session.admin {
@@ -98,14 +95,34 @@ pub async fn show(
     Ok(page(&session, Nav::Overview, "Overview", content))
 }
 
+/// The last hour's calls per minute (of `connection`, or of all): from this
+/// process's memory in embedded mode, from the audit log in shared mode.
+pub async fn last_hour(
+    console: &Console,
+    now: Timestamp,
+    connection: Option<&str>,
+) -> Result<Option<Vec<TrafficBucket>>, Error> {
+    Ok(match (&console.traffic, console.store_kind) {
+        (Some(memory), _) => Some(memory.buckets(hour_ago(now), connection)),
+        (None, StoreKind::Postgres) => Some(
+            console
+                .admin
+                .store
+                .audit_traffic(hour_ago(now), MINUTE, connection)
+                .await?,
+        ),
+        (None, StoreKind::Memory) => None,
+    })
+}
+
 /// The start of the minute an hour ago (buckets start on whole minutes).
-fn hour_ago(now: Timestamp) -> Timestamp {
+pub fn hour_ago(now: Timestamp) -> Timestamp {
     let ms = now.millis() - HOUR.as_millis() as i64;
     Timestamp::from_millis(ms.div_euclid(60_000) * 60_000)
 }
 
 /// Four cards (calls/s, error rate, p50, p99) over one-minute buckets.
-fn traffic_cards(buckets: &[TrafficBucket], since: Timestamp) -> Markup {
+pub fn traffic_cards(buckets: &[TrafficBucket], since: Timestamp) -> Markup {
     let start = since.millis();
     let slot =
         |b: &TrafficBucket| usize::try_from((b.start.millis() - start).div_euclid(60_000)).ok();
