@@ -345,7 +345,14 @@ try {
   });
   check("Disconnect: not connected any more, and the tool asks for consent again");
 
-  await page.getByRole("button", { name: "Sign out" }).click();
+  // Sessions: this sign-in, and signing out everywhere.
+  await page.getByRole("link", { name: "Sessions" }).click();
+  await page.getByRole("heading", { level: 1, name: "Sessions" }).waitFor();
+  await page.getByRole("button", { name: "Sign out everywhere" }).first().waitFor();
+  await accessible(page, "sessions");
+  await shot(page, "sessions");
+
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
   await page.waitForURL(/\/ui\/signin$/);
   await page.goto(`${base}/ui/audit`);
   assert.match(page.url(), /\/ui\/signin$/);
