@@ -5,7 +5,7 @@
 //! atomics: recording a call is a lock-free map read and four atomic additions, with
 //! no allocation once the connection has its slots.
 //!
-//! Bounded: at most [`MAX_CONNECTIONS`] connections get slots (about 10 KiB each);
+//! Bounded: at most [`MAX_CONNECTIONS`] connections get slots (about 11 KiB each);
 //! when that many are tracked, connections idle for an hour make room, and calls of
 //! any further connection are counted under [`OTHER`]. Approximate where that is
 //! cheaper than exact: a call recorded while its slot turns over to a new minute may
