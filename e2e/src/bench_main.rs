@@ -38,6 +38,9 @@ enum Bench {
     Policy,
     /// What exporting traces costs per call: off, 1 % and 100 % sampled.
     Tracing,
+    /// What pushing the metrics over OTLP costs: CPU per push, and at the default
+    /// interval (use `--seconds 20` or more: the cost is small).
+    MetricsPush,
     /// Sends a fixed number of calls to a running endpoint (for profiling).
     Drive {
         /// MCP endpoint URL.
@@ -88,6 +91,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Identity => crate::bench::identity::run(warmup, duration, &gateway_threads()).await,
         Bench::Policy => crate::bench::policy::run(warmup, duration, &gateway_threads()).await,
         Bench::Tracing => crate::bench::traces::run(warmup, duration, &gateway_threads()).await,
+        Bench::MetricsPush => {
+            crate::bench::metrics_push::run(warmup, duration, &gateway_threads()).await
+        }
         Bench::Drive {
             url,
             tool,

@@ -3,6 +3,7 @@
 
 pub mod identity;
 pub mod load;
+pub mod metrics_push;
 pub mod policy;
 pub mod proc_stats;
 pub mod report;
