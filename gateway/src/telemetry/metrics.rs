@@ -130,8 +130,8 @@ impl Exporter {
         })
     }
 
-    /// Pushes every interval until `stop`, then once more (bounded by the timeout)
-    /// so the last interval's counts are not lost.
+    /// Pushes every interval until `stop` (the gateway starts to stop), then once
+    /// more, bounded by the timeout: best effort, the process may end first.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + self.interval, self.interval);
