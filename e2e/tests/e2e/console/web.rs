@@ -113,6 +113,34 @@ impl Web {
         web
     }
 
+    /// Signs in at `base` through the console's single sign-on as `login` (the mock
+    /// provider signs in whoever `login_hint` names).
+    pub async fn sign_in_with_provider(base: &str, login: &str) -> Self {
+        let mut web = Self::default();
+        let mut url = format!("{base}/ui/auth/login?login_hint={login}");
+        for _ in 0..5 {
+            let p = web.get(&url).await;
+            match p.location {
+                Some(to) if (300..400).contains(&p.status) => {
+                    if to == "/ui/" {
+                        assert!(web.cookies.contains_key("hawser_ui"), "no session cookie");
+                        return web;
+                    }
+                    url = if to.starts_with('/') {
+                        format!("{base}{to}")
+                    } else {
+                        to
+                    };
+                }
+                _ => panic!(
+                    "sign-in as {login} stopped at {url}: {} {}",
+                    p.status, p.body
+                ),
+            }
+        }
+        panic!("sign-in as {login}: too many redirects");
+    }
+
     /// Whether `base`'s overview lets this client in.
     pub async fn signed_in_at(&mut self, base: &str) -> bool {
         let p = self.get(&format!("{base}/ui/")).await;
