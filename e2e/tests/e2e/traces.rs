@@ -471,6 +471,11 @@ async fn metrics_pushed_over_otlp_are_the_series_of_the_metrics_endpoint() {
             ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
             ("OTEL_SERVICE_NAME", "hawser-metrics"),
             ("HAWSER_REPLICA_ID", "replica-a"),
+            // A collector's credential, sent with every push.
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Bearer%20collector-key",
+            ),
         ],
     );
     gateway.wait_ready().await;
@@ -491,6 +496,7 @@ async fn metrics_pushed_over_otlp_are_the_series_of_the_metrics_endpoint() {
         .await;
     assert_eq!(push.resource["service.name"], "hawser-metrics");
     assert_eq!(push.resource["service.instance.id"], "replica-a");
+    assert_eq!(push.authorization.as_deref(), Some("Bearer collector-key"));
     let calls = push.point("hawser_requests_total", &OK_CALLS);
     assert!(
         calls.is_some_and(|p| p.kind == "sum" && p.monotonic),
@@ -594,6 +600,7 @@ async fn a_call_reaches(collector: &Receiver, protocol: &str, service: &str, env
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
     vars.extend_from_slice(env);
+    vars.push(("OTEL_EXPORTER_OTLP_HEADERS", "authorization=collector-key"));
     let gateway = Gateway::start(
         &format!(
             "connections:\n  - name: fx\n    url: {}\n",
@@ -617,6 +624,7 @@ async fn a_call_reaches(collector: &Receiver, protocol: &str, service: &str, env
     collector
         .push(None, |p| {
             p.resource.get("service.name").map(String::as_str) == Some(service)
+                && p.authorization.as_deref() == Some("collector-key")
                 && p.point("hawser_requests_total", &OK_CALLS)
                     .is_some_and(|p| p.value == 1.0)
         })

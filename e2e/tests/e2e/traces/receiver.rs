@@ -59,6 +59,8 @@ pub struct Point {
 #[derive(Debug, Clone, Default)]
 pub struct Push {
     pub resource: BTreeMap<String, String>,
+    /// The request's `authorization` header (gRPC: metadata), if any.
+    pub authorization: Option<String>,
     pub points: Vec<Point>,
     pub at: Option<Instant>,
 }
@@ -121,10 +123,11 @@ impl Received {
             .extend(out);
     }
 
-    fn metrics(&self, request: ExportMetricsServiceRequest) {
+    fn metrics(&self, request: ExportMetricsServiceRequest, authorization: Option<String>) {
         for rm in request.resource_metrics {
             let mut push = Push {
                 resource: map(rm.resource.as_ref().map_or(&[][..], |r| &r.attributes)),
+                authorization: authorization.clone(),
                 points: Vec::new(),
                 at: Some(Instant::now()),
             };
@@ -181,10 +184,18 @@ async fn http_traces(State(received): State<Arc<Received>>, body: Bytes) -> &'st
     ""
 }
 
-async fn http_metrics(State(received): State<Arc<Received>>, body: Bytes) -> &'static str {
+async fn http_metrics(
+    State(received): State<Arc<Received>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> &'static str {
     received.metrics(
         ExportMetricsServiceRequest::decode(body)
             .unwrap_or_else(|e| panic!("not an ExportMetricsServiceRequest: {e}")),
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     );
     ""
 }
@@ -209,7 +220,12 @@ impl MetricsService for Grpc {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.0.metrics(request.into_inner());
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        self.0.metrics(request.into_inner(), authorization);
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
