@@ -76,11 +76,14 @@ contracts! {
     a_users_token_lock_does_not_wait_for_another_user(one);
     consent_links_open_once(two);
     pkce_states_carry_whose_token_and_which_browser(two);
+    console_revocations_are_shared_and_forgotten_once_expired(two);
 }
 
+mod console;
 mod identity;
 mod per_user;
 mod policies;
+use console::*;
 use identity::*;
 use per_user::*;
 use policies::*;
