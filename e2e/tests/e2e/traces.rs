@@ -3,8 +3,9 @@
 //! MCP and HTTP attributes, continues the client's trace, and names the upstream span
 //! as the parent the upstream was told of; a session's GET stream and DELETE are
 //! server spans too; with the collector away, calls go on and the lost spans are
-//! counted. Metrics pushed over OTLP are the series `/metrics` shows; gRPC works,
-//! with TLS against a CA of the test's own.
+//! counted; an upstream token refreshed during a call is a span under its upstream
+//! call. Metrics pushed over OTLP are the series `/metrics` shows; gRPC works, with
+//! TLS against a CA of the test's own.
 
 mod receiver;
 
@@ -16,6 +17,7 @@ use hawser_e2e::harness::http;
 use hawser_e2e::harness::mcp::{McpClient, text};
 use hawser_e2e::harness::stack::{Fixture, Gateway};
 use hawser_e2e::harness::tools;
+use hawser_e2e::oauth::{self, ClientConfig, MockOAuth, ResourceServer};
 use receiver::{Push, Receiver, Span, Tls};
 use serde_json::{Value, json};
 
@@ -728,5 +730,78 @@ async fn over_tls_the_collector_is_checked_against_the_given_ca() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(pushes(&gateway, "ok").await, 0.0, "{protocol}");
+    }
+}
+
+// The mock provider runs in this process and must answer while a fixture starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refreshed_during_a_call_is_a_span_of_its_upstream_call() {
+    let collector = Receiver::start().await;
+    // The mock provider's access tokens live 2 s.
+    let mock = MockOAuth::start(oauth::Config {
+        clients: vec![ClientConfig::confidential("hawser", "hawser-client-secret")],
+        resource_servers: vec![ResourceServer {
+            id: "fixture".into(),
+            secret: "fixture-rs-secret".into(),
+        }],
+        ..oauth::Config::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("mock OAuth: {e}"));
+    let protected = Fixture::start(&[
+        "--oauth-introspect",
+        mock.base_url(),
+        "--oauth-client",
+        "fixture:fixture-rs-secret",
+    ]);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: m2m\n    url: {}\n    auth: {{type: oauth2, grant: client_credentials, clientId: hawser, clientSecret: hawser-client-secret, scopes: [mcp]}}\n",
+            protected.mcp_url()
+        ),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    client.wait_for_tool("m2m__echo").await;
+    // Calls some time apart soon find the token due, and refresh it on their way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (upstream, refresh) = loop {
+        let reply = client.call("m2m__echo", json!({"text": "refresh"})).await;
+        assert_eq!(text(reply.result()), "refresh");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let spans = collector.all();
+        let in_a_call = spans.iter().find_map(|refresh| {
+            if refresh.name != "oauth token refresh" {
+                return None;
+            }
+            let upstream = spans
+                .iter()
+                .find(|s| s.span_id == refresh.parent_id && s.kind == 3)?;
+            spans
+                .iter()
+                .any(|s| s.span_id == upstream.parent_id && s.name == "tools/call m2m__echo")
+                .then(|| (upstream.clone(), refresh.clone()))
+        });
+        if let Some(found) = in_a_call {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no token refresh inside a call: {:#?}",
+            collector.all()
+        );
+    };
+    assert_eq!(refresh.trace_id, upstream.trace_id);
+    assert_eq!(refresh.attributes["hawser.connection"], "m2m");
+    assert_eq!(refresh.attributes["hawser.oauth.per_user"], "false");
+    // No credential in any span.
+    for s in collector.all() {
+        for (k, v) in &s.attributes {
+            assert!(!v.contains("hawser-client-secret"), "{k}={v} in {}", s.name);
+        }
     }
 }
