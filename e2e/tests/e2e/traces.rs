@@ -3,8 +3,8 @@
 //! MCP and HTTP attributes, continues the client's trace, and names the upstream span
 //! as the parent the upstream was told of; a session's GET stream and DELETE are
 //! server spans too; with the collector away, calls go on and the lost spans are
-//! counted; an upstream token refreshed during a call is a span under its upstream
-//! call. Metrics pushed over OTLP are the series `/metrics` shows; gRPC works, with
+//! counted; an upstream token refreshed during a call, and the wait for the client's
+//! answer to an upstream's elicitation, are spans under the upstream call. Metrics pushed over OTLP are the series `/metrics` shows; gRPC works, with
 //! TLS against a CA of the test's own.
 
 mod receiver;
@@ -802,6 +802,94 @@ async fn a_token_refreshed_during_a_call_is_a_span_of_its_upstream_call() {
     for s in collector.all() {
         for (k, v) in &s.attributes {
             assert!(!v.contains("hawser-client-secret"), "{k}={v} in {}", s.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_wait_for_the_clients_answer_is_a_span_of_the_upstream_call() {
+    use futures::StreamExt as _;
+
+    let collector = Receiver::start().await;
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: fx\n    url: {}\n",
+            fixture.mcp_url()
+        ),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    gateway.wait_ready().await;
+    // The client declares elicitation; the fixture's `elicit` asks it for a name.
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    client.wait_for_tool("fx__elicit").await;
+    let session = client.session.clone().unwrap_or_default();
+    let trace = "8bf92f3577b34da6a3ce929d0e0e473a";
+    let call = http()
+        .post(gateway.mcp_url())
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
+        .json(&json!({"jsonrpc": "2.0", "id": 41, "method": "tools/call",
+            "params": {"name": "fx__elicit", "arguments": {"message": "who?"}}}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call.status(), 200);
+    let mut events = sse_stream::SseStream::from_bytes_stream(call.bytes_stream());
+    let mut answered = false;
+    let result = loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no answer to the call"))
+            .unwrap_or_else(|| panic!("the stream ended early"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Some(message) = event
+            .data
+            .and_then(|d| serde_json::from_str::<Value>(&d).ok())
+        else {
+            continue;
+        };
+        if message["method"] == "elicitation/create" {
+            // Answered a while later, so the wait is a span of some length.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let reply = client
+                .send(json!({"jsonrpc": "2.0", "id": message["id"],
+                    "result": {"action": "accept", "content": {"name": "Ada"}}}))
+                .await;
+            assert!(reply.status < 300, "{reply:?}");
+            answered = true;
+        } else if message["id"] == 41 {
+            break message;
+        }
+    };
+    assert!(answered, "the upstream's request never reached the client");
+    assert!(text(&result["result"]).contains("Ada"), "{result}");
+
+    let spans = collector
+        .trace(trace, |s| {
+            s.iter().any(|s| s.name == "wait elicitation/create")
+                && s.iter().any(|s| s.name == "tools/call fx__elicit")
+                && s.iter().any(|s| s.kind == 3)
+        })
+        .await;
+    let server = named(&spans, "tools/call fx__elicit");
+    let upstream = spans
+        .iter()
+        .find(|s| s.kind == 3)
+        .unwrap_or_else(|| panic!("no client span: {spans:#?}"));
+    assert_eq!(upstream.parent_id, server.span_id);
+    let wait = named(&spans, "wait elicitation/create");
+    assert_eq!(wait.parent_id, upstream.span_id, "the upstream call asked");
+    assert_eq!(wait.attributes["mcp.method.name"], "elicitation/create");
+    assert_eq!(wait.attributes["hawser.outcome"], "ok");
+    // The answer's content is the user's, not the trace's.
+    for s in &spans {
+        for (k, v) in &s.attributes {
+            assert!(!v.contains("Ada"), "{k}={v} in {}", s.name);
         }
     }
 }
