@@ -63,6 +63,22 @@ pub fn sse(body: Body) -> Reply {
 }
 
 /// An SSE response carrying one message.
+/// A 2026-07-28 client's plain JSON answer: an upstream's "method not found" keeps
+/// the 404 the revision gives it (the upstream's own status is not kept), anything
+/// else is 200.
+pub fn json_modern(message: Bytes) -> Reply {
+    let unknown_method = memchr::memmem::find(&message, b"\"error\"").is_some()
+        && jsonrpc::Message::parse(&message)
+            .ok()
+            .and_then(|m| m.error.map(jsonrpc::error_summary))
+            .is_some_and(|(code, _)| code == jsonrpc::code::METHOD_NOT_FOUND);
+    let mut r = json(message);
+    if unknown_method {
+        *r.status_mut() = StatusCode::NOT_FOUND;
+    }
+    r
+}
+
 pub fn sse_once(message: Bytes) -> Reply {
     let frame = crate::sse::event(&message);
     sse(Body::from(frame))

@@ -455,9 +455,14 @@ async fn relay(mut state: Relaying, stream_anyway: bool) -> Reply {
     // Wait for the first message: if it is the response, answer with plain JSON.
     let first = match state.next_frame().await {
         Step::Last(bytes) if !stream_anyway => {
+            let modern = state.ctx.session.is_modern();
             state.call = None;
             drop(state);
-            return reply::json(bytes);
+            return if modern {
+                reply::json_modern(bytes)
+            } else {
+                reply::json(bytes)
+            };
         }
         Step::Last(bytes) => {
             state.call = None;
