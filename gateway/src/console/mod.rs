@@ -86,11 +86,15 @@ impl Console {
         })
     }
 
-    /// Reads the revocations and follows them until `stop`.
+    /// Reads the revocations and follows them until `stop` (nothing to do when the
+    /// console is off).
     pub async fn start(
         &self,
         stop: tokio_util::sync::CancellationToken,
     ) -> crate::store::Result<()> {
+        if !self.settings.enabled {
+            return Ok(());
+        }
         self.revocations.load().await?;
         self.revocations.spawn(stop);
         Ok(())
