@@ -289,6 +289,10 @@ async fn routed(
         }
         m if session.endpoint.is_aggregated() && tasks::METHODS.contains(&m) => {
             let (upstream, params, task) = tasks::route(&front.registry.view(), msg.params)?;
+            // A connection the caller may see nothing of has no task of theirs.
+            if !tasks::may_see(front, info.caller.as_deref(), &upstream) {
+                return Err(Error::InvalidParams(format!("unknown task {task:?}")));
+            }
             Ok(to.send(&upstream, Some(&params), Some(task)).await)
         }
         _ if session.endpoint.is_aggregated() => Err(Error::MethodNotFound {

@@ -149,7 +149,7 @@ fn lists_tasks(upstream: &Upstream) -> bool {
 }
 
 /// Whether the caller may see anything of a connection (its tasks are listed then).
-fn may_see(front: &Front, caller: Option<&Identity>, upstream: &Upstream) -> bool {
+pub fn may_see(front: &Front, caller: Option<&Identity>, upstream: &Upstream) -> bool {
     if !front.policy.governs(upstream.name()) {
         return true;
     }
