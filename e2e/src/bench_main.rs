@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use crate::bench::{load, proc_stats, report, wait_for_tool};
+use crate::bench::{load, proc_stats, wait_for_tool};
 use crate::harness::stack::{Fixture, Gateway};
 
 /// Benchmarks Hawser against a baseline measured in the same run.
@@ -25,7 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
-    /// tools/call at concurrency 1, 16 and 64, directly and through one gateway.
+    /// tools/call directly, through nginx proxy_pass and through Hawser (several
+    /// settings, both eras, three upstreams), reported as ratios to nginx and direct.
     Proxy,
     /// Three replicas behind nginx vs one: throughput, reload latency, and the
     /// Postgres queries made per tools/call.
@@ -55,6 +55,9 @@ enum Bench {
         /// Workers, each with its own session.
         #[arg(long, default_value = "1")]
         concurrency: usize,
+        /// Speak 2026-07-28 (no session; envelope and headers on every call).
+        #[arg(long)]
+        modern: bool,
     },
 }
 
@@ -85,7 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let warmup = Duration::from_secs(cli.warmup);
     let duration = Duration::from_secs(cli.seconds);
     match cli.bench.unwrap_or(Bench::Proxy) {
-        Bench::Proxy => proxy(warmup, duration).await,
+        Bench::Proxy => crate::bench::proxy::run(warmup, duration).await,
         Bench::Replicas => replicas(warmup, duration).await,
         Bench::Audit => audit(warmup, duration).await,
         Bench::Identity => crate::bench::identity::run(warmup, duration, &gateway_threads()).await,
@@ -99,16 +102,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tool,
             calls,
             concurrency,
-        } => drive(&url, &tool, calls, concurrency).await,
+            modern,
+        } => drive(&url, &tool, calls, concurrency, modern).await,
     }
 }
 
-async fn drive(url: &str, tool: &str, calls: u64, concurrency: usize) -> anyhow::Result<()> {
+async fn drive(
+    url: &str,
+    tool: &str,
+    calls: u64,
+    concurrency: usize,
+    modern: bool,
+) -> anyhow::Result<()> {
     let http = crate::harness::http();
+    let era = if modern {
+        load::Era::Modern
+    } else {
+        load::Era::Legacy
+    };
     let mut sessions = Vec::new();
     for _ in 0..concurrency {
-        sessions
-            .push(load::Session::open(http.clone(), url, tool, json!({"text": "hello"})).await?);
+        sessions.push(
+            load::Session::open_as(era, http.clone(), url, tool, json!({"text": "hello"})).await?,
+        );
     }
     let started = std::time::Instant::now();
     let workers = sessions.into_iter().map(|s| {
@@ -127,118 +143,6 @@ async fn drive(url: &str, tool: &str, calls: u64, concurrency: usize) -> anyhow:
         ok += w?;
     }
     println!("{ok} calls succeeded in {:?}", started.elapsed());
-    Ok(())
-}
-
-async fn proxy(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
-    let http = crate::harness::http();
-    // One worker thread each: three busy processes share two cores, and the fixture
-    // itself is fastest single-threaded (it is the baseline, so it runs at its best).
-    let fixture = Fixture::start_with_env(&["--name", "bench"], &[("TOKIO_WORKER_THREADS", "1")]);
-    let modern = Fixture::start_with_env(
-        &["--name", "bench-modern", "--era", "modern"],
-        &[("TOKIO_WORKER_THREADS", "1")],
-    );
-    let gateway = Gateway::start(
-        &format!(
-            "connections:\n  - name: fx\n    url: {}\n  - name: mx\n    url: {}\n",
-            fixture.mcp_url(),
-            modern.mcp_url()
-        ),
-        &[
-            ("RUST_LOG", "warn"),
-            ("HAWSER_WORKER_THREADS", &gateway_threads()),
-        ],
-    );
-    gateway.wait_ready().await;
-    wait_for_tool(&http, &gateway.mcp_url(), "fx__echo").await?;
-    wait_for_tool(&http, &gateway.mcp_url(), "mx__echo").await?;
-    let pid = gateway.child.id();
-    let (legacy_url, modern_url, gateway_url) =
-        (fixture.mcp_url(), modern.mcp_url(), gateway.mcp_url());
-    println!("# proxy: tools/call echo, direct vs through hawser (/mcp, names prefixed)");
-    let mut results = Vec::new();
-    let phase = |era, url, tool| load::Load { era, url, tool };
-    let (legacy, modern_era) = (load::Era::Legacy, load::Era::Modern);
-    // (label, direct, through the gateway, concurrencies): the baseline is the same
-    // upstream in the era it speaks.
-    let phases = [
-        (
-            "legacy client, legacy upstream",
-            phase(legacy, legacy_url.as_str(), "echo"),
-            phase(legacy, gateway_url.as_str(), "fx__echo"),
-            &[1, 16, 64][..],
-        ),
-        (
-            "2026-07-28 client, 2026-07-28 upstream",
-            phase(modern_era, modern_url.as_str(), "echo"),
-            phase(modern_era, gateway_url.as_str(), "mx__echo"),
-            &[1, 16][..],
-        ),
-        (
-            "2026-07-28 client, legacy upstream",
-            phase(legacy, legacy_url.as_str(), "echo"),
-            phase(modern_era, gateway_url.as_str(), "fx__echo"),
-            &[1, 16][..],
-        ),
-        (
-            "legacy client, 2026-07-28 upstream",
-            phase(modern_era, modern_url.as_str(), "echo"),
-            phase(legacy, gateway_url.as_str(), "mx__echo"),
-            &[1, 16][..],
-        ),
-    ];
-    for (label, direct_load, gateway_load, concurrencies) in phases {
-        println!("## {label}");
-        for &concurrency in concurrencies {
-            let args = json!({"text": "hello"});
-            let direct = load::run_as(
-                &http,
-                direct_load,
-                args.clone(),
-                concurrency,
-                warmup,
-                duration,
-            )
-            .await?;
-            let (user_before, sys_before) =
-                proc_stats::cpu_split(pid).context("reading gateway CPU time")?;
-            let proxied =
-                load::run_as(&http, gateway_load, args, concurrency, warmup, duration).await?;
-            let (user_after, sys_after) =
-                proc_stats::cpu_split(pid).context("reading gateway CPU time")?;
-            // The warm-up calls used CPU too: spread it over every call made.
-            let total_calls =
-                proxied.calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
-            let user_us = (user_after - user_before) * 1e6 / total_calls;
-            let sys_us = (sys_after - sys_before) * 1e6 / total_calls;
-            let cpu_us_per_call = user_us + sys_us;
-            println!(
-                "{}  gateway CPU {cpu_us_per_call:.1}µs/call (user {user_us:.1}, kernel {sys_us:.1})",
-                report::row("echo", &direct, &proxied)
-            );
-            results.push(json!({
-                "phase": label,
-                "client": gateway_load.era.label(),
-                "concurrency": concurrency,
-                "direct_rps": direct.throughput(), "gateway_rps": proxied.throughput(),
-                "ratio": proxied.throughput() / direct.throughput(),
-                "direct_p50_us": direct.percentile_us(0.5), "gateway_p50_us": proxied.percentile_us(0.5),
-                "direct_p99_us": direct.percentile_us(0.99), "gateway_p99_us": proxied.percentile_us(0.99),
-                "added_p50_us": proxied.percentile_us(0.5) - direct.percentile_us(0.5),
-                "gateway_cpu_us_per_call": cpu_us_per_call,
-                "gateway_user_us_per_call": user_us,
-                "gateway_kernel_us_per_call": sys_us,
-                "errors": direct.errors + proxied.errors,
-            }));
-        }
-    }
-    let rss = proc_stats::peak_rss_mib(pid).unwrap_or(f64::NAN);
-    println!("gateway peak RSS {rss:.1} MiB");
-    println!(
-        "{}",
-        json!({"bench": "proxy", "results": results, "gateway_peak_rss_mib": rss})
-    );
     Ok(())
 }
 

@@ -11,6 +11,8 @@ pub struct Sample {
     pub concurrency: usize,
     pub calls: u64,
     pub errors: u64,
+    /// Every call made, warm-up included (what CPU time is divided by).
+    pub all_calls: u64,
     pub elapsed: Duration,
     /// Sorted latencies in microseconds.
     pub latencies_us: Vec<u32>,
@@ -156,6 +158,11 @@ impl Session {
         Ok(resp.bytes().await?)
     }
 
+    /// One call's answer, as it came.
+    pub async fn call_text(&self) -> anyhow::Result<bytes::Bytes> {
+        self.post_bytes(self.body.clone()).await
+    }
+
     /// One call; whether it returned a result.
     pub async fn call(&self) -> bool {
         match self.post_bytes(self.body.clone()).await {
@@ -220,12 +227,14 @@ pub async fn run_as(
         tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(16_384);
             let mut errors = 0u64;
+            let mut made = 0u64;
             loop {
                 let t0 = Instant::now();
                 if t0 >= end {
                     break;
                 }
                 let ok = s.call().await;
+                made += 1;
                 if t0 >= measure_from {
                     if ok {
                         latencies.push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
@@ -234,21 +243,24 @@ pub async fn run_as(
                     }
                 }
             }
-            (latencies, errors)
+            (latencies, errors, made)
         })
     });
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut all_calls = 0;
     for w in futures::future::join_all(workers).await {
-        let (l, e) = w?;
+        let (l, e, made) = w?;
         all.extend(l);
         errors += e;
+        all_calls += made;
     }
     all.sort_unstable();
     Ok(Sample {
         concurrency,
         calls: all.len() as u64,
         errors,
+        all_calls,
         elapsed: duration,
         latencies_us: all,
     })

@@ -6,6 +6,7 @@ pub mod load;
 pub mod metrics_push;
 pub mod policy;
 pub mod proc_stats;
+pub mod proxy;
 pub mod report;
 pub mod traces;
 
@@ -17,16 +18,19 @@ pub async fn wait_for_tool(http: &reqwest::Client, url: &str, tool: &str) -> any
             http.clone(),
             url,
             tool,
-            serde_json::json!({"text": "probe"}),
+            serde_json::json!({"text": "hello"}),
         )
         .await?;
         if s.call().await {
             return Ok(());
         }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "{tool} not available at {url}"
-        );
+        if std::time::Instant::now() >= deadline {
+            let answer = match s.call_text().await {
+                Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+                Err(e) => format!("{e:#}"),
+            };
+            anyhow::bail!("{tool} not available at {url}: {answer}");
+        }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -15,7 +15,7 @@ use crate::harness::stack::{Fixture, Gateway};
 const TOKEN: &str = "bench-policy-token";
 
 /// 100 policies of 20 rules; the first `on_fx` target `fx`, the rest other names.
-fn policies(on_fx: usize, limit: bool) -> String {
+pub fn policies(on_fx: usize, limit: bool) -> String {
     let mut out = String::from("policies:\n");
     for p in 0..100 {
         let target = if p < on_fx {

@@ -20,6 +20,37 @@ pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     Some((utime / TICKS_PER_SECOND, stime / TICKS_PER_SECOND))
 }
 
+/// User + system CPU seconds used by `pid` and its descendants still running (an
+/// nginx master and its workers, whose time is not in the master's figures until they
+/// exit).
+pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+    let mut total = cpu_seconds(pid)?;
+    let mut pending = vec![pid];
+    while let Some(parent) = pending.pop() {
+        for child in children(parent) {
+            total += cpu_seconds(child).unwrap_or(0.0);
+            pending.push(child);
+        }
+    }
+    Some(total)
+}
+
+/// The children of `pid`, from every thread's `children` file.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// Peak resident set size of `pid` in MiB (`VmHWM`).
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

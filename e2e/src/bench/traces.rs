@@ -18,7 +18,7 @@ use crate::harness::stack::{Fixture, Gateway};
 
 /// What the sink received.
 #[derive(Default)]
-struct Received {
+pub struct Received {
     requests: AtomicU64,
     bytes: AtomicU64,
 }
@@ -32,7 +32,7 @@ async fn sink(State(received): State<Arc<Received>>, body: Bytes) -> &'static st
 }
 
 /// A tiny OTLP/HTTP receiver; returns its base URL.
-async fn start_sink(received: Arc<Received>) -> anyhow::Result<String> {
+pub async fn start_sink(received: Arc<Received>) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let app = Router::new()
