@@ -56,7 +56,10 @@ pub async fn forward(
             id,
         };
         front.sessions.pool.touch(upstream.name(), &session.subject);
-        return resume::resume(&front.bridge, retry, &state).await;
+        // Boxed, like the other large awaits below: a future holds every future it
+        // awaits, and each enclosing one up to the HTTP handler is copied when it is
+        // made, so keeping the big ones on the heap keeps every level small.
+        return Box::pin(resume::resume(&front.bridge, retry, &state)).await;
     }
     // A 2026-07-28 retry after consent carries the answer to Hawser's request: the
     // upstream never sees it.
@@ -156,13 +159,13 @@ pub async fn forward(
         let cancelled = inflight.token.clone();
         let opened = tokio::select! {
             () = cancelled.cancelled() => return reply::sse(axum::body::Body::empty()),
-            r = tokio::time::timeout(timeout, async {
+            r = tokio::time::timeout(timeout, Box::pin(async {
                 let upstream_session = front.sessions.upstream_session(session, upstream).await?;
                 let call = upstream
                     .call(&upstream_session, method, params, Some(id.json()), &upstream_headers, envelope.as_ref())
                     .await;
                 Ok::<_, UpstreamError>((upstream_session, call))
-            }.instrument(span.clone())) => r,
+            }.instrument(span.clone()))) => r,
         };
         let (upstream_session, call) = match opened {
             Err(_) => return fail(UpstreamError::Timeout(timeout), record),
@@ -187,7 +190,12 @@ pub async fn forward(
                     record: Some(record),
                     span,
                 };
-                return stream::respond(ctx, call, !session.endpoint.is_aggregated()).await;
+                return Box::pin(stream::respond(
+                    ctx,
+                    call,
+                    !session.endpoint.is_aggregated(),
+                ))
+                .await;
             }
             Err(UpstreamError::SessionExpired) if !retried => {
                 retried = true;
