@@ -368,6 +368,132 @@ pub fn notification(method: &str, params: Option<&str>) -> Bytes {
     write(None, Some(method), params, None, None)
 }
 
+/// A params object read in place: each member's raw text borrowed from the request,
+/// so reading a tool's `name` or `arguments` copies nothing. [`RawParams`] owns its
+/// members, for changing them.
+#[derive(Debug, Default)]
+pub struct ParamsView<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> ParamsView<'a> {
+    /// Reads params (absent params are an empty object).
+    pub fn parse(params: Option<&'a RawValue>) -> Result<Self, ParseError> {
+        match params {
+            None => Ok(Self::default()),
+            Some(raw) => Self::of(raw)
+                .map_err(|e| ParseError::invalid(format!("params must be an object: {e}"))),
+        }
+    }
+
+    /// The members of any JSON object.
+    pub fn of(object: &'a RawValue) -> Result<Self, serde_json::Error> {
+        use serde::de::{Deserializer as _, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ParamsView<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(Key(k)) = map.next_key()? {
+                    out.push((k, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(ParamsView(out))
+            }
+        }
+        let mut de = serde_json::Deserializer::from_str(object.get());
+        let view = de.deserialize_map(V)?;
+        de.end()?;
+        Ok(view)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// Reads a string member.
+    pub fn get_str(&self, key: &str) -> Option<String> {
+        self.get(key)
+            .and_then(|v| serde_json::from_str(v.get()).ok())
+    }
+
+    /// The object again, with `key` set to `value` (replaced in place, or appended).
+    pub fn with(&self, key: &str, value: &RawValue) -> Box<RawValue> {
+        let mut found = false;
+        let members = self.0.iter().map(|(k, v)| {
+            if k == key {
+                found = true;
+                (k.as_ref(), value)
+            } else {
+                (k.as_ref(), *v)
+            }
+        });
+        let mut members: Vec<(&str, &RawValue)> = members.collect();
+        if !found {
+            members.push((key, value));
+        }
+        object(members)
+    }
+
+    /// The object again, keeping the members `keep` says yes to.
+    pub fn only(&self, keep: impl Fn(&str) -> bool) -> Box<RawValue> {
+        object(
+            self.0
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.as_ref(), *v))
+                .collect(),
+        )
+    }
+}
+
+/// A JSON object of raw members, written out as they are.
+fn object(members: Vec<(&str, &RawValue)>) -> Box<RawValue> {
+    let mut out = String::with_capacity(
+        2 + members
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>(),
+    );
+    out.push('{');
+    for (i, (k, v)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Keys come from parsed JSON: serializing a str cannot fail.
+        out.push_str(&serde_json::to_string(k).unwrap_or_else(|_| "\"\"".to_owned()));
+        out.push(':');
+        out.push_str(v.get());
+    }
+    out.push('}');
+    raw_or_null(out)
+}
+
+/// An object key, borrowed from the input unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// A params object with raw member values: lets the gateway change one member (a
 /// tool's `name`) without decoding the others (`arguments`).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]

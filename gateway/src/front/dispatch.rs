@@ -19,7 +19,7 @@ use super::state::Front;
 use super::subscribed;
 use super::tasks;
 use crate::config::PREFIX_SEPARATOR;
-use crate::jsonrpc::{self, Id, Kind, Message, RawParams, raw_string};
+use crate::jsonrpc::{self, Id, Kind, Message, ParamsView, RawParams, raw_string};
 use crate::policy;
 use crate::upstream::Upstream;
 use crate::view::{EndpointView, ListKind, Route};
@@ -117,6 +117,11 @@ fn params(msg: &Message<'_>) -> Result<RawParams> {
     RawParams::parse(msg.params).map_err(|e| Error::InvalidParams(e.message))
 }
 
+/// The params read in place (routing reads a member or two and copies nothing).
+fn view<'a>(msg: &Message<'a>) -> Result<ParamsView<'a>> {
+    ParamsView::parse(msg.params).map_err(|e| Error::InvalidParams(e.message))
+}
+
 /// A request on its way to one upstream.
 struct Routing<'a> {
     front: &'a Front,
@@ -167,9 +172,8 @@ async fn routed(
             } else {
                 ("prompt", &endpoint.prompts)
             };
-            let mut params = params(msg)?;
+            let params = view(msg)?;
             let name = params
-                .0
                 .get_str("name")
                 .ok_or_else(|| Error::InvalidParams("params.name is required".into()))?;
             let unknown = |name: String| {
@@ -212,7 +216,7 @@ async fn routed(
                 items.iter().find(|i| i.key == route.name).map(|i| &*i.raw)
             });
             let facts = policy::Facts {
-                args: params.0.get("arguments"),
+                args: params.get("arguments"),
                 client_address: info.remote_addr.as_deref(),
                 tool: listed,
             };
@@ -234,15 +238,15 @@ async fn routed(
                     return Ok(error.reply_in(Some(id), session.is_modern()));
                 }
             }
-            let renamed = renamed(&mut params, "name", route, &name);
+            let renamed = (route.name != name)
+                .then(|| params.with("name", &jsonrpc::raw_string(&route.name)));
             let params = renamed.as_deref().or(msg.params);
             Ok(to
                 .send(&route.upstream, params, Some(route.name.clone()))
                 .await)
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            let uri = params(msg)?
-                .0
+            let uri = view(msg)?
                 .get_str("uri")
                 .ok_or_else(|| Error::InvalidParams("params.uri is required".into()))?;
             let upstream =
@@ -403,20 +407,6 @@ async fn decide(
             rule: d.rule,
         }),
     }
-}
-
-/// The params with `field` set to the upstream's own name, when the route renames.
-fn renamed(
-    params: &mut RawParams,
-    field: &str,
-    route: &Route,
-    exposed: &str,
-) -> Option<Box<RawValue>> {
-    if route.name == exposed {
-        return None;
-    }
-    params.0.set(field, raw_string(&route.name));
-    Some(params.to_raw())
 }
 
 /// A tool name the view does not list, on a connection with per-user tokens: such a

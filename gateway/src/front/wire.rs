@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 
 use super::error::{Error, Result};
 use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use crate::jsonrpc::{Kind, Message, RawParams};
+use crate::jsonrpc::{Kind, Message, ParamsView};
 use crate::revision::{self, Envelope};
 use crate::upstream::Declared;
 
@@ -125,9 +125,9 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
 
 /// `Mcp-Name` must be present and equal `params.{member}` (when the body has it).
 fn check_name(headers: &HeaderMap, msg: &Message<'_>, member: &str) -> Result<()> {
-    let body = RawParams::parse(msg.params)
+    let body = ParamsView::parse(msg.params)
         .ok()
-        .and_then(|p| p.0.get_str(member));
+        .and_then(|p| p.get_str(member));
     let Some(body) = body else {
         // The body itself is wrong; routing says how.
         return Ok(());

@@ -126,3 +126,37 @@ fn mark_complete_splices_result_type_into_results_only() {
         assert_eq!(mark_complete(Bytes::copy_from_slice(unchanged)), unchanged);
     }
 }
+
+#[test]
+fn params_view_reads_members_in_place_and_rewrites_one() {
+    let raw = RawValue::from_string(
+        r#"{"name":"fx__echo","arguments":{"text":"a \"b\""},"n\u0061me2":1,"_meta":{"k":[1]}}"#
+            .to_owned(),
+    )
+    .unwrap();
+    let view = ParamsView::parse(Some(&raw)).unwrap();
+    assert_eq!(view.get_str("name").as_deref(), Some("fx__echo"));
+    assert_eq!(
+        view.get("arguments").map(RawValue::get),
+        Some(r#"{"text":"a \"b\""}"#)
+    );
+    // An escaped key is decoded (and owned), the others are borrowed.
+    assert!(view.get("name2").is_some());
+    let renamed = view.with("name", &raw_string("echo"));
+    let back: serde_json::Value = serde_json::from_str(renamed.get()).unwrap();
+    assert_eq!(
+        back,
+        serde_json::json!({"name": "echo", "arguments": {"text": "a \"b\""}, "name2": 1, "_meta": {"k": [1]}})
+    );
+    // Member order is kept; a missing member is appended.
+    assert!(renamed.get().starts_with(r#"{"name":"echo","arguments""#));
+    let added = view.with("cursor", &raw_string("c"));
+    assert!(added.get().ends_with(r#""cursor":"c"}"#));
+    let kept = view.only(|k| k != "_meta");
+    assert!(!kept.get().contains("_meta"));
+    assert_eq!(ParamsView::parse(None).unwrap().0.len(), 0);
+    for bad in ["[1]", "\"x\"", "null"] {
+        let raw = RawValue::from_string(bad.to_owned()).unwrap();
+        assert!(ParamsView::parse(Some(&raw)).is_err(), "{bad}");
+    }
+}

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use super::streamable::{Reply, SessionRef};
 use super::{Upstream, UpstreamError, hawser_info};
 use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PARAM_PREFIX};
-use crate::jsonrpc::{self, Message, RawParams};
+use crate::jsonrpc::{self, Message, ParamsView, RawParams};
 use crate::revision::{self, Envelope, encode_header_value};
 
 /// What Hawser can relay to its clients, declared to upstreams so that they offer
@@ -72,24 +72,21 @@ pub fn trace_members(headers: &HeaderMap) -> Vec<(&'static str, &str)> {
 /// `params` without the 2026-07-28 envelope (for a legacy upstream, whose session
 /// already says what the envelope would); other `_meta` members kept.
 pub fn without_envelope(params: &RawValue) -> Box<RawValue> {
-    let Ok(mut members) = RawParams::parse(Some(params)) else {
+    let Ok(members) = ParamsView::of(params) else {
         return params.to_owned();
     };
-    let Some(meta) = members.0.get("_meta") else {
+    let Some(meta) = members.get("_meta") else {
         return params.to_owned();
     };
-    let Ok(mut meta) = RawParams::parse(Some(meta)) else {
+    let Ok(meta) = ParamsView::of(meta) else {
         return params.to_owned();
     };
-    meta.0
-        .0
-        .retain(|(k, _)| !k.starts_with("io.modelcontextprotocol/"));
-    if meta.0.0.is_empty() {
-        members.0.0.retain(|(k, _)| k != "_meta");
+    let kept = |k: &str| !k.starts_with("io.modelcontextprotocol/");
+    if meta.0.iter().any(|(k, _)| kept(k)) {
+        members.with("_meta", &meta.only(kept))
     } else {
-        members.0.set("_meta", meta.to_raw());
+        members.only(|k| k != "_meta")
     }
-    members.to_raw()
 }
 
 /// A tool argument an upstream wants mirrored in an `Mcp-Param-{name}` header.
