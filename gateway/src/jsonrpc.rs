@@ -103,9 +103,27 @@ pub struct Message<'a> {
     pub params: Option<&'a RawValue>,
     pub result: Option<&'a RawValue>,
     pub error: Option<&'a RawValue>,
+    /// The params' members, read on first use (see [`Message::members`]).
+    members: std::sync::OnceLock<Option<ParamsView<'a>>>,
 }
 
 impl<'a> Message<'a> {
+    /// The params' members (absent params are an empty object), read once however
+    /// many parts of the gateway look at them: the 2026-07-28 header checks, the
+    /// envelope, routing.
+    pub fn members(&self) -> Result<&ParamsView<'a>, ParseError> {
+        match self
+            .members
+            .get_or_init(|| ParamsView::parse(self.params).ok())
+        {
+            Some(view) => Ok(view),
+            None => Err(ParseError::invalid(match ParamsView::parse(self.params) {
+                Err(e) => e.message,
+                Ok(_) => "params must be an object".to_owned(),
+            })),
+        }
+    }
+
     /// Parses one message; batches (arrays) are rejected, MCP removed them.
     pub fn parse(input: &'a [u8]) -> Result<Self, ParseError> {
         let first = input.iter().find(|b| !b.is_ascii_whitespace());
@@ -138,6 +156,7 @@ impl<'a> Message<'a> {
             params: env.params,
             result: env.result,
             error: env.error,
+            members: std::sync::OnceLock::new(),
         };
         // JSON-RPC 2.0 §4.2: params, when present, are an object or an array.
         if let Some(params) = msg.params
@@ -371,7 +390,7 @@ pub fn notification(method: &str, params: Option<&str>) -> Bytes {
 /// A params object read in place: each member's raw text borrowed from the request,
 /// so reading a tool's `name` or `arguments` copies nothing. [`RawParams`] owns its
 /// members, for changing them.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ParamsView<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> ParamsView<'a> {

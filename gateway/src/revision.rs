@@ -95,6 +95,12 @@ impl Envelope {
             #[serde(rename = "_meta", borrow)]
             meta: Option<&'a RawValue>,
         }
+        let params: Params<'_> = serde_json::from_str(params?.get()).ok()?;
+        Self::of_meta(params.meta?)
+    }
+
+    /// Reads the envelope out of a request's `_meta`.
+    pub fn of_meta(meta: &RawValue) -> Option<Self> {
         #[derive(serde::Deserialize)]
         struct Meta<'a> {
             #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow)]
@@ -106,8 +112,7 @@ impl Envelope {
             #[serde(rename = "io.modelcontextprotocol/logLevel", borrow)]
             log_level: Option<&'a RawValue>,
         }
-        let params: Params<'_> = serde_json::from_str(params?.get()).ok()?;
-        let meta: Meta<'_> = serde_json::from_str(params.meta?.get()).ok()?;
+        let meta: Meta<'_> = serde_json::from_str(meta.get()).ok()?;
         let string =
             |v: Option<&RawValue>| v.and_then(|v| serde_json::from_str::<String>(v.get()).ok());
         let object = |v: Option<&RawValue>| {

@@ -118,8 +118,8 @@ fn params(msg: &Message<'_>) -> Result<RawParams> {
 }
 
 /// The params read in place (routing reads a member or two and copies nothing).
-fn view<'a>(msg: &Message<'a>) -> Result<ParamsView<'a>> {
-    ParamsView::parse(msg.params).map_err(|e| Error::InvalidParams(e.message))
+fn view<'m, 'a>(msg: &'m Message<'a>) -> Result<&'m ParamsView<'a>> {
+    msg.members().map_err(|e| Error::InvalidParams(e.message))
 }
 
 /// A request on its way to one upstream.

@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 
 use super::error::{Error, Result};
 use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use crate::jsonrpc::{Kind, Message, ParamsView};
+use crate::jsonrpc::{Kind, Message};
 use crate::revision::{self, Envelope};
 use crate::upstream::Declared;
 
@@ -48,7 +48,10 @@ pub fn classify(headers: &HeaderMap, msg: &Message<'_>) -> Result<Wire> {
     let version =
         header(headers, MCP_PROTOCOL_VERSION).map(|v| String::from_utf8_lossy(v).trim().to_owned());
     let Some(version) = version else {
-        let envelope = Envelope::of(msg.params);
+        let envelope = msg
+            .members()
+            .ok()
+            .and_then(|p| Envelope::of_meta(p.get("_meta")?));
         if envelope.is_some_and(|e| e.protocol_version.is_some())
             && !headers.contains_key(MCP_SESSION_ID)
             && msg.kind() == Kind::Request
@@ -96,7 +99,10 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
         }
         Some(_) => {}
     }
-    let envelope = Envelope::of(msg.params)
+    let envelope = msg
+        .members()
+        .ok()
+        .and_then(|p| Envelope::of_meta(p.get("_meta")?))
         .ok_or_else(|| Error::MetaInvalid("params._meta is required in 2026-07-28".into()))?;
     let Some(body_version) = envelope.protocol_version.as_deref() else {
         return Err(Error::MetaInvalid(format!(
@@ -125,9 +131,7 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
 
 /// `Mcp-Name` must be present and equal `params.{member}` (when the body has it).
 fn check_name(headers: &HeaderMap, msg: &Message<'_>, member: &str) -> Result<()> {
-    let body = ParamsView::parse(msg.params)
-        .ok()
-        .and_then(|p| p.get_str(member));
+    let body = msg.members().ok().and_then(|p| p.get_str(member));
     let Some(body) = body else {
         // The body itself is wrong; routing says how.
         return Ok(());
