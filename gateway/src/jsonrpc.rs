@@ -251,11 +251,29 @@ pub fn write(
     result: Option<&str>,
     error: Option<&str>,
 ) -> Bytes {
+    assemble(
+        id,
+        method,
+        params,
+        result.map(|r| (&b""[..], r.as_bytes())),
+        error,
+    )
+}
+
+/// [`write`], with the result given as two pieces written one after the other (a
+/// member spliced in front of an upstream's result without copying it twice).
+fn assemble(
+    id: Option<&str>,
+    method: Option<&str>,
+    params: Option<&str>,
+    result: Option<(&[u8], &[u8])>,
+    error: Option<&str>,
+) -> Bytes {
     let len = 32
         + id.map_or(0, str::len)
         + method.map_or(0, |m| m.len() + 12)
         + params.map_or(0, str::len)
-        + result.map_or(0, str::len)
+        + result.map_or(0, |(head, rest)| head.len() + rest.len())
         + error.map_or(0, str::len);
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(br#"{"jsonrpc":"2.0""#);
@@ -272,9 +290,10 @@ pub fn write(
         out.extend_from_slice(br#","params":"#);
         out.extend_from_slice(params.as_bytes());
     }
-    if let Some(result) = result {
+    if let Some((head, rest)) = result {
         out.extend_from_slice(br#","result":"#);
-        out.extend_from_slice(result.as_bytes());
+        out.extend_from_slice(head);
+        out.extend_from_slice(rest);
     }
     if let Some(error) = error {
         out.extend_from_slice(br#","error":"#);
@@ -296,6 +315,43 @@ impl Message<'_> {
         )
     }
 
+    /// The same response with `"resultType":"complete"` as the first member of its
+    /// result object and `id` (JSON text; `None`: its own): what a 2026-07-28 client
+    /// needs of an answer from an upstream of an earlier revision. The result is
+    /// spliced, not decoded. `None` for anything else: an error, a result that is not
+    /// an object or already says what it is.
+    pub fn completed(&self, id: Option<&str>) -> Option<Bytes> {
+        #[derive(Deserialize)]
+        struct Tagged<'a> {
+            #[serde(rename = "resultType", borrow, default)]
+            result_type: Option<&'a RawValue>,
+        }
+        let text = self.result?.get();
+        let rest = text.strip_prefix('{')?;
+        // Reading the members means scanning the whole result; a result whose text
+        // cannot name `resultType` (no such run of bytes and no escape that could
+        // spell it) needs no reading.
+        let text_bytes = text.as_bytes();
+        if (find_bytes!(text_bytes, b"resultType").is_some()
+            || find_bytes!(text_bytes, b"\\u").is_some())
+            && serde_json::from_str::<Tagged<'_>>(text).map_or(true, |t| t.result_type.is_some())
+        {
+            return None;
+        }
+        let head: &[u8] = if rest.trim_start().starts_with('}') {
+            br#"{"resultType":"complete""#
+        } else {
+            br#"{"resultType":"complete","#
+        };
+        Some(assemble(
+            id.or(self.id.map(RawValue::get)),
+            self.method.as_deref(),
+            self.params.map(RawValue::get),
+            Some((head, rest.as_bytes())),
+            self.error.map(RawValue::get),
+        ))
+    }
+
     /// The same message with other params.
     pub fn with_params(&self, params: &str) -> Bytes {
         write(
@@ -306,50 +362,6 @@ impl Message<'_> {
             self.error.map(RawValue::get),
         )
     }
-}
-
-/// The same response with `"resultType":"complete"` as the first member of its result
-/// object: what a 2026-07-28 client needs of an answer from an upstream of an earlier
-/// revision. The result is spliced, not decoded; anything else (an error, a result
-/// that already says, a message that does not parse) is returned as it is.
-pub fn mark_complete(bytes: Bytes) -> Bytes {
-    #[derive(Deserialize)]
-    struct Tagged<'a> {
-        #[serde(rename = "resultType", borrow, default)]
-        result_type: Option<&'a RawValue>,
-    }
-    let offset = {
-        let Ok(msg) = Message::parse(&bytes) else {
-            return bytes;
-        };
-        let Some(result) = msg.result else {
-            return bytes;
-        };
-        let text = result.get();
-        if !text.starts_with('{')
-            || serde_json::from_str::<Tagged<'_>>(text).map_or(true, |t| t.result_type.is_some())
-        {
-            return bytes;
-        }
-        // `result` borrows from `bytes`: its offset there, just past the brace.
-        let start = (text.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
-        if start >= bytes.len() {
-            return bytes;
-        }
-        let empty = text[1..].trim_start().starts_with('}');
-        (start + 1, empty)
-    };
-    let (at, empty) = offset;
-    let member: &[u8] = if empty {
-        br#""resultType":"complete""#
-    } else {
-        br#""resultType":"complete","#
-    };
-    let mut out = Vec::with_capacity(bytes.len() + member.len());
-    out.extend_from_slice(&bytes[..at]);
-    out.extend_from_slice(member);
-    out.extend_from_slice(&bytes[at..]);
-    Bytes::from(out)
 }
 
 /// A success response.

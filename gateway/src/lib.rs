@@ -5,6 +5,17 @@
 //! MCP endpoints clients use). [`server`] wires them up.
 #![forbid(unsafe_code)]
 
+/// Where the fixed byte string `needle` (a `'static` literal or constant) first
+/// occurs in `haystack`. The searcher is built once per call site: building one
+/// costs more than searching a small message, and these searches run on every call.
+macro_rules! find_bytes {
+    ($haystack:expr, $needle:expr) => {{
+        static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new($needle));
+        FINDER.find($haystack)
+    }};
+}
+
 pub mod admin;
 pub mod audit;
 pub mod body;

@@ -37,7 +37,7 @@ impl Redactor {
         if self.needles.is_empty() {
             return false;
         }
-        if memchr::memmem::find(raw, b"\\u").is_some() {
+        if find_bytes!(raw, b"\\u").is_some() {
             return true;
         }
         let flat = normalize(&String::from_utf8_lossy(raw));

@@ -246,7 +246,7 @@ fn binding(connection: &str, target: Option<&str>) -> String {
 pub fn hawser_state(params: Option<&RawValue>) -> Option<String> {
     // Every 2026-07-28 call asks: most carry no state, and need no parse to say so.
     let params = params?;
-    memchr::memmem::find(params.get().as_bytes(), ticket::PREFIX.as_bytes())?;
+    find_bytes!(params.get().as_bytes(), ticket::PREFIX.as_bytes())?;
     let state = RawParams::parse(Some(params))
         .ok()?
         .0

@@ -101,7 +101,7 @@ fn declares_url_elicitation(capabilities: Option<&RawValue>) -> bool {
 /// without that answer (the upstream never sees it). `None` when it carries none.
 pub fn take_answer(params: Option<&RawValue>) -> Option<(bool, Box<RawValue>)> {
     let params = params?;
-    memchr::memmem::find(params.get().as_bytes(), INPUT_KEY.as_bytes())?;
+    find_bytes!(params.get().as_bytes(), INPUT_KEY.as_bytes())?;
     let mut members = RawParams::parse(Some(params)).ok()?;
     let responses = members.0.get("inputResponses")?;
     let mut responses = RawParams::parse(Some(responses)).ok()?;

@@ -123,24 +123,28 @@ fn view<'m, 'a>(msg: &'m Message<'a>) -> Result<&'m ParamsView<'a>> {
 }
 
 /// A request on its way to one upstream.
-struct Routing<'a> {
+struct Routing<'a, 'm> {
     front: &'a Front,
     session: &'a Arc<ClientSession>,
     info: &'a RequestInfo,
     id: &'a Id,
-    method: &'a str,
+    msg: &'a Message<'m>,
 }
 
-impl Routing<'_> {
+impl Routing<'_, '_> {
     async fn send(
         &self,
         upstream: &Arc<Upstream>,
         params: Option<&RawValue>,
         target: Option<String>,
     ) -> Reply {
+        // The client's own params were read for routing; forwarding reuses that.
+        let own = params.is_some_and(|p| self.msg.params.is_some_and(|o| std::ptr::eq(p, o)));
+        let members = own.then(|| self.msg.members().ok()).flatten();
         let request = Forward {
-            method: self.method,
+            method: self.msg.method(),
             params,
+            members,
             id: self.id.clone(),
             target,
         };
@@ -163,7 +167,7 @@ async fn routed(
         session,
         info,
         id,
-        method,
+        msg,
     };
     match method {
         "tools/call" | "prompts/get" => {
@@ -442,7 +446,11 @@ fn route_uri(endpoint: &EndpointView, uri: &str) -> Option<Arc<Upstream>> {
 }
 
 /// `completion/complete`: routed by the prompt (renamed) or the resource URI.
-async fn complete(to: &Routing<'_>, endpoint: &EndpointView, msg: &Message<'_>) -> Result<Reply> {
+async fn complete(
+    to: &Routing<'_, '_>,
+    endpoint: &EndpointView,
+    msg: &Message<'_>,
+) -> Result<Reply> {
     let mut params = params(msg)?;
     let Ok(mut reference) = RawParams::parse(params.0.get("ref")) else {
         return Err(Error::InvalidParams("params.ref must be an object".into()));

@@ -16,7 +16,7 @@ use super::state::Front;
 use super::stream::{self, CallContext, RetryContext};
 use super::{bridge, consent};
 use crate::audit::Outcome;
-use crate::jsonrpc::Id;
+use crate::jsonrpc::{Id, ParamsView};
 use crate::revision::Era;
 use crate::telemetry::span::UpstreamCall;
 use crate::upstream::{Upstream, UpstreamError};
@@ -25,6 +25,8 @@ use crate::upstream::{Upstream, UpstreamError};
 pub struct Forward<'a> {
     pub method: &'a str,
     pub params: Option<&'a RawValue>,
+    /// `params` read in place, when they are the client's own (not rewritten).
+    pub members: Option<&'a ParamsView<'a>>,
     pub id: Id,
     /// Tool, prompt or resource as the upstream names it (audit).
     pub target: Option<String>,
@@ -41,6 +43,7 @@ pub async fn forward(
     let Forward {
         method,
         params,
+        members,
         id,
         target,
     } = request;
@@ -125,7 +128,7 @@ pub async fn forward(
     let upstream_era = upstream.era_for(session.era());
     let envelope = (upstream_era == Era::Modern).then(|| session.envelope());
     let stripped = match (session.is_modern(), upstream_era, params) {
-        (true, Era::Legacy, Some(p)) => Some(crate::upstream::era::without_envelope(p)),
+        (true, Era::Legacy, Some(p)) => crate::upstream::era::without_envelope(p, members),
         _ => None,
     };
     let params = stripped.as_deref().or(params);

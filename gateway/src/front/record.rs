@@ -173,7 +173,7 @@ impl CallRecord {
             let tool_error = outcome
                 .response
                 .as_deref()
-                .is_some_and(|r| memchr::memmem::find(r, br#""isError":true"#).is_some());
+                .is_some_and(|r| find_bytes!(r, br#""isError":true"#).is_some());
             traffic.record(
                 &self.connection,
                 elapsed,

@@ -67,7 +67,7 @@ pub fn sse(body: Body) -> Reply {
 /// the 404 the revision gives it (the upstream's own status is not kept), anything
 /// else is 200.
 pub fn json_modern(message: Bytes) -> Reply {
-    let unknown_method = memchr::memmem::find(&message, b"\"error\"").is_some()
+    let unknown_method = find_bytes!(&message, b"\"error\"").is_some()
         && jsonrpc::Message::parse(&message)
             .ok()
             .and_then(|m| m.error.map(jsonrpc::error_summary))

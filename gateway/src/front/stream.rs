@@ -144,14 +144,6 @@ impl Relaying {
                 {
                     return self.ask(input);
                 }
-                // A 2026-07-28 client needs every result to say what it is.
-                let bytes = if self.ctx.session.is_modern()
-                    && self.ctx.upstream.era_for(Era::Modern) == Era::Legacy
-                {
-                    jsonrpc::mark_complete(bytes)
-                } else {
-                    bytes
-                };
                 // On the aggregated endpoint a task is named like a tool.
                 let bytes = if self.ctx.session.endpoint.is_aggregated()
                     && super::tasks::may_name_tasks(&self.ctx.method)
@@ -168,7 +160,7 @@ impl Relaying {
                 Step::Last(bytes)
             }
             Ok(Some(Ok(Inbound::Notification(bytes)))) => {
-                if memchr::memmem::find(&bytes, b"notifications/progress").is_none() {
+                if find_bytes!(&bytes, b"notifications/progress").is_none() {
                     return Step::Frame(bytes);
                 }
                 self.outcome.progress += 1;
@@ -401,8 +393,12 @@ impl Drop for Relaying {
 
 /// Relays `call` to the client. A connection's own endpoint mirrors the upstream's
 /// framing (SSE when the upstream streams); otherwise an immediate answer is JSON.
-pub async fn respond(ctx: CallContext, call: Call, mirror: bool) -> Reply {
+pub async fn respond(ctx: CallContext, mut call: Call, mirror: bool) -> Reply {
     let stream_anyway = mirror && call.is_streamed();
+    // A 2026-07-28 client needs every result to say what it is.
+    if ctx.session.is_modern() && ctx.upstream.era_for(Era::Modern) == Era::Legacy {
+        call.completes();
+    }
     let state = Relaying {
         ctx,
         call: Some(call),

@@ -172,7 +172,7 @@ pub fn may_name_tasks(method: &str) -> bool {
 /// created task (2026-07-28 `resultType: "task"`, 2025-11-25 `task`), a task's state,
 /// a list of tasks. Anything else is returned as it came.
 pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
-    if memchr::memmem::find(&bytes, b"\"taskId\"").is_none() {
+    if find_bytes!(&bytes, b"\"taskId\"").is_none() {
         return bytes;
     }
     {

@@ -103,8 +103,14 @@ fn errors_are_well_formed() {
     assert!(std::str::from_utf8(&e).unwrap().contains(r#""id":null"#));
 }
 
+/// `bytes` as a 2026-07-28 client receives them from a legacy upstream.
+fn mark_complete(bytes: Bytes) -> Bytes {
+    let completed = Message::parse(&bytes).ok().and_then(|m| m.completed(None));
+    completed.unwrap_or(bytes)
+}
+
 #[test]
-fn mark_complete_splices_result_type_into_results_only() {
+fn completed_splices_result_type_into_results_only() {
     let marked = mark_complete(Bytes::from_static(
         br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"x"}]}}"#,
     ));
@@ -117,8 +123,20 @@ fn mark_complete_splices_result_type_into_results_only() {
     ));
     let v: serde_json::Value = serde_json::from_slice(&empty).unwrap();
     assert_eq!(v["result"], serde_json::json!({"resultType": "complete"}));
+    let other_id = Message::parse(br#"{"jsonrpc":"2.0","id":"up-3","result":{"a":"\u00e9"}}"#)
+        .unwrap()
+        .completed(Some("42"))
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&other_id).unwrap();
+    assert_eq!(v["id"], 42);
+    assert_eq!(
+        v["result"],
+        serde_json::json!({"resultType": "complete", "a": "é"})
+    );
     for unchanged in [
         &br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required"}}"#[..],
+        br#"{"jsonrpc":"2.0","id":1,"result":{"result\u0054ype":"task"}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":[1]}"#,
         br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"no"}}"#,
         br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#,
         br#"not json"#,

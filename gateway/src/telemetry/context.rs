@@ -65,7 +65,7 @@ impl TraceParent {
     /// any. Only looked for when the text mentions it: most requests carry none.
     pub fn of_meta(params: Option<&RawValue>) -> Option<Self> {
         let params = params?;
-        memchr::memmem::find(params.get().as_bytes(), b"traceparent")?;
+        find_bytes!(params.get().as_bytes(), b"traceparent")?;
         #[derive(serde::Deserialize)]
         struct Params<'a> {
             #[serde(rename = "_meta", borrow)]

@@ -53,6 +53,8 @@ pub struct Call {
     pub(super) upstream_id: String,
     /// JSON text of the client's id, put back on the response (`None`: keep).
     pub(super) client_id: Option<String>,
+    /// Whether the result must say `resultType: complete` (see [`Call::completes`]).
+    pub(super) completes: bool,
     pub(super) finished: bool,
 }
 
@@ -60,6 +62,13 @@ impl Call {
     /// The client id (JSON text) the response is given (`None`: the upstream's).
     pub fn set_client_id(&mut self, client_id: Option<String>) {
         self.client_id = client_id;
+    }
+
+    /// Makes the response's result say `"resultType":"complete"`, as a 2026-07-28
+    /// client needs of an answer from an upstream of an earlier revision (spliced in
+    /// while the id is put back: the response is written once).
+    pub fn completes(&mut self) {
+        self.completes = true;
     }
 
     /// The next message for this call; `None` after the response.
@@ -90,9 +99,15 @@ impl Call {
                         continue;
                     }
                     self.finished = true;
-                    let out = match &self.client_id {
-                        Some(id) => msg.with_id(id),
-                        None => bytes.clone(),
+                    let completed = if self.completes {
+                        msg.completed(self.client_id.as_deref())
+                    } else {
+                        None
+                    };
+                    let out = match (completed, &self.client_id) {
+                        (Some(out), _) => out,
+                        (None, Some(id)) => msg.with_id(id),
+                        (None, None) => bytes.clone(),
                     };
                     let error = msg.error.map(crate::jsonrpc::error_summary);
                     return Some(Ok(Inbound::Response { bytes: out, error }));

@@ -70,23 +70,27 @@ pub fn trace_members(headers: &HeaderMap) -> Vec<(&'static str, &str)> {
 }
 
 /// `params` without the 2026-07-28 envelope (for a legacy upstream, whose session
-/// already says what the envelope would); other `_meta` members kept.
-pub fn without_envelope(params: &RawValue) -> Box<RawValue> {
-    let Ok(members) = ParamsView::of(params) else {
-        return params.to_owned();
+/// already says what the envelope would); other `_meta` members kept. `members` are
+/// `params` already read, when the caller has them. `None`: nothing to take out.
+pub fn without_envelope(
+    params: &RawValue,
+    members: Option<&ParamsView<'_>>,
+) -> Option<Box<RawValue>> {
+    let read;
+    let members = match members {
+        Some(members) => members,
+        None => {
+            read = ParamsView::of(params).ok()?;
+            &read
+        }
     };
-    let Some(meta) = members.get("_meta") else {
-        return params.to_owned();
-    };
-    let Ok(meta) = ParamsView::of(meta) else {
-        return params.to_owned();
-    };
+    let meta = ParamsView::of(members.get("_meta")?).ok()?;
     let kept = |k: &str| !k.starts_with("io.modelcontextprotocol/");
-    if meta.0.iter().any(|(k, _)| kept(k)) {
+    Some(if meta.0.iter().any(|(k, _)| kept(k)) {
         members.with("_meta", &meta.only(kept))
     } else {
         members.only(|k| k != "_meta")
-    }
+    })
 }
 
 /// A tool argument an upstream wants mirrored in an `Mcp-Param-{name}` header.
@@ -376,13 +380,22 @@ mod tests {
         let params = jsonrpc::raw_or_null(
             r#"{"name":"e","_meta":{"progressToken":3,"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#.into(),
         );
-        let out: Value = serde_json::from_str(without_envelope(&params).get()).unwrap();
+        let out: Value =
+            serde_json::from_str(without_envelope(&params, None).unwrap().get()).unwrap();
         assert_eq!(out, json!({"name": "e", "_meta": {"progressToken": 3}}));
+        // The same, from members already read.
+        let read = ParamsView::of(&params).unwrap();
+        let again = without_envelope(&params, Some(&read)).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(again.get()).unwrap(), out);
         let params = jsonrpc::raw_or_null(
             r#"{"name":"e","_meta":{"io.modelcontextprotocol/clientCapabilities":{}}}"#.into(),
         );
-        let out: Value = serde_json::from_str(without_envelope(&params).get()).unwrap();
+        let out: Value =
+            serde_json::from_str(without_envelope(&params, None).unwrap().get()).unwrap();
         assert_eq!(out, json!({"name": "e"}));
+        // No `_meta`: nothing to take out.
+        let plain = jsonrpc::raw_or_null(r#"{"name":"e"}"#.into());
+        assert!(without_envelope(&plain, None).is_none());
     }
 
     #[test]

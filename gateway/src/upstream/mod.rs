@@ -406,6 +406,7 @@ impl Upstream {
             source,
             upstream_id,
             client_id: client_id.map(str::to_owned),
+            completes: false,
             finished: false,
         })
     }

@@ -33,7 +33,7 @@ pub fn opt_text<'a>(s: Option<&'a str>, escaped: &mut bool) -> Option<Cow<'a, st
 pub fn json(json: &str) -> (Cow<'_, str>, bool) {
     let bytes = json.as_bytes();
     // Fast path: no `\u` escape at all (the common case).
-    if memchr::memmem::find(bytes, b"\\u").is_none() {
+    if find_bytes!(bytes, b"\\u").is_none() {
         return (Cow::Borrowed(json), false);
     }
     let mut out: Option<String> = None;
