@@ -15,18 +15,6 @@ use crate::oauth::{Config, MintRequest, MockOAuth};
 const ADMIN: &str = "bench-admin-token-0123456789";
 const STATIC: &str = "bench-static-token";
 
-fn client(token: &str) -> anyhow::Result<reqwest::Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse()?,
-    );
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .pool_max_idle_per_host(256)
-        .build()?)
-}
-
 pub async fn run(warmup: Duration, duration: Duration, threads: &str) -> anyhow::Result<()> {
     let mock = MockOAuth::start(Config {
         jwt: true,
@@ -95,7 +83,7 @@ pub async fn run(warmup: Duration, duration: Duration, threads: &str) -> anyhow:
             ("API key", api_key.as_str()),
             ("OIDC JWT", jwt.as_str()),
         ] {
-            let http = client(token)?;
+            let http = super::bearer_client(token)?;
             let (sample, cpu_us) = super::measured(
                 &http,
                 &url,

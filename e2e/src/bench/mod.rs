@@ -10,6 +10,20 @@ pub mod proxy;
 pub mod report;
 pub mod traces;
 
+/// An HTTP client that sends `Authorization: Bearer <token>` with every request and
+/// keeps enough idle connections for the load phases.
+pub fn bearer_client(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(256)
+        .build()?)
+}
+
 /// Waits until `tool` answers at `url` (the gateway has discovered its upstream).
 pub async fn wait_for_tool(http: &reqwest::Client, url: &str, tool: &str) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

@@ -226,18 +226,6 @@ impl TypeScriptServer {
 
 const ADMIN: &str = "bench-admin-token-0123456789";
 
-fn bearer_client(token: &str) -> anyhow::Result<reqwest::Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse()?,
-    );
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .pool_max_idle_per_host(256)
-        .build()?)
-}
-
 pub async fn run(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
     let http = crate::harness::http();
     let one = [("TOKIO_WORKER_THREADS", "1")];
@@ -307,7 +295,7 @@ pub async fn run(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
             "exp": now + 3600, "iat": now, "groups": ["bench"], "scope": "mcp"}),
         ..MintRequest::default()
     })?;
-    let signed_in = bearer_client(&jwt)?;
+    let signed_in = super::bearer_client(&jwt)?;
     for g in [&default, &single, &featured] {
         g.wait_ready().await;
     }
