@@ -22,6 +22,7 @@
 mod admission;
 mod background;
 pub mod bridge;
+mod bridged;
 mod bus;
 mod consent;
 mod dispatch;

@@ -8,12 +8,11 @@
 //! one (or re-opened on a third): every replica hears of each subscription on the
 //! replica bus and remembers it, and the one holding the GET stream watches.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
+use super::bridged::{MAX_PER_SESSION, Resource, lock};
 use super::error::{Error, Result};
 use super::reply::{self, Reply};
 use super::session::ClientSession;
@@ -24,63 +23,6 @@ use crate::jsonrpc::{self, Id};
 use crate::sse;
 use crate::store::BusMessage;
 use crate::upstream::Upstream;
-
-/// Bridged subscriptions one session may hold.
-const MAX_PER_SESSION: usize = 64;
-/// Sessions with bridged subscriptions one replica remembers.
-const MAX_SESSIONS: usize = 16_384;
-
-type Resource = (String, String);
-
-/// The bridged subscriptions of every session (as heard on the bus), and the ones
-/// relayed from this replica.
-#[derive(Default)]
-pub struct Subscribed {
-    by_session: Mutex<HashMap<IdHash, BTreeSet<Resource>>>,
-    relaying: Mutex<HashMap<(IdHash, Resource), CancellationToken>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Subscribed {
-    /// Forgets an ended session's subscriptions (its relays stop with the session).
-    pub fn forget(&self, session: &IdHash) {
-        lock(&self.by_session).remove(session);
-        lock(&self.relaying).retain(|(s, _), _| s != session);
-    }
-
-    fn of(&self, session: &IdHash) -> Vec<Resource> {
-        lock(&self.by_session)
-            .get(session)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Records a change; whether the session still has room for it.
-    fn record(&self, session: IdHash, resource: Resource, subscribed: bool) -> bool {
-        let mut all = lock(&self.by_session);
-        if !subscribed {
-            if let Some(set) = all.get_mut(&session) {
-                set.remove(&resource);
-                if set.is_empty() {
-                    all.remove(&session);
-                }
-            }
-            return true;
-        }
-        if !all.contains_key(&session) && all.len() >= MAX_SESSIONS {
-            return false;
-        }
-        let set = all.entry(session).or_default();
-        if !set.contains(&resource) && set.len() >= MAX_PER_SESSION {
-            return false;
-        }
-        set.insert(resource);
-        true
-    }
-}
 
 /// Whether `resources/subscribe` and `unsubscribe` to `upstream` are bridged for a
 /// client of this session: a legacy client, an upstream that speaks only 2026-07-28.

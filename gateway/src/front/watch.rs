@@ -76,7 +76,7 @@ impl Drop for Watch {
 pub struct Watches {
     open: Mutex<HashMap<Key, Weak<Watch>>>,
     /// Legacy sessions' subscriptions bridged to 2026-07-28 upstreams.
-    pub(super) sessions: super::subscribed::Subscribed,
+    pub(super) sessions: super::bridged::Subscribed,
 }
 
 impl Watches {
