@@ -125,6 +125,13 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
     if let Some(member) = name_member(method) {
         check_name(headers, msg, member)?;
     }
+    // The tasks extension names the task in `Mcp-Name` too; the official SDKs do not
+    // send it yet, so it is checked only when present.
+    if matches!(method, "tasks/get" | "tasks/update" | "tasks/cancel")
+        && headers.contains_key(MCP_NAME)
+    {
+        check_name(headers, msg, "taskId")?;
+    }
     let declared = Declared::of(envelope.capabilities.as_deref());
     Ok(Modern { envelope, declared })
 }
@@ -201,6 +208,29 @@ mod tests {
             classify(&modern(&encoded), &msg2),
             Ok(Wire::Modern(_))
         ));
+    }
+
+    #[test]
+    fn a_task_named_in_mcp_name_must_be_the_task_of_the_body() {
+        let get = r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"fx__t1","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+        let msg = Message::parse(get.as_bytes()).unwrap();
+        let task = |name: Option<&str>| {
+            let mut h = headers(&[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tasks/get"),
+            ]);
+            if let Some(name) = name {
+                h.insert("mcp-name", name.parse().unwrap());
+            }
+            h
+        };
+        assert!(matches!(
+            classify(&task(Some("fx__t1")), &msg),
+            Ok(Wire::Modern(_))
+        ));
+        assert_eq!(code(classify(&task(Some("fx__t2")), &msg)), -32020);
+        // Not sent: accepted, as the official SDKs send none for tasks.
+        assert!(matches!(classify(&task(None), &msg), Ok(Wire::Modern(_))));
     }
 
     #[test]
