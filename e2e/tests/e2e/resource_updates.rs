@@ -39,9 +39,14 @@ async fn touch(url: &str, tool: &str, uri: &str) -> String {
 
 /// Waits until the fixture recorded an event `check` accepts.
 async fn wait_event(fixture: &Fixture, what: &str, check: impl Fn(&Value) -> bool) {
+    wait_events(fixture, what, 1, check).await;
+}
+
+/// Waits until the fixture has recorded `count` events that `check` accepts.
+async fn wait_events(fixture: &Fixture, what: &str, count: usize, check: impl Fn(&Value) -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        if fixture.events().await.iter().any(&check) {
+        if fixture.events().await.iter().filter(|e| check(e)).count() >= count {
             return;
         }
         assert!(tokio::time::Instant::now() < deadline, "never saw {what}");
@@ -97,45 +102,12 @@ async fn listeners_on_every_replica_hear_updates(era: &[&str]) {
     }
     drop(streams);
     // Both replicas let go of their upstream subscriptions.
-    if era.is_empty() {
-        wait_event(&fixture, "the watch sessions deleted", |e| {
-            e["kind"] == "session_deleted"
-        })
-        .await;
-        let deleted = || async {
-            fixture
-                .events()
-                .await
-                .iter()
-                .filter(|e| e["kind"] == "session_deleted")
-                .count()
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        while deleted().await < 2 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "a watch session outlived its listeners"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let (kind, what) = if era.is_empty() {
+        ("session_deleted", "both watch sessions deleted")
     } else {
-        let closed = || async {
-            fixture
-                .events()
-                .await
-                .iter()
-                .filter(|e| e["kind"] == "listen_closed")
-                .count()
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        while closed().await < 2 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "an upstream listen stream outlived its listeners"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+        ("listen_closed", "both upstream listen streams closed")
+    };
+    wait_events(&fixture, what, 2, |e| e["kind"] == kind).await;
 }
 
 #[tokio::test]
