@@ -241,6 +241,23 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// Adds a connection per `(name, fixture)` through replica 0 and waits until every
+    /// replica lists each one's `tool` (as `<name>__<tool>`).
+    pub async fn add_fixtures(&self, fixtures: &[(&str, &super::stack::Fixture)], tool: &str) {
+        for (name, fixture) in fixtures {
+            let spec = serde_json::json!({"url": fixture.mcp_url()});
+            assert_eq!(self.put_connection(0, name, spec).await, 201, "PUT {name}");
+        }
+        let wanted: Vec<String> = fixtures
+            .iter()
+            .map(|(name, _)| format!("{name}__{tool}"))
+            .collect();
+        self.wait_all("connections loaded", Duration::from_secs(20), |names| {
+            wanted.iter().all(|w| names.contains(w))
+        })
+        .await;
+    }
+
     /// Waits until every replica's aggregated tool list satisfies `check`.
     pub async fn wait_all(&self, what: &str, timeout: Duration, check: impl Fn(&[String]) -> bool) {
         let deadline = std::time::Instant::now() + timeout;

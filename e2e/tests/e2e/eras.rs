@@ -79,16 +79,8 @@ async fn both_client_eras_work_across_three_replicas_and_both_upstream_eras() {
     let old = Fixture::start(&[]);
     let new = Fixture::start(&["--era", "modern"]);
     let cluster = Cluster::start(3, "").await;
-    for (name, fixture) in [("old", &old), ("new", &new)] {
-        let put = cluster
-            .put_connection(0, name, json!({"url": fixture.mcp_url()}))
-            .await;
-        assert_eq!(put, 201);
-    }
     cluster
-        .wait_all("both loaded", Duration::from_secs(20), |names| {
-            names.iter().any(|n| n == "old__echo") && names.iter().any(|n| n == "new__echo")
-        })
+        .add_fixtures(&[("old", &old), ("new", &new)], "echo")
         .await;
     let lb = cluster.lb.mcp_url();
     every_client_era(&lb, "old", &old).await;

@@ -226,17 +226,8 @@ async fn the_python_sdk_hears_resource_updates_in_both_eras_across_three_replica
     let old = Fixture::start(&[]);
     let new = Fixture::start(&["--era", "modern"]);
     let cluster = Cluster::start(3, "").await;
-    for (name, fixture) in [("old", &old), ("new", &new)] {
-        let put = cluster
-            .put_connection(0, name, json!({"url": fixture.mcp_url()}))
-            .await;
-        assert_eq!(put, 201);
-    }
     cluster
-        .wait_all("both loaded", Duration::from_secs(20), |names| {
-            names.iter().any(|n| n == "old__touch_resource")
-                && names.iter().any(|n| n == "new__touch_resource")
-        })
+        .add_fixtures(&[("old", &old), ("new", &new)], "touch_resource")
         .await;
     let lb = cluster.lb.mcp_url();
     for mode in ["legacy", "2026-07-28"] {

@@ -176,17 +176,8 @@ async fn tasks_list_in_a_session_merges_the_connections_tasks() {
     let one = Fixture::start(&[]);
     let two = Fixture::start(&[]);
     let cluster = Cluster::start(2, "").await;
-    for (name, fixture) in [("one", &one), ("two", &two)] {
-        let put = cluster
-            .put_connection(0, name, json!({"url": fixture.mcp_url()}))
-            .await;
-        assert_eq!(put, 201);
-    }
     cluster
-        .wait_all("both loaded", Duration::from_secs(20), |names| {
-            names.iter().any(|n| n == "one__background")
-                && names.iter().any(|n| n == "two__background")
-        })
+        .add_fixtures(&[("one", &one), ("two", &two)], "background")
         .await;
     let mut client = McpClient::new(&cluster.lb.mcp_url());
     let init = client
