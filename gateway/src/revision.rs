@@ -87,20 +87,15 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// Reads the envelope out of a request's `params` (`None` without `_meta`).
-    /// Members of the wrong type are left out, so the caller says which is missing.
-    pub fn of(params: Option<&RawValue>) -> Option<Self> {
-        #[derive(serde::Deserialize)]
-        struct Params<'a> {
-            #[serde(rename = "_meta", borrow)]
-            meta: Option<&'a RawValue>,
-        }
-        let params: Params<'_> = serde_json::from_str(params?.get()).ok()?;
-        Self::of_meta(params.meta?)
+    /// Reads the envelope out of a request's params, read in place (`None` without
+    /// `_meta`). Members of the wrong type are left out, so the caller says which is
+    /// missing.
+    pub fn of(params: &crate::jsonrpc::ParamsView<'_>) -> Option<Self> {
+        Self::of_meta(params.get("_meta")?)
     }
 
     /// Reads the envelope out of a request's `_meta`.
-    pub fn of_meta(meta: &RawValue) -> Option<Self> {
+    fn of_meta(meta: &RawValue) -> Option<Self> {
         #[derive(serde::Deserialize)]
         struct Meta<'a> {
             #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow)]
@@ -193,6 +188,7 @@ pub fn decode_header_value(raw: &[u8]) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jsonrpc::ParamsView;
 
     #[test]
     fn header_values_round_trip_and_plain_ascii_stays_plain() {
@@ -223,7 +219,7 @@ mod tests {
             r#"{"name":"t","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"progressToken":1}}"#.into(),
         )
         .unwrap();
-        let e = Envelope::of(Some(&params)).unwrap();
+        let e = Envelope::of(&ParamsView::of(&params).unwrap()).unwrap();
         assert_eq!(e.protocol_version.as_deref(), Some("2026-07-28"));
         assert_eq!(
             e.capabilities.as_deref().map(RawValue::get),
@@ -236,7 +232,8 @@ mod tests {
             meta[meta::CLIENT_CAPABILITIES]["elicitation"],
             serde_json::json!({})
         );
-        assert!(Envelope::of(Some(&RawValue::from_string("{}".into()).unwrap())).is_none());
+        let empty = RawValue::from_string("{}".into()).unwrap();
+        assert!(Envelope::of(&ParamsView::of(&empty).unwrap()).is_none());
         assert_eq!(Era::of("2025-11-25"), Era::Legacy);
         assert_eq!(Era::of("2026-07-28"), Era::Modern);
     }

@@ -48,10 +48,7 @@ pub fn classify(headers: &HeaderMap, msg: &Message<'_>) -> Result<Wire> {
     let version =
         header(headers, MCP_PROTOCOL_VERSION).map(|v| String::from_utf8_lossy(v).trim().to_owned());
     let Some(version) = version else {
-        let envelope = msg
-            .members()
-            .ok()
-            .and_then(|p| Envelope::of_meta(p.get("_meta")?));
+        let envelope = msg.members().ok().and_then(Envelope::of);
         if envelope.is_some_and(|e| e.protocol_version.is_some())
             && !headers.contains_key(MCP_SESSION_ID)
             && msg.kind() == Kind::Request
@@ -102,7 +99,7 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
     let envelope = msg
         .members()
         .ok()
-        .and_then(|p| Envelope::of_meta(p.get("_meta")?))
+        .and_then(Envelope::of)
         .ok_or_else(|| Error::MetaInvalid("params._meta is required in 2026-07-28".into()))?;
     let Some(body_version) = envelope.protocol_version.as_deref() else {
         return Err(Error::MetaInvalid(format!(
