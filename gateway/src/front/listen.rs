@@ -111,6 +111,12 @@ async fn follow_upstream(
             m = stream.next_message() => m,
         };
         let Some(Ok(bytes)) = next else { return };
+        // On the aggregated endpoint a task is named like a tool.
+        let bytes = if session.endpoint.is_aggregated() {
+            super::tasks::expose_message(bytes, &upstream.config().prefix)
+        } else {
+            bytes
+        };
         let Ok(msg) = Message::parse(&bytes) else {
             continue;
         };

@@ -160,6 +160,7 @@ impl Relaying {
                 Step::Last(bytes)
             }
             Ok(Some(Ok(Inbound::Notification(bytes)))) => {
+                let bytes = self.expose_tasks(bytes);
                 if find_bytes!(&bytes, b"notifications/progress").is_none() {
                     return Step::Frame(bytes);
                 }
@@ -171,7 +172,20 @@ impl Relaying {
                     Some(Some(token)) => Step::Frame(with_progress_token(&bytes, token)),
                 }
             }
-            Ok(Some(Ok(Inbound::Request { id, bytes }))) => self.server_request(id, bytes).await,
+            Ok(Some(Ok(Inbound::Request { id, bytes }))) => {
+                let bytes = self.expose_tasks(bytes);
+                self.server_request(id, bytes).await
+            }
+        }
+    }
+
+    /// An upstream's message with its task ids named as the client knows them (on the
+    /// aggregated endpoint, prefixed like tools).
+    fn expose_tasks(&self, bytes: Bytes) -> Bytes {
+        if self.ctx.session.endpoint.is_aggregated() {
+            super::tasks::expose_message(bytes, &self.ctx.upstream.config().prefix)
+        } else {
+            bytes
         }
     }
 

@@ -28,6 +28,12 @@ pub const METHODS: [&str; 4] = ["tasks/get", "tasks/update", "tasks/cancel", "ta
 /// The extension, as servers declare it under `capabilities.extensions`.
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
+/// The `_meta` member that ties a message to the task it belongs to.
+const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
+/// Task status notifications: 2026-07-28's extension and 2025-11-25.
+const STATUS_NOTIFICATIONS: [&str; 2] = ["notifications/tasks", "notifications/tasks/status"];
+
 /// Whether some connection of `view` declares the tasks extension.
 pub fn offered(view: &View) -> bool {
     view.connections.values().any(|c| {
@@ -185,13 +191,12 @@ pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
         let Ok(mut result) = RawParams::parse(Some(result)) else {
             return bytes;
         };
-        let prefixed = |own: &str| raw_string(&format!("{prefix}{PREFIX_SEPARATOR}{own}"));
         let mut changed = false;
         let created = result.0.get_str("resultType").as_deref() == Some("task");
         if (created || method != "tools/call")
             && let Some(own) = result.0.get_str("taskId")
         {
-            result.0.set("taskId", prefixed(&own));
+            result.0.set("taskId", prefixed(prefix, &own));
             changed = true;
         }
         let members: &[&str] = if method == "tools/call" {
@@ -229,11 +234,71 @@ pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
                 changed = true;
             }
         }
+        changed |= expose_related(&mut result.0, prefix);
         if !changed {
             return bytes;
         }
         jsonrpc::result(id.get(), result.to_raw().get())
     }
+}
+
+/// An upstream's notification or request, relayed on the aggregated endpoint, with
+/// the task ids it names prefixed like [`expose`] does: a status notification's
+/// `params.taskId`, and the task any message names in
+/// `params._meta["io.modelcontextprotocol/related-task"]`. Anything else is returned
+/// as it came.
+pub fn expose_message(bytes: Bytes, prefix: &str) -> Bytes {
+    if find_bytes!(&bytes, b"\"taskId\"").is_none() {
+        return bytes;
+    }
+    let Ok(msg) = Message::parse(&bytes) else {
+        return bytes;
+    };
+    if msg.result.is_some() || msg.error.is_some() {
+        return bytes;
+    }
+    let Ok(mut params) = RawParams::parse(msg.params) else {
+        return bytes;
+    };
+    let mut changed = false;
+    if STATUS_NOTIFICATIONS.contains(&msg.method())
+        && let Some(own) = params.0.get_str("taskId")
+    {
+        params.0.set("taskId", prefixed(prefix, &own));
+        changed = true;
+    }
+    changed |= expose_related(&mut params.0, prefix);
+    if !changed {
+        return bytes;
+    }
+    let params = params.to_json();
+    match msg.id {
+        Some(id) => jsonrpc::request(id.get(), msg.method(), Some(&params)),
+        None => jsonrpc::notification(msg.method(), Some(&params)),
+    }
+}
+
+/// `<prefix>__<own>` as a JSON string.
+fn prefixed(prefix: &str, own: &str) -> Box<RawValue> {
+    raw_string(&format!("{prefix}{PREFIX_SEPARATOR}{own}"))
+}
+
+/// Prefixes the task id in `_meta["io.modelcontextprotocol/related-task"]` of an
+/// object's members; whether there was one.
+fn expose_related(members: &mut jsonrpc::members::Members, prefix: &str) -> bool {
+    let Some(Ok(mut meta)) = members.get("_meta").map(|m| RawParams::parse(Some(m))) else {
+        return false;
+    };
+    let Some(Ok(mut related)) = meta.0.get(RELATED_TASK).map(|r| RawParams::parse(Some(r))) else {
+        return false;
+    };
+    let Some(own) = related.0.get_str("taskId") else {
+        return false;
+    };
+    related.0.set("taskId", prefixed(prefix, &own));
+    meta.0.set(RELATED_TASK, related.to_raw());
+    members.set("_meta", meta.to_raw());
+    true
 }
 
 #[cfg(test)]
@@ -284,5 +349,71 @@ mod tests {
         );
         let out = expose(plain.clone(), "tools/call", "fx");
         assert_eq!(out, plain);
+    }
+
+    fn json(bytes: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(bytes).unwrap_or_default()
+    }
+
+    #[test]
+    fn task_status_notifications_and_related_tasks_are_prefixed() {
+        for method in STATUS_NOTIFICATIONS {
+            let note = format!(
+                r#"{{"jsonrpc":"2.0","method":"{method}","params":{{"taskId":"t-1","status":"completed","result":{{"content":[]}}}}}}"#
+            );
+            let out = json(&expose_message(Bytes::from(note), "fx"));
+            assert_eq!(out["params"]["taskId"], "fx__t-1", "{method}");
+            assert_eq!(out["params"]["status"], "completed");
+            assert_eq!(out["method"], method);
+            assert!(out.get("id").is_none());
+        }
+
+        // 2025-11-25: progress and server→client requests of a task name it in _meta.
+        let progress = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":3,"progress":1,"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-2"},"other":1}}}"#,
+        );
+        let out = json(&expose_message(progress, "fx"));
+        assert_eq!(
+            out["params"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+            "fx__t-2"
+        );
+        assert_eq!(out["params"]["_meta"]["other"], 1);
+        assert_eq!(out["params"]["progressToken"], 3);
+
+        let ask = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":"u-9","method":"elicitation/create","params":{"message":"name?","_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-3"}}}}"#,
+        );
+        let out = json(&expose_message(ask, "fx"));
+        assert_eq!(out["id"], "u-9");
+        assert_eq!(out["method"], "elicitation/create");
+        assert_eq!(
+            out["params"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+            "fx__t-3"
+        );
+
+        // tasks/result answers with the task's result, tied to it in _meta.
+        let result = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":4,"result":{"content":[],"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-4"}}}}"#,
+        );
+        let out = result_of(&expose(result, "tasks/result", "fx"));
+        assert_eq!(
+            out["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+            "fx__t-4"
+        );
+    }
+
+    #[test]
+    fn other_messages_pass_unchanged() {
+        for same in [
+            // A tool's own data that happens to say taskId.
+            &br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":{"taskId":"x"}}}"#[..],
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#,
+            br#"{"jsonrpc":"2.0","method":"notifications/tasks","params":{"taskId":7}}"#,
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"_meta":{"io.modelcontextprotocol/related-task":"t-1"}}}"#,
+            br#"not json "taskId""#,
+        ] {
+            let bytes = Bytes::copy_from_slice(same);
+            assert_eq!(expose_message(bytes.clone(), "fx"), bytes);
+        }
     }
 }
