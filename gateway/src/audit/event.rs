@@ -102,15 +102,16 @@ pub fn refuse(event: &mut AuditEvent, category: &str, message: &str, elapsed: Du
 pub fn prepare(record: Record, redactor: &Redactor) -> AuditEvent {
     let mut event = record.event;
     if let Some(raw) = record.params {
-        event.params = Some(if raw.len() > MAX_PARAMS {
+        let text = raw.get();
+        event.params = Some(if text.len() > MAX_PARAMS {
             crate::store::AuditParams::value(
-                &serde_json::json!({"truncated": true, "bytes": raw.len()}),
+                &serde_json::json!({"truncated": true, "bytes": text.len()}),
             )
-        } else if !redactor.may_need(&raw) {
+        } else if !redactor.may_need(text.as_bytes()) {
             // Nothing to redact: stored as sent, without decoding it here.
-            crate::store::AuditParams::raw(String::from_utf8_lossy(&raw).into_owned())
+            crate::store::AuditParams::parsed(raw)
         } else {
-            match serde_json::from_slice::<serde_json::Value>(&raw) {
+            match serde_json::from_str::<serde_json::Value>(text) {
                 Ok(mut v) => {
                     redactor.redact(&mut v);
                     crate::store::AuditParams::value(&v)
@@ -139,11 +140,12 @@ pub fn prepare(record: Record, redactor: &Redactor) -> AuditEvent {
 
 /// Number of content blocks of a tools/call, prompts/get or resources/read result
 /// (`content`, `messages`, `contents`), and whether a tool result says `isError`.
+/// One pass over the response: the envelope's other members are skipped, the
+/// blocks themselves are not decoded.
 fn inspect(response: &[u8]) -> Option<(Option<i32>, bool)> {
     #[derive(serde::Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        result: Option<&'a serde_json::value::RawValue>,
+    struct Envelope {
+        result: Option<Counted>,
     }
     #[derive(serde::Deserialize)]
     struct Counted {
@@ -153,8 +155,7 @@ fn inspect(response: &[u8]) -> Option<(Option<i32>, bool)> {
         #[serde(rename = "isError", default)]
         is_error: bool,
     }
-    let env: Envelope<'_> = serde_json::from_slice(response).ok()?;
-    let c: Counted = serde_json::from_str(env.result?.get()).ok()?;
+    let c = serde_json::from_slice::<Envelope>(response).ok()?.result?;
     let blocks = c
         .content
         .or(c.messages)

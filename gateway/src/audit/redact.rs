@@ -1,5 +1,6 @@
 //! Removing secrets from audited parameters.
 
+use memchr::memmem::Finder;
 use serde_json::Value;
 
 #[cfg(test)]
@@ -8,8 +9,8 @@ use crate::config::DEFAULT_REDACTED_KEYS;
 /// Replaces the values of sensitive keys with `"[redacted]"`, at any depth.
 #[derive(Debug, Clone)]
 pub struct Redactor {
-    /// Normalized keys (lowercase, without `-` and `_`).
-    needles: Vec<String>,
+    /// Searchers for the normalized keys (lowercase, without `-` and `_`), built once.
+    needles: Vec<Finder<'static>>,
 }
 
 fn normalize(key: &str) -> String {
@@ -19,12 +20,25 @@ fn normalize(key: &str) -> String {
         .collect()
 }
 
+/// [`normalize`] for text that is all ASCII, where lowercasing is per byte: the same
+/// result, without decoding characters.
+fn normalize_ascii(text: &[u8]) -> Vec<u8> {
+    let mut flat = Vec::with_capacity(text.len());
+    flat.extend(
+        text.iter()
+            .filter(|b| **b != b'-' && **b != b'_')
+            .map(u8::to_ascii_lowercase),
+    );
+    flat
+}
+
 impl Redactor {
     pub fn new(keys: &[String]) -> Self {
-        let needles: Vec<String> = keys
+        let needles = keys
             .iter()
             .map(|k| normalize(k))
             .filter(|k| !k.is_empty())
+            .map(|k| Finder::new(k.as_bytes()).into_owned())
             .collect();
         Self { needles }
     }
@@ -40,13 +54,19 @@ impl Redactor {
         if find_bytes!(raw, b"\\u").is_some() {
             return true;
         }
-        let flat = normalize(&String::from_utf8_lossy(raw));
-        self.needles.iter().any(|n| flat.contains(n.as_str()))
+        if raw.is_ascii() {
+            self.contains_needle(&normalize_ascii(raw))
+        } else {
+            self.contains_needle(normalize(&String::from_utf8_lossy(raw)).as_bytes())
+        }
+    }
+
+    fn contains_needle(&self, flat: &[u8]) -> bool {
+        self.needles.iter().any(|n| n.find(flat).is_some())
     }
 
     fn sensitive(&self, key: &str) -> bool {
-        let k = normalize(key);
-        self.needles.iter().any(|n| k.contains(n))
+        self.contains_needle(normalize(key).as_bytes())
     }
 
     pub fn redact(&self, value: &mut Value) {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::error::Error;
@@ -95,7 +94,7 @@ pub struct CallRecord {
     connection: String,
     started: Instant,
     request_bytes: usize,
-    audit: Option<(Arc<Auditor>, AuditEvent, Option<Bytes>)>,
+    audit: Option<(Arc<Auditor>, AuditEvent, Option<Box<RawValue>>)>,
     traffic: Option<Arc<audit::traffic::RecentTraffic>>,
     /// The request's trace and the upstream call's span, when sampled.
     trace: Option<Box<(RequestTrace, tracing::Span)>>,
@@ -119,7 +118,7 @@ impl CallRecord {
                 Some(connection),
                 target,
             );
-            let params = params.map(|p| Bytes::copy_from_slice(p.get().as_bytes()));
+            let params = params.map(ToOwned::to_owned);
             (front.auditor.clone(), event, params)
         });
         Self {

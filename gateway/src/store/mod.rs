@@ -288,6 +288,12 @@ impl AuditParams {
         Self(crate::jsonrpc::raw_or_null(json))
     }
 
+    /// Parameters already read as JSON (a request's params), kept without checking
+    /// them again.
+    pub fn parsed(json: Box<serde_json::value::RawValue>) -> Self {
+        Self(json)
+    }
+
     /// Parameters made of a value (after redaction, or a summary).
     pub fn value(value: &serde_json::Value) -> Self {
         Self::raw(value.to_string())
