@@ -208,3 +208,71 @@ async fn events_that_do_not_fit_in_the_queue_wait_on_disk_and_are_all_written_in
     );
     shutdown.cancel();
 }
+
+/// Every column reads back as it was written (the batch goes to PostgreSQL in its
+/// binary COPY format), and a batch written again keeps one row per event.
+#[tokio::test]
+async fn every_column_reads_back_and_a_batch_written_again_is_kept_once() {
+    let db = test_db().await;
+    let pool = postgres::connect(&db.url, &Default::default())
+        .await
+        .unwrap();
+    postgres::migrate(&pool).await.unwrap();
+    let keyring = Keyring::parse(&Keyring::generate_entry()).unwrap();
+    let store = PgStore::start(pool.clone(), keyring).await.unwrap();
+
+    let mut full = event(1, "deploy");
+    full.event_id = "spool-1".into();
+    full.ts = hawser_gateway::clock::Timestamp::from_millis(1_796_601_600_123);
+    full.session = Some("5e55".into());
+    full.groups = vec!["eng".into(), "on-call".into()];
+    full.remote_addr = Some("10.1.2.3".into());
+    full.user_agent = Some("python-httpx/0.28.1 ünïcode".into());
+    full.params = Some(hawser_gateway::store::AuditParams::raw(
+        r#"{"name":"deploy","arguments":{"to":"prod","n":[1,2.5,null]}}"#.into(),
+    ));
+    full.success = false;
+    full.error_category = Some("upstream".into());
+    full.error_message = Some("error -32000: it broke".into());
+    full.duration_ms = 12.625;
+    full.request_bytes = Some(1 << 40);
+    full.response_bytes = Some(0);
+    full.content_blocks = Some(3);
+    full.progress_count = Some(7);
+    full.token_subject = Some("alice@upstream".into());
+    let mut sparse = event(2, "echo");
+    sparse.event_id = "spool-2".into();
+    sparse.subject = None;
+    sparse.auth_type = None;
+    sparse.connection = None;
+    // Before 2000-01-01 (PostgreSQL's epoch): a negative offset in the binary form.
+    sparse.ts = hawser_gateway::clock::Timestamp::from_millis(915_148_800_001);
+
+    let batch = [&full, &sparse];
+    assert_eq!(store.write_audit(&batch).await.unwrap(), 0);
+    assert_eq!(store.write_audit(&batch).await.unwrap(), 0);
+    let third = AuditEvent {
+        event_id: "spool-3".into(),
+        ..event(3, "echo")
+    };
+    // One new event among two already stored.
+    assert_eq!(store.write_audit(&[&full, &third]).await.unwrap(), 0);
+    assert_eq!(count(&pool, "SELECT count(*) FROM audit_events").await, 3);
+
+    let page = store
+        .audit_page(&hawser_gateway::store::AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let read = |id: &str| {
+        page.iter()
+            .find(|r| r.event.event_id == id)
+            .map(|r| r.event.clone())
+            .unwrap_or_else(|| panic!("{id} not read back: {page:?}"))
+    };
+    assert_eq!(read("spool-1"), full);
+    assert_eq!(read("spool-2"), sparse);
+    assert_eq!(read("spool-3"), third);
+}

@@ -1,4 +1,5 @@
-//! `audit_events`: batched inserts (one statement per batch, arrays unnested), the
+//! `audit_events`: batched writes (one binary `COPY` per batch; an `INSERT` of
+//! unnested arrays when the batch holds an event already stored), the
 //! dead-letter table for events that cannot be written, and the daily partitions:
 //! created ahead of time, dropped whole once older than the retention.
 
@@ -58,12 +59,118 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Writes `events` in one statement; returns how many had to be escaped.
+/// Writes `events` in one `COPY`; returns how many had to be escaped. A batch holding
+/// an event already stored (written again after its answer was lost, or replayed from
+/// the spool after a crash) is refused by `COPY` as a whole, and written instead by
+/// the `INSERT` that keeps one of each.
 pub(super) async fn write(pool: &PgPool, events: &[&AuditEvent]) -> Result<usize> {
     if events.is_empty() {
         return Ok(0);
     }
     let rows: Vec<Row> = events.iter().map(|e| Row::new(e)).collect();
+    match copy(pool, events, &rows).await {
+        Ok(()) => {}
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+            insert(pool, events, &rows).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(rows.iter().filter(|r| r.escaped).count())
+}
+
+/// The columns `COPY` fills, in the order [`encode`] writes them.
+const COPY: &str = "COPY audit_events (event_id, ts, request_id, session_id, replica, subject,
+    auth_type, remote_addr, user_agent, method, connection, target, params, success,
+    error_category, error_message, duration_ms, request_bytes, response_bytes,
+    content_blocks, progress_count, escaped, groups, token_subject)
+    FROM STDIN (FORMAT binary)";
+
+/// Columns per row of [`COPY`].
+const COPY_COLUMNS: i16 = 24;
+
+async fn copy(pool: &PgPool, events: &[&AuditEvent], rows: &[Row<'_>]) -> sqlx::Result<()> {
+    use sqlx::postgres::PgPoolCopyExt;
+    let data = encode(events, rows)?;
+    let mut copy = pool.copy_in_raw(COPY).await?;
+    // Dropped on an error, the copy is abandoned (`CopyFail`), not half written.
+    copy.send(data).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// The rows in PostgreSQL's binary `COPY` format: a header, then per row the number
+/// of fields and each field as its length (-1 for NULL) and its bytes in the type's
+/// binary form, then -1.
+fn encode(events: &[&AuditEvent], rows: &[Row<'_>]) -> sqlx::Result<Vec<u8>> {
+    struct Out(Vec<u8>);
+    impl Out {
+        fn bytes(&mut self, value: Option<&[u8]>) -> sqlx::Result<()> {
+            match value {
+                None => self.0.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(b) => {
+                    let len = i32::try_from(b.len())
+                        .map_err(|_| sqlx::Error::Encode("audit value too long".into()))?;
+                    self.0.extend_from_slice(&len.to_be_bytes());
+                    self.0.extend_from_slice(b);
+                }
+            }
+            Ok(())
+        }
+        fn text(&mut self, value: Option<&str>) -> sqlx::Result<()> {
+            self.bytes(value.map(str::as_bytes))
+        }
+        /// `jsonb`: a version byte (1), then the JSON text.
+        fn jsonb(&mut self, value: Option<&str>) -> sqlx::Result<()> {
+            let Some(json) = value else {
+                return self.bytes(None);
+            };
+            let len = i32::try_from(json.len() + 1)
+                .map_err(|_| sqlx::Error::Encode("audit value too long".into()))?;
+            self.0.extend_from_slice(&len.to_be_bytes());
+            self.0.push(1);
+            self.0.extend_from_slice(json.as_bytes());
+            Ok(())
+        }
+        fn fixed<const N: usize>(&mut self, value: Option<[u8; N]>) -> sqlx::Result<()> {
+            self.bytes(value.as_ref().map(|b| &b[..]))
+        }
+    }
+    let mut out = Out(Vec::with_capacity(32 + rows.len() * 512));
+    out.0.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.0.extend_from_slice(&0i32.to_be_bytes()); // flags
+    out.0.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    for (e, r) in events.iter().zip(rows) {
+        let s = |i: usize| r.strings[i].as_deref();
+        out.0.extend_from_slice(&COPY_COLUMNS.to_be_bytes());
+        out.text(s(0))?;
+        let micros = e.ts.millis().saturating_mul(1000) - PG_EPOCH_MICROS;
+        out.fixed(Some(micros.to_be_bytes()))?;
+        for i in 1..=10 {
+            out.text(s(i))?;
+        }
+        out.jsonb(r.params.as_deref())?;
+        out.fixed(Some([u8::from(e.success)]))?;
+        out.text(e.error_category.as_deref())?;
+        out.text(s(11))?;
+        out.fixed(Some(e.duration_ms.to_be_bytes()))?;
+        out.fixed(e.request_bytes.map(i64::to_be_bytes))?;
+        out.fixed(e.response_bytes.map(i64::to_be_bytes))?;
+        out.fixed(e.content_blocks.map(i32::to_be_bytes))?;
+        out.fixed(e.progress_count.map(i32::to_be_bytes))?;
+        out.fixed(Some([u8::from(r.escaped)]))?;
+        out.jsonb(r.groups.as_deref())?;
+        out.text(s(12))?;
+    }
+    out.0.extend_from_slice(&(-1i16).to_be_bytes());
+    Ok(out.0)
+}
+
+/// Writes `events` with one `INSERT` that keeps an event already stored (the same
+/// `event_id` and `ts`) once.
+async fn insert(pool: &PgPool, events: &[&AuditEvent], rows: &[Row<'_>]) -> Result<()> {
     macro_rules! column {
         ($f:expr) => {
             events.iter().map($f).collect::<Vec<_>>()
@@ -119,7 +226,7 @@ pub(super) async fn write(pool: &PgPool, events: &[&AuditEvent]) -> Result<usize
     .bind(text(12))
     .execute(pool)
     .await?;
-    Ok(rows.iter().filter(|r| r.escaped).count())
+    Ok(())
 }
 
 /// Keeps an event that could not be written, as JSON text (which is always storable).
