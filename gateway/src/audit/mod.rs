@@ -4,7 +4,7 @@
 //! A request prepares its event (redaction, content blocks) and, in shared mode,
 //! appends it to the local [`spool`] before its answer leaves; then it hands the
 //! event to a bounded queue and goes on. The [`writer`] drains the queue in batches
-//! (one statement each), marks in the spool how far the store has them, and reads
+//! (one `COPY` each), marks in the spool how far the store has them, and reads
 //! back from the spool what did not fit in the queue or was left by a previous
 //! process. An event the store refuses for its content goes to a dead-letter table;
 //! every event that is lost anyway is counted by reason and logged.
