@@ -168,8 +168,9 @@ async fn tasks_on_the_aggregated_endpoint_are_named_and_routed_like_tools() {
 }
 
 /// A 2025-11-25 session on the aggregated endpoint: tasks made by two connections'
-/// tools are listed together by `tasks/list`, each named by its connection, and
-/// `tasks/get` in the session reaches the right one.
+/// tools are listed together by `tasks/list`, each named by its connection (all of
+/// them, though one connection lists its tasks over two pages), and `tasks/get` in
+/// the session reaches the right one.
 #[tokio::test]
 async fn tasks_list_in_a_session_merges_the_connections_tasks() {
     use hawser_e2e::harness::mcp::McpClient;
@@ -195,9 +196,10 @@ async fn tasks_list_in_a_session_merges_the_connections_tasks() {
     client.notify("notifications/initialized", json!({})).await;
 
     let mut made = Vec::new();
-    for prefix in ["one", "two"] {
+    // The fixture lists five tasks a page: "one" makes seven.
+    for prefix in ["one", "one", "one", "one", "one", "one", "one", "two"] {
         let reply = client
-            .call(&format!("{prefix}__background"), json!({"ms": 200}))
+            .call(&format!("{prefix}__background"), json!({"ms": 10_000}))
             .await;
         let task = reply.result()["taskId"]
             .as_str()
@@ -217,10 +219,12 @@ async fn tasks_list_in_a_session_merges_the_connections_tasks() {
         .filter_map(|t| t["taskId"].as_str().map(str::to_owned))
         .collect();
     ids.sort();
+    made.sort();
     assert_eq!(ids, made, "{listed:?}");
+    assert!(listed.result().get("nextCursor").is_none(), "{listed:?}");
 
-    let state = client
-        .request("tasks/get", json!({"taskId": made[1]}))
-        .await;
-    assert_eq!(state.result()["taskId"], made[1].as_str(), "{state:?}");
+    let two = made.last().cloned().unwrap_or_default();
+    assert!(two.starts_with("two__"), "{made:?}");
+    let state = client.request("tasks/get", json!({"taskId": two})).await;
+    assert_eq!(state.result()["taskId"], two.as_str(), "{state:?}");
 }

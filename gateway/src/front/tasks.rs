@@ -68,9 +68,9 @@ pub fn route(
     Ok((upstream, params.to_raw(), own.to_owned()))
 }
 
-/// `tasks/list` (2025-11-25) on the aggregated endpoint, in a session: the first page
-/// of each connection that lists tasks in its upstream sessions and that the caller
-/// may see, merged, ids prefixed. A connection that fails is left out (logged).
+/// `tasks/list` (2025-11-25) on the aggregated endpoint, in a session: every page of
+/// each connection that lists tasks in its upstream sessions and that the caller may
+/// see, merged into one page, ids prefixed. A connection that fails is left out (logged).
 /// Connections without per-client upstream sessions (2026-07-28, stdio, legacy SSE)
 /// would list other clients' tasks: they are not asked.
 pub async fn list(
@@ -101,31 +101,22 @@ pub async fn list(
     let asked = upstreams.iter().map(|upstream| async move {
         let listed = async {
             let upstream_session = front.sessions.upstream_session(session, upstream).await?;
-            let timeout = upstream.config().call_timeout;
-            upstream
-                .request(&upstream_session, "tasks/list", None, timeout)
-                .await
+            every_page(upstream, &upstream_session).await
         }
         .await;
         (upstream, listed)
     });
     let mut merged = Vec::new();
     for (upstream, listed) in futures::future::join_all(asked).await {
-        let result = match listed {
-            Ok(result) => result,
+        let tasks = match listed {
+            Ok(tasks) => tasks,
             Err(error) => {
                 tracing::warn!(connection = %upstream.name(), %error, "tasks/list left out a connection");
                 continue;
             }
         };
-        let Ok(mut page) = serde_json::from_str::<serde_json::Value>(result.get()) else {
-            continue;
-        };
-        let Some(tasks) = page.get_mut("tasks").and_then(|t| t.as_array_mut()) else {
-            continue;
-        };
         let prefix = &upstream.config().prefix;
-        for mut task in tasks.drain(..) {
+        for mut task in tasks {
             if let Some(own) = task
                 .get("taskId")
                 .and_then(|t| t.as_str())
@@ -139,6 +130,47 @@ pub async fn list(
     }
     let result = serde_json::json!({ "tasks": merged }).to_string();
     Ok(reply::json(jsonrpc::result(id.json(), &result)))
+}
+
+/// Pages of one connection's `tasks/list` followed at most in one merged list.
+const MAX_TASK_PAGES: usize = 20;
+
+/// Every page of an upstream's `tasks/list` in the session (up to
+/// [`MAX_TASK_PAGES`]): the merged list has one page, so a connection's later pages
+/// are not left out.
+async fn every_page(
+    upstream: &Arc<Upstream>,
+    upstream_session: &crate::store::UpstreamSession,
+) -> std::result::Result<Vec<serde_json::Value>, crate::upstream::UpstreamError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page {
+        tasks: Vec<serde_json::Value>,
+        #[serde(default)]
+        next_cursor: Option<String>,
+    }
+    let timeout = upstream.config().call_timeout;
+    let mut tasks = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_TASK_PAGES {
+        let params = cursor.map(|c| serde_json::json!({ "cursor": c }).to_string());
+        let result = upstream
+            .request(upstream_session, "tasks/list", params.as_deref(), timeout)
+            .await?;
+        let page: Page = serde_json::from_str(result.get()).map_err(|e| {
+            crate::upstream::UpstreamError::Protocol(format!("invalid tasks/list result: {e}"))
+        })?;
+        tasks.extend(page.tasks);
+        match page.next_cursor {
+            Some(next) if !next.is_empty() => cursor = Some(next),
+            _ => return Ok(tasks),
+        }
+    }
+    tracing::warn!(
+        connection = %upstream.name(),
+        "tasks/list has more than {MAX_TASK_PAGES} pages; the later ones are left out"
+    );
+    Ok(tasks)
 }
 
 /// Whether an upstream declared tasks: 2025-11-25 `capabilities.tasks.list`, or the
