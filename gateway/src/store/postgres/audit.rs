@@ -146,8 +146,12 @@ fn encode(events: &[&AuditEvent], rows: &[Row<'_>]) -> sqlx::Result<Vec<u8>> {
         let s = |i: usize| r.strings[i].as_deref();
         out.0.extend_from_slice(&COPY_COLUMNS.to_be_bytes());
         out.text(s(0))?;
-        let micros = e.ts.millis().saturating_mul(1000) - PG_EPOCH_MICROS;
+        let micros =
+            e.ts.millis()
+                .saturating_mul(1000)
+                .saturating_sub(PG_EPOCH_MICROS);
         out.fixed(Some(micros.to_be_bytes()))?;
+        // request_id … target, in the order of `Row::strings`.
         for i in 1..=10 {
             out.text(s(i))?;
         }
