@@ -41,6 +41,22 @@ fn event(i: usize, target: &str) -> AuditEvent {
     }
 }
 
+/// A migrated database of the test's own.
+async fn migrated() -> sqlx::PgPool {
+    let db = test_db().await;
+    let pool = postgres::connect(&db.url, &Default::default())
+        .await
+        .unwrap();
+    postgres::migrate(&pool).await.unwrap();
+    pool
+}
+
+/// The store on `pool`, with a fresh keyring.
+async fn store_on(pool: &sqlx::PgPool) -> PgStore {
+    let keyring = Keyring::parse(&Keyring::generate_entry()).unwrap();
+    PgStore::start(pool.clone(), keyring).await.unwrap()
+}
+
 async fn count(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
@@ -59,19 +75,14 @@ async fn wait_for(pool: &sqlx::PgPool, sql: &'static str, want: i64) {
 
 #[tokio::test]
 async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_the_others() {
-    let db = test_db().await;
-    let pool = postgres::connect(&db.url, &Default::default())
-        .await
-        .unwrap();
-    postgres::migrate(&pool).await.unwrap();
+    let pool = migrated().await;
     // A rule the writer knows nothing about makes one event unstorable: the kind of
     // refusal no escaping can cure.
     sqlx::query("ALTER TABLE audit_events ADD CONSTRAINT no_poison CHECK (target <> 'poison')")
         .execute(&pool)
         .await
         .unwrap();
-    let keyring = Keyring::parse(&Keyring::generate_entry()).unwrap();
-    let store: Arc<dyn Store> = Arc::new(PgStore::start(pool.clone(), keyring).await.unwrap());
+    let store: Arc<dyn Store> = Arc::new(store_on(&pool).await);
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     let spool = tempfile::tempdir().unwrap();
@@ -159,13 +170,8 @@ async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_th
 
 #[tokio::test]
 async fn events_that_do_not_fit_in_the_queue_wait_on_disk_and_are_all_written_in_order() {
-    let db = test_db().await;
-    let pool = postgres::connect(&db.url, &Default::default())
-        .await
-        .unwrap();
-    postgres::migrate(&pool).await.unwrap();
-    let keyring = Keyring::parse(&Keyring::generate_entry()).unwrap();
-    let store: Arc<dyn Store> = Arc::new(PgStore::start(pool.clone(), keyring).await.unwrap());
+    let pool = migrated().await;
+    let store: Arc<dyn Store> = Arc::new(store_on(&pool).await);
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     let spool = tempfile::tempdir().unwrap();
@@ -213,13 +219,8 @@ async fn events_that_do_not_fit_in_the_queue_wait_on_disk_and_are_all_written_in
 /// binary COPY format), and a batch written again keeps one row per event.
 #[tokio::test]
 async fn every_column_reads_back_and_a_batch_written_again_is_kept_once() {
-    let db = test_db().await;
-    let pool = postgres::connect(&db.url, &Default::default())
-        .await
-        .unwrap();
-    postgres::migrate(&pool).await.unwrap();
-    let keyring = Keyring::parse(&Keyring::generate_entry()).unwrap();
-    let store = PgStore::start(pool.clone(), keyring).await.unwrap();
+    let pool = migrated().await;
+    let store = store_on(&pool).await;
 
     let mut full = event(1, "deploy");
     full.event_id = "spool-1".into();
