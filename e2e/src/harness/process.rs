@@ -10,21 +10,43 @@ use std::time::{Duration, Instant};
 /// A free TCP port on 127.0.0.1 (bound and released), never the same one twice in
 /// this process: tests running side by side pick ports before their processes bind
 /// them, and one test's not-yet-bound port must not become another's.
+///
+/// The port is below the kernel's ephemeral range (`ip_local_port_range`): a port
+/// from that range (what binding port 0 gives) can be taken, between the pick and
+/// the child's bind, as the local port of any outgoing connection of the tests
+/// running alongside, and the child then fails with "address already in use".
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let (low, high) = below_ephemeral();
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        let port = if low < high {
+            rand::random_range(low..high)
+        } else {
+            // No room below the ephemeral range: take what the kernel gives.
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("no free port: {e}"))
+        };
         let mut given = GIVEN
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
+        if given.contains(&port) || std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        given.push(port);
+        return port;
     }
+}
+
+/// Ports from 10000 up to the start of the kernel's ephemeral range (32768 when it
+/// cannot be read).
+fn below_ephemeral() -> (u16, u16) {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (10_000, start)
 }
 
 /// A running child process; killed (SIGKILL) on drop. Its output is collected.
