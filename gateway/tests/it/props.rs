@@ -629,22 +629,22 @@ fn a_header_read_timeout_past_the_clock_is_refused() {
 /// case, joined by `-` or `_`, mixed with other text, non-ASCII letters among them
 /// (the Kelvin sign lowercases to an ASCII `k`).
 fn audited_key() -> impl Strategy<Value = String> {
-    let piece = prop_oneof![
-        Just("pass".to_owned()),
-        Just("word".to_owned()),
-        Just("api".to_owned()),
-        Just("key".to_owned()),
-        Just("\u{212a}ey".to_owned()),
-        Just("Token".to_owned()),
-        Just("SECRET".to_owned()),
-        Just("cook".to_owned()),
-        Just("ie".to_owned()),
-        Just("-".to_owned()),
-        Just("_".to_owned()),
-        Just("é".to_owned()),
-        "[a-zA-Z]{1,4}",
-        ".{0,3}",
-    ];
+    let fixed = proptest::sample::select(vec![
+        "pass",
+        "word",
+        "api",
+        "key",
+        "\u{212a}ey",
+        "Token",
+        "SECRET",
+        "cook",
+        "ie",
+        "-",
+        "_",
+        "é",
+    ])
+    .prop_map(str::to_owned);
+    let piece = prop_oneof![12 => fixed, 1 => "[a-zA-Z]{1,4}", 1 => ".{0,3}"];
     vec(piece, 1..5).prop_map(|p| p.concat())
 }
 
