@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use event::{Caller, Outcome};
@@ -31,7 +30,7 @@ pub use spool::Spool;
 use crate::config::AuditSettings;
 use crate::metrics::Metrics;
 use crate::store::{AuditEvent, Health, Store};
-use writer::{Queued, Writer};
+use writer::{Queue, Queued, Writer};
 
 /// An event as a request hands it over, with its raw parameters and response.
 pub struct Record {
@@ -43,7 +42,7 @@ pub struct Record {
 
 /// The audit log's front end.
 pub struct Auditor {
-    tx: Option<mpsc::Sender<Queued>>,
+    tx: Option<Queue>,
     spool: Option<Arc<Spool>>,
     redactor: Redactor,
     metrics: Arc<Metrics>,
@@ -105,7 +104,7 @@ impl Auditor {
         metrics
             .audit_spool_enabled
             .set(i64::from(auditor.spool.is_some()));
-        let (tx, rx) = mpsc::channel(settings.buffer.max(1));
+        let (tx, rx, ready) = Queue::new(settings.buffer);
         auditor.tx = Some(tx);
         let spool = auditor.spool.clone();
         let auditor = Arc::new(auditor);
@@ -118,7 +117,7 @@ impl Auditor {
             settings.buffer,
             Arc::downgrade(&auditor),
         );
-        let handle = tokio::spawn(writer.run(rx, shutdown.clone()));
+        let handle = tokio::spawn(writer.run(rx, ready, shutdown.clone()));
         if let Ok(mut done) = auditor.done.try_lock() {
             *done = Some(handle);
         }
@@ -137,13 +136,11 @@ impl Auditor {
         let mut event = event::prepare(record, &self.redactor);
         if let Some(spool) = &self.spool {
             let appended = spool.append(event, |seq, event| {
-                if tx
-                    .try_send(Queued {
-                        seq: Some(seq),
-                        event,
-                    })
-                    .is_err()
-                {
+                let queued = tx.send(Queued {
+                    seq: Some(seq),
+                    event,
+                });
+                if !queued {
                     // On disk, not in memory: the writer reads it back from the spool.
                     self.metrics.audit_spilled.inc();
                 }
@@ -162,7 +159,7 @@ impl Auditor {
             self.id_prefix,
             self.next_id.fetch_add(1, Ordering::Relaxed)
         );
-        if tx.try_send(Queued { seq: None, event }).is_err() {
+        if !tx.send(Queued { seq: None, event }) {
             self.dropped(1);
         }
     }

@@ -9,19 +9,22 @@
 //!
 //! Layout of the directory: `id` (this spool's random id), `committed` (the last
 //! sequence number known to be in the store), and segments `<first-seq>.jsonl`, one
-//! event per line as `{"seq":N,"event":{…}}`.
+//! event per line as `{"event":{…},"seq":N}`. The event's id is `<id>-<seq>`; lines
+//! leave it empty, and reading fills it in.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::store::AuditEvent;
 
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// Room first made for a line: most events fit.
+const LINE_CAPACITY: usize = 1024;
 
 /// Why the spool could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +47,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
         path: path.to_owned(),
         source,
     }
-}
-
-#[derive(Serialize)]
-struct LineOut<'a> {
-    seq: u64,
-    event: &'a AuditEvent,
 }
 
 #[derive(Deserialize)]
@@ -173,15 +170,23 @@ impl Spool {
         mut event: AuditEvent,
         then: impl FnOnce(u64, AuditEvent),
     ) -> Result<(), Box<(SpoolError, AuditEvent)>> {
+        // The line is made before the lock is taken, but for its number: it ends with
+        // `"seq":N`. The event's id, made of that number, is left empty in the line and
+        // made again when the line is read.
+        let mut line = Vec::with_capacity(LINE_CAPACITY);
+        line.extend_from_slice(b"{\"event\":");
+        if serde_json::to_writer(&mut line, &event).is_err() {
+            line.truncate(9);
+            line.extend_from_slice(b"{}");
+        }
+        line.extend_from_slice(b",\"seq\":");
         let mut inner = self.lock();
         if inner.total_bytes >= self.max_bytes {
             return Err(Box::new((SpoolError::Full(self.max_bytes), event)));
         }
         let seq = inner.next_seq;
-        event.event_id = format!("{}-{seq}", self.id);
-        let mut line =
-            serde_json::to_vec(&LineOut { seq, event: &event }).unwrap_or_else(|_| b"{}".to_vec());
-        line.push(b'\n');
+        line.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+        line.extend_from_slice(b"}\n");
         if inner.segment_bytes >= SEGMENT_BYTES {
             match open_segment(&self.dir, seq) {
                 Ok((first, file)) => {
@@ -201,8 +206,18 @@ impl Spool {
         inner.total_bytes += line.len() as u64;
         inner.next_seq = seq + 1;
         inner.dirty = true;
+        event.event_id = self.event_id(seq);
         then(seq, event);
         Ok(())
+    }
+
+    /// The id of the event numbered `seq`: `<spool id>-<seq>`.
+    fn event_id(&self, seq: u64) -> String {
+        let mut id = String::with_capacity(self.id.len() + 21);
+        id.push_str(&self.id);
+        id.push('-');
+        id.push_str(itoa::Buffer::new().format(seq));
+        id
     }
 
     /// The sequence number the next event will get.
@@ -297,7 +312,11 @@ impl Spool {
                 if line.seq < from {
                     continue;
                 }
-                out.push((line.seq, line.event));
+                let mut event = line.event;
+                if event.event_id.is_empty() {
+                    event.event_id = self.event_id(line.seq);
+                }
+                out.push((line.seq, event));
                 if out.len() >= max {
                     reader.cursor = Some(Cursor {
                         segment: *first,
@@ -399,8 +418,39 @@ mod tests {
         let back = spool.read(&mut reader, committed + 1, 2).unwrap();
         assert_eq!(back.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4]);
         assert_eq!(back[0].1.request_id, "r2");
+        assert_eq!(back[0].1.event_id, format!("{id}-3"), "ids are made again");
         let rest = spool.read(&mut reader, 5, 10).unwrap();
         assert_eq!(rest.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [5]);
+    }
+
+    #[test]
+    fn lines_of_the_earlier_layout_are_read_back_after_an_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("id"), "0123456789abcdef").unwrap();
+        let old = r#"{"seq":1,"event":{"eventId":"0123456789abcdef-1","tsMs":0,"requestId":"r0","session":null,"replica":"a","subject":null,"authType":null,"remoteAddr":null,"userAgent":null,"method":"tools/call","connection":null,"target":null,"params":{"a":1},"success":true,"errorCategory":null,"errorMessage":null,"durationMs":1.5,"requestBytes":null,"responseBytes":null,"contentBlocks":null,"progressCount":null}}"#;
+        fs::write(dir.path().join(segment_name(1)), format!("{old}\n")).unwrap();
+        let (spool, committed) = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!((committed, spool.next_seq()), (0, 2));
+        let back = spool.read(&mut spool.reader(), 1, 10).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].1.event_id, "0123456789abcdef-1");
+        assert_eq!(
+            back[0].1.params.as_ref().map(|p| p.to_json()),
+            Some(r#"{"a":1}"#)
+        );
+        // New lines go on from there, in the current layout, and read back alike.
+        let mut handed = None;
+        spool
+            .append(event(1), |seq, e| handed = Some((seq, e.event_id)))
+            .map_err(|b| b.0)
+            .unwrap();
+        assert_eq!(handed, Some((2, "0123456789abcdef-2".to_owned())));
+        let back = spool.read(&mut spool.reader(), 1, 10).unwrap();
+        let ids: Vec<_> = back
+            .iter()
+            .map(|(s, e)| (*s, e.event_id.as_str()))
+            .collect();
+        assert_eq!(ids, [(1, "0123456789abcdef-1"), (2, "0123456789abcdef-2")]);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::Auditor;
@@ -38,6 +38,43 @@ const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
 pub struct Queued {
     pub seq: Option<u64>,
     pub event: AuditEvent,
+}
+
+/// The sending end of the writer's queue. Sending does not wake the writer for each
+/// event: it drains the queue when its batch's time is up, or as soon as a batch's
+/// worth is waiting, so a busy gateway pays one wake-up per batch, not per call.
+pub struct Queue {
+    tx: mpsc::Sender<Queued>,
+    ready: Arc<Notify>,
+    /// Events waiting that make the writer look before its time is up.
+    enough: usize,
+}
+
+impl Queue {
+    /// A queue of `capacity` events and the writer's end of it.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Queued>, Arc<Notify>) {
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let ready = Arc::new(Notify::new());
+        let queue = Self {
+            tx,
+            ready: ready.clone(),
+            enough: BATCH.min(capacity.div_ceil(2)),
+        };
+        (queue, rx, ready)
+    }
+
+    /// Queues an event; `false` when the queue is full.
+    #[must_use]
+    pub fn send(&self, queued: Queued) -> bool {
+        if self.tx.try_send(queued).is_err() {
+            return false;
+        }
+        if self.tx.max_capacity() - self.tx.capacity() >= self.enough {
+            self.ready.notify_one();
+        }
+        true
+    }
 }
 
 pub struct Writer {
@@ -105,14 +142,20 @@ impl Writer {
             .set(i64::try_from(waiting + self.pending_len()).unwrap_or(i64::MAX));
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Queued>, shutdown: CancellationToken) {
+    /// Runs until shutdown. `ready` is signalled when a batch's worth waits in `rx`.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Queued>,
+        ready: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) {
         let mut backoff = Duration::from_millis(200);
         let mut synced = tokio::time::Instant::now();
         loop {
             self.show_depth(&rx);
             if self.pending_len() < self.buffer_limit {
                 let batch = tokio::select! {
-                    b = self.gather(&mut rx) => b,
+                    b = self.gather(&mut rx, &ready) => b,
                     () = shutdown.cancelled() => break,
                 };
                 match batch {
@@ -160,9 +203,13 @@ impl Writer {
 
     /// The next batch: events from the queue, or from the spool where the queue does
     /// not have them, waiting briefly for more. `None` when the queue is closed.
-    async fn gather(&mut self, rx: &mut mpsc::Receiver<Queued>) -> Option<Vec<Queued>> {
+    async fn gather(
+        &mut self,
+        rx: &mut mpsc::Receiver<Queued>,
+        ready: &Notify,
+    ) -> Option<Vec<Queued>> {
         let mut batch = Vec::new();
-        let deadline = tokio::time::Instant::now() + GATHER;
+        let mut deadline = tokio::time::Instant::now() + GATHER;
         while batch.len() < BATCH {
             if let Some(q) = self.held.take() {
                 self.take(q, &mut batch).await;
@@ -193,11 +240,16 @@ impl Writer {
                     Some(q) => self.take(q, &mut batch).await,
                     None => return None,
                 }
+                deadline = tokio::time::Instant::now() + GATHER;
                 continue;
             }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(q)) => self.take(q, &mut batch).await,
-                Ok(None) | Err(_) => break,
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            // Let events gather in the queue rather than waking for each one.
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = ready.notified() => {}
             }
         }
         Some(batch)
