@@ -66,7 +66,7 @@ pub fn refused(
         return;
     }
     let mut event =
-        audit::event::begin(&front.replica, &caller(info, session), method, None, target);
+        audit::event::begin(&front.replica, caller(info, session), method, None, target);
     let message = match error {
         Error::Unauthenticated(_) => "missing or invalid credentials".to_owned(),
         // The audit row says which rule decided; the client is told the policy only.
@@ -113,7 +113,7 @@ impl CallRecord {
         let audit = (front.auditor.enabled() && audited(method)).then(|| {
             let event = audit::event::begin(
                 &front.replica,
-                &caller(info, Some(session)),
+                caller(info, Some(session)),
                 method,
                 Some(connection),
                 target,

@@ -167,7 +167,7 @@ impl OAuth {
         };
         let mut event = crate::audit::event::begin(
             &self.replica,
-            &caller,
+            caller,
             &format!("consent/{what}"),
             Some(connection),
             None,

@@ -313,7 +313,8 @@ impl PartialEq for AuditParams {
     }
 }
 
-/// One audited request (a row of `audit_events`).
+/// One audited request (a row of `audit_events`). As JSON (spool lines, log lines,
+/// dead letters) members that are `None` are left out.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
@@ -323,29 +324,43 @@ pub struct AuditEvent {
     pub ts: Timestamp,
     pub request_id: String,
     /// A non-secret handle of the session (a prefix of its id hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     pub replica: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_type: Option<String>,
     /// The caller's groups (from the token, the API key or the config file).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
     pub method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
     /// Tool, prompt or resource as the upstream names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Parameters with secrets redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<AuditParams>,
     pub success: bool,
     /// auth, upstream, timeout, cancelled, policy, protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
     pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_blocks: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_count: Option<i32>,
     /// Whose upstream token the call used, on a connection with per-user tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
