@@ -129,7 +129,7 @@ async fn follow_upstream(
             Kind::Request => {
                 let id = msg.id.map(Id::from_raw).unwrap_or_else(|| Id::string(""));
                 if let Some((rewritten, _)) = front.relay.register(
-                    session.id_hash,
+                    &session,
                     &upstream,
                     &upstream_session,
                     id,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::session::ClientSession;
 use crate::crypto::IdHash;
 use crate::jsonrpc::{self, Id, Message};
 use crate::store::UpstreamSession;
@@ -21,6 +22,9 @@ pub enum Waiter {
         upstream: Arc<Upstream>,
         upstream_session: UpstreamSession,
         upstream_id: Id,
+        /// The request reached the client on the aggregated endpoint, where task ids
+        /// carry the connection's prefix.
+        aggregated: bool,
     },
     /// Hawser itself: a 2026-07-28 upstream's input request, asked of a legacy client
     /// as an ordinary request; the answer (the whole response) goes to the call.
@@ -74,13 +78,14 @@ impl Relay {
     /// with the gateway id (JSON text) it now has. `call` is the upstream call's span.
     pub fn register(
         &self,
-        session: IdHash,
+        client: &ClientSession,
         upstream: &Arc<Upstream>,
         upstream_session: &UpstreamSession,
         upstream_id: Id,
         message: &[u8],
         call: &tracing::Span,
     ) -> Option<(Bytes, String)> {
+        let session = client.id_hash;
         let msg = Message::parse(message).ok()?;
         let gateway_id = self.next_id();
         let rewritten = msg.with_id(&gateway_id);
@@ -91,6 +96,7 @@ impl Relay {
                 upstream: upstream.clone(),
                 upstream_session: upstream_session.clone(),
                 upstream_id,
+                aggregated: client.endpoint.is_aggregated(),
             },
             crate::telemetry::span::client_answer(call, msg.method()),
         );
@@ -184,8 +190,13 @@ impl Relay {
                 upstream,
                 upstream_session,
                 upstream_id,
+                aggregated,
             } => {
-                let reply = answer.with_id(upstream_id.json());
+                let reply = if aggregated {
+                    super::tasks::own_answer(answer, upstream_id.json(), &upstream.config().prefix)
+                } else {
+                    answer.with_id(upstream_id.json())
+                };
                 upstream.send(&upstream_session, reply).await?;
             }
             Waiter::Local(tx) => {

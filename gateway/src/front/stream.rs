@@ -354,7 +354,7 @@ impl Relaying {
                 .await;
         }
         match self.ctx.relay.register(
-            self.ctx.session.id_hash,
+            &self.ctx.session,
             &self.ctx.upstream,
             &self.ctx.upstream_session,
             id,

@@ -310,6 +310,31 @@ pub fn expose_message(bytes: Bytes, prefix: &str) -> Bytes {
     }
 }
 
+/// A client's answer to an upstream's request, relayed from the aggregated endpoint,
+/// with the task it names in `result._meta["io.modelcontextprotocol/related-task"]`
+/// given back the upstream's own id (the client saw it prefixed by
+/// [`expose_message`]). `id` is the upstream's id for the answer (JSON text). A task
+/// id without the prefix is left as it is.
+pub fn own_answer(answer: &Message<'_>, id: &str, prefix: &str) -> Bytes {
+    let renamed = answer.result.and_then(|result| {
+        if !result.get().contains("\"taskId\"") {
+            return None;
+        }
+        let mut result = RawParams::parse(Some(result)).ok()?;
+        let mut meta = RawParams::parse(result.0.get("_meta")).ok()?;
+        let mut related = RawParams::parse(meta.0.get(RELATED_TASK)).ok()?;
+        let exposed = related.0.get_str("taskId")?;
+        let own = exposed
+            .strip_prefix(prefix)?
+            .strip_prefix(PREFIX_SEPARATOR)?;
+        related.0.set("taskId", raw_string(own));
+        meta.0.set(RELATED_TASK, related.to_raw());
+        result.0.set("_meta", meta.to_raw());
+        Some(jsonrpc::result(id, result.to_raw().get()))
+    });
+    renamed.unwrap_or_else(|| answer.with_id(id))
+}
+
 /// `<prefix>__<own>` as a JSON string.
 fn prefixed(prefix: &str, own: &str) -> Box<RawValue> {
     raw_string(&format!("{prefix}{PREFIX_SEPARATOR}{own}"))
@@ -432,6 +457,35 @@ mod tests {
             out["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
             "fx__t-4"
         );
+    }
+
+    #[test]
+    fn a_clients_answer_names_the_task_as_the_upstream_knows_it() {
+        let answer = br#"{"jsonrpc":"2.0","id":"hw-r1-7","result":{"action":"accept","content":{"taskId":"fx__mine"},"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"fx__t-1"}}}}"#;
+        let msg = Message::parse(answer).unwrap();
+        let relayed = json(&super::own_answer(&msg, "42", "fx"));
+        assert_eq!(relayed["id"], 42);
+        assert_eq!(
+            relayed["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+            "t-1"
+        );
+        // The answer's own data is the client's, not a task id of the gateway's.
+        assert_eq!(relayed["result"]["content"]["taskId"], "fx__mine");
+        assert_eq!(relayed["result"]["action"], "accept");
+
+        // Another connection's task, a task id without the prefix, no task at all:
+        // only the id changes.
+        for (answer, prefix) in [
+            (&answer[..], "gh"),
+            (br#"{"jsonrpc":"2.0","id":"hw-r1-7","result":{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-1"}}}}"#, "fx"),
+            (br#"{"jsonrpc":"2.0","id":"hw-r1-7","result":{"action":"decline"}}"#, "fx"),
+            (br#"{"jsonrpc":"2.0","id":"hw-r1-7","error":{"code":-1,"message":"no"}}"#, "fx"),
+        ] {
+            let msg = Message::parse(answer).unwrap();
+            let mut expected = json(answer);
+            expected["id"] = serde_json::json!(42);
+            assert_eq!(json(&super::own_answer(&msg, "42", prefix)), expected);
+        }
     }
 
     #[test]
