@@ -74,6 +74,61 @@ async fn both_client_eras_work_through_a_2026_07_28_upstream() {
     );
 }
 
+/// TCP connections the fixture has accepted so far (asked with `http`, which keeps
+/// its own connection).
+async fn accepted(http: &reqwest::Client, fixture: &Fixture) -> u64 {
+    let url = format!("{}/fixture/connections", fixture.base);
+    let body: serde_json::Value = http
+        .get(&url)
+        .send()
+        .await
+        .expect("fixture connections")
+        .json()
+        .await
+        .expect("fixture connections JSON");
+    body["accepted"].as_u64().expect("accepted count")
+}
+
+/// A 2026-07-28 upstream ends each call's SSE stream just after its answer; the
+/// gateway must read that end rather than drop the stream, or the upstream
+/// connection closes and a later call opens a new one (it did, for one call in four
+/// to six).
+#[tokio::test]
+async fn calls_to_a_2026_07_28_upstream_reuse_their_connections() {
+    use hawser_e2e::bench::load::{Era, Session};
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let gateway = Gateway::start(&config("mx", &fixture), &[]);
+    gateway.wait_ready().await;
+    let counter = hawser_e2e::harness::http();
+    for era in [Era::Modern, Era::Legacy] {
+        let session = Session::open_as(
+            era,
+            hawser_e2e::harness::http(),
+            &format!("{}/mx", gateway.mcp_url()),
+            "echo",
+            json!({"text": "hello"}),
+        )
+        .await
+        .expect("session");
+        // Warm up: discovery, the session and the pool's first connections.
+        for n in 0..20 {
+            assert!(session.call().await, "{era:?}: warm-up call {n} failed");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = accepted(&counter, &fixture).await;
+        for n in 0..100 {
+            assert!(session.call().await, "{era:?}: call {n} failed");
+        }
+        let opened = accepted(&counter, &fixture).await - before;
+        // A drain still running when the next call starts makes the pool one
+        // connection larger, rarely; dropping streams opened 12–15 per 100 calls.
+        assert!(
+            opened <= 4,
+            "{era:?} client: 100 sequential calls opened {opened} upstream connections"
+        );
+    }
+}
+
 #[tokio::test]
 async fn both_client_eras_work_across_three_replicas_and_both_upstream_eras() {
     let old = Fixture::start(&[]);

@@ -192,6 +192,11 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         if self.finished {
+            if let Source::Http { events, .. } =
+                std::mem::replace(&mut self.source, Source::Ready(None))
+            {
+                events.settle();
+            }
             return;
         }
         self.forget();

@@ -22,6 +22,10 @@ use super::{UpstreamError, error};
 use crate::headers::{MCP_PROTOCOL_VERSION as VERSION_HEADER, MCP_SESSION_ID as SESSION_HEADER};
 /// Upper bound for one buffered JSON response body.
 const MAX_JSON_BODY: usize = 256 * 1024 * 1024;
+/// How long the rest of a stream whose answer arrived is read, for its connection.
+const SETTLE_FOR: Duration = Duration::from_secs(2);
+/// Events read from such a stream at most.
+const SETTLE_EVENTS: usize = 16;
 
 /// The session a message belongs to.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +91,36 @@ impl EventStream {
             last_event_id: None,
             retry: None,
         }
+    }
+
+    /// Reads what is left of a stream whose answer arrived, so that its connection
+    /// goes back to the pool: an upstream ends the stream after the answer, but the
+    /// end may arrive a moment later, and a stream dropped before its end closes the
+    /// connection (one TCP connection opened per call instead of reused). The end is
+    /// usually there already; otherwise a task waits for it, briefly.
+    pub fn settle(mut self) {
+        use futures::FutureExt;
+        for _ in 0..SETTLE_EVENTS {
+            match self.inner.next().now_or_never() {
+                Some(Some(Ok(_))) => continue,
+                // Ended (the connection is free again), or broken (it is gone).
+                Some(None | Some(Err(_))) => return,
+                None => break,
+            }
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let rest = async {
+                for _ in 0..SETTLE_EVENTS {
+                    if !matches!(self.inner.next().await, Some(Ok(_))) {
+                        return;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(SETTLE_FOR, rest).await;
+        });
     }
 
     /// The next message's bytes; `None` when the stream ends.
