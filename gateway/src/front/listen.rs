@@ -113,7 +113,7 @@ async fn follow_upstream(
         let Some(Ok(bytes)) = next else { return };
         // On the aggregated endpoint a task is named like a tool.
         let bytes = if session.endpoint.is_aggregated() {
-            super::tasks::expose_message(bytes, &upstream.config().prefix)
+            super::task_ids::expose_message(bytes, &upstream.config().prefix)
         } else {
             bytes
         };

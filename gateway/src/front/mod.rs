@@ -45,6 +45,7 @@ mod state;
 mod stream;
 mod subscribed;
 pub mod subscriptions;
+mod task_ids;
 mod tasks;
 pub mod throttle;
 mod ticket;

@@ -193,7 +193,11 @@ impl Relay {
                 aggregated,
             } => {
                 let reply = if aggregated {
-                    super::tasks::own_answer(answer, upstream_id.json(), &upstream.config().prefix)
+                    super::task_ids::own_answer(
+                        answer,
+                        upstream_id.json(),
+                        &upstream.config().prefix,
+                    )
                 } else {
                     answer.with_id(upstream_id.json())
                 };

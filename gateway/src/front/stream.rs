@@ -146,9 +146,9 @@ impl Relaying {
                 }
                 // On the aggregated endpoint a task is named like a tool.
                 let bytes = if self.ctx.session.endpoint.is_aggregated()
-                    && super::tasks::may_name_tasks(&self.ctx.method)
+                    && super::task_ids::may_name_tasks(&self.ctx.method)
                 {
-                    super::tasks::expose(
+                    super::task_ids::expose(
                         bytes,
                         &self.ctx.method,
                         &self.ctx.upstream.config().prefix,
@@ -183,7 +183,7 @@ impl Relaying {
     /// aggregated endpoint, prefixed like tools).
     fn expose_tasks(&self, bytes: Bytes) -> Bytes {
         if self.ctx.session.endpoint.is_aggregated() {
-            super::tasks::expose_message(bytes, &self.ctx.upstream.config().prefix)
+            super::task_ids::expose_message(bytes, &self.ctx.upstream.config().prefix)
         } else {
             bytes
         }
