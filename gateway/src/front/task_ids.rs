@@ -63,15 +63,7 @@ pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
             };
             let mut renamed = false;
             for item in items {
-                if let Some(own) = item
-                    .get("taskId")
-                    .and_then(|t| t.as_str())
-                    .map(str::to_owned)
-                {
-                    item["taskId"] =
-                        serde_json::Value::String(format!("{prefix}{PREFIX_SEPARATOR}{own}"));
-                    renamed = true;
-                }
+                renamed |= prefix_task(item, prefix);
             }
             if renamed {
                 result
@@ -147,6 +139,15 @@ pub fn own_answer(answer: &Message<'_>, id: &str, prefix: &str) -> Bytes {
         Some(jsonrpc::result(id, result.to_raw().get()))
     });
     renamed.unwrap_or_else(|| answer.with_id(id))
+}
+
+/// Prefixes a task object's `taskId`; whether it had one.
+pub fn prefix_task(task: &mut serde_json::Value, prefix: &str) -> bool {
+    let Some(own) = task.get("taskId").and_then(|t| t.as_str()) else {
+        return false;
+    };
+    task["taskId"] = serde_json::Value::String(format!("{prefix}{PREFIX_SEPARATOR}{own}"));
+    true
 }
 
 /// `<prefix>__<own>` as a JSON string.

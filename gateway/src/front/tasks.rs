@@ -111,13 +111,7 @@ pub async fn list(
         };
         let prefix = &upstream.config().prefix;
         for mut task in tasks {
-            if let Some(own) = task
-                .get("taskId")
-                .and_then(|t| t.as_str())
-                .map(str::to_owned)
-            {
-                task["taskId"] =
-                    serde_json::Value::String(format!("{prefix}{PREFIX_SEPARATOR}{own}"));
+            if super::task_ids::prefix_task(&mut task, prefix) {
                 merged.push(task);
             }
         }
