@@ -25,6 +25,8 @@ use crate::store::AuditEvent;
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 /// Room first made for a line: most events fit.
 const LINE_CAPACITY: usize = 1024;
+/// How a line starts: the event follows.
+const LINE_START: &[u8] = b"{\"event\":";
 
 /// Why the spool could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -174,9 +176,9 @@ impl Spool {
         // `"seq":N`. The event's id, made of that number, is left empty in the line and
         // made again when the line is read.
         let mut line = Vec::with_capacity(LINE_CAPACITY);
-        line.extend_from_slice(b"{\"event\":");
+        line.extend_from_slice(LINE_START);
         if serde_json::to_writer(&mut line, &event).is_err() {
-            line.truncate(9);
+            line.truncate(LINE_START.len());
             line.extend_from_slice(b"{}");
         }
         line.extend_from_slice(b",\"seq\":");
