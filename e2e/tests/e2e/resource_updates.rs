@@ -217,6 +217,85 @@ async fn a_legacy_subscription_to_a_2026_07_28_upstream_reaches_the_stream_on_an
     assert!(late.is_none(), "an update after unsubscribing: {late:?}");
 }
 
+/// A bridged subscription is kept with the session: a replica that was not running
+/// when the client subscribed (here, restarted since) relays the updates to a GET
+/// stream the client opens there.
+#[tokio::test]
+async fn a_legacy_subscription_reaches_a_stream_on_a_replica_started_after_it() {
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let mut cluster = two_replicas(&fixture).await;
+    let mut client = McpClient::connect(&cluster.replicas[0].mcp_url()).await;
+    let reply = client
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
+    assert_eq!(reply.result(), &json!({}), "{reply:?}");
+
+    cluster.replicas[1].child.kill();
+    cluster.revive(1).await;
+    cluster
+        .wait_all("fx loaded again", Duration::from_secs(20), |names| {
+            names.iter().any(|n| n == "fx__touch_resource")
+        })
+        .await;
+    let mut restarted = McpClient::new(&cluster.replicas[1].mcp_url());
+    restarted.session = client.session.clone();
+    let mut stream = restarted.listen().await;
+    wait_event(&fixture, "the upstream listen stream", |e| {
+        e["kind"] == "listen" && e["resourceSubscriptions"] == json!([WATCHED])
+    })
+    .await;
+    touch(&cluster.lb.mcp_url(), "fx__touch_resource", WATCHED).await;
+    let note = next_matching(&mut stream, Duration::from_secs(10), |m| {
+        m["method"] == UPDATED
+    })
+    .await
+    .unwrap_or_else(|| panic!("no resource update on the restarted replica's GET stream"));
+    assert_eq!(note["params"]["uri"], WATCHED, "{note}");
+}
+
+/// At most 64 bridged subscriptions per session, counted across replicas: the 65th
+/// is refused with a clear error, wherever it is sent.
+#[tokio::test]
+async fn bridged_subscriptions_per_session_are_bounded_across_replicas() {
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let cluster = two_replicas(&fixture).await;
+    let mut first = McpClient::connect(&cluster.replicas[0].mcp_url()).await;
+    let mut second = McpClient::new(&cluster.replicas[1].mcp_url());
+    second.session = first.session.clone();
+    for i in 0..64 {
+        let client = if i % 2 == 0 { &mut first } else { &mut second };
+        let reply = client
+            .request(
+                "resources/subscribe",
+                json!({"uri": format!("test://template/{i}/data")}),
+            )
+            .await;
+        assert_eq!(reply.result(), &json!({}), "subscription {i}: {reply:?}");
+    }
+    let reply = first
+        .request(
+            "resources/subscribe",
+            json!({"uri": "test://template/64/data"}),
+        )
+        .await;
+    assert_eq!(reply.response()["error"]["code"], -32602, "{reply:?}");
+    assert!(reply.error_message().contains("at most 64"), "{reply:?}");
+    // Room again once one is given up, and a repeated one takes no more room.
+    let reply = second
+        .request(
+            "resources/unsubscribe",
+            json!({"uri": "test://template/0/data"}),
+        )
+        .await;
+    assert_eq!(reply.result(), &json!({}), "{reply:?}");
+    for uri in ["test://template/64/data", "test://template/64/data"] {
+        let reply = first
+            .request("resources/subscribe", json!({"uri": uri}))
+            .await;
+        assert_eq!(reply.result(), &json!({}), "{reply:?}");
+    }
+}
+
 /// The official Python SDK, in both eras, against a legacy and a 2026-07-28-only
 /// upstream, across three replicas behind the load balancer: a subscribed resource's
 /// update reaches the client.

@@ -1,7 +1,7 @@
 //! Client sessions: issued here, valid on every replica (the record is in the store),
 //! bound to the caller's identity, read from a local cache on the hot path.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -19,7 +19,9 @@ use crate::identity::Identity;
 use crate::jsonrpc::Id;
 use crate::registry::Registry;
 use crate::revision::{self, Envelope, Era};
-use crate::store::{self, BusMessage, Health, SessionRecord, Store, UpstreamSession};
+use crate::store::{
+    self, BusMessage, Health, ResourceSubscription, SessionRecord, Store, UpstreamSession,
+};
 use crate::upstream::{ClientInit, Upstream, UpstreamError};
 
 /// A new unguessable session id (256 random bits).
@@ -39,6 +41,8 @@ pub struct ClientSession {
     pub init: ClientInit,
     pub log_level: Mutex<Option<String>>,
     upstreams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UpstreamSession>>>>>,
+    /// Resources subscribed to at 2026-07-28-only upstreams ([`super::subscribed`]).
+    bridged: Mutex<BTreeSet<ResourceSubscription>>,
     /// Local GET streams (SSE frames); server-initiated messages go to the newest.
     streams: Mutex<Vec<mpsc::Sender<Bytes>>>,
     stream_stop: Mutex<Option<CancellationToken>>,
@@ -86,6 +90,7 @@ impl ClientSession {
             ),
             log_level: Mutex::new(record.log_level.clone()),
             upstreams: Mutex::new(upstreams),
+            bridged: Mutex::new(record.resource_subscriptions.clone()),
             streams: Mutex::new(Vec::new()),
             stream_stop: Mutex::new(None),
 
@@ -114,6 +119,7 @@ impl ClientSession {
             ),
             log_level: Mutex::new(envelope.log_level.clone()),
             upstreams: Mutex::new(HashMap::new()),
+            bridged: Mutex::new(BTreeSet::new()),
             streams: Mutex::new(Vec::new()),
             stream_stop: Mutex::new(None),
             inflight: Mutex::new(HashMap::new()),
@@ -206,6 +212,21 @@ impl ClientSession {
             }
         }
         false
+    }
+
+    /// The resources this session subscribed to at 2026-07-28-only upstreams.
+    pub fn resource_subscriptions(&self) -> Vec<ResourceSubscription> {
+        lock(&self.bridged).iter().cloned().collect()
+    }
+
+    /// Notes a change of the session's bridged subscriptions made here or elsewhere.
+    pub fn note_resource_subscription(&self, resource: &ResourceSubscription, subscribed: bool) {
+        let mut held = lock(&self.bridged);
+        if subscribed {
+            held.insert(resource.clone());
+        } else {
+            held.remove(resource);
+        }
     }
 
     /// Upstream sessions known to this replica.
@@ -323,6 +344,7 @@ impl Sessions {
             client_capabilities: init.capabilities.clone(),
             upstreams: Default::default(),
             log_level: None,
+            resource_subscriptions: Default::default(),
         };
         self.health
             .within_budget(self.store.create_session(&record))
@@ -389,6 +411,30 @@ impl Sessions {
             }
         }
         Ok(())
+    }
+
+    /// Adds or removes a bridged resource subscription of `session`, in the store
+    /// first; `false` when the session already holds `max` others.
+    pub async fn set_resource_subscription(
+        &self,
+        session: &ClientSession,
+        resource: &ResourceSubscription,
+        subscribed: bool,
+        max: usize,
+    ) -> Result<bool, store::Error> {
+        let room = self
+            .health
+            .within_budget(self.store.set_resource_subscription(
+                &session.id_hash,
+                resource,
+                subscribed,
+                max,
+            ))
+            .await?;
+        if room {
+            session.note_resource_subscription(resource, subscribed);
+        }
+        Ok(room)
     }
 
     /// Drops a session from this replica (it ended elsewhere).

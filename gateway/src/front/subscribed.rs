@@ -5,14 +5,15 @@
 //! the stream.
 //!
 //! The subscribe may reach any replica, and the GET stream may be open on another
-//! one (or re-opened on a third): every replica hears of each subscription on the
-//! replica bus and remembers it, and the one holding the GET stream watches.
+//! one (or re-opened on a third, started since): the subscription is kept with the
+//! session in the store, replicas holding the session hear of the change on the
+//! replica bus, and the one holding the GET stream watches.
 
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use super::bridged::{MAX_PER_SESSION, Resource, lock};
+use super::bridged::{MAX_PER_SESSION, MAX_URI_BYTES, lock};
 use super::error::{Error, Result};
 use super::reply::{self, Reply};
 use super::session::ClientSession;
@@ -21,7 +22,7 @@ use super::watch::WatchError;
 use crate::crypto::IdHash;
 use crate::jsonrpc::{self, Id};
 use crate::sse;
-use crate::store::BusMessage;
+use crate::store::{BusMessage, ResourceSubscription};
 use crate::upstream::Upstream;
 
 /// Whether `resources/subscribe` and `unsubscribe` to `upstream` are bridged for a
@@ -44,22 +45,30 @@ pub async fn handle(
     if subscribed {
         super::watch::watchable(upstream)
             .map_err(|e| Error::InvalidParams(format!("cannot subscribe to {uri:?}: {e}")))?;
+        if uri.len() > MAX_URI_BYTES || uri.contains('\0') {
+            return Err(Error::InvalidParams(format!(
+                "cannot subscribe to this resource: its URI must be at most {MAX_URI_BYTES} bytes, without NUL"
+            )));
+        }
     }
-    let resource = (upstream.name().to_owned(), uri);
-    if !front
-        .listeners
-        .watches
+    let resource = ResourceSubscription {
+        connection: upstream.name().to_owned(),
+        uri,
+    };
+    let room = front
         .sessions
-        .record(session.id_hash, resource.clone(), subscribed)
-    {
+        .set_resource_subscription(session, &resource, subscribed, MAX_PER_SESSION)
+        .await
+        .map_err(Error::Store)?;
+    if !room {
         return Err(Error::InvalidParams(format!(
             "at most {MAX_PER_SESSION} resource subscriptions per session"
         )));
     }
-    let (connection, uri) = resource.clone();
-    // This replica acts now; the others when they hear of it (this one again,
-    // harmlessly).
-    apply(front, session.id_hash, resource, subscribed);
+    // This replica acts now; the others holding the session when they hear of it
+    // (this one again, harmlessly).
+    apply(front, session.id_hash, resource.clone(), subscribed);
+    let ResourceSubscription { connection, uri } = resource;
     let message = BusMessage::ResourceSubscription {
         session: session.id_hash,
         connection,
@@ -72,20 +81,19 @@ pub async fn handle(
     Ok(reply::json(jsonrpc::result(id.json(), "{}")))
 }
 
-/// A subscription change heard on the bus.
+/// A subscription change heard on the bus. A replica that does not hold the session
+/// now learns of it from the store when it next loads the session.
 pub fn receive(front: &Front, session: IdHash, connection: String, uri: String, subscribed: bool) {
-    let resource = (connection, uri);
-    front
-        .listeners
-        .watches
-        .sessions
-        .record(session, resource.clone(), subscribed);
+    let resource = ResourceSubscription { connection, uri };
+    if let Some(s) = front.sessions.local_session(&session) {
+        s.note_resource_subscription(&resource, subscribed);
+    }
     apply(front, session, resource, subscribed);
 }
 
 /// Starts or stops relaying one subscription, if this replica holds the session's
 /// GET stream.
-fn apply(front: &Front, session: IdHash, resource: Resource, subscribed: bool) {
+fn apply(front: &Front, session: IdHash, resource: ResourceSubscription, subscribed: bool) {
     let subscriptions = &front.listeners.watches.sessions;
     let key = (session, resource);
     if !subscribed {
@@ -103,14 +111,14 @@ fn apply(front: &Front, session: IdHash, resource: Resource, subscribed: bool) {
 
 /// Relays every subscription of `session` to its GET stream (just opened here).
 pub fn follow(front: &Front, session: &Arc<ClientSession>) {
-    for resource in front.listeners.watches.sessions.of(&session.id_hash) {
+    for resource in session.resource_subscriptions() {
         start(front, session, resource);
     }
 }
 
 /// Relays the updates of one resource to the session's newest GET stream, until it
 /// closes or the client unsubscribes.
-fn start(front: &Front, session: &Arc<ClientSession>, resource: Resource) {
+fn start(front: &Front, session: &Arc<ClientSession>, resource: ResourceSubscription) {
     let stop = session.stream_stop().child_token();
     {
         let mut relaying = lock(&front.listeners.watches.sessions.relaying);
@@ -125,7 +133,7 @@ fn start(front: &Front, session: &Arc<ClientSession>, resource: Resource) {
     let listeners = front.listeners.clone();
     let session = session.clone();
     tokio::spawn(async move {
-        let (connection, uri) = resource;
+        let ResourceSubscription { connection, uri } = resource;
         let Some(upstream) = registry.upstream(&connection) else {
             stop.cancel();
             return;

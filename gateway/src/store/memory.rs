@@ -332,6 +332,29 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn set_resource_subscription(
+        &self,
+        id_hash: &IdHash,
+        subscription: &super::ResourceSubscription,
+        subscribed: bool,
+        max: usize,
+    ) -> Result<bool> {
+        let mut state = self.lock();
+        let Some((session, _)) = state.sessions.get_mut(id_hash) else {
+            return Ok(true);
+        };
+        let held = &mut session.resource_subscriptions;
+        if !subscribed {
+            held.remove(subscription);
+        } else if !held.contains(subscription) {
+            if held.len() >= max {
+                return Ok(false);
+            }
+            held.insert(subscription.clone());
+        }
+        Ok(true)
+    }
+
     async fn set_log_level(&self, id_hash: &IdHash, level: &str) -> Result<()> {
         if let Some((session, _)) = self.lock().sessions.get_mut(id_hash) {
             session.log_level = Some(level.to_owned());

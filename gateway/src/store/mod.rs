@@ -7,7 +7,7 @@ pub mod health;
 mod memory;
 pub mod postgres;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use hawser_crds::McpConnectionSpec;
@@ -164,6 +164,15 @@ pub struct SessionRecord {
     /// Upstream sessions opened for this client session, by connection name.
     pub upstreams: BTreeMap<String, UpstreamSession>,
     pub log_level: Option<String>,
+    /// Resources subscribed to at 2026-07-28-only upstreams (bridged subscriptions).
+    pub resource_subscriptions: BTreeSet<ResourceSubscription>,
+}
+
+/// A bridged resource subscription of a session: a connection and a resource URI.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceSubscription {
+    pub connection: String,
+    pub uri: String,
 }
 
 /// Equal when they say the same: the client's JSON is compared as values (a store
@@ -182,6 +191,7 @@ impl PartialEq for SessionRecord {
             && value(&self.client_capabilities) == value(&other.client_capabilities)
             && self.upstreams == other.upstreams
             && self.log_level == other.log_level
+            && self.resource_subscriptions == other.resource_subscriptions
     }
 }
 
@@ -565,6 +575,17 @@ pub trait Store: Send + Sync + 'static {
         stale_id: Option<&str>,
     ) -> Result<()>;
     async fn set_log_level(&self, id_hash: &IdHash, level: &str) -> Result<()>;
+    /// Adds (`subscribed`) or removes a session's bridged resource subscription.
+    /// Adding answers `false`, and changes nothing, when the session already holds
+    /// `max` others; everything else answers `true` (also for an ended session: the
+    /// request fails on its own).
+    async fn set_resource_subscription(
+        &self,
+        id_hash: &IdHash,
+        subscription: &ResourceSubscription,
+        subscribed: bool,
+        max: usize,
+    ) -> Result<bool>;
     /// Marks sessions as used; sessions unused for the idle timeout are swept.
     async fn touch_sessions(&self, id_hashes: &[IdHash]) -> Result<()>;
     /// Ends sessions idle for longer than `idle`; returns them.

@@ -61,6 +61,7 @@ contracts! {
     clearing_a_replica_removes_only_its_status(one);
     sessions_are_shared_and_end_exactly_once(two);
     the_first_upstream_session_of_a_revision_wins(two);
+    resource_subscriptions_stay_with_the_session_and_are_bounded(two);
     idle_sessions_are_swept_once_and_announced(two);
     the_token_lock_serializes_lockers_across_replicas(two);
     deleting_a_token_under_the_lock_removes_it(one);
@@ -157,6 +158,7 @@ fn session(id: &str, endpoint: Endpoint) -> SessionRecord {
         client_capabilities: Some(serde_json::from_str(r#"{"elicitation": {}}"#).unwrap()),
         upstreams: BTreeMap::new(),
         log_level: None,
+        resource_subscriptions: Default::default(),
     }
 }
 
@@ -473,6 +475,75 @@ async fn sessions_are_shared_and_end_exactly_once(a: &dyn Store, b: &dyn Store) 
             }
         );
     }
+}
+
+async fn resource_subscriptions_stay_with_the_session_and_are_bounded(
+    a: &dyn Store,
+    b: &dyn Store,
+) {
+    use hawser_gateway::store::ResourceSubscription;
+    let sub = |connection: &str, uri: &str| ResourceSubscription {
+        connection: connection.into(),
+        uri: uri.into(),
+    };
+    let held = |r: &SessionRecord| r.resource_subscriptions.iter().cloned().collect::<Vec<_>>();
+    let s = session("subscriber", Endpoint::Aggregated);
+    a.create_session(&s).await.unwrap();
+    let id = &s.id_hash;
+    assert!(
+        a.set_resource_subscription(id, &sub("fx", "test://a"), true, 2)
+            .await
+            .unwrap()
+    );
+    // A connection and a URI that swap places are another subscription.
+    assert!(
+        b.set_resource_subscription(id, &sub("test://a", "fx"), true, 2)
+            .await
+            .unwrap()
+    );
+    // Again: already held, so there is room for it.
+    assert!(
+        b.set_resource_subscription(id, &sub("fx", "test://a"), true, 2)
+            .await
+            .unwrap()
+    );
+    let got = b.get_session(id).await.unwrap().unwrap();
+    assert_eq!(held(&got), [sub("fx", "test://a"), sub("test://a", "fx")]);
+
+    assert!(
+        !a.set_resource_subscription(id, &sub("fx", "test://c"), true, 2)
+            .await
+            .unwrap(),
+        "a third one is over the limit of two"
+    );
+    assert_eq!(held(&b.get_session(id).await.unwrap().unwrap()).len(), 2);
+
+    assert!(
+        a.set_resource_subscription(id, &sub("test://a", "fx"), false, 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.set_resource_subscription(id, &sub("fx", "test://zzz"), false, 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.set_resource_subscription(id, &sub("fx", "test://c"), true, 2)
+            .await
+            .unwrap()
+    );
+    let got = a.get_session(id).await.unwrap().unwrap();
+    assert_eq!(held(&got), [sub("fx", "test://a"), sub("fx", "test://c")]);
+
+    // An ended session keeps nothing, and a change to it is no error.
+    assert!(a.end_session(id).await.unwrap());
+    assert!(
+        b.set_resource_subscription(id, &sub("fx", "test://d"), true, 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(b.get_session(id).await.unwrap(), None);
 }
 
 async fn the_first_upstream_session_of_a_revision_wins(a: &dyn Store, b: &dyn Store) {

@@ -341,6 +341,17 @@ impl Store for PgStore {
         sessions::clear_upstream(&self.pool, id_hash, connection, stale_id).await
     }
 
+    async fn set_resource_subscription(
+        &self,
+        id_hash: &IdHash,
+        subscription: &crate::store::ResourceSubscription,
+        subscribed: bool,
+        max: usize,
+    ) -> Result<bool> {
+        sessions::set_resource_subscription(&self.pool, id_hash, subscription, subscribed, max)
+            .await
+    }
+
     async fn set_log_level(&self, id_hash: &IdHash, level: &str) -> Result<()> {
         sessions::set_log_level(&self.pool, id_hash, level).await
     }

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use super::{SESSIONS_CHANNEL, storable};
 use crate::crypto::IdHash;
 use crate::endpoint::Endpoint;
-use crate::store::{Error, Result, SessionRecord, UpstreamSession};
+use crate::store::{Error, ResourceSubscription, Result, SessionRecord, UpstreamSession};
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -20,6 +20,7 @@ struct Row {
     client_capabilities: Option<String>,
     upstreams: serde_json::Value,
     log_level: Option<String>,
+    resource_subscriptions: serde_json::Value,
 }
 
 /// `SELECT <row columns> FROM sessions <tail>`, as one literal.
@@ -27,7 +28,8 @@ macro_rules! select {
     ($tail:literal) => {
         concat!(
             "SELECT id_hash, subject, endpoint, protocol_version, client_info::text AS client_info, ",
-            "client_capabilities::text AS client_capabilities, upstreams, log_level FROM sessions ",
+            "client_capabilities::text AS client_capabilities, upstreams, log_level, ",
+            "resource_subscriptions FROM sessions ",
             $tail
         )
     };
@@ -38,6 +40,8 @@ fn to_record(row: Row) -> Result<SessionRecord> {
         .ok_or_else(|| Error::Corrupt("session id hash is not 32 bytes".into()))?;
     let upstreams: BTreeMap<String, UpstreamSession> = serde_json::from_value(row.upstreams)
         .map_err(|e| Error::Corrupt(format!("session upstreams: {e}")))?;
+    let resource_subscriptions = serde_json::from_value(row.resource_subscriptions)
+        .map_err(|e| Error::Corrupt(format!("session resource subscriptions: {e}")))?;
     Ok(SessionRecord {
         id_hash,
         subject: row.subject,
@@ -47,6 +51,7 @@ fn to_record(row: Row) -> Result<SessionRecord> {
         client_capabilities: row.client_capabilities.and_then(raw),
         upstreams,
         log_level: row.log_level,
+        resource_subscriptions,
     })
 }
 
@@ -167,6 +172,55 @@ pub(super) async fn clear_upstream(
     Ok(())
 }
 
+/// See [`crate::store::Store::set_resource_subscription`]. One statement per change,
+/// so two replicas changing one session's subscriptions at once both count.
+pub(super) async fn set_resource_subscription(
+    pool: &PgPool,
+    id_hash: &IdHash,
+    subscription: &ResourceSubscription,
+    subscribed: bool,
+    max: usize,
+) -> Result<bool> {
+    // Objects, compared whole: `@>` on two-element arrays would ignore their order.
+    let one = serde_json::to_value([subscription]).map_err(|e| Error::Corrupt(e.to_string()))?;
+    if !subscribed {
+        sqlx::query(
+            "UPDATE sessions SET resource_subscriptions = COALESCE(
+                 (SELECT jsonb_agg(s) FROM jsonb_array_elements(resource_subscriptions) s
+                  WHERE s <> $2 -> 0), '[]')
+             WHERE id_hash = $1 AND resource_subscriptions @> $2",
+        )
+        .bind(&id_hash.as_bytes()[..])
+        .bind(&one)
+        .execute(pool)
+        .await?;
+        return Ok(true);
+    }
+    let max = i32::try_from(max).unwrap_or(i32::MAX);
+    let held = sqlx::query(
+        "UPDATE sessions SET resource_subscriptions = CASE
+             WHEN resource_subscriptions @> $2 THEN resource_subscriptions
+             ELSE resource_subscriptions || $2 END
+         WHERE id_hash = $1
+           AND (resource_subscriptions @> $2 OR jsonb_array_length(resource_subscriptions) < $3)",
+    )
+    .bind(&id_hash.as_bytes()[..])
+    .bind(&one)
+    .bind(max)
+    .execute(pool)
+    .await?;
+    if held.rows_affected() > 0 {
+        return Ok(true);
+    }
+    // Full, or the session is gone.
+    let live: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sessions WHERE id_hash = $1)")
+            .bind(&id_hash.as_bytes()[..])
+            .fetch_one(pool)
+            .await?;
+    Ok(!live)
+}
+
 pub(super) async fn set_log_level(pool: &PgPool, id_hash: &IdHash, level: &str) -> Result<()> {
     sqlx::query("UPDATE sessions SET log_level = $2 WHERE id_hash = $1")
         .bind(&id_hash.as_bytes()[..])
@@ -193,7 +247,8 @@ pub(super) async fn sweep(pool: &PgPool, idle: Duration) -> Result<Vec<SessionRe
     let rows: Vec<Row> = sqlx::query_as(
         "DELETE FROM sessions WHERE last_seen_at < now() - make_interval(secs => $1)
          RETURNING id_hash, subject, endpoint, protocol_version, client_info::text AS client_info,
-                   client_capabilities::text AS client_capabilities, upstreams, log_level",
+                   client_capabilities::text AS client_capabilities, upstreams, log_level,
+                   resource_subscriptions",
     )
     .bind(idle.as_secs_f64())
     .fetch_all(&mut *tx)
