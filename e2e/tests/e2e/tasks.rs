@@ -228,3 +228,40 @@ async fn tasks_list_in_a_session_merges_the_connections_tasks() {
     let state = client.request("tasks/get", json!({"taskId": two})).await;
     assert_eq!(state.result()["taskId"], two.as_str(), "{state:?}");
 }
+
+/// A task a client's request says it belongs to (`_meta`'s
+/// `io.modelcontextprotocol/related-task`) reaches the upstream by the upstream's own
+/// id when the client names it as `/mcp` showed it (`fx__<id>`); the client's own task
+/// ids, and everything on `/mcp/{connection}`, pass unchanged.
+#[tokio::test]
+async fn a_related_task_in_a_clients_request_reaches_the_upstream_by_its_own_id() {
+    use hawser_e2e::harness::mcp::McpClient;
+    use hawser_e2e::harness::stack::Gateway;
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::in_front_of(&fixture).await;
+    let aggregated = gateway.mcp_url();
+    let scoped = format!("{aggregated}/fx");
+    for (url, tool, sent, seen) in [
+        (&aggregated, "fx__echo", "fx__t-1", "t-1"),
+        (&aggregated, "fx__echo", "mine-1", "mine-1"),
+        (&scoped, "echo", "fx__t-1", "fx__t-1"),
+    ] {
+        let mut client = McpClient::connect(url).await;
+        let text = format!("{sent} through {url}");
+        let related = json!({"io.modelcontextprotocol/related-task": {"taskId": sent}});
+        let reply = client
+            .request(
+                "tools/call",
+                json!({"name": tool, "arguments": {"text": text}, "_meta": related}),
+            )
+            .await;
+        assert!(reply.result().get("content").is_some(), "{reply:?}");
+        let events = fixture.events().await;
+        let request = events
+            .iter()
+            .rev()
+            .find(|e| e["kind"] == "request" && e["arguments"]["text"] == text)
+            .unwrap_or_else(|| panic!("the upstream never saw {text:?}"));
+        assert_eq!(request["metaRelatedTask"]["taskId"], seen, "{request}");
+    }
+}

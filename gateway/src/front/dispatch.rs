@@ -138,6 +138,12 @@ impl Routing<'_, '_> {
         params: Option<&RawValue>,
         target: Option<String>,
     ) -> Reply {
+        // On the aggregated endpoint a task the request relates to is named as the
+        // client knows it, prefixed; the upstream knows it by its own id.
+        let renamed = params
+            .filter(|_| self.session.endpoint.is_aggregated())
+            .and_then(|p| super::task_ids::own_request(p, &upstream.config().prefix));
+        let params = renamed.as_deref().or(params);
         // The client's own params were read for routing; forwarding reuses that.
         let own = params.is_some_and(|p| self.msg.params.is_some_and(|o| std::ptr::eq(p, o)));
         let members = own.then(|| self.msg.members().ok()).flatten();

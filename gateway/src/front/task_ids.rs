@@ -122,23 +122,39 @@ pub fn expose_message(bytes: Bytes, prefix: &str) -> Bytes {
 /// [`expose_message`]). `id` is the upstream's id for the answer (JSON text). A task
 /// id without the prefix is left as it is.
 pub fn own_answer(answer: &Message<'_>, id: &str, prefix: &str) -> Bytes {
-    let renamed = answer.result.and_then(|result| {
-        if !result.get().contains("\"taskId\"") {
-            return None;
-        }
-        let mut result = RawParams::parse(Some(result)).ok()?;
-        let mut meta = RawParams::parse(result.0.get("_meta")).ok()?;
-        let mut related = RawParams::parse(meta.0.get(RELATED_TASK)).ok()?;
-        let exposed = related.0.get_str("taskId")?;
-        let own = exposed
-            .strip_prefix(prefix)?
-            .strip_prefix(PREFIX_SEPARATOR)?;
-        related.0.set("taskId", raw_string(own));
-        meta.0.set(RELATED_TASK, related.to_raw());
-        result.0.set("_meta", meta.to_raw());
-        Some(jsonrpc::result(id, result.to_raw().get()))
-    });
+    let renamed = answer
+        .result
+        .and_then(|result| own_related(result, prefix))
+        .map(|result| jsonrpc::result(id, result.get()));
     renamed.unwrap_or_else(|| answer.with_id(id))
+}
+
+/// A client's request params on the aggregated endpoint, routed to the connection of
+/// `prefix`, with the task it names in `_meta["io.modelcontextprotocol/related-task"]`
+/// given back the upstream's own id, when it carries that connection's prefix (a task
+/// the client knows from this connection). `None`: nothing to change (no related
+/// task, or one named otherwise, such as the client's own).
+pub fn own_request(params: &RawValue, prefix: &str) -> Option<Box<RawValue>> {
+    own_related(params, prefix)
+}
+
+/// `object` with `_meta`'s related task id stripped of `<prefix>__`; `None` when it
+/// has no related task with that prefix.
+fn own_related(object: &RawValue, prefix: &str) -> Option<Box<RawValue>> {
+    if !object.get().contains(RELATED_TASK) {
+        return None;
+    }
+    let mut object = RawParams::parse(Some(object)).ok()?;
+    let mut meta = RawParams::parse(object.0.get("_meta")).ok()?;
+    let mut related = RawParams::parse(meta.0.get(RELATED_TASK)).ok()?;
+    let exposed = related.0.get_str("taskId")?;
+    let own = exposed
+        .strip_prefix(prefix)?
+        .strip_prefix(PREFIX_SEPARATOR)?;
+    related.0.set("taskId", raw_string(own));
+    meta.0.set(RELATED_TASK, related.to_raw());
+    object.0.set("_meta", meta.to_raw());
+    Some(object.to_raw())
 }
 
 /// Prefixes a task object's `taskId`; whether it had one.
@@ -300,6 +316,52 @@ mod tests {
             let mut expected = json(answer);
             expected["id"] = serde_json::json!(42);
             assert_eq!(json(&super::own_answer(&msg, "42", prefix)), expected);
+        }
+    }
+
+    #[test]
+    fn a_clients_request_names_this_connections_task_as_the_upstream_knows_it() {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        let params = raw(
+            r#"{"name":"echo","arguments":{"taskId":"fx__data"},"_meta":{"progressToken":3,"io.modelcontextprotocol/related-task":{"taskId":"fx__t-1"}}}"#,
+        );
+        let own = super::own_request(&params, "fx").expect("renamed");
+        let own: serde_json::Value = serde_json::from_str(own.get()).unwrap();
+        assert_eq!(
+            own["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+            "t-1"
+        );
+        // Everything else as the client sent it.
+        assert_eq!(own["_meta"]["progressToken"], 3);
+        assert_eq!(own["arguments"]["taskId"], "fx__data");
+        assert_eq!(own["name"], "echo");
+
+        // Another connection's prefix, the client's own task, a look-alike prefix, no
+        // related task: left as they are.
+        for (params, prefix) in [
+            (params.get(), "gh"),
+            (
+                r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"mine-1"}}}"#,
+                "fx",
+            ),
+            (
+                r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"fxx__t-1"}}}"#,
+                "fx",
+            ),
+            (
+                r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"fx_t-1"}}}"#,
+                "fx",
+            ),
+            (
+                r#"{"arguments":{"note":"io.modelcontextprotocol/related-task"}}"#,
+                "fx",
+            ),
+            (r#"{"name":"echo"}"#, "fx"),
+        ] {
+            assert!(
+                super::own_request(&raw(params), prefix).is_none(),
+                "{params}"
+            );
         }
     }
 
