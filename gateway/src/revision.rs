@@ -65,6 +65,14 @@ pub mod meta {
     pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
     pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
     pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+    /// The members of a request's envelope.
+    pub const ENVELOPE: [&str; 4] = [
+        PROTOCOL_VERSION,
+        CLIENT_CAPABILITIES,
+        CLIENT_INFO,
+        LOG_LEVEL,
+    ];
 }
 
 /// Error codes of 2026-07-28.
@@ -84,6 +92,9 @@ pub struct Envelope {
     pub capabilities: Option<Box<RawValue>>,
     pub client_info: Option<Box<RawValue>>,
     pub log_level: Option<String>,
+    /// Whether the request's `_meta` holds members besides the envelope's, such as
+    /// a progress token, a trace context or a related task.
+    pub meta_others: bool,
 }
 
 impl Envelope {
@@ -94,32 +105,22 @@ impl Envelope {
         Self::of_meta(params.get("_meta")?)
     }
 
-    /// Reads the envelope out of a request's `_meta`.
+    /// Reads the envelope out of a request's `_meta`, in one pass over its members.
     fn of_meta(meta: &RawValue) -> Option<Self> {
-        #[derive(serde::Deserialize)]
-        struct Meta<'a> {
-            #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow)]
-            protocol_version: Option<&'a RawValue>,
-            #[serde(rename = "io.modelcontextprotocol/clientCapabilities", borrow)]
-            capabilities: Option<&'a RawValue>,
-            #[serde(rename = "io.modelcontextprotocol/clientInfo", borrow)]
-            client_info: Option<&'a RawValue>,
-            #[serde(rename = "io.modelcontextprotocol/logLevel", borrow)]
-            log_level: Option<&'a RawValue>,
+        let members = crate::jsonrpc::ParamsView::of(meta).ok()?;
+        let string = |v: &RawValue| serde_json::from_str::<String>(v.get()).ok();
+        let object = |v: &RawValue| v.get().trim_start().starts_with('{').then(|| v.to_owned());
+        let mut envelope = Self::default();
+        for (key, value) in &members.0 {
+            match key.as_ref() {
+                meta::PROTOCOL_VERSION => envelope.protocol_version = string(value),
+                meta::CLIENT_CAPABILITIES => envelope.capabilities = object(value),
+                meta::CLIENT_INFO => envelope.client_info = object(value),
+                meta::LOG_LEVEL => envelope.log_level = string(value),
+                _ => envelope.meta_others = true,
+            }
         }
-        let meta: Meta<'_> = serde_json::from_str(meta.get()).ok()?;
-        let string =
-            |v: Option<&RawValue>| v.and_then(|v| serde_json::from_str::<String>(v.get()).ok());
-        let object = |v: Option<&RawValue>| {
-            v.filter(|v| v.get().trim_start().starts_with('{'))
-                .map(ToOwned::to_owned)
-        };
-        Some(Self {
-            protocol_version: string(meta.protocol_version),
-            capabilities: object(meta.capabilities),
-            client_info: object(meta.client_info),
-            log_level: string(meta.log_level),
-        })
+        Some(envelope)
     }
 
     /// The `_meta` members of this envelope (JSON text, without braces).

@@ -128,7 +128,10 @@ pub async fn forward(
     let upstream_era = upstream.era_for(session.era());
     let envelope = (upstream_era == Era::Modern).then(|| session.envelope());
     let stripped = match (session.is_modern(), upstream_era, params) {
-        (true, Era::Legacy, Some(p)) => crate::upstream::era::without_envelope(p, members),
+        (true, Era::Legacy, Some(p)) => {
+            let others = session.modern.as_ref().is_none_or(|e| e.meta_others);
+            crate::upstream::era::without_envelope(p, members, others)
+        }
         _ => None,
     };
     let params = stripped.as_deref().or(params);

@@ -45,7 +45,7 @@ pub async fn handle(
     endpoint: &Endpoint,
     identity: &Identity,
     msg: &Message<'_>,
-    modern: &Modern,
+    modern: Modern,
     info: &RequestInfo,
     raw: Raw<'_>,
 ) -> Reply {

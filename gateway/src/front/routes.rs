@@ -118,7 +118,7 @@ async fn handle_post(
             };
             info.trace
                 .set("mcp.protocol.version", crate::revision::MODERN);
-            return modern::handle(&front, &endpoint, &identity, &msg, &modern, info, raw).await;
+            return modern::handle(&front, &endpoint, &identity, &msg, modern, info, raw).await;
         }
         Err(error) => return error.reply_modern(msg.id.map(Id::from_raw).as_ref()),
     }

@@ -103,19 +103,20 @@ impl ClientSession {
 
     /// The stand-in session of one 2026-07-28 request: what the request says about its
     /// client, bound to the caller, never stored.
-    pub fn ephemeral(identity: &Identity, endpoint: &Endpoint, modern: &Modern) -> Arc<Self> {
+    pub fn ephemeral(identity: &Identity, endpoint: &Endpoint, modern: Modern) -> Arc<Self> {
         let bytes: [u8; 32] = rand::random();
         let id_hash = IdHash::from_bytes(&bytes).unwrap_or_else(|| IdHash::of("ephemeral"));
-        let envelope = &modern.envelope;
+        let Modern { envelope, declared } = modern;
         Arc::new(Self {
             id_hash,
             handle: "-".to_owned(),
             subject: identity.subject.clone(),
             endpoint: endpoint.clone(),
-            init: ClientInit::new(
+            init: ClientInit::declared(
                 revision::MODERN.to_owned(),
                 envelope.capabilities.clone(),
                 envelope.client_info.clone(),
+                declared,
             ),
             log_level: Mutex::new(envelope.log_level.clone()),
             upstreams: Mutex::new(HashMap::new()),
@@ -125,7 +126,7 @@ impl ClientSession {
             inflight: Mutex::new(HashMap::new()),
             ended: CancellationToken::new(),
             used: AtomicBool::new(false),
-            modern: Some(envelope.clone()),
+            modern: Some(envelope),
         })
     }
 
@@ -153,6 +154,7 @@ impl ClientSession {
             capabilities: self.init.capabilities.clone(),
             client_info: self.init.client_info.clone(),
             log_level: lock(&self.log_level).clone(),
+            meta_others: false,
         }
     }
 

@@ -109,6 +109,16 @@ impl ClientInit {
         client_info: Option<Box<RawValue>>,
     ) -> Self {
         let declared = Declared::of(capabilities.as_deref());
+        Self::declared(protocol_version, capabilities, client_info, declared)
+    }
+
+    /// As [`Self::new`], with what `capabilities` declare already read.
+    pub fn declared(
+        protocol_version: String,
+        capabilities: Option<Box<RawValue>>,
+        client_info: Option<Box<RawValue>>,
+        declared: Declared,
+    ) -> Self {
         Self {
             protocol_version,
             capabilities,

@@ -27,6 +27,7 @@ pub fn hawser_envelope() -> Envelope {
         capabilities: Some(jsonrpc::raw_or_null(RELAYABLE_CAPABILITIES.to_owned())),
         client_info: Some(jsonrpc::raw_or_null(hawser_info().to_string())),
         log_level: None,
+        meta_others: false,
     }
 }
 
@@ -70,11 +71,14 @@ pub fn trace_members(headers: &HeaderMap) -> Vec<(&'static str, &str)> {
 }
 
 /// `params` without the 2026-07-28 envelope (for a legacy upstream, whose session
-/// already says what the envelope would); other `_meta` members kept. `members` are
-/// `params` already read, when the caller has them. `None`: nothing to take out.
+/// already says what the envelope would); other `_meta` members kept (a progress
+/// token, a trace context, a related task). `members` are `params` already read,
+/// when the caller has them; `meta_others` is false when the caller knows `_meta`
+/// holds the envelope only (then it is not read again). `None`: nothing to take out.
 pub fn without_envelope(
     params: &RawValue,
     members: Option<&ParamsView<'_>>,
+    meta_others: bool,
 ) -> Option<Box<RawValue>> {
     let read;
     let members = match members {
@@ -84,13 +88,15 @@ pub fn without_envelope(
             &read
         }
     };
-    let meta = ParamsView::of(members.get("_meta")?).ok()?;
-    let kept = |k: &str| !k.starts_with("io.modelcontextprotocol/");
-    Some(if meta.0.iter().any(|(k, _)| kept(k)) {
-        members.with("_meta", &meta.only(kept))
-    } else {
-        members.only(|k| k != "_meta")
-    })
+    let meta = members.get("_meta")?;
+    let kept = |k: &str| !revision::meta::ENVELOPE.contains(&k);
+    if meta_others {
+        let meta = ParamsView::of(meta).ok()?;
+        if meta.0.iter().any(|(k, _)| kept(k)) {
+            return Some(members.with("_meta", &meta.only(kept)));
+        }
+    }
+    Some(members.only(|k| k != "_meta"))
 }
 
 /// A tool argument an upstream wants mirrored in an `Mcp-Param-{name}` header.
@@ -377,25 +383,43 @@ mod tests {
 
     #[test]
     fn a_legacy_upstream_gets_the_params_without_the_envelope() {
+        let strip = |params: &RawValue| -> Value {
+            serde_json::from_str(without_envelope(params, None, true).unwrap().get()).unwrap()
+        };
         let params = jsonrpc::raw_or_null(
-            r#"{"name":"e","_meta":{"progressToken":3,"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#.into(),
+            r#"{"name":"e","_meta":{"progressToken":3,"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/related-task":{"taskId":"t-1"}}}"#.into(),
         );
-        let out: Value =
-            serde_json::from_str(without_envelope(&params, None).unwrap().get()).unwrap();
-        assert_eq!(out, json!({"name": "e", "_meta": {"progressToken": 3}}));
+        let out = strip(&params);
+        // The envelope goes; what else `_meta` says stays, a related task too.
+        assert_eq!(
+            out,
+            json!({"name": "e", "_meta": {"progressToken": 3, "io.modelcontextprotocol/related-task": {"taskId": "t-1"}}})
+        );
         // The same, from members already read.
         let read = ParamsView::of(&params).unwrap();
-        let again = without_envelope(&params, Some(&read)).unwrap();
+        let again = without_envelope(&params, Some(&read), true).unwrap();
         assert_eq!(serde_json::from_str::<Value>(again.get()).unwrap(), out);
+        // Read by the envelope's own reader: it tells whether `_meta` holds more.
+        let envelope = Envelope::of(&read).unwrap();
+        assert!(envelope.meta_others);
+        let again = without_envelope(&params, Some(&read), envelope.meta_others).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(again.get()).unwrap(), out);
+
         let params = jsonrpc::raw_or_null(
-            r#"{"name":"e","_meta":{"io.modelcontextprotocol/clientCapabilities":{}}}"#.into(),
+            r#"{"name":"e","_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#.into(),
         );
-        let out: Value =
-            serde_json::from_str(without_envelope(&params, None).unwrap().get()).unwrap();
-        assert_eq!(out, json!({"name": "e"}));
+        assert_eq!(strip(&params), json!({"name": "e"}));
+        let read = ParamsView::of(&params).unwrap();
+        let envelope = Envelope::of(&read).unwrap();
+        assert!(!envelope.meta_others);
+        let known = without_envelope(&params, Some(&read), false).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(known.get()).unwrap(),
+            json!({"name": "e"})
+        );
         // No `_meta`: nothing to take out.
         let plain = jsonrpc::raw_or_null(r#"{"name":"e"}"#.into());
-        assert!(without_envelope(&plain, None).is_none());
+        assert!(without_envelope(&plain, None, true).is_none());
     }
 
     #[test]
