@@ -156,13 +156,29 @@ pub(crate) async fn listen(
     token: Option<&str>,
     notifications: serde_json::Value,
 ) -> impl futures::Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Unpin + use<> {
+    let response = listen_request(url, token, notifications, json!({})).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("mcp-session-id").is_none(),
+        "a 2026-07-28 request got a session"
+    );
+    sse_stream::SseStream::from_bytes_stream(response.bytes_stream())
+}
+
+/// The HTTP response to a `subscriptions/listen` request declaring `capabilities`.
+pub(crate) async fn listen_request(
+    url: &str,
+    token: Option<&str>,
+    notifications: serde_json::Value,
+    capabilities: serde_json::Value,
+) -> reqwest::Response {
     let body = json!({
         "jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
         "params": {
             "notifications": notifications,
             "_meta": {
                 "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientCapabilities": capabilities,
             },
         },
     });
@@ -175,16 +191,10 @@ pub(crate) async fn listen(
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let response = request
+    request
         .send()
         .await
-        .unwrap_or_else(|e| panic!("listen: {e}"));
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers().get("mcp-session-id").is_none(),
-        "a 2026-07-28 request got a session"
-    );
-    sse_stream::SseStream::from_bytes_stream(response.bytes_stream())
+        .unwrap_or_else(|e| panic!("listen: {e}"))
 }
 
 /// The next JSON message of an SSE stream, if one arrives within `limit`.

@@ -265,3 +265,109 @@ async fn a_related_task_in_a_clients_request_reaches_the_upstream_by_its_own_id(
         assert_eq!(request["metaRelatedTask"]["taskId"], seen, "{request}");
     }
 }
+
+/// A 2026-07-28 listen stream that names tasks (`notifications.taskIds`, the tasks
+/// extension) hears `notifications/tasks` with each state the task goes through, named
+/// as the client knows it, until it ends: on the aggregated endpoint and on the
+/// connection's own. An id Hawser cannot route is left out of the acknowledgement, and
+/// naming tasks without declaring the extension is refused with -32021.
+#[tokio::test]
+async fn a_listen_stream_hears_the_status_of_the_tasks_it_names() {
+    use super::eras::{listen_request, next_message, try_next_message};
+    use hawser_e2e::harness::stack::Gateway;
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let gateway = Gateway::in_front_of(&fixture).await;
+    let aggregated = gateway.mcp_url();
+    let scoped = format!("{aggregated}/fx");
+    let tasks_extension = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    for (url, tool, unknown) in [
+        (&aggregated, "fx__background", "nowhere__t-9"),
+        (&scoped, "background", "t-does-not-exist"),
+    ] {
+        let created = modern(
+            url,
+            1,
+            "tools/call",
+            Some(tool),
+            json!({"name": tool, "arguments": {"ms": 1200}}),
+        )
+        .await;
+        assert_eq!(created["result"]["resultType"], "task", "{created}");
+        let task = created["result"]["taskId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let response = listen_request(
+            url,
+            None,
+            json!({"taskIds": [task, unknown]}),
+            tasks_extension.clone(),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        let mut events = sse_stream::SseStream::from_bytes_stream(response.bytes_stream());
+        let ack = next_message(&mut events, Duration::from_secs(10)).await;
+        assert_eq!(
+            ack["params"]["notifications"]["taskIds"],
+            json!([task]),
+            "{ack}"
+        );
+        let mut seen = Vec::new();
+        let last = loop {
+            let note = next_message(&mut events, Duration::from_secs(15)).await;
+            assert_eq!(note["method"], "notifications/tasks", "{note}");
+            let params = &note["params"];
+            assert_eq!(params["taskId"], task, "{note}");
+            assert_eq!(
+                params["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1",
+                "{note}"
+            );
+            assert!(params.get("resultType").is_none(), "{note}");
+            seen.push(params["status"].as_str().unwrap_or_default().to_owned());
+            if params["status"] != "working" {
+                break params.clone();
+            }
+        };
+        assert_eq!(
+            seen.first().map(String::as_str),
+            Some("working"),
+            "{seen:?}"
+        );
+        assert_eq!(
+            seen.iter().filter(|s| *s == "working").count(),
+            1,
+            "an unchanged state is sent once: {seen:?}"
+        );
+        assert_eq!(last["status"], "completed", "{last}");
+        assert_eq!(
+            last["result"]["content"][0]["text"], "background done after 1200ms",
+            "{last}"
+        );
+        let more = try_next_message(&mut events, Duration::from_millis(1500)).await;
+        assert!(more.is_none(), "a note after the task ended: {more:?}");
+    }
+
+    // Naming tasks needs the extension.
+    let refused = listen_request(
+        &aggregated,
+        None,
+        json!({"taskIds": ["fx__t-1"]}),
+        json!({}),
+    )
+    .await;
+    let text = refused.text().await.unwrap_or_default();
+    let answer: Value = serde_json::from_str(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .next()
+            .unwrap_or(&text),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(answer["error"]["code"], -32021, "{answer}");
+    assert_eq!(
+        answer["error"]["data"]["requiredCapabilities"]["extensions"],
+        json!({"io.modelcontextprotocol/tasks": {}}),
+        "{answer}"
+    );
+}

@@ -74,6 +74,14 @@ pub enum Error {
         capability: &'static str,
         what: String,
     },
+    /// The request needs an extension the client did not declare.
+    #[error(
+        "{what} needs the extension {extension:?}, which this client did not declare in its capabilities"
+    )]
+    MissingExtension {
+        extension: &'static str,
+        what: String,
+    },
     /// A `requestState` Hawser did not issue to this caller, or one that expired.
     #[error("invalid or expired requestState: retry the request without it")]
     InvalidRequestState,
@@ -155,7 +163,9 @@ impl Error {
             | Self::InvalidRequestState => code::INVALID_PARAMS,
             Self::UnsupportedVersion { .. } => revision::code::UNSUPPORTED_VERSION,
             Self::HeaderMismatch(_) => revision::code::HEADER_MISMATCH,
-            Self::MissingCapability { .. } => revision::code::MISSING_CLIENT_CAPABILITY,
+            Self::MissingCapability { .. } | Self::MissingExtension { .. } => {
+                revision::code::MISSING_CLIENT_CAPABILITY
+            }
             Self::MethodNotFound { .. } => code::METHOD_NOT_FOUND,
             Self::Denied { .. } => code::POLICY_DENIED,
             Self::RateLimited { .. } => code::RATE_LIMITED,
@@ -198,6 +208,9 @@ impl Error {
             })),
             Self::MissingCapability { capability, .. } => Some(serde_json::json!({
                 "requiredCapabilities": { *capability: {} },
+            })),
+            Self::MissingExtension { extension, .. } => Some(serde_json::json!({
+                "requiredCapabilities": { "extensions": { *extension: {} } },
             })),
             Self::Denied { policy, .. } => Some(serde_json::json!({ "policy": policy })),
             Self::RateLimited {

@@ -46,6 +46,7 @@ mod stream;
 mod subscribed;
 pub mod subscriptions;
 mod task_ids;
+mod task_status;
 mod tasks;
 pub mod throttle;
 mod ticket;

@@ -57,16 +57,11 @@ pub async fn handle(
     let method = msg.method();
     let answered = match method {
         "server/discover" => discover(front, endpoint, &id),
-        "subscriptions/listen" => subscriptions::open(
-            front,
-            endpoint,
-            identity,
-            msg,
-            &id,
-            info.remote_addr.as_deref(),
-        )
-        .await
-        .inspect(|_| record::answered(front, info, method, "ok")),
+        "subscriptions/listen" => {
+            subscriptions::open(front, endpoint, identity, msg, &id, &modern, info)
+                .await
+                .inspect(|_| record::answered(front, info, method, "ok"))
+        }
         m if REMOVED.contains(&m) => Err(Error::MethodNotFound {
             method: m.to_owned(),
             hint: Some("removed in MCP 2026-07-28"),

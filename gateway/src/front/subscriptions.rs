@@ -3,7 +3,8 @@
 //! resources the client asked for. A change seen by any replica reaches listeners on
 //! every replica: each replica's registry follows the store's change notifications and
 //! rebuilds its own view; each replica watches the resources its own listeners asked
-//! for at their upstreams ([`super::watch`]), which tell every watcher.
+//! for at their upstreams ([`super::watch`]), which tell every watcher. Tasks it
+//! names are followed by [`super::task_status`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +17,12 @@ use tokio::sync::{broadcast, mpsc};
 use super::error::{Error, Result};
 use super::listeners::{Filter, tagged};
 use super::reply::{self, Reply};
+use super::request::RequestInfo;
+use super::session::ClientSession;
 use super::state::Front;
+use super::task_status;
 use super::watch::{Watch, WatchError};
+use super::wire::Modern;
 use crate::endpoint::Endpoint;
 use crate::identity::Identity;
 use crate::jsonrpc::{self, Id, Message};
@@ -60,6 +65,9 @@ struct Requested {
     lists: Filter,
     #[serde(default)]
     resource_subscriptions: Vec<String>,
+    /// The tasks extension: tasks to hear `notifications/tasks` of.
+    #[serde(default)]
+    task_ids: Vec<String>,
 }
 
 /// What Hawser agreed to send, in the acknowledgement.
@@ -70,6 +78,8 @@ struct Accepted<'a> {
     lists: &'a Filter,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     resource_subscriptions: &'a [String],
+    #[serde(skip_serializing_if = "<[&str]>::is_empty")]
+    task_ids: &'a [&'a str],
 }
 
 /// Opens a listen stream: the acknowledgement first (what Hawser agreed to send),
@@ -80,8 +90,10 @@ pub async fn open(
     identity: &Identity,
     msg: &Message<'_>,
     id: &Id,
-    client_address: Option<&str>,
+    modern: &Modern,
+    info: &RequestInfo,
 ) -> Result<Reply> {
+    let client_address = info.remote_addr.as_deref();
     #[derive(Deserialize, Default)]
     struct Params {
         #[serde(default)]
@@ -125,11 +137,21 @@ pub async fn open(
             })?;
         watches.push((uri.clone(), watch));
     }
+    let followed = task_status::accept(front, endpoint, identity, modern, requested.task_ids)?;
+    // The tasks are asked about as this request's client would ask.
+    let session = (!followed.is_empty())
+        .then(|| ClientSession::ephemeral(identity, endpoint, modern.clone()));
+    let followed = match &session {
+        Some(session) => task_status::known(front, session, info, followed).await,
+        None => Vec::new(),
+    };
+    let task_ids: Vec<&str> = followed.iter().map(|(t, _)| t.exposed.as_str()).collect();
     let ack_members = format!(
         r#""notifications":{}"#,
         serde_json::to_string(&Accepted {
             lists: &accepted,
             resource_subscriptions: &uris,
+            task_ids: &task_ids,
         })
         .unwrap_or_else(|_| "{}".into())
     );
@@ -148,6 +170,18 @@ pub async fn open(
     );
     for (uri, watch) in watches {
         tokio::spawn(relay_updates(watch, tx.clone(), id.json().to_owned(), uri));
+    }
+    if let Some(session) = session {
+        for task in followed {
+            tokio::spawn(task_status::follow(
+                front.clone(),
+                session.clone(),
+                info.clone(),
+                task,
+                tx.clone(),
+                id.json().to_owned(),
+            ));
+        }
     }
     let draining = front.draining.clone();
     let end = jsonrpc::result(

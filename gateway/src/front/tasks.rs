@@ -28,6 +28,22 @@ pub const METHODS: [&str; 4] = ["tasks/get", "tasks/update", "tasks/cancel", "ta
 /// The extension, as servers declare it under `capabilities.extensions`.
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
+/// Whether a client's capabilities declare the tasks extension
+/// (`extensions["io.modelcontextprotocol/tasks"]`, present and not `null`).
+pub fn declared(capabilities: Option<&RawValue>) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Caps<'a> {
+        #[serde(borrow, default)]
+        extensions: Option<RawParamsView<'a>>,
+    }
+    type RawParamsView<'a> = std::collections::HashMap<std::borrow::Cow<'a, str>, &'a RawValue>;
+    capabilities
+        .and_then(|c| serde_json::from_str::<Caps<'_>>(c.get()).ok())
+        .and_then(|c| c.extensions)
+        .and_then(|e| e.get(EXTENSION).copied())
+        .is_some_and(|v| v.get() != "null")
+}
+
 /// Whether some connection of `view` declares the tasks extension.
 pub fn offered(view: &View) -> bool {
     view.connections.values().any(|c| {
