@@ -478,26 +478,21 @@ impl<'a> ParamsView<'a> {
     }
 }
 
-/// A JSON object of raw members, written out as they are.
+/// A JSON object of raw members, written out as they are: keys escaped as JSON
+/// strings, values copied. serde_json writes it, so the text is not parsed again.
 fn object(members: Vec<(&str, &RawValue)>) -> Box<RawValue> {
-    let mut out = String::with_capacity(
-        2 + members
-            .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
-            .sum::<usize>(),
-    );
-    out.push('{');
-    for (i, (k, v)) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+    struct Object<'a>(Vec<(&'a str, &'a RawValue)>);
+    impl serde::Serialize for Object<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap as _;
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
         }
-        // Keys come from parsed JSON: serializing a str cannot fail.
-        out.push_str(&serde_json::to_string(k).unwrap_or_else(|_| "\"\"".to_owned()));
-        out.push(':');
-        out.push_str(v.get());
     }
-    out.push('}');
-    raw_or_null(out)
+    serde_json::value::to_raw_value(&Object(members)).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// An object key, borrowed from the input unless it had escapes.
@@ -611,7 +606,7 @@ impl RawParams {
 
     /// The params as a raw value, ready to send.
     pub fn to_raw(&self) -> Box<RawValue> {
-        raw_or_null(self.to_json())
+        serde_json::value::to_raw_value(self).unwrap_or_else(|_| RawValue::NULL.to_owned())
     }
 }
 
