@@ -490,59 +490,40 @@ async fn resource_subscriptions_stay_with_the_session_and_are_bounded(
     let s = session("subscriber", Endpoint::Aggregated);
     a.create_session(&s).await.unwrap();
     let id = &s.id_hash;
-    assert!(
-        a.set_resource_subscription(id, &sub("fx", "test://a"), true, 2)
-            .await
-            .unwrap()
-    );
+    // Whether `store` took the change (a limit of two per session).
+    let change = |store: &'static str, connection: &'static str, uri: &'static str, on: bool| {
+        let store = if store == "a" { a } else { b };
+        let wanted = sub(connection, uri);
+        async move {
+            store
+                .set_resource_subscription(id, &wanted, on, 2)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(change("a", "fx", "test://a", true).await);
     // A connection and a URI that swap places are another subscription.
-    assert!(
-        b.set_resource_subscription(id, &sub("test://a", "fx"), true, 2)
-            .await
-            .unwrap()
-    );
+    assert!(change("b", "test://a", "fx", true).await);
     // Again: already held, so there is room for it.
-    assert!(
-        b.set_resource_subscription(id, &sub("fx", "test://a"), true, 2)
-            .await
-            .unwrap()
-    );
+    assert!(change("b", "fx", "test://a", true).await);
     let got = b.get_session(id).await.unwrap().unwrap();
     assert_eq!(held(&got), [sub("fx", "test://a"), sub("test://a", "fx")]);
 
     assert!(
-        !a.set_resource_subscription(id, &sub("fx", "test://c"), true, 2)
-            .await
-            .unwrap(),
+        !change("a", "fx", "test://c", true).await,
         "a third one is over the limit of two"
     );
     assert_eq!(held(&b.get_session(id).await.unwrap().unwrap()).len(), 2);
 
-    assert!(
-        a.set_resource_subscription(id, &sub("test://a", "fx"), false, 2)
-            .await
-            .unwrap()
-    );
-    assert!(
-        a.set_resource_subscription(id, &sub("fx", "test://zzz"), false, 2)
-            .await
-            .unwrap()
-    );
-    assert!(
-        b.set_resource_subscription(id, &sub("fx", "test://c"), true, 2)
-            .await
-            .unwrap()
-    );
+    assert!(change("a", "test://a", "fx", false).await);
+    assert!(change("a", "fx", "test://zzz", false).await);
+    assert!(change("b", "fx", "test://c", true).await);
     let got = a.get_session(id).await.unwrap().unwrap();
     assert_eq!(held(&got), [sub("fx", "test://a"), sub("fx", "test://c")]);
 
     // An ended session keeps nothing, and a change to it is no error.
     assert!(a.end_session(id).await.unwrap());
-    assert!(
-        b.set_resource_subscription(id, &sub("fx", "test://d"), true, 2)
-            .await
-            .unwrap()
-    );
+    assert!(change("b", "fx", "test://d", true).await);
     assert_eq!(b.get_session(id).await.unwrap(), None);
 }
 
