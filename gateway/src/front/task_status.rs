@@ -46,7 +46,7 @@ pub struct Followed {
     own: String,
 }
 
-/// The tasks of `ids` Hawser agrees to follow for this listen request, in order,
+/// The tasks of `ids` Hawser agrees to follow for this listen request, sorted and
 /// each once: those it can route on `endpoint` to a connection the caller may see.
 /// Naming tasks needs the tasks extension in the request's capabilities.
 pub fn accept(
