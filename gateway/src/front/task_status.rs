@@ -76,11 +76,8 @@ pub fn accept(
     let followed = ids.into_iter().filter_map(|exposed| {
         let (upstream, own) = match endpoint {
             Endpoint::Aggregated => {
-                let params = raw_string(&exposed);
-                let params = format!(r#"{{"taskId":{}}}"#, params.get());
-                let params = jsonrpc::raw_or_null(params);
-                let (upstream, _, own) = tasks::route(&view, Some(&params)).ok()?;
-                (upstream, own)
+                let (upstream, own) = tasks::owner(&view, &exposed)?;
+                (upstream, own.to_owned())
             }
             Endpoint::Connection(_) => {
                 let upstream = view.endpoint(endpoint)?.upstream.clone()?;

@@ -65,17 +65,23 @@ pub fn route(
         .0
         .get_str("taskId")
         .ok_or_else(|| Error::InvalidParams("params.taskId is required".into()))?;
-    let unknown = || Error::InvalidParams(format!("unknown task {exposed:?}"));
-    let (prefix, own) = exposed.split_once(PREFIX_SEPARATOR).ok_or_else(unknown)?;
+    let (upstream, own) = owner(view, &exposed)
+        .ok_or_else(|| Error::InvalidParams(format!("unknown task {exposed:?}")))?;
+    params.0.set("taskId", raw_string(own));
+    Ok((upstream, params.to_raw(), own.to_owned()))
+}
+
+/// The upstream a task id on the aggregated endpoint names by its prefix, and the
+/// upstream's own id for it.
+pub fn owner<'e>(view: &View, exposed: &'e str) -> Option<(Arc<Upstream>, &'e str)> {
+    let (prefix, own) = exposed.split_once(PREFIX_SEPARATOR)?;
     let upstream = view
         .connections
         .values()
         .filter_map(|c| c.upstream.as_ref())
         .find(|u| u.config().prefix == prefix)
-        .cloned()
-        .ok_or_else(unknown)?;
-    params.0.set("taskId", raw_string(own));
-    Ok((upstream, params.to_raw(), own.to_owned()))
+        .cloned()?;
+    Some((upstream, own))
 }
 
 /// `tasks/list` (2025-11-25) on the aggregated endpoint, in a session: every page of
