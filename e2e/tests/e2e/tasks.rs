@@ -241,6 +241,11 @@ async fn a_related_task_in_a_clients_request_reaches_the_upstream_by_its_own_id(
     let gateway = Gateway::in_front_of(&fixture).await;
     let aggregated = gateway.mcp_url();
     let scoped = format!("{aggregated}/fx");
+    // Ready is not yet discovered: wait until the connection's tools are served.
+    McpClient::connect(&aggregated)
+        .await
+        .wait_for_tool("fx__echo")
+        .await;
     for (url, tool, sent, seen) in [
         (&aggregated, "fx__echo", "fx__t-1", "t-1"),
         (&aggregated, "fx__echo", "mine-1", "mine-1"),
@@ -279,6 +284,11 @@ async fn a_listen_stream_hears_the_status_of_the_tasks_it_names() {
     let gateway = Gateway::in_front_of(&fixture).await;
     let aggregated = gateway.mcp_url();
     let scoped = format!("{aggregated}/fx");
+    // Ready is not yet discovered: wait until the connection's tools are served.
+    hawser_e2e::harness::mcp::McpClient::connect(&aggregated)
+        .await
+        .wait_for_tool("fx__background")
+        .await;
     let tasks_extension = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
     for (url, tool, unknown) in [
         (&aggregated, "fx__background", "nowhere__t-9"),
