@@ -34,6 +34,7 @@ pub mod oauth;
 pub mod policy;
 pub mod registry;
 pub mod revision;
+pub mod runtime;
 pub mod server;
 pub mod sse;
 pub mod store;

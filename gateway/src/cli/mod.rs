@@ -78,7 +78,7 @@ enum Command {
 /// Entry point of the `hawser` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match runtime() {
+    let runtime = match crate::runtime::main_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -163,30 +163,4 @@ fn database_url() -> anyhow::Result<String> {
     ProcessEnv
         .var("DATABASE_URL")
         .context("DATABASE_URL is not set (e.g. postgres://user:pass@host/db)")
-}
-
-/// The async runtime: one worker thread per core available to the process (which
-/// honours a container's CPU limit), or `HAWSER_WORKER_THREADS`. With one core, a
-/// single-threaded scheduler: it skips the multi-threaded scheduler's cross-thread
-/// wake-ups, which cost more than the request itself on a one-core budget.
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let threads = ProcessEnv
-        .var("HAWSER_WORKER_THREADS")
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(usize::from)
-                .unwrap_or(1)
-        });
-    if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
 }

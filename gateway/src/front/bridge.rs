@@ -34,7 +34,7 @@ use crate::clock::Timestamp;
 use crate::crypto::Keyring;
 use crate::endpoint::Endpoint;
 use crate::jsonrpc::{self, Id, Message, RawParams};
-use crate::upstream::streamable::{self, HttpClient};
+use crate::upstream::streamable::{self, HttpClients};
 
 /// How long passing a retry on may wait for the holding replica's connection.
 const PASS_ON_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -79,7 +79,7 @@ pub struct Bridge {
     /// Where other replicas reach this one.
     address: Option<String>,
     /// For passing retries on to the replica holding their call.
-    client: HttpClient,
+    client: HttpClients,
     next: AtomicU64,
     parked: Mutex<HashMap<String, Parked>>,
 }
@@ -324,7 +324,7 @@ pub async fn pass_on(bridge: &Bridge, state: &str, arrived: Arrived<'_>) -> Opti
         Ok(r) => r,
         Err(_) => return refuse("cannot pass the request on to the replica holding its call"),
     };
-    match bridge.client.request(request).await {
+    match bridge.client.get().request(request).await {
         Ok(response) => {
             tracing::info!(replica_token = %ticket.replica, "retry passed on to the replica holding its call");
             let (parts, body) = response.into_parts();

@@ -24,6 +24,7 @@ use tower::ServiceExt as _;
 
 use crate::config::HttpLimits;
 use crate::metrics::Metrics;
+use crate::runtime::Workers;
 
 use crate::body::BodyTimeout;
 
@@ -108,8 +109,10 @@ impl Drop for Slot {
 }
 
 /// Serves `app` on `listener` until `shutdown`, then waits for requests in flight.
+/// Connections are served on `workers`' threads.
 pub async fn serve(
     listener: TcpListener,
+    workers: &Workers,
     app: Router,
     limits: HttpLimits,
     metrics: Arc<Metrics>,
@@ -135,40 +138,42 @@ pub async fn serve(
             tracing::debug!(client = %peer.ip(), "connection refused: too many open from this address");
             continue;
         };
-        // Small writes (an SSE event, a short JSON answer) must leave at once, not wait
-        // for the peer's delayed ACK (Nagle): that would add ~40 ms to a call.
-        let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let body_timeout = limits.body_read_timeout;
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
-            let request = request.map(|inner| {
-                axum::body::Body::new(TimedBody {
-                    inner,
-                    deadline: None,
-                    arrived: tokio::time::Instant::now(),
-                    timeout: body_timeout,
-                })
-            });
-            let app = app.clone();
-            async move {
-                let Ok(response) = app.oneshot(request).await;
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(tcp), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
+        let header_read_timeout = limits.header_read_timeout;
+        let watcher = graceful.watcher();
+        workers.place(tcp, move |tcp, placed| async move {
+            // Small writes (an SSE event, a short JSON answer) must leave at once, not
+            // wait for the peer's delayed ACK (Nagle): that would add ~40 ms to a call.
+            let _ = tcp.set_nodelay(true);
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(ConnectInfo::<SocketAddr>(peer));
+                    let request = request.map(|inner| {
+                        axum::body::Body::new(TimedBody {
+                            inner,
+                            deadline: None,
+                            arrived: tokio::time::Instant::now(),
+                            timeout: body_timeout,
+                        })
+                    });
+                    let app = app.clone();
+                    async move {
+                        let Ok(response) = app.oneshot(request).await;
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(tcp), service);
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
-            drop(slot);
+            drop((slot, placed));
         });
     }
     drop(listener);

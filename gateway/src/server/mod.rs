@@ -394,6 +394,9 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let local = listener.local_addr()?;
+    // Started before anything that keeps per-thread resources (upstream clients).
+    let workers = crate::runtime::Workers::start(crate::runtime::threads())
+        .context("starting the connection threads")?;
     let state = build(&settings, store, &token, &shutdown).await?;
 
     tracing::info!(
@@ -412,9 +415,10 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     let metrics = state.metrics.clone();
     let (auditor, audit_stop) = (state.auditor.clone(), state.audit_stop.clone());
     let app = router(state);
-    listener::serve(listener, app, settings.http, metrics, shutdown).await;
+    listener::serve(listener, &workers, app, settings.http, metrics, shutdown).await;
     // Every request has finished and recorded its event: write (or spool) the rest.
     audit_stop.cancel();
     auditor.finished().await;
+    drop(workers);
     Ok(())
 }

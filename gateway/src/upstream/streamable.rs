@@ -53,8 +53,20 @@ type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Sen
 /// than the HTTP exchange itself at Hawser's request rates.
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Builds an HTTP client with the given connect timeout.
-pub fn client(connect_timeout: Duration) -> HttpClient {
+/// One HTTP client per thread slot ([`crate::runtime::slots`]), each with its own
+/// pool of upstream connections: a connection thread's calls go out on upstream
+/// connections driven by that same thread, so relaying a call wakes no other thread.
+pub struct HttpClients(Box<[HttpClient]>);
+
+impl HttpClients {
+    /// The calling thread's client.
+    pub fn get(&self) -> &HttpClient {
+        &self.0[crate::runtime::slot() % self.0.len()]
+    }
+}
+
+/// Builds the HTTP clients with the given connect timeout.
+pub fn client(connect_timeout: Duration) -> HttpClients {
     crate::install_crypto_provider();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -65,10 +77,15 @@ pub fn client(connect_timeout: Duration) -> HttpClient {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https)
+    let clients = (0..crate::runtime::slots())
+        .map(|_| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .build(https.clone())
+        })
+        .collect();
+    HttpClients(clients)
 }
 
 fn body_stream(body: Incoming) -> ByteStream {
@@ -153,7 +170,7 @@ impl EventStream {
 
 /// The HTTP side of one connection: where to POST, with which credentials.
 pub struct HttpTransport {
-    client: HttpClient,
+    client: HttpClients,
     uri: Uri,
     host: String,
     credentials: Credentials,
@@ -202,7 +219,7 @@ impl HttpTransport {
         &self,
         req: Request<Full<Bytes>>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
-        self.client.request(req).await.map_err(|e| {
+        self.client.get().request(req).await.map_err(|e| {
             if e.is_connect() {
                 UpstreamError::Connect {
                     host: self.host.clone(),
