@@ -101,7 +101,12 @@ impl Workers {
                     .name(format!("hawser-conn-{index}"))
                     .spawn(move || {
                         SLOT.with(|s| s.set(index));
-                        runtime.block_on(stop.cancelled());
+                        runtime.block_on(async {
+                            tokio::select! {
+                                () = stop.cancelled() => {}
+                                () = keep_next_wake_near() => {}
+                            }
+                        });
                         // Dropping the runtime cancels what is left on it.
                     })?;
                 workers.push(Worker {
@@ -152,6 +157,19 @@ impl Workers {
                 Err(error) => tracing::debug!(%error, "accepted connection could not be placed"),
             }
         });
+    }
+}
+
+/// Keeps a timer due within the next second on this thread. tokio wakes a thread's
+/// own driver (a `write(2)` to its eventfd, then an `epoll_wait` that returns at once)
+/// whenever a new timer is due before every other; on a connection thread with no
+/// other timer, each request's timers (header read, call timeout: 1 s or longer) were
+/// that timer, several times per call.
+async fn keep_next_wake_near() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
     }
 }
 
