@@ -88,11 +88,19 @@ impl Drop for Placed {
 
 impl Workers {
     /// Starts `n` connection threads; none when `n` is 1 (connections then stay on the
-    /// calling thread's scheduler).
+    /// calling thread's scheduler, which must be a tokio runtime's).
     pub fn start(n: usize) -> std::io::Result<Self> {
         let stop = CancellationToken::new();
         let mut workers = Vec::new();
-        if n > 1 {
+        if n <= 1 {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = keep_next_wake_near() => {}
+                }
+            });
+        } else {
             for index in 1..=n {
                 let runtime = Builder::new_current_thread().enable_all().build()?;
                 let handle = runtime.handle().clone();
