@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
@@ -58,6 +59,9 @@ enum Bench {
         /// Speak 2026-07-28 (no session; envelope and headers on every call).
         #[arg(long)]
         modern: bool,
+        /// The tool's arguments, as JSON.
+        #[arg(long, default_value = r#"{"text": "hello"}"#)]
+        arguments: String,
     },
 }
 
@@ -103,13 +107,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             calls,
             concurrency,
             modern,
-        } => drive(&url, &tool, calls, concurrency, modern).await,
+            arguments,
+        } => {
+            let arguments = serde_json::from_str(&arguments).context("--arguments")?;
+            drive(&url, &tool, arguments, calls, concurrency, modern).await
+        }
     }
 }
 
 async fn drive(
     url: &str,
     tool: &str,
+    arguments: serde_json::Value,
     calls: u64,
     concurrency: usize,
     modern: bool,
@@ -122,27 +131,40 @@ async fn drive(
     };
     let mut sessions = Vec::new();
     for _ in 0..concurrency {
-        sessions.push(
-            load::Session::open_as(era, http.clone(), url, tool, json!({"text": "hello"})).await?,
-        );
+        sessions
+            .push(load::Session::open_as(era, http.clone(), url, tool, arguments.clone()).await?);
     }
     let started = std::time::Instant::now();
     let workers = sessions.into_iter().map(|s| {
         tokio::spawn(async move {
             let mut ok = 0u64;
+            let mut latencies = Vec::with_capacity(calls as usize);
             for _ in 0..calls {
+                let sent = std::time::Instant::now();
                 if s.call().await {
                     ok += 1;
                 }
+                latencies.push(sent.elapsed());
             }
-            ok
+            (ok, latencies)
         })
     });
-    let mut ok = 0;
+    let (mut ok, mut latencies) = (0, Vec::new());
     for w in futures::future::join_all(workers).await {
-        ok += w?;
+        let (n, l) = w?;
+        ok += n;
+        latencies.extend(l);
     }
-    println!("{ok} calls succeeded in {:?}", started.elapsed());
+    latencies.sort_unstable();
+    let p50 = latencies
+        .get(latencies.len() / 2)
+        .copied()
+        .unwrap_or_default();
+    println!(
+        "{ok} calls succeeded in {:?} (p50 {} µs)",
+        started.elapsed(),
+        p50.as_micros()
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The load driver: N workers, each with its own MCP session, sending `tools/call`
 //! back to back for a fixed time and recording every latency.
 
+use anyhow::Context as _;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -56,8 +57,10 @@ pub struct Session {
     url: String,
     session: Option<String>,
     body: bytes::Bytes,
-    /// 2026-07-28 request headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`).
-    modern: Option<[(&'static str, String); 3]>,
+    /// Headers every call carries: `MCP-Protocol-Version` as negotiated (real clients
+    /// send it, and servers may take another path without it), and for 2026-07-28 also
+    /// `Mcp-Method` and `Mcp-Name`.
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Session {
@@ -93,11 +96,11 @@ impl Session {
                 url: url.to_owned(),
                 session: None,
                 body: bytes::Bytes::from(serde_json::to_vec(&body)?),
-                modern: Some([
+                headers: vec![
                     ("mcp-protocol-version", "2026-07-28".to_owned()),
                     ("mcp-method", "tools/call".to_owned()),
                     ("mcp-name", tool.to_owned()),
-                ]),
+                ],
             });
         }
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -119,13 +122,15 @@ impl Session {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(String::from);
-        let _ = resp.bytes().await?;
+        let answer = resp.bytes().await?;
+        let version = negotiated_version(&answer)
+            .with_context(|| format!("initialize at {url}: no protocolVersion in the answer"))?;
         let mut s = Self {
             http,
             url: url.to_owned(),
             session,
             body: bytes::Bytes::new(),
-            modern: None,
+            headers: vec![("mcp-protocol-version", version)],
         };
         s.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await?;
@@ -150,7 +155,7 @@ impl Session {
         if let Some(s) = &self.session {
             req = req.header("mcp-session-id", s);
         }
-        for (name, value) in self.modern.iter().flatten() {
+        for (name, value) in &self.headers {
             req = req.header(*name, value);
         }
         let resp = req.send().await?;
@@ -170,6 +175,15 @@ impl Session {
             Err(_) => false,
         }
     }
+}
+
+/// The protocol version an `initialize` answer (JSON, or SSE events) agreed on.
+fn negotiated_version(answer: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(answer).ok()?;
+    std::iter::once(text)
+        .chain(text.lines().filter_map(|l| l.strip_prefix("data:")))
+        .filter_map(|json| serde_json::from_str::<serde_json::Value>(json.trim()).ok())
+        .find_map(|m| Some(m["result"]["protocolVersion"].as_str()?.to_owned()))
 }
 
 /// Runs `concurrency` workers against `url` for `duration` after `warmup`.
@@ -264,4 +278,18 @@ pub async fn run_as(
         elapsed: duration,
         latencies_us: all,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_negotiated_version_is_read_from_json_and_from_events() {
+        let json = br#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#;
+        assert_eq!(negotiated_version(json).as_deref(), Some("2025-06-18"));
+        let sse = b"id: a\ndata: \n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"protocolVersion\":\"2025-11-25\"}}\n\n";
+        assert_eq!(negotiated_version(sse).as_deref(), Some("2025-11-25"));
+        assert_eq!(negotiated_version(br#"{"error":{"code":-1}}"#), None);
+    }
 }
