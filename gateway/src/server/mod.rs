@@ -394,7 +394,8 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let local = listener.local_addr()?;
-    // Started before anything that keeps per-thread resources (upstream clients).
+    // The connection threads (none with one core) live until every request has
+    // finished and the audit log is written: requests' own tasks run on them.
     let workers = crate::runtime::Workers::start(crate::runtime::threads())
         .context("starting the connection threads")?;
     let state = build(&settings, store, &token, &shutdown).await?;
