@@ -189,11 +189,12 @@ impl Spool {
         let seq = inner.next_seq;
         line.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
         line.extend_from_slice(b"}\n");
+        // A full segment is replaced; it is fsynced once the lock is released.
+        let mut retired = None;
         if inner.segment_bytes >= SEGMENT_BYTES {
             match open_segment(&self.dir, seq) {
                 Ok((first, file)) => {
-                    inner.segment.sync_data().ok();
-                    inner.segment = file;
+                    retired = Some(std::mem::replace(&mut inner.segment, file));
                     inner.segment_first = first;
                     inner.segment_bytes = 0;
                 }
@@ -210,6 +211,12 @@ impl Spool {
         inner.dirty = true;
         event.event_id = self.event_id(seq);
         then(seq, event);
+        drop(inner);
+        if let Some(old) = retired
+            && let Err(error) = old.sync_data()
+        {
+            tracing::warn!(%error, "audit spool fsync failed");
+        }
         Ok(())
     }
 
@@ -227,14 +234,21 @@ impl Spool {
         self.lock().next_seq
     }
 
-    /// Flushes appended events to the disk (the batched fsync).
+    /// Flushes appended events to the disk (the batched fsync). The fsync runs without
+    /// the spool's lock, on a second handle of the segment: requests appending meanwhile
+    /// are not held up by the disk (their lines are in the next fsync, if not this one).
     pub fn sync(&self) {
-        let mut inner = self.lock();
-        if inner.dirty {
-            if let Err(error) = inner.segment.sync_data() {
-                tracing::warn!(%error, "audit spool fsync failed");
+        let segment = {
+            let mut inner = self.lock();
+            if !inner.dirty {
+                return;
             }
             inner.dirty = false;
+            inner.segment.try_clone()
+        };
+        if let Err(error) = segment.and_then(|s| s.sync_data()) {
+            tracing::warn!(%error, "audit spool fsync failed");
+            self.lock().dirty = true;
         }
     }
 
@@ -453,6 +467,32 @@ mod tests {
             .map(|(s, e)| (*s, e.event_id.as_str()))
             .collect();
         assert_eq!(ids, [(1, "0123456789abcdef-1"), (2, "0123456789abcdef-2")]);
+    }
+
+    #[test]
+    fn a_full_segment_is_replaced_and_every_event_reads_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(dir.path(), 1 << 30).unwrap();
+        let mut n = 0;
+        while segments(dir.path()).unwrap().len() < 2 {
+            spool.append(event(n), |_, _| {}).map_err(|b| b.0).unwrap();
+            n += 1;
+        }
+        spool.sync();
+        drop(spool);
+        let (spool, _) = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(
+            spool.next_seq(),
+            n + 1,
+            "numbering goes on after the last line"
+        );
+        let back = spool.read(&mut spool.reader(), 1, usize::MAX).unwrap();
+        let seqs: Vec<u64> = back.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+        assert_eq!(
+            back.last().map(|(_, e)| e.request_id.clone()),
+            Some(format!("r{}", n - 1))
+        );
     }
 
     #[test]
