@@ -2,8 +2,9 @@
 //! the accept loop, background work such as the audit writer) and, when it has more
 //! than one core, one single-threaded scheduler per core for client connections. Each
 //! accepted connection lives on one connection thread for its whole life: its requests,
-//! their timers and the upstream connections they use are all driven there, so a call
-//! never wakes another thread. With tokio's multi-threaded scheduler, two threads spent
+//! their timers and the Streamable HTTP upstream connections they use are all driven
+//! there, so such a call wakes no other thread. (stdio and legacy SSE upstreams, and
+//! the store's connections, are driven where they were opened, mostly the main thread.) With tokio's multi-threaded scheduler, two threads spent
 //! 24–36 % more CPU per call than one on a two-core machine, in cross-thread wake-ups
 //! and in the search for work to steal; with this layout, 6–16 % (`docs/performance.md`).
 //!
@@ -90,44 +91,34 @@ impl Workers {
     /// Starts `n` connection threads; none when `n` is 1 (connections then stay on the
     /// calling thread's scheduler, which must be a tokio runtime's).
     pub fn start(n: usize) -> std::io::Result<Self> {
-        let stop = CancellationToken::new();
-        let mut workers = Vec::new();
+        // Built as it goes, so that a thread that cannot be started stops those that were
+        // (dropping `Workers` cancels them).
+        let mut workers = Self {
+            workers: Vec::new(),
+            stop: CancellationToken::new(),
+            next: AtomicUsize::new(0),
+        };
         if n <= 1 {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = keep_next_wake_near() => {}
-                }
-            });
+            tokio::spawn(keep_next_wake_near(workers.stop.clone()));
         } else {
             for index in 1..=n {
                 let runtime = Builder::new_current_thread().enable_all().build()?;
                 let handle = runtime.handle().clone();
-                let stop = stop.clone();
+                let stop = workers.stop.clone();
                 std::thread::Builder::new()
                     .name(format!("hawser-conn-{index}"))
                     .spawn(move || {
                         SLOT.with(|s| s.set(index));
-                        runtime.block_on(async {
-                            tokio::select! {
-                                () = stop.cancelled() => {}
-                                () = keep_next_wake_near() => {}
-                            }
-                        });
+                        runtime.block_on(keep_next_wake_near(stop));
                         // Dropping the runtime cancels what is left on it.
                     })?;
-                workers.push(Worker {
+                workers.workers.push(Worker {
                     handle,
                     open: Arc::new(AtomicUsize::new(0)),
                 });
             }
         }
-        Ok(Self {
-            workers,
-            stop,
-            next: AtomicUsize::new(0),
-        })
+        Ok(workers)
     }
 
     /// Runs `serve` for an accepted connection on the least busy connection thread (or
@@ -173,11 +164,15 @@ impl Workers {
 /// whenever a new timer is due before every other; on a connection thread with no
 /// other timer, each request's timers (header read, call timeout: 1 s or longer) were
 /// that timer, several times per call.
-async fn keep_next_wake_near() {
+/// Runs until `stop`.
+async fn keep_next_wake_near(stop: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
     }
 }
 
