@@ -4,9 +4,10 @@
 //! accepted connection lives on one connection thread for its whole life: its requests,
 //! their timers and the Streamable HTTP upstream connections they use are all driven
 //! there, so such a call wakes no other thread. (stdio and legacy SSE upstreams, and
-//! the store's connections, are driven where they were opened, mostly the main thread.) With tokio's multi-threaded scheduler, two threads spent
-//! 24–36 % more CPU per call than one on a two-core machine, in cross-thread wake-ups
-//! and in the search for work to steal; with this layout, 6–16 % (`docs/performance.md`).
+//! the store's connections, are driven where they were opened, mostly on the main
+//! thread.) With tokio's multi-threaded scheduler, two threads spent 24–36 % more CPU
+//! per call than one on a two-core machine, in cross-thread wake-ups and in the search
+//! for work to steal; with this layout, 6–16 % (`docs/performance.md`).
 //!
 //! The price is balance: a connection does not move once placed (each goes to the
 //! thread holding the fewest), so a few very busy connections may share a thread while
@@ -163,8 +164,7 @@ impl Workers {
 /// own driver (a `write(2)` to its eventfd, then an `epoll_wait` that returns at once)
 /// whenever a new timer is due before every other; on a connection thread with no
 /// other timer, each request's timers (header read, call timeout: 1 s or longer) were
-/// that timer, several times per call.
-/// Runs until `stop`.
+/// that timer, several times per call. Runs until `stop`.
 async fn keep_next_wake_near(stop: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
