@@ -32,7 +32,13 @@ enum Bench {
     /// Postgres queries made per tools/call.
     Replicas,
     /// Throughput with the audit log on vs off (shared mode, Postgres).
-    Audit,
+    Audit {
+        /// Rounds, each one phase with the audit log off and one with it on, in the
+        /// order off-on, then on-off, and so on: a machine that speeds up or slows
+        /// down during the run favours neither side.
+        #[arg(long, default_value = "8")]
+        rounds: usize,
+    },
     /// What a static token, an API key and an OIDC access token cost per call.
     Identity,
     /// What policy evaluation and rate limiting cost per call.
@@ -94,7 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.bench.unwrap_or(Bench::Proxy) {
         Bench::Proxy => crate::bench::proxy::run(warmup, duration).await,
         Bench::Replicas => replicas(warmup, duration).await,
-        Bench::Audit => audit(warmup, duration).await,
+        Bench::Audit { rounds } => audit(warmup, duration, rounds).await,
         Bench::Identity => crate::bench::identity::run(warmup, duration, &gateway_threads()).await,
         Bench::Policy => crate::bench::policy::run(warmup, duration, &gateway_threads()).await,
         Bench::Tracing => crate::bench::traces::run(warmup, duration, &gateway_threads()).await,
@@ -426,7 +432,7 @@ async fn reset_statements(db: &str) {
     }
 }
 
-async fn audit(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
+async fn audit(warmup: Duration, duration: Duration, rounds: usize) -> anyhow::Result<()> {
     let http = crate::harness::http();
     let fixture = Fixture::start_with_env(&["--name", "bench"], &[("TOKIO_WORKER_THREADS", "1")]);
     let db = crate::harness::test_db().await;
@@ -454,63 +460,129 @@ async fn audit(warmup: Duration, duration: Duration) -> anyhow::Result<()> {
     on.wait_ready().await;
     wait_for_tool(&http, &off.mcp_url(), "fx__echo").await?;
     wait_for_tool(&http, &on.mcp_url(), "fx__echo").await?;
-    let args = json!({"text": "hello"});
-    println!("# audit: tools/call echo at c=64 through a gateway in shared mode, audit off vs on");
-    let mut ratios = Vec::new();
-    // Alternate, so drift on a shared machine does not favour one side.
-    for round in 0..4 {
-        let cpu = |g: &Gateway| proc_stats::cpu_seconds(g.child.id()).unwrap_or_default();
-        let c0 = cpu(&off);
-        let a = load::run(
-            &http,
-            &off.mcp_url(),
-            "fx__echo",
-            args.clone(),
-            64,
-            warmup,
-            duration,
-        )
-        .await?;
-        let c1 = cpu(&on);
-        let b = load::run(
-            &http,
-            &on.mcp_url(),
-            "fx__echo",
-            args.clone(),
-            64,
-            warmup,
-            duration,
-        )
-        .await?;
-        let per_call = |cpu: f64, s: &load::Sample| {
-            cpu * 1e6 / (s.calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64()))
-        };
-        let (cpu_off, cpu_on) = (per_call(cpu(&off) - c0, &a), per_call(cpu(&on) - c1, &b));
-        println!(
-            "round {}: audit off {:>8.0}/s p50 {:>6.0}µs {cpu_off:.0}µs CPU/call | audit on {:>8.0}/s p50 {:>6.0}µs {cpu_on:.0}µs CPU/call | ×{:.3}",
-            round + 1,
-            a.throughput(),
-            a.percentile_us(0.5),
-            b.throughput(),
-            b.percentile_us(0.5),
-            b.throughput() / a.throughput()
-        );
-        ratios.push(b.throughput() / a.throughput());
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+    // PostgreSQL's CPU time: its processes on this machine, found from a backend's
+    // parent (none when the database is elsewhere).
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await?;
+    let postmaster = u32::try_from(backend).ok().and_then(proc_stats::parent);
+    let pg_cpu = || {
+        postmaster
+            .and_then(proc_stats::tree_cpu_seconds)
+            .unwrap_or_default()
+    };
+    let args = json!({"text": "hello"});
+    println!(
+        "# audit: tools/call echo at c=64 through a gateway in shared mode, audit off vs on, \
+         {rounds} rounds alternating which goes first"
+    );
+    struct Phase {
+        throughput: f64,
+        p50: f64,
+        /// Gateway and PostgreSQL CPU per call, µs.
+        gateway: f64,
+        postgres: f64,
+    }
+    let phase = async |g: &Gateway| -> anyhow::Result<Phase> {
+        let (g0, p0) = (
+            proc_stats::cpu_seconds(g.child.id()).unwrap_or_default(),
+            pg_cpu(),
+        );
+        let s = load::run(
+            &http,
+            &g.mcp_url(),
+            "fx__echo",
+            args.clone(),
+            64,
+            warmup,
+            duration,
+        )
+        .await?;
+        let (g1, p1) = (
+            proc_stats::cpu_seconds(g.child.id()).unwrap_or_default(),
+            pg_cpu(),
+        );
+        let calls = s.calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
+        Ok(Phase {
+            throughput: s.throughput(),
+            p50: s.percentile_us(0.5),
+            gateway: (g1 - g0) * 1e6 / calls,
+            postgres: (p1 - p0) * 1e6 / calls,
+        })
+    };
+    let mut ratios = Vec::new();
+    let mut cpu_ratios = Vec::new();
+    for round in 0..rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = phase(&off).await?;
+            (a, phase(&on).await?)
+        } else {
+            let b = phase(&on).await?;
+            (phase(&off).await?, b)
+        };
+        let ratio = b.throughput / a.throughput;
+        let cpu_ratio = (b.gateway + b.postgres) / (a.gateway + a.postgres);
+        println!(
+            "round {} ({}): audit off {:>6.0}/s p50 {:>5.0}µs CPU/call {:.0}+{:.0}µs | audit on {:>6.0}/s p50 {:>5.0}µs CPU/call {:.0}+{:.0}µs | throughput ×{ratio:.3}, CPU ×{cpu_ratio:.3}",
+            round + 1,
+            if round % 2 == 0 {
+                "off first"
+            } else {
+                "on first"
+            },
+            a.throughput,
+            a.p50,
+            a.gateway,
+            a.postgres,
+            b.throughput,
+            b.p50,
+            b.gateway,
+            b.postgres,
+        );
+        ratios.push(ratio);
+        cpu_ratios.push(cpu_ratio);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
         .fetch_one(&mut conn)
         .await?;
-    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+    let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+    let (mid, cpu_mid) = (median(&ratios), median(&cpu_ratios));
     println!(
-        "audit on/off throughput: ×{mean:.3} ({:.1}% cost); {rows} audit rows written",
-        (1.0 - mean) * 100.0
+        "audit on/off throughput: median ×{mid:.3} ({:.1}% cost), mean ×{mean:.3} ({:.1}%); \
+         gateway + PostgreSQL CPU per call: median ×{cpu_mid:.3}; {rows} audit rows written",
+        (1.0 - mid) * 100.0,
+        (1.0 - mean) * 100.0,
     );
     println!(
         "{}",
-        json!({"bench": "audit", "ratios": ratios, "mean_ratio": mean, "audit_rows": rows})
+        json!({"bench": "audit", "ratios": ratios, "median_ratio": mid, "mean_ratio": mean,
+               "cpu_ratios": cpu_ratios, "median_cpu_ratio": cpu_mid, "audit_rows": rows})
     );
     Ok(())
+}
+
+/// The median of `values` (the mean of the middle two for an even count); 0 for none.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn the_median_takes_the_middle_value_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[0.9, 0.7, 1.1]), 0.9);
+        assert_eq!(median(&[0.95, 0.7, 1.1, 0.85]), 0.9);
+        assert_eq!(median(&[]), 0.0);
+    }
 }

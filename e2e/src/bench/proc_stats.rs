@@ -20,6 +20,17 @@ pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     Some((utime / TICKS_PER_SECOND, stime / TICKS_PER_SECOND))
 }
 
+/// The parent of `pid`.
+pub fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name: state, then the parent's pid.
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// User + system CPU seconds used by `pid` and its descendants still running (an
 /// nginx master and its workers, whose time is not in the master's figures until they
 /// exit).
