@@ -324,7 +324,7 @@ pub async fn pass_on(bridge: &Bridge, state: &str, arrived: Arrived<'_>) -> Opti
         Ok(r) => r,
         Err(_) => return refuse("cannot pass the request on to the replica holding its call"),
     };
-    match bridge.client.get().request(request).await {
+    match bridge.client.request(request).await {
         Ok(response) => {
             tracing::info!(replica_token = %ticket.replica, "retry passed on to the replica holding its call");
             let (parts, body) = response.into_parts();

@@ -13,6 +13,7 @@ mod client;
 pub mod era;
 pub(crate) mod error;
 pub mod lifecycle;
+mod pool;
 mod sse_legacy;
 mod stdio;
 pub mod streamable;

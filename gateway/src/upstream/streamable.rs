@@ -9,14 +9,13 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyDataStream, BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use sse_stream::SseStream;
 use url::Url;
 
 use super::auth::Credentials;
+pub use super::pool::HttpClients;
+use super::pool::PooledBody;
 use super::{UpstreamError, error};
 
 use crate::headers::{MCP_PROTOCOL_VERSION as VERSION_HEADER, MCP_SESSION_ID as SESSION_HEADER};
@@ -48,24 +47,10 @@ pub enum Reply {
 
 type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
-/// The HTTP client of the hot path. hyper's own client, not reqwest: reqwest's
-/// per-request layers (proxy matching, redirect handling, URL re-parsing) cost more
-/// than the HTTP exchange itself at Hawser's request rates.
-pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// One HTTP client per thread slot ([`crate::runtime::slots`]), each with its own
-/// pool of upstream connections: a connection thread's calls go out on upstream
-/// connections driven by that same thread, so relaying a call wakes no other thread.
-pub struct HttpClients(Box<[HttpClient]>);
-
-impl HttpClients {
-    /// The calling thread's client.
-    pub fn get(&self) -> &HttpClient {
-        &self.0[crate::runtime::slot() % self.0.len()]
-    }
-}
-
-/// Builds the HTTP clients with the given connect timeout.
+/// Builds the HTTP clients of the hot path with the given connect timeout. hyper's
+/// own client, not reqwest: reqwest's per-request layers (proxy matching, redirects,
+/// URL parsing) cost more than the HTTP/1.1 exchange itself. Connections are pooled
+/// per thread ([`super::pool`]).
 pub fn client(connect_timeout: Duration) -> HttpClients {
     crate::install_crypto_provider();
     let mut http = HttpConnector::new();
@@ -77,18 +62,10 @@ pub fn client(connect_timeout: Duration) -> HttpClients {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    let clients = (0..crate::runtime::slots())
-        .map(|_| {
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
-                .build(https.clone())
-        })
-        .collect();
-    HttpClients(clients)
+    HttpClients::new(https)
 }
 
-fn body_stream(body: Incoming) -> ByteStream {
+fn body_stream(body: PooledBody) -> ByteStream {
     Box::pin(BodyDataStream::new(body).map_err(std::io::Error::other))
 }
 
@@ -218,8 +195,8 @@ impl HttpTransport {
     async fn send(
         &self,
         req: Request<Full<Bytes>>,
-    ) -> Result<http::Response<Incoming>, UpstreamError> {
-        self.client.get().request(req).await.map_err(|e| {
+    ) -> Result<http::Response<PooledBody>, UpstreamError> {
+        self.client.request(req).await.map_err(|e| {
             if e.is_connect() {
                 UpstreamError::Connect {
                     host: self.host.clone(),
@@ -376,7 +353,7 @@ impl HttpTransport {
     async fn status_error(
         &self,
         session: SessionRef<'_>,
-        response: http::Response<Incoming>,
+        response: http::Response<PooledBody>,
     ) -> UpstreamError {
         let status = response.status();
         if status == StatusCode::NOT_FOUND && session.id.is_some() {
@@ -422,7 +399,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Reads a whole body, refusing more than `limit` bytes.
 async fn read_limited(
-    response: http::Response<Incoming>,
+    response: http::Response<PooledBody>,
     limit: usize,
 ) -> Result<Bytes, UpstreamError> {
     if content_length(response.headers()).is_some_and(|n| n > limit as u64) {
