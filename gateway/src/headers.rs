@@ -1,16 +1,27 @@
 //! HTTP header names of the MCP transport, the one parser of bearer credentials, and
 //! the cookies of Hawser's browser pages (the OAuth flows and the console).
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+
+// Names as `HeaderName`s, not text: a header map looked up by text parses the name
+// first, every time.
 
 /// `Mcp-Session-Id`: the session of a 2025 revision.
-pub const MCP_SESSION_ID: &str = "mcp-session-id";
+pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 /// `MCP-Protocol-Version`: the revision a request speaks.
-pub const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 /// `Mcp-Method` (2026-07-28): the body's `method`.
-pub const MCP_METHOD: &str = "mcp-method";
+pub const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 /// `Mcp-Name` (2026-07-28): the tool, prompt or resource a request names.
-pub const MCP_NAME: &str = "mcp-name";
+pub const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+/// W3C trace context: the caller's span.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// W3C trace context: vendors' state.
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// A request id the caller chose.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The client addresses proxies saw.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `Mcp-Param-{Name}` (2026-07-28): a tool argument annotated `x-mcp-header`.
 pub const MCP_PARAM_PREFIX: &str = "mcp-param-";
 

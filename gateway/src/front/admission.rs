@@ -39,14 +39,8 @@ const SINGLE: [(header::HeaderName, &str); 6] = [
     (header::ORIGIN, "Origin"),
     (header::AUTHORIZATION, "Authorization"),
     (header::CONTENT_TYPE, "Content-Type"),
-    (
-        header::HeaderName::from_static(MCP_SESSION_ID),
-        "Mcp-Session-Id",
-    ),
-    (
-        header::HeaderName::from_static(crate::headers::MCP_PROTOCOL_VERSION),
-        "MCP-Protocol-Version",
-    ),
+    (MCP_SESSION_ID, "Mcp-Session-Id"),
+    (crate::headers::MCP_PROTOCOL_VERSION, "MCP-Protocol-Version"),
 ];
 
 /// Rejects requests that repeat a header that must be single, or whose `Host` or
@@ -107,13 +101,13 @@ pub async fn admit(
     Ok(identity)
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Whether `Accept` (absent: anything) admits `mime`.
 pub fn accepts(headers: &HeaderMap, mime: &str) -> bool {
-    match header_str(headers, header::ACCEPT.as_str()) {
+    match header_str(headers, header::ACCEPT) {
         None => true,
         Some(accept) => accept.split(',').any(|a| {
             let a = a.split(';').next().unwrap_or_default().trim();
@@ -140,7 +134,7 @@ pub async fn read_body(
                 Error::BodyTooLarge(limits.max_request_bytes)
             }
         })?;
-    let is_json = header_str(headers, header::CONTENT_TYPE.as_str()).is_some_and(|c| {
+    let is_json = header_str(headers, header::CONTENT_TYPE).is_some_and(|c| {
         c.split(';')
             .next()
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
@@ -156,9 +150,7 @@ pub async fn read_body(
 
 /// Refuses a GET whose `Accept` excludes SSE.
 pub fn check_stream_accept(headers: &HeaderMap) -> Result<()> {
-    if header_str(headers, header::ACCEPT.as_str()).is_some()
-        && !accepts(headers, "text/event-stream")
-    {
+    if header_str(headers, header::ACCEPT).is_some() && !accepts(headers, "text/event-stream") {
         return Err(Error::NotAcceptableStream);
     }
     Ok(())

@@ -9,7 +9,7 @@ use crate::jsonrpc;
 
 pub type Reply = Response<Body>;
 
-pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const SESSION_HEADER: http::HeaderName = crate::headers::MCP_SESSION_ID;
 
 /// `200 application/json` with one message.
 pub fn json(message: Bytes) -> Reply {

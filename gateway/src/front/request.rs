@@ -77,7 +77,9 @@ pub fn client_address(
     peer: Option<SocketAddr>,
     trusted: &[IpRange],
 ) -> Option<String> {
-    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let forwarded = headers
+        .get(crate::headers::X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok());
     peer.map(|p| client_addr(p.ip(), forwarded, trusted).to_string())
 }
 
@@ -89,13 +91,13 @@ impl RequestInfo {
         trusted: &[IpRange],
         endpoint: &dyn std::fmt::Display,
     ) -> Self {
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let request_id = text("x-request-id")
+        let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let request_id = text(crate::headers::X_REQUEST_ID)
             .filter(|id| sane_id(id))
             .map(str::to_owned)
             .unwrap_or_else(|| unique_hex(true));
         let remote_addr = client_address(headers, peer, trusted);
-        let user_agent = text(header::USER_AGENT.as_str()).map(|s| s.chars().take(256).collect());
+        let user_agent = text(header::USER_AGENT).map(|s| s.chars().take(256).collect());
         let trace = RequestTrace::new(headers, &request_id, endpoint);
         Self {
             request_id,

@@ -38,7 +38,7 @@ fn name_member(method: &str) -> Option<&'static str> {
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+fn header(headers: &HeaderMap, name: http::HeaderName) -> Option<&[u8]> {
     headers.get(name).map(|v| v.as_bytes())
 }
 

@@ -55,8 +55,9 @@ pub struct RequestTrace {
 impl RequestTrace {
     /// The request's logging span, and the caller's `traceparent` header.
     pub fn new(headers: &HeaderMap, request_id: &str, endpoint: &dyn std::fmt::Display) -> Self {
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let parent = text("traceparent").and_then(|tp| TraceParent::parse(tp, text("tracestate")));
+        use crate::headers::{TRACEPARENT, TRACESTATE};
+        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let parent = text(TRACEPARENT).and_then(|tp| TraceParent::parse(tp, text(TRACESTATE)));
         Self {
             span: tracing::info_span!(
                 "mcp",

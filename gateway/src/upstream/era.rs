@@ -189,7 +189,7 @@ pub fn request_headers(
             headers.insert(name, v);
         }
     };
-    set(&mut headers, HeaderName::from_static(MCP_METHOD), method);
+    set(&mut headers, MCP_METHOD, method);
     let member = match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
@@ -200,7 +200,7 @@ pub fn request_headers(
     if let Some(member) = member {
         let members = RawParams::parse(params).unwrap_or_default();
         if let Some(name) = members.0.get_str(member) {
-            set(&mut headers, HeaderName::from_static(MCP_NAME), &name);
+            set(&mut headers, MCP_NAME, &name);
         }
         if !annotated.is_empty() {
             let arguments = members.0.get("arguments");

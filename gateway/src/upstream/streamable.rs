@@ -14,8 +14,8 @@ use sse_stream::SseStream;
 use url::Url;
 
 use super::auth::Credentials;
-pub use super::pool::HttpClients;
-use super::pool::PooledBody;
+pub use super::http_pool::HttpClients;
+use super::http_pool::PooledBody;
 use super::{UpstreamError, error};
 
 use crate::headers::{MCP_PROTOCOL_VERSION as VERSION_HEADER, MCP_SESSION_ID as SESSION_HEADER};
@@ -50,7 +50,7 @@ type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Sen
 /// Builds the HTTP clients of the hot path with the given connect timeout. hyper's
 /// own client, not reqwest: reqwest's per-request layers (proxy matching, redirects,
 /// URL parsing) cost more than the HTTP/1.1 exchange itself. Connections are pooled
-/// per thread ([`super::pool`]).
+/// per thread ([`super::http_pool`]).
 pub fn client(connect_timeout: Duration) -> HttpClients {
     crate::install_crypto_provider();
     let mut http = HttpConnector::new();
