@@ -86,6 +86,12 @@ async fn get(clients: &HttpClients, url: &str) -> Result<(StatusCode, String), C
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// Asserts a GET of `url` is answered 200.
+async fn answered(clients: &HttpClients, url: &str) {
+    let (status, body) = get(clients, url).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 #[tokio::test]
 async fn calls_one_after_another_share_one_connection_and_send_origin_form() {
     let up = upstream(true).await;
@@ -142,10 +148,7 @@ async fn an_answer_without_a_body_frees_its_connection_unread() {
     let response = clients.request(req).await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     drop(response);
-    assert_eq!(
-        get(&clients, &up.url("/next")).await.unwrap().0,
-        StatusCode::OK
-    );
+    answered(&clients, &up.url("/next")).await;
     assert_eq!(up.accepted(), 1);
 }
 
@@ -154,10 +157,7 @@ async fn connections_the_upstream_closes_are_replaced() {
     let up = upstream(false).await;
     let clients = clients();
     for _ in 0..3 {
-        assert_eq!(
-            get(&clients, &up.url("/echo")).await.unwrap().0,
-            StatusCode::OK
-        );
+        answered(&clients, &up.url("/echo")).await;
     }
     assert_eq!(up.accepted(), 3);
 }
@@ -212,10 +212,7 @@ async fn past_the_upstreams_kept_per_thread_connections_are_not_kept() {
     assert_eq!(slot.place(&key(9999)), None);
     let up = upstream(true).await;
     for _ in 0..2 {
-        assert_eq!(
-            get(&clients, &up.url("/echo")).await.unwrap().0,
-            StatusCode::OK
-        );
+        answered(&clients, &up.url("/echo")).await;
     }
     assert_eq!(up.accepted(), 2, "a connection per call, none kept");
 }
