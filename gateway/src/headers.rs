@@ -22,6 +22,8 @@ pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The client addresses proxies saw.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// Tells nginx-style proxies not to buffer a response (an SSE stream).
+pub const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 /// `Mcp-Param-{Name}` (2026-07-28): a tool argument annotated `x-mcp-header`.
 pub const MCP_PARAM_PREFIX: &str = "mcp-param-";
 

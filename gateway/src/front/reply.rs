@@ -9,8 +9,6 @@ use crate::jsonrpc;
 
 pub type Reply = Response<Body>;
 
-pub const SESSION_HEADER: http::HeaderName = crate::headers::MCP_SESSION_ID;
-
 /// `200 application/json` with one message.
 pub fn json(message: Bytes) -> Reply {
     let mut r = Response::new(Body::from(message));
@@ -58,7 +56,10 @@ pub fn sse(body: Body) -> Reply {
         HeaderValue::from_static("no-cache, no-transform"),
     );
     // Tell nginx-style proxies not to buffer the stream.
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h.insert(
+        crate::headers::X_ACCEL_BUFFERING,
+        HeaderValue::from_static("no"),
+    );
     r
 }
 
@@ -87,7 +88,9 @@ pub fn sse_once(message: Bytes) -> Reply {
 /// Adds the session header.
 pub fn with_session(mut reply: Reply, session_id: &str) -> Reply {
     if let Ok(v) = HeaderValue::from_str(session_id) {
-        reply.headers_mut().insert(SESSION_HEADER, v);
+        reply
+            .headers_mut()
+            .insert(crate::headers::MCP_SESSION_ID, v);
     }
     reply
 }

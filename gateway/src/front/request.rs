@@ -176,7 +176,7 @@ impl RequestInfo {
     pub fn upstream_headers(&self, upstream: &tracing::Span) -> HeaderMap {
         let mut h = HeaderMap::with_capacity(3);
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            h.insert("x-request-id", v);
+            h.insert(crate::headers::X_REQUEST_ID, v);
         }
         let parent = self.trace.parent.as_ref();
         let continued = self
@@ -187,12 +187,12 @@ impl RequestInfo {
                 None => traceparent(&unique_hex(true), &unique_hex(false), 1),
             });
         if let Ok(v) = HeaderValue::from_str(&continued) {
-            h.insert("traceparent", v);
+            h.insert(crate::headers::TRACEPARENT, v);
         }
         if let Some(state) = parent.and_then(|p| p.state.as_deref())
             && let Ok(v) = HeaderValue::from_str(state)
         {
-            h.insert("tracestate", v);
+            h.insert(crate::headers::TRACESTATE, v);
         }
         h
     }

@@ -83,31 +83,23 @@ impl Slot {
         self.upstreams.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The place of `key`'s list, made when new; `None` when there is no room.
-    fn place(&self, key: &Key) -> Option<usize> {
+    /// The place of `key`'s list (made when new; `None` when there is no room) and,
+    /// under the same lock, an idle connection of it.
+    fn checkout(&self, key: &Key) -> (Option<usize>, Option<Sender>) {
         let mut upstreams = self.lock();
         if let Some(at) = upstreams.iter().position(|(k, _)| k == key) {
-            return Some(at);
+            return (Some(at), freshest(&mut upstreams[at].1));
         }
         if upstreams.len() >= MAX_UPSTREAMS {
-            return None;
+            return (None, None);
         }
         upstreams.push((key.clone(), Vec::new()));
-        Some(upstreams.len() - 1)
+        (Some(upstreams.len() - 1), None)
     }
 
-    /// An idle connection of the upstream at `at`, most recently used first; the
-    /// expired are closed.
+    /// An idle connection of the upstream at `at`.
     fn take(&self, at: usize) -> Option<Sender> {
-        let mut upstreams = self.lock();
-        let idle = &mut upstreams.get_mut(at)?.1;
-        let now = Instant::now();
-        let expired = idle
-            .iter()
-            .take_while(|(_, since)| now.duration_since(*since) >= IDLE_FOR)
-            .count();
-        idle.drain(..expired);
-        idle.pop().map(|(sender, _)| sender)
+        freshest(&mut self.lock().get_mut(at)?.1)
     }
 
     fn put(&self, at: usize, sender: Sender) {
@@ -123,6 +115,17 @@ impl Slot {
         }
         idle.push((sender, Instant::now()));
     }
+}
+
+/// The most recently used of `idle`; the expired are closed.
+fn freshest(idle: &mut Vec<Idle>) -> Option<Sender> {
+    let now = Instant::now();
+    let expired = idle
+        .iter()
+        .take_while(|(_, since)| now.duration_since(*since) >= IDLE_FOR)
+        .count();
+    idle.drain(..expired);
+    idle.pop().map(|(sender, _)| sender)
 }
 
 /// The HTTP/1.1 client of the hot path, one pool of connections per thread slot.
@@ -166,14 +169,14 @@ impl HttpClients {
         }
         *req.uri_mut() = origin_form(&uri);
         let slot = &self.slots[crate::runtime::slot() % self.slots.len()];
-        let at = slot.place(&key);
+        let (at, mut taken) = slot.checkout(&key);
         loop {
             // The rare paths (waiting for a connection to be ready, dialling) are boxed:
             // their futures are large, and inline they would be copied with this one.
-            let idle = match at.and_then(|at| slot.take(at).map(|s| (at, s))) {
-                Some((_, sender)) if sender.is_ready() => Some(sender),
-                Some((at, sender)) => Box::pin(self.idle(slot, at, sender)).await,
-                None => None,
+            let idle = match (at, taken.take()) {
+                (_, Some(sender)) if sender.is_ready() => Some(sender),
+                (Some(at), Some(sender)) => Box::pin(self.idle(slot, at, sender)).await,
+                _ => None,
             };
             let (mut sender, reused) = match idle {
                 Some(sender) => (sender, true),
@@ -192,7 +195,10 @@ impl HttpClients {
                 }
                 Err(mut e) => match e.take_message() {
                     // Not sent: a reused connection had closed meanwhile. Try another.
-                    Some(again) if reused => req = again,
+                    Some(again) if reused => {
+                        req = again;
+                        taken = at.and_then(|at| slot.take(at));
+                    }
                     _ => return Err(ClientError::Http(e.into_error())),
                 },
             }
