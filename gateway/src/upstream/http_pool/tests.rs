@@ -78,9 +78,19 @@ fn clients() -> HttpClients {
     super::super::streamable::client(Duration::from_secs(2))
 }
 
+/// A request of `method` to `url` with `body`.
+fn request(method: http::Method, url: &str, body: &'static [u8]) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap()
+}
+
 async fn get(clients: &HttpClients, url: &str) -> Result<(StatusCode, String), ClientError> {
-    let req = Request::get(url).body(Full::new(Bytes::new())).unwrap();
-    let response = clients.request(req).await?;
+    let response = clients
+        .request(request(http::Method::GET, url, b""))
+        .await?;
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
@@ -126,9 +136,7 @@ async fn calls_at_the_same_time_get_a_connection_each_and_both_are_kept() {
 async fn a_body_dropped_half_read_takes_its_connection_with_it() {
     let up = upstream(true).await;
     let clients = clients();
-    let req = Request::get(up.url("/big"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let req = request(http::Method::GET, &up.url("/big"), b"");
     let mut body = clients.request(req).await.unwrap().into_body();
     let first = body.frame().await.unwrap().unwrap();
     assert!(first.is_data());
@@ -142,9 +150,7 @@ async fn a_body_dropped_half_read_takes_its_connection_with_it() {
 async fn an_answer_without_a_body_frees_its_connection_unread() {
     let up = upstream(true).await;
     let clients = clients();
-    let req = Request::post(up.url("/empty"))
-        .body(Full::new(Bytes::from_static(b"{}")))
-        .unwrap();
+    let req = request(http::Method::POST, &up.url("/empty"), b"{}");
     let response = clients.request(req).await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     drop(response);
@@ -202,14 +208,14 @@ async fn past_the_upstreams_kept_per_thread_connections_are_not_kept() {
         authority: format!("127.0.0.1:{port}").parse().unwrap(),
     };
     for port in 1..=MAX_UPSTREAMS as u16 {
-        assert!(slot.place(&key(port)).is_some());
+        assert!(slot.checkout(&key(port)).0.is_some());
     }
     assert_eq!(
-        slot.place(&key(1)),
+        slot.checkout(&key(1)).0,
         Some(0),
         "a known upstream keeps its place"
     );
-    assert_eq!(slot.place(&key(9999)), None);
+    assert_eq!(slot.checkout(&key(9999)).0, None);
     let up = upstream(true).await;
     for _ in 0..2 {
         answered(&clients, &up.url("/echo")).await;
