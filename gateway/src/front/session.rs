@@ -245,10 +245,12 @@ impl ClientSession {
     }
 
     fn slot(&self, connection: &str) -> Arc<tokio::sync::Mutex<Option<UpstreamSession>>> {
-        lock(&self.upstreams)
-            .entry(connection.to_owned())
-            .or_default()
-            .clone()
+        let mut upstreams = lock(&self.upstreams);
+        // Looked up before the name is copied: every call after a session's first finds it.
+        if let Some(slot) = upstreams.get(connection) {
+            return slot.clone();
+        }
+        upstreams.entry(connection.to_owned()).or_default().clone()
     }
 }
 
