@@ -99,8 +99,10 @@ fn segment_name(first: u64) -> String {
 
 /// Writes `e` as JSON: the same text as `serde_json::to_writer(out, e)` (members in
 /// the struct's order, those `None` or empty left out), byte for byte, without serde's
-/// per-member machinery. A request pays for one of these per audited call; serde's
-/// way cost about as much as redacting and inspecting the call together.
+/// per-member machinery (5.7 k instructions per audited call that way, 2.4 k this
+/// way). A member added to [`AuditEvent`] must be written here too:
+/// `props::the_spool_writes_an_event_as_serde_would` names every member, so it does
+/// not build until it covers the new one, and then fails until this does.
 pub fn write_event(out: &mut Vec<u8>, e: &AuditEvent) {
     let mut o = Object { out, first: true };
     o.string("eventId", Some(&e.event_id));
