@@ -484,11 +484,18 @@ async fn audit(warmup: Duration, duration: Duration, rounds: usize) -> anyhow::R
         /// Gateway and PostgreSQL CPU per call, µs.
         gateway: f64,
         postgres: f64,
+        /// The whole machine's busy CPU per call, µs: the gateway, PostgreSQL, the
+        /// upstream, this load driver and the kernel's threads (writeback among them).
+        machine: f64,
+        /// CPU taken by the hypervisor per call, µs (time this machine did not get).
+        steal: f64,
     }
+    let machine = || proc_stats::machine_seconds().unwrap_or_default();
     let phase = async |g: &Gateway| -> anyhow::Result<Phase> {
-        let (g0, p0) = (
+        let (g0, p0, m0) = (
             proc_stats::cpu_seconds(g.child.id()).unwrap_or_default(),
             pg_cpu(),
+            machine(),
         );
         let s = load::run(
             &http,
@@ -500,9 +507,10 @@ async fn audit(warmup: Duration, duration: Duration, rounds: usize) -> anyhow::R
             duration,
         )
         .await?;
-        let (g1, p1) = (
+        let (g1, p1, m1) = (
             proc_stats::cpu_seconds(g.child.id()).unwrap_or_default(),
             pg_cpu(),
+            machine(),
         );
         let calls = s.calls as f64 * (1.0 + warmup.as_secs_f64() / duration.as_secs_f64());
         Ok(Phase {
@@ -510,10 +518,13 @@ async fn audit(warmup: Duration, duration: Duration, rounds: usize) -> anyhow::R
             p50: s.percentile_us(0.5),
             gateway: (g1 - g0) * 1e6 / calls,
             postgres: (p1 - p0) * 1e6 / calls,
+            machine: (m1.0 - m0.0) * 1e6 / calls,
+            steal: (m1.1 - m0.1) * 1e6 / calls,
         })
     };
     let mut ratios = Vec::new();
     let mut cpu_ratios = Vec::new();
+    let mut machine_ratios = Vec::new();
     for round in 0..rounds {
         let (a, b) = if round % 2 == 0 {
             let a = phase(&off).await?;
@@ -524,8 +535,9 @@ async fn audit(warmup: Duration, duration: Duration, rounds: usize) -> anyhow::R
         };
         let ratio = b.throughput / a.throughput;
         let cpu_ratio = (b.gateway + b.postgres) / (a.gateway + a.postgres);
+        let machine_ratio = b.machine / a.machine;
         println!(
-            "round {} ({}): audit off {:>6.0}/s p50 {:>5.0}µs CPU/call {:.0}+{:.0}µs | audit on {:>6.0}/s p50 {:>5.0}µs CPU/call {:.0}+{:.0}µs | throughput ×{ratio:.3}, CPU ×{cpu_ratio:.3}",
+            "round {} ({}): audit off {:>6.0}/s p50 {:>5.0}µs CPU/call {:.0}+{:.0}µs of {:.0}µs (steal {:.0}) | audit on {:>6.0}/s p50 {:>5.0}µs CPU/call {:.0}+{:.0}µs of {:.0}µs (steal {:.0}) | throughput ×{ratio:.3}, CPU ×{cpu_ratio:.3}, machine ×{machine_ratio:.3}",
             round + 1,
             if round % 2 == 0 {
                 "off first"
@@ -536,13 +548,18 @@ async fn audit(warmup: Duration, duration: Duration, rounds: usize) -> anyhow::R
             a.p50,
             a.gateway,
             a.postgres,
+            a.machine,
+            a.steal,
             b.throughput,
             b.p50,
             b.gateway,
             b.postgres,
+            b.machine,
+            b.steal,
         );
         ratios.push(ratio);
         cpu_ratios.push(cpu_ratio);
+        machine_ratios.push(machine_ratio);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
@@ -550,16 +567,20 @@ async fn audit(warmup: Duration, duration: Duration, rounds: usize) -> anyhow::R
         .await?;
     let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
     let (mid, cpu_mid) = (median(&ratios), median(&cpu_ratios));
+    let machine_mid = median(&machine_ratios);
     println!(
         "audit on/off throughput: median ×{mid:.3} ({:.1}% cost), mean ×{mean:.3} ({:.1}%); \
-         gateway + PostgreSQL CPU per call: median ×{cpu_mid:.3}; {rows} audit rows written",
+         gateway + PostgreSQL CPU per call: median ×{cpu_mid:.3}; machine CPU per call: \
+         median ×{machine_mid:.3}; {rows} audit rows written",
         (1.0 - mid) * 100.0,
         (1.0 - mean) * 100.0,
     );
     println!(
         "{}",
         json!({"bench": "audit", "ratios": ratios, "median_ratio": mid, "mean_ratio": mean,
-               "cpu_ratios": cpu_ratios, "median_cpu_ratio": cpu_mid, "audit_rows": rows})
+               "cpu_ratios": cpu_ratios, "median_cpu_ratio": cpu_mid,
+               "machine_ratios": machine_ratios, "median_machine_ratio": machine_mid,
+               "audit_rows": rows})
     );
     Ok(())
 }

@@ -20,6 +20,25 @@ pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     Some((utime / TICKS_PER_SECOND, stime / TICKS_PER_SECOND))
 }
 
+/// CPU seconds the whole machine has spent busy so far (every core, every process
+/// and the kernel's own threads: user, nice, system, irq, softirq), and the seconds
+/// stolen by the hypervisor, from `/proc/stat`.
+pub fn machine_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = [0, 1, 2, 5, 6]
+        .iter()
+        .filter_map(|i| f.get(*i))
+        .sum::<f64>();
+    let steal = f.get(7).copied().unwrap_or(0.0);
+    Some((busy / TICKS_PER_SECOND, steal / TICKS_PER_SECOND))
+}
+
 /// The parent of `pid`.
 pub fn parent(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
