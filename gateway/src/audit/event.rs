@@ -124,7 +124,7 @@ pub fn prepare(record: Record, redactor: &Redactor) -> AuditEvent {
     }
     if let Some(response) = record.response
         && response.len() <= MAX_PARSED_RESPONSE
-        && let Some((blocks, is_error)) = inspect(&response)
+        && let Some((blocks, is_error)) = super::blocks::inspect(&response)
     {
         event.content_blocks = blocks;
         // A tool that reports failure in its result failed, even though the
@@ -136,53 +136,4 @@ pub fn prepare(record: Record, redactor: &Redactor) -> AuditEvent {
         }
     }
     event
-}
-
-/// Number of content blocks of a tools/call, prompts/get or resources/read result
-/// (`content`, `messages`, `contents`), and whether a tool result says `isError`.
-/// One pass over the response: the envelope's other members are skipped, the
-/// blocks themselves are not decoded.
-fn inspect(response: &[u8]) -> Option<(Option<i32>, bool)> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        result: Option<Counted>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Counted {
-        content: Option<Vec<serde::de::IgnoredAny>>,
-        messages: Option<Vec<serde::de::IgnoredAny>>,
-        contents: Option<Vec<serde::de::IgnoredAny>>,
-        #[serde(rename = "isError", default)]
-        is_error: bool,
-    }
-    let c = serde_json::from_slice::<Envelope>(response).ok()?.result?;
-    let blocks = c
-        .content
-        .or(c.messages)
-        .or(c.contents)
-        .map(|v| i32::try_from(v.len()).unwrap_or(i32::MAX));
-    Some((blocks, c.is_error))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counts_content_blocks() {
-        assert_eq!(
-            super::inspect(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"a"},{"type":"image"}]}}"#),
-            Some((Some(2), false))
-        );
-        assert_eq!(
-            super::inspect(br#"{"jsonrpc":"2.0","id":1,"result":{"messages":[{}]}}"#),
-            Some((Some(1), false))
-        );
-        assert_eq!(
-            super::inspect(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#),
-            Some((Some(0), true))
-        );
-        assert_eq!(
-            super::inspect(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#),
-            None
-        );
-    }
 }

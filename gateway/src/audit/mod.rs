@@ -9,6 +9,7 @@
 //! process. An event the store refuses for its content goes to a dead-letter table;
 //! every event that is lost anyway is counted by reason and logged.
 
+mod blocks;
 pub mod event;
 mod redact;
 pub mod spool;
