@@ -4,7 +4,10 @@ mod duration;
 mod exposition;
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwap;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -141,6 +144,30 @@ pub struct Metrics {
     /// When the counters started: the start of every cumulative series pushed over
     /// OTLP.
     pub created: std::time::SystemTime,
+    /// Each connection's request series, found by name (see [`ConnectionSeries`]).
+    request_series: ArcSwap<HashMap<String, Arc<ConnectionSeries>>>,
+    /// Taken only to add a connection to `request_series`.
+    adding_series: Mutex<()>,
+}
+
+/// One connection's series of `requests` and `request_duration`, by method and
+/// outcome: each taken from its family once. A family finds a series by hashing all
+/// its labels, the connection's name copied into them, and every request did that
+/// twice. The families never drop a request series, so a handle stays the one that
+/// is exported.
+struct ConnectionSeries {
+    /// Indexed by [`METHODS`] (then `other`) × [`OUTCOMES`].
+    slots: Vec<OnceLock<(Counter, DurationHistogram)>>,
+}
+
+impl ConnectionSeries {
+    fn new() -> Self {
+        Self {
+            slots: (0..(METHODS.len() + 1) * OUTCOMES.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
 }
 
 impl Metrics {
@@ -346,6 +373,8 @@ impl Metrics {
             connections_refused,
             metric_exports,
             created: std::time::SystemTime::now(),
+            request_series: ArcSwap::from_pointee(HashMap::new()),
+            adding_series: Mutex::new(()),
             auth_failures,
             rate_limited,
             rate_limit_fallback,
@@ -383,15 +412,42 @@ impl Metrics {
         seconds: f64,
         trace: Option<TraceLabels>,
     ) {
-        let labels = RequestLabels {
-            method: static_method(method),
-            connection: connection.to_owned(),
-            outcome: static_outcome(outcome),
+        let m = METHODS
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(METHODS.len());
+        let o = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
+        let series = match self.request_series.load().get(connection) {
+            Some(series) => series.clone(),
+            None => self.add_series(connection),
         };
-        self.requests.get_or_create(&labels).inc();
-        self.request_duration
-            .get_or_create(&labels)
-            .observe(seconds, trace);
+        let (count, duration) = series.slots[m * OUTCOMES.len() + o].get_or_init(|| {
+            let labels = RequestLabels {
+                method: Cow::Borrowed(METHODS.get(m).copied().unwrap_or("other")),
+                connection: connection.to_owned(),
+                outcome: Cow::Borrowed(OUTCOMES[o]),
+            };
+            (
+                self.requests.get_or_create(&labels).clone(),
+                self.request_duration.get_or_create(&labels).clone(),
+            )
+        });
+        count.inc();
+        duration.observe(seconds, trace);
+    }
+
+    /// The series of a connection seen for the first time.
+    fn add_series(&self, connection: &str) -> Arc<ConnectionSeries> {
+        let _adding = self.adding_series.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.request_series.load_full();
+        if let Some(series) = current.get(connection) {
+            return series.clone();
+        }
+        let mut next = (*current).clone();
+        let series = Arc::new(ConnectionSeries::new());
+        next.insert(connection.to_owned(), series.clone());
+        self.request_series.store(Arc::new(next));
+        series
     }
 
     /// Sets the state of a connection (the old state's series drops to 0).
@@ -436,48 +492,36 @@ impl Metrics {
 }
 
 /// Known MCP methods as static labels (unknown ones are `other`, to bound cardinality).
-fn static_method(method: &str) -> Cow<'static, str> {
-    const KNOWN: &[&str] = &[
-        "initialize",
-        "ping",
-        "tools/list",
-        "tools/call",
-        "prompts/list",
-        "prompts/get",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "resources/subscribe",
-        "resources/unsubscribe",
-        "completion/complete",
-        "logging/setLevel",
-    ];
-    KNOWN
-        .iter()
-        .find(|m| **m == method)
-        .map(|m| Cow::Borrowed(*m))
-        .unwrap_or(Cow::Borrowed("other"))
-}
+/// Methods with a series of their own; the rest count as `other`.
+const METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+];
 
-fn static_outcome(outcome: &str) -> Cow<'static, str> {
-    const KNOWN: &[&str] = &[
-        "ok",
-        "error",
-        "upstream",
-        "timeout",
-        "cancelled",
-        "policy",
-        "denied",
-        "rate_limited",
-        "protocol",
-        "auth",
-    ];
-    KNOWN
-        .iter()
-        .find(|o| **o == outcome)
-        .map(|o| Cow::Borrowed(*o))
-        .unwrap_or(Cow::Borrowed("error"))
-}
+/// Outcomes with a series of their own; the rest count as the first, `error`.
+const OUTCOMES: &[&str] = &[
+    "error",
+    "ok",
+    "upstream",
+    "timeout",
+    "cancelled",
+    "policy",
+    "denied",
+    "rate_limited",
+    "protocol",
+    "auth",
+];
 
 #[cfg(test)]
 mod tests {
@@ -495,8 +539,25 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"method="other""#),
-            "unknown methods are folded: {text}"
+            text.contains(
+                r#"hawser_requests_total{method="other",connection="gh",outcome="error"} 1"#
+            ),
+            "unknown methods and outcomes are folded: {text}"
+        );
+        // Each connection has its own series, also when they share a method.
+        m.request("tools/call", "fs", "ok", 0.002, None);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"hawser_requests_total{method="tools/call",connection="fs",outcome="ok"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"hawser_requests_total{method="tools/call",connection="gh",outcome="ok"} 2"#
+            ),
+            "{text}"
         );
         assert!(text.contains("hawser_build_info"), "{text}");
         // Both gauges have a series from the start, for the alerts that compare them.
