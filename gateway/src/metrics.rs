@@ -154,7 +154,8 @@ pub struct Metrics {
 /// outcome: each taken from its family once. A family finds a series by hashing all
 /// its labels, the connection's name copied into them, and every request did that
 /// twice. The families never drop a request series, so a handle stays the one that
-/// is exported.
+/// is exported (nothing may remove or clear a series of `requests` or
+/// `request_duration`: a handle kept here would no longer be exported).
 struct ConnectionSeries {
     /// Indexed by [`METHODS`] (then `other`) × [`OUTCOMES`].
     slots: Vec<OnceLock<(Counter, DurationHistogram)>>,
@@ -491,8 +492,8 @@ impl Metrics {
     }
 }
 
-/// Known MCP methods as static labels (unknown ones are `other`, to bound cardinality).
-/// Methods with a series of their own; the rest count as `other`.
+/// Methods with a series of their own; the rest count as `other`, to bound
+/// cardinality.
 const METHODS: &[&str] = &[
     "initialize",
     "ping",
