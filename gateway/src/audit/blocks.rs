@@ -45,7 +45,8 @@ fn by_serde(response: &[u8]) -> Option<(Option<i32>, bool)> {
 #[derive(Debug, PartialEq)]
 struct Unsure;
 
-/// Nesting deeper than this is left to serde (whose own limit is 128).
+/// Nesting deeper than this is left to serde: the scanner recurses into each level,
+/// serde skips a value without recursing.
 const MAX_DEPTH: usize = 100;
 
 /// Member names are read only when ASCII (serde decodes them as UTF-8); other strings
