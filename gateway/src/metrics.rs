@@ -532,29 +532,29 @@ mod tests {
         m.request("tools/call", "gh", "ok", 0.002, None);
         m.request("tools/call", "gh", "ok", 0.004, None);
         m.request("weird/method", "gh", "nonsense", 1.0, None);
-        let has = |text: &str, series: &str| {
-            assert!(text.contains(series), "{series} missing from {text}");
+        let has = |text: &str, series: &[&str]| {
+            for s in series {
+                assert!(text.contains(s), "{s} missing from {text}");
+            }
         };
         let text = m.render();
         has(
             &text,
-            r#"hawser_requests_total{method="tools/call",connection="gh",outcome="ok"} 2"#,
-        );
-        // Unknown methods and outcomes are folded.
-        has(
-            &text,
-            r#"hawser_requests_total{method="other",connection="gh",outcome="error"} 1"#,
+            &[
+                r#"hawser_requests_total{method="tools/call",connection="gh",outcome="ok"} 2"#,
+                // Unknown methods and outcomes are folded.
+                r#"hawser_requests_total{method="other",connection="gh",outcome="error"} 1"#,
+            ],
         );
         // Each connection has its own series, also when they share a method.
         m.request("tools/call", "fs", "ok", 0.002, None);
         let text = m.render();
         has(
             &text,
-            r#"hawser_requests_total{method="tools/call",connection="fs",outcome="ok"} 1"#,
-        );
-        has(
-            &text,
-            r#"hawser_requests_total{method="tools/call",connection="gh",outcome="ok"} 2"#,
+            &[
+                r#"hawser_requests_total{method="tools/call",connection="fs",outcome="ok"} 1"#,
+                r#"hawser_requests_total{method="tools/call",connection="gh",outcome="ok"} 2"#,
+            ],
         );
         assert!(text.contains("hawser_build_info"), "{text}");
         // Both gauges have a series from the start, for the alerts that compare them.
