@@ -35,7 +35,7 @@ use writer::{Queue, Queued, Writer};
 
 /// An event as a request hands it over, with its raw parameters and response.
 pub struct Record {
-    pub event: AuditEvent,
+    pub event: Box<AuditEvent>,
     /// The request's params as it sent them (already checked to be JSON).
     pub params: Option<Box<serde_json::value::RawValue>>,
     pub response: Option<Bytes>,

@@ -268,9 +268,9 @@ impl Spool {
     /// their order in the spool. On failure the event comes back with the error.
     pub fn append(
         &self,
-        mut event: AuditEvent,
-        then: impl FnOnce(u64, AuditEvent),
-    ) -> Result<(), Box<(SpoolError, AuditEvent)>> {
+        mut event: Box<AuditEvent>,
+        then: impl FnOnce(u64, Box<AuditEvent>),
+    ) -> Result<(), Box<(SpoolError, Box<AuditEvent>)>> {
         // The line is made before the lock is taken, but for its number: it ends with
         // `"seq":N`. The event's id, made of that number, is left empty in the line and
         // made again when the line is read.
@@ -494,12 +494,12 @@ fn write_atomically(path: &Path, content: &[u8]) -> Result<(), SpoolError> {
 mod tests {
     use super::*;
 
-    fn event(n: u64) -> AuditEvent {
-        AuditEvent {
+    fn event(n: u64) -> Box<AuditEvent> {
+        Box::new(AuditEvent {
             request_id: format!("r{n}"),
             method: "tools/call".into(),
             ..AuditEvent::default()
-        }
+        })
     }
 
     #[test]

@@ -37,7 +37,7 @@ const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
 /// An event in the queue: its place in the spool (with one) and the event.
 pub struct Queued {
     pub seq: Option<u64>,
-    pub event: AuditEvent,
+    pub event: Box<AuditEvent>,
 }
 
 /// The sending end of the writer's queue. Sending does not wake the writer for each
@@ -311,7 +311,7 @@ impl Writer {
                     self.next = seq + 1;
                     batch.push(Queued {
                         seq: Some(seq),
-                        event,
+                        event: Box::new(event),
                     });
                 }
                 if self.next == before {
@@ -345,7 +345,7 @@ impl Writer {
         if !self.health.is_up() {
             return Err(StoreError::Unavailable);
         }
-        let events: Vec<&AuditEvent> = front.iter().map(|q| &q.event).collect();
+        let events: Vec<&AuditEvent> = front.iter().map(|q| &*q.event).collect();
         let written = self.store.write_audit(&events).await;
         drop(events);
         let error = match written {

@@ -94,10 +94,17 @@ pub struct CallRecord {
     connection: String,
     started: Instant,
     request_bytes: usize,
-    audit: Option<(Arc<Auditor>, AuditEvent, Option<Box<RawValue>>)>,
+    audit: Option<Audited>,
     traffic: Option<Arc<audit::traffic::RecentTraffic>>,
     /// The request's trace and the upstream call's span, when sampled.
     trace: Option<Box<(RequestTrace, tracing::Span)>>,
+}
+
+/// What an audited request's record keeps for its event.
+struct Audited {
+    auditor: Arc<Auditor>,
+    event: Box<AuditEvent>,
+    params: Option<Box<RawValue>>,
 }
 
 impl CallRecord {
@@ -118,8 +125,11 @@ impl CallRecord {
                 Some(connection),
                 target,
             );
-            let params = params.map(ToOwned::to_owned);
-            (front.auditor.clone(), event, params)
+            Audited {
+                auditor: front.auditor.clone(),
+                event,
+                params: params.map(ToOwned::to_owned),
+            }
         });
         Self {
             metrics: front.metrics.clone(),
@@ -146,7 +156,7 @@ impl CallRecord {
 
     /// Notes whose upstream token the call uses (connections with per-user tokens).
     pub fn token_of(&mut self, subject: &str) {
-        if let Some((_, event, _)) = &mut self.audit {
+        if let Some(Audited { event, .. }) = &mut self.audit {
             event.token_subject = Some(subject.to_owned());
         }
     }
@@ -179,7 +189,12 @@ impl CallRecord {
                 outcome.error.is_none() && !tool_error,
             );
         }
-        if let Some((auditor, mut event, params)) = self.audit {
+        if let Some(Audited {
+            auditor,
+            mut event,
+            params,
+        }) = self.audit
+        {
             audit::event::finish(&mut event, &outcome, elapsed, self.request_bytes);
             auditor.record(Record {
                 event,

@@ -100,7 +100,7 @@ async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_th
         r#"{"name":"bad\u0000name","arguments":{"text":"\u0000"}}"#.into(),
     ));
     auditor.record(Record {
-        event: nul,
+        event: Box::new(nul),
         params: None,
         response: None,
     });
@@ -111,7 +111,7 @@ async fn nul_is_escaped_and_a_refused_event_is_dead_lettered_without_blocking_th
             e.groups = vec!["eng".into(), "on-call".into()];
         }
         auditor.record(Record {
-            event: e,
+            event: Box::new(e),
             params: None,
             response: None,
         });
@@ -190,7 +190,7 @@ async fn events_that_do_not_fit_in_the_queue_wait_on_disk_and_are_all_written_in
     // Far more than the queue holds, and gaps longer than one batch.
     for i in 0..1_200 {
         auditor.record(Record {
-            event: event(i, "echo"),
+            event: Box::new(event(i, "echo")),
             params: None,
             response: None,
         });
