@@ -68,6 +68,10 @@ enum Bench {
         /// The tool's arguments, as JSON.
         #[arg(long, default_value = r#"{"text": "hello"}"#)]
         arguments: String,
+        /// A bearer token sent with every request (a static token, an API key or a
+        /// JWT), for profiling the identity and policy checks.
+        #[arg(long)]
+        bearer: Option<String>,
     },
 }
 
@@ -114,14 +118,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             concurrency,
             modern,
             arguments,
+            bearer,
         } => {
             let arguments = serde_json::from_str(&arguments).context("--arguments")?;
-            drive(&url, &tool, arguments, calls, concurrency, modern).await
+            // The harness client also installs the TLS crypto provider reqwest needs.
+            let plain = crate::harness::http();
+            let http = match bearer {
+                Some(token) => crate::bench::bearer_client(&token)?,
+                None => plain,
+            };
+            drive(&http, &url, &tool, arguments, calls, concurrency, modern).await
         }
     }
 }
 
 async fn drive(
+    http: &reqwest::Client,
     url: &str,
     tool: &str,
     arguments: serde_json::Value,
@@ -129,7 +141,6 @@ async fn drive(
     concurrency: usize,
     modern: bool,
 ) -> anyhow::Result<()> {
-    let http = crate::harness::http();
     let era = if modern {
         load::Era::Modern
     } else {

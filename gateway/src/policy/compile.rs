@@ -4,8 +4,9 @@
 
 use std::sync::{Arc, LazyLock};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use hawser_crds::{Effect, LimitKey, McpPolicySpec, PolicyRule};
+
+use super::patterns::Patterns;
 
 /// A policy that cannot be loaded: the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,11 +45,11 @@ impl std::fmt::Debug for Condition {
 /// A compiled rule.
 #[derive(Debug)]
 pub struct Rule {
-    pub subjects: Option<GlobSet>,
-    pub groups: Option<GlobSet>,
-    pub tools: Option<GlobSet>,
-    pub prompts: Option<GlobSet>,
-    pub resources: Option<GlobSet>,
+    pub subjects: Option<Patterns>,
+    pub groups: Option<Patterns>,
+    pub tools: Option<Patterns>,
+    pub prompts: Option<Patterns>,
+    pub resources: Option<Patterns>,
     pub effect: Effect,
     pub when: Option<Condition>,
     /// Who the rule is for and its condition, as written (to show people).
@@ -67,7 +68,7 @@ pub struct About {
 #[derive(Debug)]
 pub struct Limit {
     pub by: Vec<LimitKey>,
-    pub tools: Option<GlobSet>,
+    pub tools: Option<Patterns>,
     /// Tokens per second.
     pub rate: f64,
     pub burst: f64,
@@ -85,23 +86,17 @@ pub struct Compiled {
     pub rate_limits: Vec<Limit>,
 }
 
-fn globs(patterns: &[String], field: &str) -> Result<GlobSet, PolicyError> {
-    let mut builder = GlobSetBuilder::new();
-    for (i, pattern) in patterns.iter().enumerate() {
-        let glob = Glob::new(pattern).map_err(|e| {
-            error(
-                format!("{field}[{i}]"),
-                format!("invalid glob {pattern:?}: {}", e.kind()),
-            )
-        })?;
-        builder.add(glob);
-    }
-    builder
-        .build()
-        .map_err(|e| error(field, format!("invalid globs: {e}")))
+fn globs(patterns: &[String], field: &str) -> Result<Patterns, PolicyError> {
+    Patterns::new(patterns).map_err(|(i, why)| {
+        let pattern = patterns.get(i).map_or("", String::as_str);
+        error(
+            format!("{field}[{i}]"),
+            format!("invalid glob {pattern:?}: {why}"),
+        )
+    })
 }
 
-fn optional(patterns: &[String], field: &str) -> Result<Option<GlobSet>, PolicyError> {
+fn optional(patterns: &[String], field: &str) -> Result<Option<Patterns>, PolicyError> {
     if patterns.is_empty() {
         Ok(None)
     } else {

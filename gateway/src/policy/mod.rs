@@ -11,6 +11,7 @@
 pub mod compile;
 mod eval;
 mod limits;
+mod patterns;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use serde_json::value::RawValue;
 
 use compile::{Compiled, Rule};
 pub use compile::{PolicyError, check};
+use patterns::Patterns;
 
 use crate::identity::Identity;
 use crate::store::{BusMessage, Store, StoreEvent};
@@ -115,24 +117,23 @@ pub struct Limited {
 /// Most filtered lists kept.
 const VIEW_CACHE: usize = 4096;
 
-fn matches(set: &Option<globset::GlobSet>, value: &str) -> bool {
+fn matches(set: &Option<Patterns>, value: &str) -> bool {
     set.as_ref().is_none_or(|s| s.is_match(value))
 }
 
-/// The names a decision matches globs against, prepared once per decision rather
-/// than once per rule (a glob match of a prepared name is much cheaper).
+/// The names a decision matches rules' patterns against.
 struct Names<'a> {
-    subject: globset::Candidate<'a>,
-    groups: Vec<globset::Candidate<'a>>,
-    item: globset::Candidate<'a>,
+    subject: &'a str,
+    groups: &'a [String],
+    item: &'a str,
 }
 
 impl<'a> Names<'a> {
     fn new(caller: &'a Identity, item: &'a str) -> Self {
         Self {
-            subject: globset::Candidate::new(&caller.subject),
-            groups: caller.groups.iter().map(globset::Candidate::new).collect(),
-            item: globset::Candidate::new(item),
+            subject: &caller.subject,
+            groups: &caller.groups,
+            item,
         }
     }
 }
@@ -141,18 +142,18 @@ impl Rule {
     fn matches_caller(&self, names: &Names<'_>) -> bool {
         self.subjects
             .as_ref()
-            .is_none_or(|s| s.is_match_candidate(&names.subject))
+            .is_none_or(|s| s.is_match(names.subject))
             && self
                 .groups
                 .as_ref()
-                .is_none_or(|g| names.groups.iter().any(|group| g.is_match_candidate(group)))
+                .is_none_or(|g| names.groups.iter().any(|group| g.is_match(group)))
     }
 
     fn covers(&self, kind: Kind, names: &Names<'_>) -> bool {
-        self.covers_item(kind, &names.item)
+        self.covers_item(kind, names.item)
     }
 
-    fn covers_item(&self, kind: Kind, item: &globset::Candidate<'_>) -> bool {
+    fn covers_item(&self, kind: Kind, item: &str) -> bool {
         let lists = [&self.tools, &self.prompts, &self.resources];
         if lists.iter().all(|l| l.is_none()) {
             return true;
@@ -162,7 +163,7 @@ impl Rule {
             Kind::Prompt => &self.prompts,
             Kind::Resource => &self.resources,
         };
-        list.as_ref().is_some_and(|s| s.is_match_candidate(item))
+        list.as_ref().is_some_and(|s| s.is_match(item))
     }
 }
 
@@ -452,12 +453,11 @@ impl Policies {
         let Some(indices) = s.by_connection.get(connection) else {
             return Vec::new();
         };
-        let item = globset::Candidate::new(tool);
         let mut out = Vec::new();
         for &i in indices {
             let policy = &s.policies[i];
             for (j, rule) in policy.rules.iter().enumerate() {
-                if !rule.covers_item(Kind::Tool, &item) {
+                if !rule.covers_item(Kind::Tool, tool) {
                     continue;
                 }
                 let about = &rule.about;
