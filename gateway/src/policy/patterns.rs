@@ -15,11 +15,15 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 /// `\` escapes, which `Glob::new` allows on Unix).
 const SPECIAL: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
 
+/// Up to this many plain names are compared one by one rather than searched.
+const FEW: usize = 8;
+
 #[derive(Debug, Default)]
 pub struct Patterns {
     /// A `*` is in the list: every name matches.
     any: bool,
-    /// Plain names, sorted.
+    /// Plain names, sorted (searched in order when there are few: a length that
+    /// differs settles most comparisons at once).
     exact: Vec<String>,
     /// `name*`: the part before the `*`.
     prefixes: Vec<String>,
@@ -60,10 +64,13 @@ impl Patterns {
 
     pub fn is_match(&self, name: &str) -> bool {
         self.any
-            || self
-                .exact
-                .binary_search_by(|e| e.as_str().cmp(name))
-                .is_ok()
+            || if self.exact.len() <= FEW {
+                self.exact.iter().any(|e| e == name)
+            } else {
+                self.exact
+                    .binary_search_by(|e| e.as_str().cmp(name))
+                    .is_ok()
+            }
             || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
             || self.suffixes.iter().any(|s| name.ends_with(s.as_str()))
             || self.globs.as_ref().is_some_and(|g| g.is_match(name))
@@ -93,6 +100,12 @@ mod tests {
             Patterns::new(&["ok".into(), "[".into()]).err().map(|e| e.0),
             Some(1)
         );
+        // Past a few plain names they are searched, not scanned.
+        let many: Vec<String> = (0..20).rev().map(|i| format!("n{i}")).collect();
+        let p = Patterns::new(&many).expect("valid");
+        assert!(p.exact.len() > FEW);
+        assert!(many.iter().all(|n| p.is_match(n)));
+        assert!(!p.is_match("n20") && !p.is_match("n") && !p.is_match(""));
     }
 
     fn piece() -> impl Strategy<Value = &'static str> {
@@ -108,7 +121,7 @@ mod tests {
         /// Whatever shortcut a pattern takes, the answer is `globset`'s.
         #[test]
         fn the_shortcuts_answer_as_globset_does(
-            patterns in prop::collection::vec(prop::collection::vec(piece(), 0..4), 1..4),
+            patterns in prop::collection::vec(prop::collection::vec(piece(), 0..4), 1..14),
             names in prop::collection::vec(
                 prop::collection::vec(prop::sample::select(vec!["a", "b", "_", "/", ".", "*", "-", "é", "ab"]), 0..5),
                 1..8,
