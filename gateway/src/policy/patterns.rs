@@ -1,9 +1,10 @@
 //! A rule's list of name globs (subjects, groups, tools, …), matched without the
 //! glob machinery for the patterns policies almost always use: `*`, an exact name,
-//! and a name with one `*` at its start or end. The rest go to `globset`, which
-//! stays the definition of what a pattern means: every pattern is parsed by it (an
-//! invalid one is refused as before), and the shortcuts match exactly what it would
-//! (`props` in the tests below checks both on generated patterns).
+//! and a name with one `*` at its start or end (`*.ext` excepted, below). The rest
+//! go to `globset`, which stays the definition of what a pattern means: every
+//! pattern is parsed by it (an invalid one is refused as before), and the shortcuts
+//! match exactly what it would (a property test below checks both on generated
+//! patterns).
 //!
 //! Why: `globset` prepares each name for path matching (its file name, its
 //! extension) and answers `*` with a regular expression. A call through a connection
@@ -27,7 +28,8 @@ pub struct Patterns {
     exact: Vec<String>,
     /// `name*`: the part before the `*`.
     prefixes: Vec<String>,
-    /// `*name`: the part after the `*`.
+    /// `*name`: the part after the `*`. Not `*.name`: `globset` answers that by the
+    /// name's extension, which it finds by its own rules for paths (`..` has none).
     suffixes: Vec<String>,
     /// Every other pattern, as `globset` builds them.
     globs: Option<GlobSet>,
@@ -48,7 +50,10 @@ impl Patterns {
                 out.exact.push(pattern.clone());
             } else if let Some(prefix) = pattern.strip_suffix('*').filter(|p| plain(p)) {
                 out.prefixes.push(prefix.to_owned());
-            } else if let Some(suffix) = pattern.strip_prefix('*').filter(|s| plain(s)) {
+            } else if let Some(suffix) = pattern
+                .strip_prefix('*')
+                .filter(|s| plain(s) && !s.starts_with('.'))
+            {
                 out.suffixes.push(suffix.to_owned());
             } else {
                 rest.add(glob);
@@ -93,6 +98,10 @@ mod tests {
         assert!(p.is_match("echo") && !p.is_match("echo2") && !p.is_match("ech"));
         assert!(p.is_match("github_") && p.is_match("github_issues"));
         assert!(p.is_match("db_admin") && !p.is_match("db_admins"));
+        // `*.` is globset's: by extension, and `..` has none.
+        let p = Patterns::new(&["*.".into()]).expect("valid");
+        assert!(p.suffixes.is_empty() && p.globs.is_some());
+        assert!(!p.is_match(".."));
         let p = Patterns::new(&["a?c".into(), "{x,y}".into()]).expect("valid");
         assert!(p.globs.is_some());
         assert!(p.is_match("abc") && p.is_match("y") && !p.is_match("ac"));
