@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 
 use super::Facts;
@@ -37,7 +40,24 @@ impl<'a> Scope<'a> {
         }
     }
 
-    fn value(&self, variable: usize) -> Value {
+    /// Variable `variable`'s value; `None` when it cannot be converted. `args` is
+    /// read straight from the call's JSON text (no arguments: an empty map); the
+    /// others are made as JSON and converted.
+    fn value(&self, variable: usize) -> Option<cel::Value> {
+        if variable == 2 {
+            let read = self
+                .facts
+                .args
+                .and_then(|a| serde_json::from_str::<Cel>(a.get()).ok());
+            return Some(read.map_or_else(
+                || cel::Value::Map(HashMap::<cel::objects::Key, cel::Value>::new().into()),
+                |v| v.0,
+            ));
+        }
+        cel::to_value(self.json(variable)).ok()
+    }
+
+    fn json(&self, variable: usize) -> Value {
         match variable {
             0 => json!({
                 "subject": self.caller.subject, "groups": self.caller.groups,
@@ -54,11 +74,6 @@ impl<'a> Scope<'a> {
                     .unwrap_or_else(|| json!({}));
                 json!({"connection": self.connection, "name": self.name, "annotations": annotations})
             }
-            2 => self
-                .facts
-                .args
-                .and_then(|a| serde_json::from_str::<Value>(a.get()).ok())
-                .unwrap_or_else(|| json!({})),
             _ => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -77,10 +92,11 @@ impl<'a> Scope<'a> {
             .unwrap_or_else(|| cel::Context::with_env(Arc::clone(&ENV)));
         for (i, name) in super::compile::VARIABLES.iter().enumerate() {
             if condition.reads[i] && !self.added[i] {
-                if context.add_variable(*name, self.value(i)).is_err() {
+                let Some(value) = self.value(i) else {
                     self.context = Some(context);
                     return None;
-                }
+                };
+                context.add_variable_from_value(*name, value);
                 self.added[i] = true;
             }
         }
@@ -90,5 +106,146 @@ impl<'a> Scope<'a> {
             Ok(cel::Value::Bool(b)) => Some(b),
             _ => None,
         }
+    }
+}
+
+/// A CEL value read directly from JSON text: the value `cel::to_value` makes of the
+/// parsed `serde_json::Value`, without building that value first.
+struct Cel(cel::Value);
+
+impl<'de> Deserialize<'de> for Cel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CelVisitor)
+    }
+}
+
+struct CelVisitor;
+
+impl<'de> Visitor<'de> for CelVisitor {
+    type Value = Cel;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Cel, E> {
+        Ok(Cel(cel::Value::Bool(v)))
+    }
+
+    /// serde_json reads a non-negative integer as `u64`: only negative ones come here.
+    fn visit_i64<E>(self, v: i64) -> Result<Cel, E> {
+        Ok(Cel(cel::Value::Int(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Cel, E> {
+        Ok(Cel(cel::Value::UInt(v)))
+    }
+
+    /// A float that is not finite would be `null` in a `serde_json::Value` (JSON text
+    /// cannot hold one; kept for exactness).
+    fn visit_f64<E>(self, v: f64) -> Result<Cel, E> {
+        Ok(Cel(if v.is_finite() {
+            cel::Value::Float(v)
+        } else {
+            cel::Value::Null
+        }))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Cel, E> {
+        Ok(Cel(cel::Value::String(Arc::new(v.to_owned()))))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Cel, E> {
+        Ok(Cel(cel::Value::String(Arc::new(v))))
+    }
+
+    fn visit_unit<E>(self) -> Result<Cel, E> {
+        Ok(Cel(cel::Value::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Cel, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(Cel(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Cel(cel::Value::List(Arc::new(items))))
+    }
+
+    /// A repeated member keeps its last value, as in a `serde_json::Value`.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cel, A::Error> {
+        let mut members = HashMap::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some((key, Cel(value))) = map.next_entry::<String, Cel>()? {
+            members.insert(cel::objects::Key::String(Arc::new(key)), value);
+        }
+        Ok(Cel(cel::Value::Map(cel::objects::Map {
+            map: Arc::new(members),
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop::sample::select(vec![0i64, -1, 1, i64::MIN]).prop_map(Value::from),
+            "(?s).{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c]{0,2}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// Reading `args` straight from the text gives conditions the value they got
+        /// from the parsed JSON, numbers' types included; texts with repeated members
+        /// too.
+        #[test]
+        fn args_read_directly_are_what_the_parsed_json_converts_to(v in json(), repeat in any::<bool>()) {
+            let mut text = v.to_string();
+            if repeat && text.starts_with('{') && text.len() > 2 {
+                text.insert_str(1, r#""a":1,"#);
+                text.insert_str(1, r#""a":"first","#);
+            }
+            let parsed: Value = serde_json::from_str(&text).expect("serde_json's own text");
+            let expected = cel::to_value(&parsed).expect("JSON converts");
+            let direct = serde_json::from_str::<Cel>(&text).expect("reads").0;
+            prop_assert_eq!(direct, expected, "{}", text);
+        }
+    }
+
+    #[test]
+    fn numbers_keep_the_types_conditions_compare() {
+        for (text, want) in [
+            ("3", cel::Value::UInt(3)),
+            ("-3", cel::Value::Int(-3)),
+            (
+                "-0",
+                cel::to_value(serde_json::from_str::<Value>("-0").expect("json")).expect("cel"),
+            ),
+            ("3.5", cel::Value::Float(3.5)),
+            ("18446744073709551615", cel::Value::UInt(u64::MAX)),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<Cel>(text).expect("reads").0,
+                want,
+                "{text}"
+            );
+        }
+        assert!(serde_json::from_str::<Cel>("1e400").is_err());
+        assert!(serde_json::from_str::<Cel>("{\"a\":").is_err());
     }
 }
