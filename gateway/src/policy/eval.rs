@@ -1,9 +1,8 @@
 //! Evaluating rules' CEL conditions for one call. Each variable is converted at most
 //! once per call, and only when a condition reads it.
 
-use std::sync::Arc;
-
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
@@ -141,14 +140,9 @@ impl<'de> Visitor<'de> for CelVisitor {
         Ok(Cel(cel::Value::UInt(v)))
     }
 
-    /// A float that is not finite would be `null` in a `serde_json::Value` (JSON text
-    /// cannot hold one; kept for exactness).
+    /// Always finite: serde_json refuses a number out of `f64`'s range.
     fn visit_f64<E>(self, v: f64) -> Result<Cel, E> {
-        Ok(Cel(if v.is_finite() {
-            cel::Value::Float(v)
-        } else {
-            cel::Value::Null
-        }))
+        Ok(Cel(cel::Value::Float(v)))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Cel, E> {
