@@ -87,12 +87,15 @@ pub struct Compiled {
 }
 
 fn globs(patterns: &[String], field: &str) -> Result<Patterns, PolicyError> {
-    Patterns::new(patterns).map_err(|(i, why)| {
-        let pattern = patterns.get(i).map_or("", String::as_str);
-        error(
-            format!("{field}[{i}]"),
-            format!("invalid glob {pattern:?}: {why}"),
-        )
+    Patterns::new(patterns).map_err(|(at, why)| match at {
+        Some(i) => {
+            let pattern = patterns.get(i).map_or("", String::as_str);
+            error(
+                format!("{field}[{i}]"),
+                format!("invalid glob {pattern:?}: {why}"),
+            )
+        }
+        None => error(field, format!("invalid globs: {why}")),
     })
 }
 

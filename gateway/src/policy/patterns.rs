@@ -36,13 +36,14 @@ pub struct Patterns {
 }
 
 impl Patterns {
-    /// Compiles `patterns`; on an invalid one, its index and why.
-    pub fn new(patterns: &[String]) -> Result<Self, (usize, String)> {
+    /// Compiles `patterns`; on failure, the index of the invalid pattern (none when
+    /// the set as a whole cannot be built) and why.
+    pub fn new(patterns: &[String]) -> Result<Self, (Option<usize>, String)> {
         let mut out = Self::default();
         let mut rest = GlobSetBuilder::new();
         let mut has_rest = false;
         for (i, pattern) in patterns.iter().enumerate() {
-            let glob = Glob::new(pattern).map_err(|e| (i, e.kind().to_string()))?;
+            let glob = Glob::new(pattern).map_err(|e| (Some(i), e.kind().to_string()))?;
             let plain = |s: &str| !s.contains(SPECIAL);
             if pattern == "*" {
                 out.any = true;
@@ -62,7 +63,7 @@ impl Patterns {
         }
         out.exact.sort_unstable();
         if has_rest {
-            out.globs = Some(rest.build().map_err(|e| (0, e.to_string()))?);
+            out.globs = Some(rest.build().map_err(|e| (None, e.to_string()))?);
         }
         Ok(out)
     }
@@ -107,7 +108,7 @@ mod tests {
         assert!(p.is_match("abc") && p.is_match("y") && !p.is_match("ac"));
         assert_eq!(
             Patterns::new(&["ok".into(), "[".into()]).err().map(|e| e.0),
-            Some(1)
+            Some(Some(1))
         );
         // Past a few plain names they are searched, not scanned.
         let many: Vec<String> = (0..20).rev().map(|i| format!("n{i}")).collect();
