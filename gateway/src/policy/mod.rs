@@ -121,36 +121,15 @@ fn matches(set: &Option<Patterns>, value: &str) -> bool {
     set.as_ref().is_none_or(|s| s.is_match(value))
 }
 
-/// The names a decision matches rules' patterns against.
-struct Names<'a> {
-    subject: &'a str,
-    groups: &'a [String],
-    item: &'a str,
-}
-
-impl<'a> Names<'a> {
-    fn new(caller: &'a Identity, item: &'a str) -> Self {
-        Self {
-            subject: &caller.subject,
-            groups: &caller.groups,
-            item,
-        }
-    }
-}
-
 impl Rule {
-    fn matches_caller(&self, names: &Names<'_>) -> bool {
+    fn matches_caller(&self, caller: &Identity) -> bool {
         self.subjects
             .as_ref()
-            .is_none_or(|s| s.is_match(names.subject))
+            .is_none_or(|s| s.is_match(&caller.subject))
             && self
                 .groups
                 .as_ref()
-                .is_none_or(|g| names.groups.iter().any(|group| g.is_match(group)))
-    }
-
-    fn covers(&self, kind: Kind, names: &Names<'_>) -> bool {
-        self.covers_item(kind, names.item)
+                .is_none_or(|g| caller.groups.iter().any(|group| g.is_match(group)))
     }
 
     fn covers_item(&self, kind: Kind, item: &str) -> bool {
@@ -329,7 +308,6 @@ impl Policies {
                 Decision::Allow(None)
             };
         };
-        let names = Names::new(caller, name);
         let mut allowed: Option<Decider> = None;
         let mut refused: Option<Decider> = None;
         let none = Facts::default();
@@ -337,7 +315,7 @@ impl Policies {
         for &i in indices {
             let policy = &s.policies[i];
             for (r, rule) in policy.rules.iter().enumerate() {
-                if !rule.covers(kind, &names) || !rule.matches_caller(&names) {
+                if !rule.covers_item(kind, name) || !rule.matches_caller(caller) {
                     continue;
                 }
                 // One allow is enough; only denies must all be looked at.
@@ -519,7 +497,6 @@ impl Policies {
     /// Which rules' caller parts match `caller`, as bits: callers with equal
     /// signatures see the same lists.
     fn signature(&self, s: &Snapshot, caller: &Identity) -> Vec<u64> {
-        let names = Names::new(caller, "");
         let mut bits = Vec::new();
         let mut n = 0usize;
         for p in &s.policies {
@@ -527,7 +504,7 @@ impl Policies {
                 if n.is_multiple_of(64) {
                     bits.push(0u64);
                 }
-                if r.matches_caller(&names)
+                if r.matches_caller(caller)
                     && let Some(last) = bits.last_mut()
                 {
                     *last |= 1 << (n % 64);
