@@ -378,6 +378,76 @@ async fn sigterm_ends_get_streams_and_lets_calls_finish() {
 }
 
 #[tokio::test]
+async fn sigterm_lets_a_stdio_upstream_finish_what_it_was_asked() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = format!(
+        "connections:\n  - name: local\n    transport: stdio\n    command: {}\n    args: [\"--transport\", \"stdio\"]\n",
+        hawser_e2e::harness::tools::binary("hawser-fixture").display()
+    );
+    let gateway = Gateway::start(&config, &[]);
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    client.wait_for_tool("local__slow").await;
+    // A call the upstream is working on when the signal comes...
+    let slow = {
+        let mut c = McpClient::new(&gateway.mcp_url());
+        c.session = client.session.clone();
+        tokio::spawn(async move { c.call("local__slow", json!({"ms": 1500})).await })
+    };
+    // ...and one whose head has arrived, with its body still on the way.
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                      "params": {"name": "local__echo", "arguments": {"text": "late"}}})
+    .to_string();
+    let url = reqwest::Url::parse(&gateway.mcp_url()).expect("gateway URL");
+    let host = format!(
+        "{}:{}",
+        url.host_str().expect("host"),
+        url.port().expect("port")
+    );
+    let mut tcp = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {}\r\n\
+         Content-Length: {}\r\n\r\n",
+        url.path(),
+        client.session.as_deref().expect("session"),
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut child = gateway.child;
+    let stopped = tokio::task::spawn_blocking(move || {
+        child.terminate(Duration::from_secs(10));
+        child.exit_status()
+    });
+    let r = slow.await.expect("call task");
+    assert_eq!(
+        text(r.result()),
+        "done after 1500ms",
+        "the call in flight finished: {r:?}"
+    );
+    tcp.write_all(body.as_bytes()).await.expect("body");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the answer came")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("late") && !answer.contains("error"),
+        "the request still arriving finished with its upstream's answer: {answer}"
+    );
+    let status = stopped.await.expect("terminate").expect("exited");
+    assert!(
+        status.success(),
+        "the gateway stopped by itself: {status:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_superseded_upstream_session_is_closed_at_its_own_url_only() {
     const ADMIN: &str = "superseded-sessions-admin-token";
     let a = Fixture::start(&["--name", "a"]);

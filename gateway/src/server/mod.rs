@@ -27,8 +27,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub health: Arc<Health>,
     pub auditor: Arc<Auditor>,
-    /// Stops the audit writer (after the HTTP server has finished).
-    pub audit_stop: CancellationToken,
+    /// Cancelled once the HTTP server has finished every request: the audit writer
+    /// and the upstreams stop then, not at the signal, so that a call still being
+    /// served during the drain finds its upstream and records its event.
+    pub drained: CancellationToken,
     pub registry: Arc<Registry>,
     pub front: Arc<Front>,
     pub admin: Arc<Admin>,
@@ -172,16 +174,16 @@ pub async fn build(
         StoreKind::Memory => None,
         StoreKind::Postgres => settings.audit.spool_dir.clone(),
     };
-    // The audit writer outlives the HTTP server: it stops once the last request has
-    // recorded its event (see `serve`).
-    let audit_stop = CancellationToken::new();
+    // The audit writer and the upstreams outlive the HTTP server: they stop once the
+    // last request has finished and recorded its event (see `serve`).
+    let drained = CancellationToken::new();
     let auditor = Auditor::start(
         settings.audit.clone(),
         store.clone(),
         health.clone(),
         spool_dir,
         metrics.clone(),
-        audit_stop.clone(),
+        drained.clone(),
     );
     // Without configured keys (embedded mode) what Hawser seals for clients is only
     // valid in this process, which is the only replica.
@@ -207,7 +209,7 @@ pub async fn build(
         store.clone(),
         oauth.clone(),
         metrics.clone(),
-        shutdown.child_token(),
+        drained.clone(),
     );
     let api_keys = crate::identity::apikeys::ApiKeys::new(store.clone());
     if settings.client_auth.api_keys {
@@ -318,7 +320,7 @@ pub async fn build(
         store,
         health,
         auditor,
-        audit_stop,
+        drained,
         registry,
         front,
         admin,
@@ -414,11 +416,12 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         println!("listening http://{local}");
     }
     let metrics = state.metrics.clone();
-    let (auditor, audit_stop) = (state.auditor.clone(), state.audit_stop.clone());
+    let (auditor, drained) = (state.auditor.clone(), state.drained.clone());
     let app = router(state);
     listener::serve(listener, &workers, app, settings.http, metrics, shutdown).await;
-    // Every request has finished and recorded its event: write (or spool) the rest.
-    audit_stop.cancel();
+    // Every request has finished and recorded its event: close the upstreams, write
+    // (or spool) the rest of the audit log.
+    drained.cancel();
     auditor.finished().await;
     drop(workers);
     Ok(())
