@@ -367,7 +367,9 @@ impl Policies {
         )
     }
 
-    /// The decision on a call (a hidden item first: it is answered as unknown).
+    /// The decision on a call (a hidden item first: it is answered as unknown): what
+    /// `decide` says without facts and then, if the item is seen, with them, made in
+    /// one walk over the rules.
     pub fn check_call(
         &self,
         caller: &Identity,
@@ -379,9 +381,60 @@ impl Policies {
         if !self.governs(connection) {
             return Decision::Allow(None);
         }
-        match self.decide(caller, connection, kind, name, None) {
-            Decision::Allow(_) => self.decide(caller, connection, kind, name, Some(facts)),
-            hidden => hidden,
+        let s = self.current.load();
+        if s.broken.contains_key(connection) {
+            return Decision::Hidden(None);
+        }
+        // Governed by `defaultAction: deny` alone.
+        let Some(indices) = s.by_connection.get(connection) else {
+            return Decision::Hidden(None);
+        };
+        // Seen in lists: an allow matches (held or not) and no deny without a condition.
+        let mut seen = false;
+        // The call: the first deny that holds (or cannot be evaluated: fail closed),
+        // else the first allow that holds, else the first that does not.
+        let mut denied: Option<Decider> = None;
+        let mut allowed: Option<Decider> = None;
+        let mut refused: Option<Decider> = None;
+        let mut scope = eval::Scope::new(caller, connection, name, facts);
+        for &i in indices {
+            let policy = &s.policies[i];
+            for (r, rule) in policy.rules.iter().enumerate() {
+                if !rule.covers_item(kind, name) || !rule.matches_caller(caller) {
+                    continue;
+                }
+                let decider = || Decider {
+                    policy: policy.name.clone(),
+                    rule: Some(r),
+                };
+                match (&rule.effect, &rule.when) {
+                    (Effect::Deny, None) => return Decision::Hidden(Some(decider())),
+                    (Effect::Deny, Some(c)) => {
+                        if denied.is_none() && scope.holds(c) != Some(false) {
+                            denied = Some(decider());
+                        }
+                    }
+                    (Effect::Allow, when) => {
+                        seen = true;
+                        // One allow is enough, and none counts once a deny holds.
+                        if allowed.is_some() || denied.is_some() {
+                            continue;
+                        }
+                        match when {
+                            Some(c) if scope.holds(c) != Some(true) => {
+                                refused.get_or_insert_with(decider);
+                            }
+                            _ => allowed = Some(decider()),
+                        }
+                    }
+                }
+            }
+        }
+        match (seen, denied, allowed, refused) {
+            (false, ..) => Decision::Hidden(None),
+            (true, Some(d), ..) | (true, None, None, Some(d)) => Decision::Denied(d),
+            (true, None, Some(a), _) => Decision::Allow(Some(a)),
+            (true, None, None, None) => Decision::Hidden(None),
         }
     }
 

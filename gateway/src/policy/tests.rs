@@ -304,3 +304,79 @@ async fn who_may_call_a_tool_is_said_in_the_policies_own_words() {
         "no policy, no rules"
     );
 }
+
+mod one_walk {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A rule of a generated policy: effect, tools, groups, condition.
+    fn rule() -> impl Strategy<Value = serde_json::Value> {
+        let tools = prop::sample::select(vec![vec!["*"], vec!["a"], vec!["b"], vec!["a", "b"]]);
+        let groups = prop::sample::select(vec![None, Some("g"), Some("h")]);
+        // `args.y` is never given: that condition cannot be evaluated.
+        let when = prop::sample::select(vec![
+            None,
+            Some("true"),
+            Some("false"),
+            Some("args.x == 1"),
+            Some("args.y == 1"),
+        ]);
+        (any::<bool>(), tools, groups, when).prop_map(|(deny, tools, group, when)| {
+            let mut rule = json!({"tools": tools, "effect": if deny { "deny" } else { "allow" }});
+            if let Some(g) = group {
+                rule["groups"] = json!([g]);
+            }
+            if let Some(w) = when {
+                rule["when"] = json!(w);
+            }
+            rule
+        })
+    }
+
+    /// What `check_call` answered when it walked the rules twice: once without the
+    /// call's facts (is the item seen?), then with them.
+    fn two_walks(p: &Policies, who: &Identity, tool: &str, facts: &Facts<'_>) -> Decision {
+        if !p.governs("c") {
+            return Decision::Allow(None);
+        }
+        match p.decide(who, "c", Kind::Tool, tool, None) {
+            Decision::Allow(_) => p.decide(who, "c", Kind::Tool, tool, Some(facts)),
+            hidden => hidden,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn one_walk_decides_as_two_did(
+            sets in prop::collection::vec(prop::collection::vec(rule(), 1..6), 0..4),
+            default_deny in any::<bool>(),
+            groups in prop::sample::subsequence(vec!["g", "h"], 0..=2),
+            tool in prop::sample::select(vec!["a", "b"]),
+            x in prop::sample::select(vec![None, Some(1), Some(2)]),
+        ) {
+            let specs: Vec<(String, serde_json::Value)> = sets
+                .into_iter()
+                .enumerate()
+                .map(|(i, rules)| {
+                    (format!("p{i}"), json!({"targetRefs": [{"name": "c"}], "rules": rules}))
+                })
+                .collect();
+            let named: Vec<(&str, serde_json::Value, &[&str])> = specs
+                .iter()
+                .map(|(n, s)| (n.as_str(), s.clone(), &["c"][..]))
+                .collect();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let p = runtime.block_on(policies(&named, default_deny));
+            let who = caller("u", &groups);
+            let given = x.map(|x| args(json!({"x": x})));
+            let facts = Facts { args: given.as_deref(), ..Facts::default() };
+            prop_assert_eq!(
+                p.check_call(&who, "c", Kind::Tool, tool, &facts),
+                two_walks(&p, &who, tool, &facts)
+            );
+        }
+    }
+}
