@@ -304,6 +304,15 @@ impl View {
         for upstream in sorted {
             let mut own = Builder::new(Some(upstream.clone()));
             let Some(catalog) = upstream.catalog() else {
+                // Its items are not known yet: a list without them is not to be reused.
+                let unknown = CacheHint {
+                    ttl_ms: Some(0),
+                    private: false,
+                };
+                own.hints = [unknown; 4];
+                for joined in &mut agg.hints {
+                    *joined = joined.join(unknown);
+                }
                 connections.insert(upstream.name().to_owned(), Arc::new(own.finish()));
                 continue;
             };

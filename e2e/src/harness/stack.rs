@@ -167,7 +167,8 @@ impl Gateway {
         gateway
     }
 
-    /// Waits until `/readyz` answers 200 and the connection `name` (if any) serves tools.
+    /// Waits until `/readyz` answers 200: the connections are loaded, though their tools
+    /// may not be discovered yet (`McpClient::wait_for_tool` waits for one).
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

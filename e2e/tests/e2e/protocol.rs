@@ -341,10 +341,9 @@ async fn sigterm_ends_get_streams_and_lets_calls_finish() {
     let fixture = Fixture::start(&[]);
     let gateway = Gateway::in_front_of(&fixture).await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
-    assert_eq!(
-        client.call("fx__echo", json!({"text": "x"})).await.status,
-        200
-    );
+    client.wait_for_tool("fx__slow").await;
+    let r = client.call("fx__echo", json!({"text": "x"})).await;
+    assert_eq!(text(r.result()), "x");
     let mut stream = client.listen().await;
     let slow = {
         let mut c = McpClient::new(&gateway.mcp_url());
@@ -375,6 +374,90 @@ async fn sigterm_ends_get_streams_and_lets_calls_finish() {
     })
     .await;
     assert!(end.is_ok(), "the GET stream ended");
+}
+
+/// A 2026-07-28 request (no session): the response message.
+async fn modern(url: &str, method: &str, mut params: serde_json::Value) -> serde_json::Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}});
+    let mut request = hawser_e2e::harness::http()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = params["name"].as_str() {
+        request = request.header("mcp-name", name);
+    }
+    request
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+#[tokio::test]
+async fn a_connection_not_yet_discovered_asks_for_a_retry_not_unknown() {
+    // An upstream that takes connections and never answers: its lists are never read.
+    let quiet = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let quiet_addr = quiet.local_addr().expect("address");
+    let holding = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = quiet.accept().await {
+            open.push(socket);
+        }
+    });
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(
+        &format!(
+            "connections:\n  - name: fx\n    url: {}\n  - name: quiet\n    url: http://{quiet_addr}/mcp\n",
+            fixture.mcp_url()
+        ),
+        &[],
+    );
+    gateway.wait_ready().await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    client.wait_for_tool("fx__echo").await;
+
+    // A name of the connection not discovered yet is not known to be unknown.
+    let r = client.call("quiet__search", json!({})).await;
+    assert_eq!(r.response()["error"]["code"], -32010, "{r:?}");
+    assert_eq!(
+        r.response()["error"]["data"]["connection"],
+        "quiet",
+        "{r:?}"
+    );
+    assert!(r.error_message().contains("retry"), "{r:?}");
+    // The same on the connection's own endpoint, asked by a 2026-07-28 client.
+    let own = format!("{}/mcp/quiet", gateway.base);
+    let r = modern(
+        &own,
+        "tools/call",
+        json!({"name": "search", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32010, "{r}");
+    // A name no connection could serve is unknown, as is one the other connection lacks.
+    for name in ["nobody__search", "fx__search"] {
+        let r = client.call(name, json!({})).await;
+        assert!(r.error_message().contains("unknown tool"), "{name}: {r:?}");
+    }
+    // A list missing a connection's items is not to be reused.
+    let list = modern(&gateway.mcp_url(), "tools/list", json!({})).await;
+    assert_eq!(list["result"]["ttlMs"], 0, "{list}");
+    assert!(
+        list["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "fx's tools are listed: {list}"
+    );
+    holding.abort();
 }
 
 #[tokio::test]

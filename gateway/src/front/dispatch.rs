@@ -194,6 +194,11 @@ async fn routed(
                 record::refused(front, info, Some(session), method, Some(name), &error);
                 error.reply_in(Some(id), session.is_modern())
             };
+            let item = if method == "tools/call" {
+                policy::Kind::Tool
+            } else {
+                policy::Kind::Prompt
+            };
             let unlisted;
             let route = match routes.get(&name) {
                 Some(route) => route,
@@ -202,13 +207,15 @@ async fn routed(
                         unlisted = route;
                         &unlisted
                     }
-                    _ => return Ok(unknown(name)),
+                    _ => {
+                        if let Some(connection) = undiscovered(front, endpoint, info, item, &name) {
+                            let error = Error::NotDiscovered(connection);
+                            record::refused(front, info, Some(session), method, Some(name), &error);
+                            return Ok(error.reply_in(Some(id), session.is_modern()));
+                        }
+                        return Ok(unknown(name));
+                    }
                 },
-            };
-            let item = if method == "tools/call" {
-                policy::Kind::Tool
-            } else {
-                policy::Kind::Prompt
             };
             // The tool as listed, for conditions on its annotations (only looked up
             // for a connection a policy governs).
@@ -442,6 +449,42 @@ fn per_user_route(front: &Front, endpoint: &EndpointView, name: &str) -> Option<
         upstream: upstream.clone(),
         name: rest.to_owned(),
     })
+}
+
+/// The connection that would serve `name` but has not listed its items yet (it is
+/// starting, or has not been reached since), unless a policy would hide the name
+/// from the caller: such a name is not known to be unknown.
+fn undiscovered(
+    front: &Front,
+    endpoint: &EndpointView,
+    info: &RequestInfo,
+    kind: policy::Kind,
+    name: &str,
+) -> Option<String> {
+    let view;
+    let (upstream, item) = match &endpoint.upstream {
+        Some(upstream) => (upstream, name),
+        None => {
+            let (prefix, rest) = name.split_once(PREFIX_SEPARATOR)?;
+            view = front.registry.view();
+            let upstream = view
+                .connections
+                .values()
+                .filter_map(|v| v.upstream.as_ref())
+                .find(|u| u.config().prefix == prefix)?;
+            (upstream, rest)
+        }
+    };
+    if upstream.catalog().is_some() {
+        return None;
+    }
+    let connection = upstream.name();
+    let shown = !front.policy.governs(connection)
+        || info
+            .caller
+            .as_ref()
+            .is_some_and(|caller| front.policy.visible(caller, connection, kind, item));
+    shown.then(|| connection.to_owned())
 }
 
 fn route_uri(endpoint: &EndpointView, uri: &str) -> Option<Arc<Upstream>> {

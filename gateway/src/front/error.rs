@@ -110,6 +110,10 @@ pub enum Error {
     ConnectionGone(String),
     #[error("connection is not available")]
     ConnectionUnavailable,
+    /// A name of a connection whose lists Hawser has not read yet (it is starting, or
+    /// has not been reached since): not known to be unknown, so worth a retry.
+    #[error("connection {0:?} has not listed its tools and prompts yet: retry shortly")]
+    NotDiscovered(String),
     #[error("connection {connection:?}: {error}")]
     Upstream {
         connection: String,
@@ -170,7 +174,9 @@ impl Error {
             Self::Denied { .. } => code::POLICY_DENIED,
             Self::RateLimited { .. } => code::RATE_LIMITED,
             Self::ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
-            Self::ConnectionGone(_) | Self::ConnectionUnavailable => code::UPSTREAM_UNAVAILABLE,
+            Self::ConnectionGone(_) | Self::ConnectionUnavailable | Self::NotDiscovered(_) => {
+                code::UPSTREAM_UNAVAILABLE
+            }
             Self::Upstream { error, .. } => error.jsonrpc_code(),
             // HTTP-level refusals carry "invalid request", as the MCP SDKs expect.
             _ => code::INVALID_REQUEST,
@@ -188,7 +194,9 @@ impl Error {
             Self::UnknownName { .. } => "policy",
             Self::Denied { .. } => "denied",
             Self::RateLimited { .. } => "rate_limited",
-            Self::ConnectionGone(_) | Self::ConnectionUnavailable => "upstream",
+            Self::ConnectionGone(_) | Self::ConnectionUnavailable | Self::NotDiscovered(_) => {
+                "upstream"
+            }
             Self::Upstream { error, .. } => error.category(),
             Self::Store(_) => "error",
             _ => "protocol",
@@ -213,6 +221,10 @@ impl Error {
                 "requiredCapabilities": { "extensions": { *extension: {} } },
             })),
             Self::Denied { policy, .. } => Some(serde_json::json!({ "policy": policy })),
+            Self::NotDiscovered(connection) => Some(serde_json::json!({
+                "connection": connection,
+                "category": "upstream",
+            })),
             Self::RateLimited {
                 policy,
                 retry_after,
