@@ -81,6 +81,9 @@ pub struct EndpointView {
     pub templates: Vec<(UriTemplate, Arc<Upstream>)>,
     /// For a connection's own endpoint: its upstream, whether or not it is up.
     pub upstream: Option<Arc<Upstream>>,
+    /// The upstreams behind this endpoint whose lists were not read when it was built
+    /// (starting, or not reached since): their names are not known to be unknown.
+    pub pending: Vec<Arc<Upstream>>,
 }
 
 impl Default for EndpointView {
@@ -194,6 +197,7 @@ impl Builder {
                 prompts: HashMap::new(),
                 resources: HashMap::new(),
                 templates: Vec::new(),
+                pending: Vec::new(),
                 upstream,
             },
         }
@@ -310,9 +314,11 @@ impl View {
                     private: false,
                 };
                 own.hints = [unknown; 4];
+                own.endpoint.pending.push(upstream.clone());
                 for joined in &mut agg.hints {
                     *joined = joined.join(unknown);
                 }
+                agg.endpoint.pending.push(upstream.clone());
                 connections.insert(upstream.name().to_owned(), Arc::new(own.finish()));
                 continue;
             };

@@ -266,8 +266,12 @@ async fn routed(
             let uri = view(msg)?
                 .get_str("uri")
                 .ok_or_else(|| Error::InvalidParams("params.uri is required".into()))?;
-            let upstream =
-                route_uri(endpoint, &uri).ok_or_else(|| Error::ResourceNotFound(uri.clone()))?;
+            let Some(upstream) = route_uri(endpoint, &uri) else {
+                return Err(match pending_owner(front, endpoint, info, &uri) {
+                    Some(connection) => Error::NotDiscovered(connection),
+                    None => Error::ResourceNotFound(uri),
+                });
+            };
             let facts = policy::Facts {
                 args: None,
                 client_address: info.remote_addr.as_deref(),
@@ -451,9 +455,9 @@ fn per_user_route(front: &Front, endpoint: &EndpointView, name: &str) -> Option<
     })
 }
 
-/// The connection that would serve `name` but has not listed its items yet (it is
-/// starting, or has not been reached since), unless a policy would hide the name
-/// from the caller: such a name is not known to be unknown.
+/// The connection that would serve `name` but had not listed its items when the
+/// view was built (it is starting, or has not been reached since), unless a policy
+/// would hide the name from the caller: such a name is not known to be unknown.
 fn undiscovered(
     front: &Front,
     endpoint: &EndpointView,
@@ -461,30 +465,47 @@ fn undiscovered(
     kind: policy::Kind,
     name: &str,
 ) -> Option<String> {
-    let view;
-    let (upstream, item) = match &endpoint.upstream {
-        Some(upstream) => (upstream, name),
-        None => {
-            let (prefix, rest) = name.split_once(PREFIX_SEPARATOR)?;
-            view = front.registry.view();
-            let upstream = view
-                .connections
-                .values()
-                .filter_map(|v| v.upstream.as_ref())
-                .find(|u| u.config().prefix == prefix)?;
-            (upstream, rest)
-        }
+    let (upstream, item) = if endpoint.upstream.is_some() {
+        (endpoint.pending.first()?, name)
+    } else {
+        let (prefix, rest) = name.split_once(PREFIX_SEPARATOR)?;
+        let upstream = endpoint
+            .pending
+            .iter()
+            .find(|u| u.config().prefix == prefix)?;
+        (upstream, rest)
     };
-    if upstream.catalog().is_some() {
-        return None;
-    }
-    let connection = upstream.name();
-    let shown = !front.policy.governs(connection)
+    seen(front, info, upstream.name(), kind, item).then(|| upstream.name().to_owned())
+}
+
+/// Whether the caller sees item `name` of `connection` (as in lists).
+fn seen(
+    front: &Front,
+    info: &RequestInfo,
+    connection: &str,
+    kind: policy::Kind,
+    name: &str,
+) -> bool {
+    !front.policy.governs(connection)
         || info
             .caller
             .as_ref()
-            .is_some_and(|caller| front.policy.visible(caller, connection, kind, item));
-    shown.then(|| connection.to_owned())
+            .is_some_and(|caller| front.policy.visible(caller, connection, kind, name))
+}
+
+/// The first upstream behind `endpoint` not discovered yet that could own `uri` as
+/// far as the caller may see: a URI no one listed is not known to be unknown then.
+fn pending_owner(
+    front: &Front,
+    endpoint: &EndpointView,
+    info: &RequestInfo,
+    uri: &str,
+) -> Option<String> {
+    endpoint
+        .pending
+        .iter()
+        .find(|u| seen(front, info, u.name(), policy::Kind::Resource, uri))
+        .map(|u| u.name().to_owned())
 }
 
 fn route_uri(endpoint: &EndpointView, uri: &str) -> Option<Arc<Upstream>> {
@@ -507,10 +528,24 @@ async fn complete(
     match reference.0.get_str("type").as_deref() {
         Some("ref/prompt") => {
             let name = reference.0.get_str("name").unwrap_or_default();
-            let route = endpoint
-                .prompts
-                .get(&name)
-                .ok_or_else(|| Error::InvalidParams(format!("unknown prompt {name:?}")))?;
+            // A prompt the caller may not see is unknown here too.
+            let route = endpoint.prompts.get(&name).filter(|r| {
+                seen(
+                    to.front,
+                    to.info,
+                    r.upstream.name(),
+                    policy::Kind::Prompt,
+                    &r.name,
+                )
+            });
+            let Some(route) = route else {
+                return Err(
+                    match undiscovered(to.front, endpoint, to.info, policy::Kind::Prompt, &name) {
+                        Some(connection) => Error::NotDiscovered(connection),
+                        None => Error::InvalidParams(format!("unknown prompt {name:?}")),
+                    },
+                );
+            };
             reference.0.set("name", raw_string(&route.name));
             params.0.set("ref", reference.to_raw());
             let params = params.to_raw();
@@ -521,7 +556,13 @@ async fn complete(
         Some("ref/resource") => {
             let uri = reference.0.get_str("uri").unwrap_or_default();
             let upstream = route_uri(endpoint, &uri)
-                .ok_or_else(|| Error::InvalidParams(format!("unknown resource {uri:?}")))?;
+                .filter(|u| seen(to.front, to.info, u.name(), policy::Kind::Resource, &uri));
+            let Some(upstream) = upstream else {
+                return Err(match pending_owner(to.front, endpoint, to.info, &uri) {
+                    Some(connection) => Error::NotDiscovered(connection),
+                    None => Error::InvalidParams(format!("unknown resource {uri:?}")),
+                });
+            };
             Ok(to.send(&upstream, msg.params, Some(uri)).await)
         }
         _ => Err(Error::InvalidParams(
