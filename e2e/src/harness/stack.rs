@@ -167,8 +167,8 @@ impl Gateway {
         gateway
     }
 
-    /// Waits until `/readyz` answers 200: the connections are loaded, though their tools
-    /// may not be discovered yet (`McpClient::wait_for_tool` waits for one).
+    /// Waits until `/readyz` answers 200: the connections are loaded and dialled once
+    /// (their tools served, or their error known), or 10 s have passed.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -48,9 +48,17 @@ pub struct Registry {
     reports: mpsc::UnboundedSender<Report>,
     status_tx: mpsc::UnboundedSender<ConnectionStatus>,
     synced: AtomicBool,
+    /// When the first load finished, and whether every connection it loaded has since
+    /// been dialled once (or [`FIRST_DIALS_WAIT`] passed): readiness.
+    synced_at: std::sync::OnceLock<std::time::Instant>,
+    settled: AtomicBool,
 
     shutdown: CancellationToken,
 }
+
+/// The longest a starting replica stays unready for connections still dialling: one
+/// that hangs does not hold back the others for longer.
+pub const FIRST_DIALS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Registry {
     /// Starts the registry: loads every connection and follows the store's events.
@@ -76,6 +84,8 @@ impl Registry {
             reports,
             status_tx,
             synced: AtomicBool::new(false),
+            synced_at: std::sync::OnceLock::new(),
+            settled: AtomicBool::new(false),
 
             shutdown,
         });
@@ -102,6 +112,28 @@ impl Registry {
         self.synced.load(Ordering::Acquire)
     }
 
+    /// Whether each connection of the first load has been dialled once, so that its
+    /// tools are served or its error known (readiness: a replica that took traffic
+    /// before would answer its first calls with "not listed yet"). True for good once
+    /// it is, or once [`FIRST_DIALS_WAIT`] has passed since the load.
+    pub fn is_settled(&self) -> bool {
+        if self.settled.load(Ordering::Acquire) {
+            return true;
+        }
+        let Some(synced_at) = self.synced_at.get() else {
+            return false;
+        };
+        let dialling = self
+            .lock()
+            .values()
+            .any(|e| e.upstream.is_some() && e.status.state == ConnectionState::Connecting);
+        if dialling && synced_at.elapsed() < FIRST_DIALS_WAIT {
+            return false;
+        }
+        self.settled.store(true, Ordering::Release);
+        true
+    }
+
     /// This replica's status of each connection.
     pub fn local_status(&self) -> HashMap<String, LocalStatus> {
         self.lock()
@@ -125,6 +157,7 @@ impl Registry {
 
     async fn follow_store(self: Arc<Self>, mut events: broadcast::Receiver<StoreEvent>) {
         self.resync().await;
+        let _ = self.synced_at.set(std::time::Instant::now());
         self.synced.store(true, Ordering::Release);
         loop {
             let event = tokio::select! {

@@ -372,12 +372,16 @@ async fn metrics(
     )
 }
 
-/// Ready once the connections are loaded, while the store answers. Reads the last
-/// probe of the store (at most a second old) rather than asking it, so it answers at
-/// once even when the store does not.
+/// Ready once the connections are loaded and dialled once (at most 10 s for those
+/// still dialling), while the store answers. Reads the last probe of the store (at
+/// most a second old) rather than asking it, so it answers at once even when the
+/// store does not.
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
     if !state.registry.is_synced() {
         return (StatusCode::SERVICE_UNAVAILABLE, "loading connections");
+    }
+    if !state.registry.is_settled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "dialling connections");
     }
     if state.health.is_up() {
         (StatusCode::OK, "ready")
