@@ -80,8 +80,10 @@ async fn timeouts_and_dead_upstreams_fail_with_errors_naming_the_connection() {
     assert!(names.iter().all(|n| !n.starts_with("gone__")), "{names:?}");
     let r = client.call("quick__echo", json!({"text": "fine"})).await;
     assert_eq!(text(r.result()), "fine");
+    // Never reached, so its names are not known to be unknown: retry, naming it.
     let r = client.call("gone__echo", json!({"text": "x"})).await;
-    assert!(r.error_message().contains("unknown tool"), "{r:?}");
+    assert_eq!(r.response()["error"]["code"], -32010, "{r:?}");
+    assert!(r.error_message().contains("\"gone\""), "{r:?}");
 
     // Its own endpoint says why it is unavailable.
     let mut direct = McpClient::new(&format!("{}/gone", gateway.mcp_url()));
@@ -421,6 +423,20 @@ async fn a_connection_not_yet_discovered_asks_for_a_retry_not_unknown() {
         ),
         &[],
     );
+    // Unready while a connection of the first load is still dialling (at most 10 s).
+    let said = loop {
+        let r = hawser_e2e::harness::http()
+            .get(format!("{}/readyz", gateway.base))
+            .send()
+            .await
+            .expect("readyz");
+        let said = (r.status().as_u16(), r.text().await.unwrap_or_default());
+        if said.1 != "loading connections" {
+            break said;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(said, (503, "dialling connections".to_owned()));
     gateway.wait_ready().await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
     client.wait_for_tool("fx__echo").await;
@@ -531,6 +547,65 @@ async fn sigterm_lets_a_stdio_upstream_finish_what_it_was_asked() {
 }
 
 #[tokio::test]
+async fn a_change_that_cannot_run_lets_a_stdio_call_in_flight_finish() {
+    const ADMIN: &str = "failed-change-admin-token";
+    let gateway = Gateway::start(
+        &format!("adminToken: {ADMIN}\nsecurity:\n  allowStdioFromApi: true\n"),
+        &[],
+    );
+    gateway.wait_ready().await;
+    let put = |spec: serde_json::Value| {
+        let url = format!("{}/api/v1/connections/local", gateway.base);
+        async move {
+            let r = hawser_e2e::harness::http()
+                .put(url)
+                .bearer_auth(ADMIN)
+                .json(&spec)
+                .send()
+                .await
+                .expect("admin PUT");
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+    };
+    let fixture = hawser_e2e::harness::tools::binary("hawser-fixture");
+    put(
+        json!({"transport": "stdio", "command": fixture, "args": ["--transport", "stdio"],
+               "timeouts": {"call": "10s"}}),
+    )
+    .await;
+    let mut client = McpClient::connect(&gateway.mcp_url()).await;
+    client.wait_for_tool("local__slow").await;
+    let slow = {
+        let mut c = McpClient::new(&gateway.mcp_url());
+        c.session = client.session.clone();
+        tokio::spawn(async move { c.call("local__slow", json!({"ms": 2000})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A new revision whose server cannot start: new calls get its error, the call the
+    // old server is working on still gets its answer.
+    put(json!({"transport": "stdio", "command": "/nonexistent/mcp-server"})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = client.call("local__echo", json!({"text": "x"})).await;
+        if r.response()["error"]["code"] == -32010 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new revision never took over: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = slow.await.expect("call task");
+    assert_eq!(
+        text(r.result()),
+        "done after 2000ms",
+        "the call in flight finished: {r:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_superseded_upstream_session_is_closed_at_its_own_url_only() {
     const ADMIN: &str = "superseded-sessions-admin-token";
     let a = Fixture::start(&["--name", "a"]);
@@ -580,18 +655,32 @@ async fn a_superseded_upstream_session_is_closed_at_its_own_url_only() {
             .unwrap_or_default()
             .to_owned()
     };
-    put(json!({"url": a.mcp_url(), "timeouts": {"call": "30s"}})).await;
+    put(json!({"url": a.mcp_url(), "timeouts": {"call": "3s"}})).await;
     until(&mut client, "a serves", async |r| server(r) == "a").await;
     let first = session_of(&client.call("fx__whoami", json!({})).await);
     assert!(!first.is_empty());
     assert!(!deleted(&a, &first).await);
+    // A call in flight on that session when the connection changes...
+    let slow = {
+        let mut c = McpClient::new(&gateway.mcp_url());
+        c.session = client.session.clone();
+        tokio::spawn(async move { c.call("fx__slow", json!({"ms": 1500})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // Same URL, new revision: the client's old upstream session is ended there.
-    put(json!({"url": a.mcp_url(), "timeouts": {"call": "31s"}})).await;
+    // Same URL, new revision: the client's old upstream session is ended there, once
+    // the calls it carries are done.
+    put(json!({"url": a.mcp_url(), "timeouts": {"call": "4s"}})).await;
     until(&mut client, "new upstream session", async |r| {
         session_of(r) != first
     })
     .await;
+    let r = slow.await.expect("call task");
+    assert_eq!(
+        text(r.result()),
+        "done after 1500ms",
+        "the call in flight finished: {r:?}"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !deleted(&a, &first).await {
         assert!(std::time::Instant::now() < deadline, "{first} never closed");

@@ -60,8 +60,13 @@ impl Pool {
             pooled.used = Instant::now();
             return Ok(pooled.session.clone());
         }
-        if let Some(old) = guard.take() {
-            upstream.close_session(old.session);
+        // One of an older revision: ended once its calls are done, and only where it
+        // lives (after a URL change it is another server's).
+        if let Some(old) = guard.take()
+            && old.session.url.is_some()
+            && old.session.url == upstream.http_url()
+        {
+            upstream.close_session_after_calls(old.session);
         }
         let init = ClientInit::new(
             revision::LEGACY[0].to_owned(),

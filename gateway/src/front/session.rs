@@ -566,7 +566,7 @@ impl Sessions {
                 && old.url.is_some()
                 && old.url == upstream.http_url()
             {
-                upstream.close_session(old);
+                upstream.close_session_after_calls(old);
             }
             // Whichever replica holds the client's GET stream follows this session's own stream.
             let note = BusMessage::UpstreamSession {

@@ -42,35 +42,24 @@ impl Entry {
         }
     }
 
+    /// The new revision cannot serve: requests go to it (and fail with its error) rather
+    /// than to a configuration that was replaced; the previous one finishes its calls.
     pub fn retire_previous(&mut self) {
-        if let Some((_, stop)) = self.previous.take() {
-            stop.cancel();
-        }
-    }
-
-    /// Stops the previous revision once the calls it may still be running are done:
-    /// requests routed before the view changed can still reach it, so it is stopped
-    /// after its call timeout (at most a minute) rather than under them.
-    pub fn hand_over(&mut self) {
         if let Some((previous, stop)) = self.previous.take() {
-            let grace = previous
-                .config()
-                .call_timeout
-                .min(std::time::Duration::from_secs(60));
-            drop(previous);
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = tokio::time::sleep(grace) => stop.cancel(),
-                }
-            });
+            stop_after_calls(previous, stop);
         }
     }
 
-    /// Stops every upstream of this entry.
+    /// The new revision is ready: it takes over, and the previous one finishes its calls.
+    pub fn hand_over(&mut self) {
+        self.retire_previous();
+    }
+
+    /// Stops every upstream of this entry (the connection was deleted, or its new
+    /// revision cannot run here); the one that served finishes its calls first.
     pub fn stop_all(self) {
-        if let Some((_, stop)) = self.into_bridge() {
-            stop.cancel();
+        if let Some((serving, stop)) = self.into_bridge() {
+            stop_after_calls(serving, stop);
         }
     }
 
@@ -98,4 +87,21 @@ impl Entry {
             }
         }
     }
+}
+
+/// Stops `upstream` once the calls it may still be running are done: requests routed
+/// before the view changed can still reach it, so it is stopped after its call timeout
+/// (at most a minute) rather than under them.
+fn stop_after_calls(upstream: Arc<Upstream>, stop: CancellationToken) {
+    let grace = upstream
+        .config()
+        .call_timeout
+        .min(std::time::Duration::from_secs(60));
+    drop(upstream);
+    tokio::spawn(async move {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(grace) => stop.cancel(),
+        }
+    });
 }

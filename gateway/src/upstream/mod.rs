@@ -329,6 +329,24 @@ impl Upstream {
         });
     }
 
+    /// Ends `session` (one of an earlier revision of this connection, at this URL) once
+    /// the calls it may still carry are done: they were routed before the change and
+    /// end within their call timeout (at most a minute is waited).
+    pub fn close_session_after_calls(self: &Arc<Self>, session: UpstreamSession) {
+        if session.id.is_none() || self.is_shared() {
+            return;
+        }
+        let grace = self
+            .config()
+            .call_timeout
+            .min(std::time::Duration::from_secs(60));
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            me.close_session(session);
+        });
+    }
+
     /// Sends a client request upstream. `client_id` (JSON text) replaces the
     /// upstream id on the response. A 2026-07-28 session gets `envelope` (the client's;
     /// Hawser's own when `None`) in `params._meta`, and the headers mirroring the body.
