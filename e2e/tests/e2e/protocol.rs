@@ -459,6 +459,19 @@ async fn a_connection_not_yet_discovered_asks_for_a_retry_not_unknown() {
     )
     .await;
     assert_eq!(r["error"]["code"], -32010, "{r}");
+    // So is a URI no discovered connection lists, and a completion for its prompts.
+    let r = client
+        .request("resources/read", json!({"uri": "quiet://notes/1"}))
+        .await;
+    assert_eq!(r.response()["error"]["code"], -32010, "{r:?}");
+    let r = client
+        .request(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "quiet__greet"},
+                   "argument": {"name": "who", "value": "a"}}),
+        )
+        .await;
+    assert_eq!(r.response()["error"]["code"], -32010, "{r:?}");
     // A name no connection could serve is unknown, as is one the other connection lacks.
     for name in ["nobody__search", "fx__search"] {
         let r = client.call(name, json!({})).await;
