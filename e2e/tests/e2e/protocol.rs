@@ -673,6 +673,17 @@ async fn a_superseded_upstream_session_is_closed_at_its_own_url_only() {
     let first = session_of(&client.call("fx__whoami", json!({})).await);
     assert!(!first.is_empty());
     assert!(!deleted(&a, &first).await);
+    let r = client
+        .request(
+            "resources/subscribe",
+            json!({"uri": "test://watched-resource"}),
+        )
+        .await;
+    assert!(r.response().get("result").is_some(), "{r:?}");
+    let r = client
+        .request("logging/setLevel", json!({"level": "warning"}))
+        .await;
+    assert!(r.response().get("result").is_some(), "{r:?}");
     // A call in flight on that session when the connection changes...
     let slow = {
         let mut c = McpClient::new(&gateway.mcp_url());
@@ -694,6 +705,35 @@ async fn a_superseded_upstream_session_is_closed_at_its_own_url_only() {
         "done after 1500ms",
         "the call in flight finished: {r:?}"
     );
+    // What the client asked of the old upstream session holds on the new one.
+    let second = session_of(&client.call("fx__whoami", json!({})).await);
+    for (kind, what) in [
+        ("set_level", json!({"level": "warning"})),
+        (
+            "resource_subscribed",
+            json!({"uri": "test://watched-resource"}),
+        ),
+    ] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = a.events().await.iter().any(|e| {
+                e["kind"] == kind
+                    && e["session"] == second.as_str()
+                    && what
+                        .as_object()
+                        .is_some_and(|w| w.iter().all(|(k, v)| &e[k] == v))
+            });
+            if seen {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kind} {what} not renewed on {second}: {:?}",
+                a.events().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !deleted(&a, &first).await {
         assert!(std::time::Instant::now() < deadline, "{first} never closed");

@@ -294,12 +294,17 @@ async fn routed(
                     return Ok(error.reply_in(Some(id), session.is_modern()));
                 }
             }
-            if method != "resources/read" && subscribed::bridged(session, &upstream) {
+            if method != "resources/read" {
                 let subscribe = method == "resources/subscribe";
-                let reply =
-                    subscribed::handle(front, session, &upstream, uri, subscribe, id).await?;
-                record::answered(front, info, method, "ok");
-                return Ok(reply);
+                if subscribed::bridged(session, &upstream) {
+                    let reply =
+                        subscribed::handle(front, session, &upstream, uri, subscribe, id).await?;
+                    record::answered(front, info, method, "ok");
+                    return Ok(reply);
+                }
+                if !session.is_modern() {
+                    subscribed::remember(front, session, &upstream, &uri, subscribe).await?;
+                }
             }
             Ok(to.send(&upstream, msg.params, Some(uri)).await)
         }

@@ -216,7 +216,9 @@ impl ClientSession {
         false
     }
 
-    /// The resources this session subscribed to at 2026-07-28-only upstreams.
+    /// The resources this session subscribed to: at 2026-07-28-only upstreams
+    /// (bridged: Hawser watches them), and at others (sent again to an upstream
+    /// session opened later).
     pub fn resource_subscriptions(&self) -> Vec<ResourceSubscription> {
         lock(&self.bridged).iter().cloned().collect()
     }
@@ -536,6 +538,7 @@ impl Sessions {
             // The store is away: serve the call with an upstream session of this
             // replica's own, unrecorded (another replica may open a second one).
             tracing::warn!(session = %session.handle, connection = %upstream.name(), "store unreachable: upstream session not shared with other replicas");
+            replay(session, upstream, &fresh);
             *guard = Some(fresh.clone());
             return Ok(fresh);
         }
@@ -551,6 +554,7 @@ impl Sessions {
             Ok(winner) => winner,
             Err(error) => {
                 tracing::warn!(session = %session.handle, connection = %upstream.name(), %error, "cannot record the upstream session; using it unshared");
+                replay(session, upstream, &fresh);
                 *guard = Some(fresh.clone());
                 return Ok(fresh);
             }
@@ -558,6 +562,7 @@ impl Sessions {
         if winner != fresh {
             upstream.close_session(fresh);
         } else {
+            replay(session, upstream, &winner);
             // Ours replaced the old revision's session: end that one, if it lives at
             // the URL this revision uses (after a URL change it is another server's).
             if let Some(old) = superseded
@@ -614,4 +619,41 @@ impl Sessions {
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
+}
+
+/// Sends an upstream session just opened for `session` (its first, or one replacing
+/// a session of an older revision or one the upstream forgot) what the client asked
+/// of the upstream before: its log level and its subscriptions to this connection's
+/// resources. In the background: the call that opened it does not wait.
+fn replay(session: &ClientSession, upstream: &Arc<Upstream>, fresh: &UpstreamSession) {
+    let level = lock(&session.log_level).clone();
+    let uris: Vec<String> = session
+        .resource_subscriptions()
+        .into_iter()
+        .filter(|r| r.connection == upstream.name())
+        .map(|r| r.uri)
+        .collect();
+    if level.is_none() && uris.is_empty() {
+        return;
+    }
+    let (upstream, fresh) = (upstream.clone(), fresh.clone());
+    tokio::spawn(async move {
+        let timeout = upstream.config().call_timeout;
+        let asks = level
+            .map(|level| ("logging/setLevel", serde_json::json!({ "level": level })))
+            .into_iter()
+            .chain(
+                uris.into_iter()
+                    .map(|uri| ("resources/subscribe", serde_json::json!({ "uri": uri }))),
+            );
+        for (method, params) in asks {
+            let params = params.to_string();
+            if let Err(error) = upstream
+                .request(&fresh, method, Some(&params), timeout)
+                .await
+            {
+                tracing::warn!(connection = %upstream.name(), method, %error, "cannot renew a client's request on a new upstream session");
+            }
+        }
+    });
 }

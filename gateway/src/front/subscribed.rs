@@ -55,30 +55,71 @@ pub async fn handle(
         connection: upstream.name().to_owned(),
         uri,
     };
-    let room = front
-        .sessions
-        .set_resource_subscription(session, &resource, subscribed, MAX_PER_SESSION)
-        .await
+    keep(front, session, &resource, subscribed)
+        .await?
         .map_err(Error::Store)?;
+    // This replica acts now; the others holding the session when they hear of it
+    // (this one again, harmlessly).
+    apply(front, session.id_hash, resource, subscribed);
+    Ok(reply::json(jsonrpc::result(id.json(), "{}")))
+}
+
+/// Records a legacy client's `resources/subscribe` or `unsubscribe` of `uri` at a
+/// legacy `upstream` (forwarded as it is), so that an upstream session opened for
+/// the client later (a new revision of the connection, or an upstream that forgot
+/// the old one) is subscribed again. Without the store the subscription holds until
+/// then, only not renewed.
+pub async fn remember(
+    front: &Front,
+    session: &Arc<ClientSession>,
+    upstream: &Upstream,
+    uri: &str,
+    subscribed: bool,
+) -> Result<()> {
+    if uri.len() > MAX_URI_BYTES || uri.contains('\0') {
+        return Ok(());
+    }
+    let resource = ResourceSubscription {
+        connection: upstream.name().to_owned(),
+        uri: uri.to_owned(),
+    };
+    if let Err(error) = keep(front, session, &resource, subscribed).await? {
+        tracing::warn!(session = %session.handle, %error, "cannot keep a resource subscription with the session");
+    }
+    Ok(())
+}
+
+/// Keeps a subscription change with the session in the store and tells the other
+/// replicas; refuses one more than [`MAX_PER_SESSION`].
+async fn keep(
+    front: &Front,
+    session: &Arc<ClientSession>,
+    resource: &ResourceSubscription,
+    subscribed: bool,
+) -> Result<std::result::Result<(), crate::store::Error>> {
+    let room = match front
+        .sessions
+        .set_resource_subscription(session, resource, subscribed, MAX_PER_SESSION)
+        .await
+    {
+        Ok(room) => room,
+        Err(error) => return Ok(Err(error)),
+    };
     if !room {
         return Err(Error::InvalidParams(format!(
             "at most {MAX_PER_SESSION} resource subscriptions per session"
         )));
     }
-    // This replica acts now; the others holding the session when they hear of it
-    // (this one again, harmlessly).
-    apply(front, session.id_hash, resource.clone(), subscribed);
-    let ResourceSubscription { connection, uri } = resource;
     let message = BusMessage::ResourceSubscription {
         session: session.id_hash,
-        connection,
-        uri,
+        connection: resource.connection.clone(),
+        uri: resource.uri.clone(),
         subscribed,
     };
     if let Err(error) = front.store.publish(None, &message).await {
         tracing::warn!(session = %session.handle, %error, "cannot tell other replicas of a resource subscription");
     }
-    Ok(reply::json(jsonrpc::result(id.json(), "{}")))
+    Ok(Ok(()))
 }
 
 /// A subscription change heard on the bus. A replica that does not hold the session
@@ -134,7 +175,12 @@ fn start(front: &Front, session: &Arc<ClientSession>, resource: ResourceSubscrip
     let session = session.clone();
     tokio::spawn(async move {
         let ResourceSubscription { connection, uri } = resource;
-        let Some(upstream) = registry.upstream(&connection) else {
+        // Only subscriptions at 2026-07-28-only upstreams are watched here; the
+        // others are the upstream's to announce on the client's session.
+        let Some(upstream) = registry
+            .upstream(&connection)
+            .filter(|u| bridged(&session, u))
+        else {
             stop.cancel();
             return;
         };
