@@ -378,16 +378,17 @@ impl Policies {
         name: &str,
         facts: &Facts<'_>,
     ) -> Decision {
-        if !self.governs(connection) {
-            return Decision::Allow(None);
-        }
+        // One snapshot of the policies for the whole decision.
         let s = self.current.load();
         if s.broken.contains_key(connection) {
             return Decision::Hidden(None);
         }
-        // Governed by `defaultAction: deny` alone.
         let Some(indices) = s.by_connection.get(connection) else {
-            return Decision::Hidden(None);
+            return if self.default_deny {
+                Decision::Hidden(None)
+            } else {
+                Decision::Allow(None)
+            };
         };
         // Seen in lists: an allow matches (held or not) and no deny without a condition.
         let mut seen = false;
