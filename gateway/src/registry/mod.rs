@@ -54,6 +54,8 @@ pub struct Registry {
     settled: AtomicBool,
 
     shutdown: CancellationToken,
+    /// Cancelled once the registry has stopped its upstreams after `shutdown`.
+    finished: CancellationToken,
 }
 
 /// The longest a starting replica stays unready for connections still dialling: one
@@ -88,6 +90,7 @@ impl Registry {
             settled: AtomicBool::new(false),
 
             shutdown,
+            finished: CancellationToken::new(),
         });
         // Subscribe before the first sync so no change falls between the two.
         let events = store.subscribe();
@@ -209,6 +212,13 @@ impl Registry {
             .store
             .clear_replica_status(&self.settings.replica)
             .await;
+        self.finished.cancel();
+    }
+
+    /// Resolves once the registry has stopped (after its shutdown token fired): every
+    /// lifecycle told to stop and this replica's status withdrawn.
+    pub async fn stopped(&self) {
+        self.finished.cancelled().await;
     }
 
     /// Compares everything with the store (after start-up or missed notifications).

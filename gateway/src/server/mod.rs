@@ -421,12 +421,15 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     }
     let metrics = state.metrics.clone();
     let (auditor, drained) = (state.auditor.clone(), state.drained.clone());
+    let registry = state.registry.clone();
     let app = router(state);
     listener::serve(listener, &workers, app, settings.http, metrics, shutdown).await;
     // Every request has finished and recorded its event: close the upstreams, write
     // (or spool) the rest of the audit log.
     drained.cancel();
-    auditor.finished().await;
+    // Closing the upstreams must not hold the exit up for long (a store away).
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(2), registry.stopped());
+    let _ = tokio::join!(closed, auditor.finished());
     drop(workers);
     Ok(())
 }
