@@ -418,7 +418,7 @@ async fn a_connection_not_yet_discovered_asks_for_a_retry_not_unknown() {
     let fixture = Fixture::start(&[]);
     let gateway = Gateway::start(
         &format!(
-            "connections:\n  - name: fx\n    url: {}\n  - name: quiet\n    url: http://{quiet_addr}/mcp\n",
+            "connections:\n  - name: fx\n    url: {}\n  - name: quiet\n    url: http://{quiet_addr}/mcp\n    timeouts: {{connect: 60s, call: 60s}}\n    tools: {{exclude: [\"delete_*\"]}}\n",
             fixture.mcp_url()
         ),
         &[],
@@ -472,8 +472,9 @@ async fn a_connection_not_yet_discovered_asks_for_a_retry_not_unknown() {
         )
         .await;
     assert_eq!(r.response()["error"]["code"], -32010, "{r:?}");
-    // A name no connection could serve is unknown, as is one the other connection lacks.
-    for name in ["nobody__search", "fx__search"] {
+    // A name no connection could serve is unknown, as is one the other connection
+    // lacks and one the connection's tool filter leaves out.
+    for name in ["nobody__search", "fx__search", "quiet__delete_all"] {
         let r = client.call(name, json!({})).await;
         assert!(r.error_message().contains("unknown tool"), "{name}: {r:?}");
     }

@@ -249,7 +249,14 @@ async fn routed(
             {
                 Permit::Go => {}
                 // Hidden: exactly what an unknown name gets.
-                Permit::Hidden => return Ok(unknown(name)),
+                Permit::Hidden => {
+                    if let Some(connection) = undiscovered(front, endpoint, info, item, &name) {
+                        let error = Error::NotDiscovered(connection);
+                        record::refused(front, info, Some(session), method, Some(name), &error);
+                        return Ok(error.reply_in(Some(id), session.is_modern()));
+                    }
+                    return Ok(unknown(name));
+                }
                 Permit::Refused(error) => {
                     record::refused(front, info, Some(session), method, Some(name), &error);
                     return Ok(error.reply_in(Some(id), session.is_modern()));
@@ -267,6 +274,10 @@ async fn routed(
                 .get_str("uri")
                 .ok_or_else(|| Error::InvalidParams("params.uri is required".into()))?;
             let Some(upstream) = route_uri(endpoint, &uri) else {
+                // Unsubscribing from a URI no longer served still ends its record.
+                if method == "resources/unsubscribe" {
+                    subscribed::forget(front, session, &uri).await;
+                }
                 return Err(match pending_owner(front, endpoint, info, &uri) {
                     Some(connection) => Error::NotDiscovered(connection),
                     None => Error::ResourceNotFound(uri),
@@ -288,7 +299,16 @@ async fn routed(
             .await
             {
                 Permit::Go => {}
-                Permit::Hidden => return Err(Error::ResourceNotFound(uri)),
+                // Hidden: exactly what an unknown URI gets.
+                Permit::Hidden => {
+                    if method == "resources/unsubscribe" {
+                        subscribed::forget(front, session, &uri).await;
+                    }
+                    return Err(match pending_owner(front, endpoint, info, &uri) {
+                        Some(connection) => Error::NotDiscovered(connection),
+                        None => Error::ResourceNotFound(uri),
+                    });
+                }
                 Permit::Refused(error) => {
                     record::refused(front, info, Some(session), method, Some(uri), &error);
                     return Ok(error.reply_in(Some(id), session.is_modern()));
@@ -303,7 +323,11 @@ async fn routed(
                     return Ok(reply);
                 }
                 if !session.is_modern() {
-                    subscribed::remember(front, session, &upstream, &uri, subscribe).await?;
+                    // Recorded once it went upstream: an upstream session opened
+                    // by this very request is not sent it twice.
+                    let reply = to.send(&upstream, msg.params, Some(uri.clone())).await;
+                    subscribed::remember(front, session, &upstream, &uri, subscribe).await;
+                    return Ok(reply);
                 }
             }
             Ok(to.send(&upstream, msg.params, Some(uri)).await)
@@ -480,6 +504,10 @@ fn undiscovered(
             .find(|u| u.config().prefix == prefix)?;
         (upstream, rest)
     };
+    // A tool the connection's filter leaves out is unknown whatever it lists.
+    if kind == policy::Kind::Tool && !upstream.config().tools.allows(item) {
+        return None;
+    }
     seen(front, info, upstream.name(), kind, item).then(|| upstream.name().to_owned())
 }
 
@@ -498,8 +526,10 @@ fn seen(
             .is_some_and(|caller| front.policy.visible(caller, connection, kind, name))
 }
 
-/// The first upstream behind `endpoint` not discovered yet that could own `uri` as
-/// far as the caller may see: a URI no one listed is not known to be unknown then.
+/// The first upstream behind `endpoint` still in its first dial that could own `uri`
+/// as far as the caller may see: a URI no one listed is not known to be unknown
+/// then. (A URI names no connection: once every first dial has ended, one no
+/// connection lists is unknown, also while a connection is down.)
 fn pending_owner(
     front: &Front,
     endpoint: &EndpointView,
@@ -509,7 +539,7 @@ fn pending_owner(
     endpoint
         .pending
         .iter()
-        .find(|u| seen(front, info, u.name(), policy::Kind::Resource, uri))
+        .find(|u| !u.dialled() && seen(front, info, u.name(), policy::Kind::Resource, uri))
         .map(|u| u.name().to_owned())
 }
 

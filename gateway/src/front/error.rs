@@ -112,7 +112,9 @@ pub enum Error {
     ConnectionUnavailable,
     /// A name of a connection whose lists Hawser has not read yet (it is starting, or
     /// has not been reached since): not known to be unknown, so worth a retry.
-    #[error("connection {0:?} has not listed its tools and prompts yet: retry shortly")]
+    #[error(
+        "connection {0:?} has not listed what it serves yet (starting, or not reachable): retry shortly"
+    )]
     NotDiscovered(String),
     #[error("connection {connection:?}: {error}")]
     Upstream {

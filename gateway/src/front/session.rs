@@ -41,8 +41,9 @@ pub struct ClientSession {
     pub init: ClientInit,
     pub log_level: Mutex<Option<String>>,
     upstreams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UpstreamSession>>>>>,
-    /// Resources subscribed to at 2026-07-28-only upstreams ([`super::subscribed`]).
-    bridged: Mutex<BTreeSet<ResourceSubscription>>,
+    /// Resources subscribed to ([`super::subscribed`]): watched by Hawser at
+    /// 2026-07-28-only upstreams, renewed on new upstream sessions at others.
+    subscriptions: Mutex<BTreeSet<ResourceSubscription>>,
     /// Local GET streams (SSE frames); server-initiated messages go to the newest.
     streams: Mutex<Vec<mpsc::Sender<Bytes>>>,
     stream_stop: Mutex<Option<CancellationToken>>,
@@ -90,7 +91,7 @@ impl ClientSession {
             ),
             log_level: Mutex::new(record.log_level.clone()),
             upstreams: Mutex::new(upstreams),
-            bridged: Mutex::new(record.resource_subscriptions.clone()),
+            subscriptions: Mutex::new(record.resource_subscriptions.clone()),
             streams: Mutex::new(Vec::new()),
             stream_stop: Mutex::new(None),
 
@@ -120,7 +121,7 @@ impl ClientSession {
             ),
             log_level: Mutex::new(envelope.log_level.clone()),
             upstreams: Mutex::new(HashMap::new()),
-            bridged: Mutex::new(BTreeSet::new()),
+            subscriptions: Mutex::new(BTreeSet::new()),
             streams: Mutex::new(Vec::new()),
             stream_stop: Mutex::new(None),
             inflight: Mutex::new(HashMap::new()),
@@ -220,12 +221,12 @@ impl ClientSession {
     /// (bridged: Hawser watches them), and at others (sent again to an upstream
     /// session opened later).
     pub fn resource_subscriptions(&self) -> Vec<ResourceSubscription> {
-        lock(&self.bridged).iter().cloned().collect()
+        lock(&self.subscriptions).iter().cloned().collect()
     }
 
-    /// Notes a change of the session's bridged subscriptions made here or elsewhere.
+    /// Notes a change of the session's resource subscriptions made here or elsewhere.
     pub fn note_resource_subscription(&self, resource: &ResourceSubscription, subscribed: bool) {
-        let mut held = lock(&self.bridged);
+        let mut held = lock(&self.subscriptions);
         if subscribed {
             held.insert(resource.clone());
         } else {
@@ -419,7 +420,7 @@ impl Sessions {
         Ok(())
     }
 
-    /// Adds or removes a bridged resource subscription of `session`, in the store
+    /// Adds or removes a resource subscription of `session`, in the store
     /// first; `false` when the session already holds `max` others.
     pub async fn set_resource_subscription(
         &self,
@@ -538,7 +539,7 @@ impl Sessions {
             // The store is away: serve the call with an upstream session of this
             // replica's own, unrecorded (another replica may open a second one).
             tracing::warn!(session = %session.handle, connection = %upstream.name(), "store unreachable: upstream session not shared with other replicas");
-            replay(session, upstream, &fresh);
+            replay(session, upstream, &fresh).await;
             *guard = Some(fresh.clone());
             return Ok(fresh);
         }
@@ -554,7 +555,7 @@ impl Sessions {
             Ok(winner) => winner,
             Err(error) => {
                 tracing::warn!(session = %session.handle, connection = %upstream.name(), %error, "cannot record the upstream session; using it unshared");
-                replay(session, upstream, &fresh);
+                replay(session, upstream, &fresh).await;
                 *guard = Some(fresh.clone());
                 return Ok(fresh);
             }
@@ -562,7 +563,7 @@ impl Sessions {
         if winner != fresh {
             upstream.close_session(fresh);
         } else {
-            replay(session, upstream, &winner);
+            replay(session, upstream, &winner).await;
             // Ours replaced the old revision's session: end that one, if it lives at
             // the URL this revision uses (after a URL change it is another server's).
             if let Some(old) = superseded
@@ -624,8 +625,9 @@ impl Sessions {
 /// Sends an upstream session just opened for `session` (its first, or one replacing
 /// a session of an older revision or one the upstream forgot) what the client asked
 /// of the upstream before: its log level and its subscriptions to this connection's
-/// resources. In the background: the call that opened it does not wait.
-fn replay(session: &ClientSession, upstream: &Arc<Upstream>, fresh: &UpstreamSession) {
+/// resources. Done before the session is handed out (at most [`REPLAY_FOR`]), so that
+/// a request of the client's does not overtake it.
+async fn replay(session: &ClientSession, upstream: &Arc<Upstream>, fresh: &UpstreamSession) {
     let level = lock(&session.log_level).clone();
     let uris: Vec<String> = session
         .resource_subscriptions()
@@ -636,24 +638,29 @@ fn replay(session: &ClientSession, upstream: &Arc<Upstream>, fresh: &UpstreamSes
     if level.is_none() && uris.is_empty() {
         return;
     }
-    let (upstream, fresh) = (upstream.clone(), fresh.clone());
-    tokio::spawn(async move {
-        let timeout = upstream.config().call_timeout;
-        let asks = level
-            .map(|level| ("logging/setLevel", serde_json::json!({ "level": level })))
-            .into_iter()
-            .chain(
-                uris.into_iter()
-                    .map(|uri| ("resources/subscribe", serde_json::json!({ "uri": uri }))),
-            );
+    let timeout = upstream.config().call_timeout.min(REPLAY_FOR);
+    let asks = level
+        .map(|level| ("logging/setLevel", serde_json::json!({ "level": level })))
+        .into_iter()
+        .chain(
+            uris.into_iter()
+                .map(|uri| ("resources/subscribe", serde_json::json!({ "uri": uri }))),
+        );
+    let work = async {
         for (method, params) in asks {
             let params = params.to_string();
             if let Err(error) = upstream
-                .request(&fresh, method, Some(&params), timeout)
+                .request(fresh, method, Some(&params), timeout)
                 .await
             {
                 tracing::warn!(connection = %upstream.name(), method, %error, "cannot renew a client's request on a new upstream session");
             }
         }
-    });
+    };
+    if tokio::time::timeout(REPLAY_FOR, work).await.is_err() {
+        tracing::warn!(connection = %upstream.name(), "renewing a client's subscriptions took too long; the rest are not renewed");
+    }
 }
+
+/// The longest the call that opens an upstream session waits for [`replay`].
+const REPLAY_FOR: std::time::Duration = std::time::Duration::from_secs(5);

@@ -2,7 +2,8 @@
 //! upstream, which has no such method: Hawser watches the resource at the upstream
 //! (a `subscriptions/listen` stream, [`super::watch`]) and relays its updates to the
 //! client's GET stream, until `resources/unsubscribe`, the end of the session or of
-//! the stream.
+//! the stream. Its subscriptions to other upstreams go upstream as they are and are
+//! only recorded ([`remember`]), to be sent again to a new upstream session.
 //!
 //! The subscribe may reach any replica, and the GET stream may be open on another
 //! one (or re-opened on a third, started since): the subscription is kept with the
@@ -55,9 +56,14 @@ pub async fn handle(
         connection: upstream.name().to_owned(),
         uri,
     };
-    keep(front, session, &resource, subscribed)
-        .await?
-        .map_err(Error::Store)?;
+    if !keep(front, session, &resource, subscribed)
+        .await
+        .map_err(Error::Store)?
+    {
+        return Err(Error::InvalidParams(format!(
+            "at most {MAX_PER_SESSION} resource subscriptions per session"
+        )));
+    }
     // This replica acts now; the others holding the session when they hear of it
     // (this one again, harmlessly).
     apply(front, session.id_hash, resource, subscribed);
@@ -65,50 +71,67 @@ pub async fn handle(
 }
 
 /// Records a legacy client's `resources/subscribe` or `unsubscribe` of `uri` at a
-/// legacy `upstream` (forwarded as it is), so that an upstream session opened for
-/// the client later (a new revision of the connection, or an upstream that forgot
-/// the old one) is subscribed again. Without the store the subscription holds until
-/// then, only not renewed.
+/// legacy `upstream` (already forwarded as it is), so that an upstream session
+/// opened for the client later (a new revision of the connection, or an upstream
+/// that forgot the old one) is subscribed again. What cannot be kept (the store
+/// away, more than [`MAX_PER_SESSION`], a URI too long) still holds on the upstream
+/// session it was sent on, only it is not renewed.
 pub async fn remember(
     front: &Front,
     session: &Arc<ClientSession>,
     upstream: &Upstream,
     uri: &str,
     subscribed: bool,
-) -> Result<()> {
-    if uri.len() > MAX_URI_BYTES || uri.contains('\0') {
-        return Ok(());
+) {
+    if subscribed && (uri.len() > MAX_URI_BYTES || uri.contains('\0')) {
+        return;
     }
     let resource = ResourceSubscription {
         connection: upstream.name().to_owned(),
         uri: uri.to_owned(),
     };
-    if let Err(error) = keep(front, session, &resource, subscribed).await? {
-        tracing::warn!(session = %session.handle, %error, "cannot keep a resource subscription with the session");
+    match keep(front, session, &resource, subscribed).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(session = %session.handle, "resource subscription not kept: the session holds as many as it may")
+        }
+        Err(error) => {
+            tracing::warn!(session = %session.handle, %error, "cannot keep a resource subscription with the session")
+        }
     }
-    Ok(())
+}
+
+/// Ends every record of `uri` of a legacy client's session (an unsubscribe of a
+/// resource no longer served, or hidden since): it is not renewed, nor relayed.
+pub async fn forget(front: &Front, session: &Arc<ClientSession>, uri: &str) {
+    if session.is_modern() {
+        return;
+    }
+    for resource in session.resource_subscriptions() {
+        if resource.uri != uri {
+            continue;
+        }
+        if let Err(error) = keep(front, session, &resource, false).await {
+            tracing::warn!(session = %session.handle, %error, "cannot end a resource subscription kept with the session");
+        }
+        apply(front, session.id_hash, resource, false);
+    }
 }
 
 /// Keeps a subscription change with the session in the store and tells the other
-/// replicas; refuses one more than [`MAX_PER_SESSION`].
+/// replicas; `false` when the session already holds [`MAX_PER_SESSION`] others.
 async fn keep(
     front: &Front,
     session: &Arc<ClientSession>,
     resource: &ResourceSubscription,
     subscribed: bool,
-) -> Result<std::result::Result<(), crate::store::Error>> {
-    let room = match front
+) -> std::result::Result<bool, crate::store::Error> {
+    let room = front
         .sessions
         .set_resource_subscription(session, resource, subscribed, MAX_PER_SESSION)
-        .await
-    {
-        Ok(room) => room,
-        Err(error) => return Ok(Err(error)),
-    };
+        .await?;
     if !room {
-        return Err(Error::InvalidParams(format!(
-            "at most {MAX_PER_SESSION} resource subscriptions per session"
-        )));
+        return Ok(false);
     }
     let message = BusMessage::ResourceSubscription {
         session: session.id_hash,
@@ -119,7 +142,7 @@ async fn keep(
     if let Err(error) = front.store.publish(None, &message).await {
         tracing::warn!(session = %session.handle, %error, "cannot tell other replicas of a resource subscription");
     }
-    Ok(Ok(()))
+    Ok(true)
 }
 
 /// A subscription change heard on the bus. A replica that does not hold the session

@@ -78,6 +78,7 @@ pub async fn run(
             () = shutdown.cancelled() => return,
             r = dial(&upstream) => r,
         };
+        upstream.mark_dialled();
         match dialled {
             Ok(watch) => {
                 backoff.reset();

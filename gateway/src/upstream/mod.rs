@@ -81,6 +81,8 @@ pub struct Upstream {
     legacy_too: AtomicBool,
     /// Wakes the lifecycle out of its back-off (credentials arrived).
     wake: tokio::sync::Notify,
+    /// Whether the first dial has ended (with a catalog or an error).
+    dialled: AtomicBool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -119,6 +121,7 @@ impl Upstream {
             modern: AtomicBool::new(false),
             legacy_too: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
+            dialled: AtomicBool::new(false),
         })
     }
 
@@ -136,6 +139,17 @@ impl Upstream {
 
     pub fn catalog(&self) -> Option<Arc<Catalog>> {
         self.catalog.load_full()
+    }
+
+    /// Whether the first dial has ended, with its catalog read or an error: until
+    /// then, what it serves is not known yet.
+    pub fn dialled(&self) -> bool {
+        self.dialled.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_dialled(&self) {
+        self.dialled
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The era Hawser speaks to this upstream for a client of `client`'s era: the
