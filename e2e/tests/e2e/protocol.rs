@@ -347,19 +347,10 @@ async fn sigterm_ends_get_streams_and_lets_calls_finish() {
     let r = client.call("fx__echo", json!({"text": "x"})).await;
     assert_eq!(text(r.result()), "x");
     let mut stream = client.listen().await;
-    let slow = {
-        let mut c = McpClient::new(&gateway.mcp_url());
-        c.session = client.session.clone();
-        tokio::spawn(async move { c.call("fx__slow", json!({"ms": 1500})).await })
-    };
+    let slow = call_beside(&gateway, &client, "fx__slow", json!({"ms": 1500}));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // A pod being stopped: SIGTERM, and up to 10 s before SIGKILL.
-    let mut child = gateway.child;
-    let stopped = tokio::task::spawn_blocking(move || {
-        child.terminate(Duration::from_secs(10));
-        child.exit_status()
-    });
+    let stopped = stop_like_a_pod(gateway);
     let r = slow.await.expect("call task");
     assert!(
         r.response().get("result").is_some(),
@@ -502,11 +493,7 @@ async fn sigterm_lets_a_stdio_upstream_finish_what_it_was_asked() {
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
     client.wait_for_tool("local__slow").await;
     // A call the upstream is working on when the signal comes...
-    let slow = {
-        let mut c = McpClient::new(&gateway.mcp_url());
-        c.session = client.session.clone();
-        tokio::spawn(async move { c.call("local__slow", json!({"ms": 1500})).await })
-    };
+    let slow = call_beside(&gateway, &client, "local__slow", json!({"ms": 1500}));
     // ...and one whose head has arrived, with its body still on the way.
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                       "params": {"name": "local__echo", "arguments": {"text": "late"}}})
@@ -531,11 +518,7 @@ async fn sigterm_lets_a_stdio_upstream_finish_what_it_was_asked() {
     tcp.write_all(head.as_bytes()).await.expect("head");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let mut child = gateway.child;
-    let stopped = tokio::task::spawn_blocking(move || {
-        child.terminate(Duration::from_secs(10));
-        child.exit_status()
-    });
+    let stopped = stop_like_a_pod(gateway);
     let r = slow.await.expect("call task");
     assert_eq!(
         text(r.result()),
@@ -568,19 +551,7 @@ async fn a_change_that_cannot_run_lets_a_stdio_call_in_flight_finish() {
         &[],
     );
     gateway.wait_ready().await;
-    let put = |spec: serde_json::Value| {
-        let url = format!("{}/api/v1/connections/local", gateway.base);
-        async move {
-            let r = hawser_e2e::harness::http()
-                .put(url)
-                .bearer_auth(ADMIN)
-                .json(&spec)
-                .send()
-                .await
-                .expect("admin PUT");
-            assert!(r.status().is_success(), "{}", r.status());
-        }
-    };
+    let put = |spec| put_connection(&gateway, ADMIN, "local", spec);
     let fixture = hawser_e2e::harness::tools::binary("hawser-fixture");
     put(
         json!({"transport": "stdio", "command": fixture, "args": ["--transport", "stdio"],
@@ -589,11 +560,7 @@ async fn a_change_that_cannot_run_lets_a_stdio_call_in_flight_finish() {
     .await;
     let mut client = McpClient::connect(&gateway.mcp_url()).await;
     client.wait_for_tool("local__slow").await;
-    let slow = {
-        let mut c = McpClient::new(&gateway.mcp_url());
-        c.session = client.session.clone();
-        tokio::spawn(async move { c.call("local__slow", json!({"ms": 2000})).await })
-    };
+    let slow = call_beside(&gateway, &client, "local__slow", json!({"ms": 2000}));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // A new revision whose server cannot start: new calls get its error, the call the
@@ -626,19 +593,7 @@ async fn a_superseded_upstream_session_is_closed_at_its_own_url_only() {
     let b = Fixture::start(&["--name", "b"]);
     let gateway = Gateway::start(&format!("adminToken: {ADMIN}\n"), &[]);
     gateway.wait_ready().await;
-    let put = |spec: serde_json::Value| {
-        let url = format!("{}/api/v1/connections/fx", gateway.base);
-        async move {
-            let r = hawser_e2e::harness::http()
-                .put(url)
-                .bearer_auth(ADMIN)
-                .json(&spec)
-                .send()
-                .await
-                .expect("admin PUT");
-            assert!(r.status().is_success(), "{}", r.status());
-        }
-    };
+    let put = |spec| put_connection(&gateway, ADMIN, "fx", spec);
     let server = |r: &hawser_e2e::harness::mcp::Reply| {
         serde_json::from_str::<serde_json::Value>(&text(r.result())).unwrap_or_default()["server"]
             .as_str()
@@ -686,11 +641,7 @@ async fn a_superseded_upstream_session_is_closed_at_its_own_url_only() {
         .await;
     assert!(r.response().get("result").is_some(), "{r:?}");
     // A call in flight on that session when the connection changes...
-    let slow = {
-        let mut c = McpClient::new(&gateway.mcp_url());
-        c.session = client.session.clone();
-        tokio::spawn(async move { c.call("fx__slow", json!({"ms": 1500})).await })
-    };
+    let slow = call_beside(&gateway, &client, "fx__slow", json!({"ms": 1500}));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Same URL, new revision: the client's old upstream session is ended there, once
@@ -750,6 +701,39 @@ async fn a_superseded_upstream_session_is_closed_at_its_own_url_only() {
         !deleted(&b, &second).await,
         "b got a DELETE for a's session"
     );
+}
+
+/// A pod being stopped: SIGTERM, and up to 10 s before SIGKILL; how it exited.
+fn stop_like_a_pod(gateway: Gateway) -> tokio::task::JoinHandle<Option<std::process::ExitStatus>> {
+    let mut child = gateway.child;
+    tokio::task::spawn_blocking(move || {
+        child.terminate(Duration::from_secs(10));
+        child.exit_status()
+    })
+}
+
+/// Puts connection `name` through the admin API; it must be accepted.
+async fn put_connection(gateway: &Gateway, admin: &str, name: &str, spec: serde_json::Value) {
+    let r = hawser_e2e::harness::http()
+        .put(format!("{}/api/v1/connections/{name}", gateway.base))
+        .bearer_auth(admin)
+        .json(&spec)
+        .send()
+        .await
+        .expect("admin PUT");
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// Calls `tool` in `client`'s session from a second client, in the background.
+fn call_beside(
+    gateway: &Gateway,
+    client: &McpClient,
+    tool: &'static str,
+    arguments: serde_json::Value,
+) -> tokio::task::JoinHandle<hawser_e2e::harness::mcp::Reply> {
+    let mut c = McpClient::new(&gateway.mcp_url());
+    c.session = client.session.clone();
+    tokio::spawn(async move { c.call(tool, arguments).await })
 }
 
 /// Whether `f` saw its session `id` ended with DELETE.
