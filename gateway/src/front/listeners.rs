@@ -120,7 +120,11 @@ impl Listeners {
                 seen[kind.index()] = policy.fingerprint(&caller, e, kind);
             }
         }
-        self.lock().push(Listener {
+        let mut open = self.lock();
+        // Streams that closed since the last announcement go now: a client that opens
+        // and drops streams while nothing changes must not pile them up.
+        open.retain(|l| !l.tx.is_closed());
+        open.push(Listener {
             endpoint: endpoint.clone(),
             filter,
             caller,
@@ -153,4 +157,48 @@ pub(super) fn tagged(method: &str, id: &str, extra: Option<&str>) -> Bytes {
     }
     params.push('}');
     jsonrpc::notification(method, Some(&params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::AuthMethod;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn streams_that_closed_do_not_pile_up_while_nothing_changes() {
+        let listeners = Listeners::default();
+        let policy = Policies::new(
+            Arc::new(MemoryStore::new()),
+            false,
+            crate::metrics::Metrics::new(),
+        );
+        let view = View::default();
+        let caller = Arc::new(Identity {
+            subject: "u".into(),
+            method: AuthMethod::StaticToken,
+            groups: Vec::new(),
+            scopes: Vec::new(),
+            token: None,
+            claims: None,
+        });
+        let mut kept = None;
+        for i in 0..1_000 {
+            let (tx, rx) = listeners.add(
+                &Endpoint::Aggregated,
+                Filter::default(),
+                &format!("\"{i}\""),
+                caller.clone(),
+                &view,
+                &policy,
+            );
+            // The client goes away: the stream's receiver and sender are dropped.
+            if i == 0 {
+                kept = Some((tx, rx));
+            }
+        }
+        assert_eq!(listeners.lock().len(), 2, "the open one and the newest");
+        assert_eq!(listeners.len(), 1);
+        drop(kept);
+    }
 }
