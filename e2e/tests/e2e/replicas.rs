@@ -76,6 +76,39 @@ async fn a_session_is_valid_on_every_replica_and_delete_ends_it_everywhere() {
 }
 
 #[tokio::test]
+async fn delete_on_a_replica_that_never_called_upstream_ends_the_upstream_session() {
+    let (cluster, fixture) = Cluster::with_fixture(2).await;
+    // The session starts on replica 2, which caches it with no upstream session...
+    let on_b = McpClient::connect(&cluster.replicas[1].mcp_url()).await;
+    // ...and its calls reach the upstream through replica 1.
+    let mut on_a = McpClient::new(&cluster.replicas[0].mcp_url());
+    on_a.session = on_b.session.clone();
+    let reply = on_a.call("fx__whoami", json!({})).await;
+    let seen: serde_json::Value = serde_json::from_str(&text(reply.result())).expect("whoami");
+    let upstream = seen["session"]
+        .as_str()
+        .expect("upstream session")
+        .to_owned();
+    assert_eq!(on_b.delete().await, 204);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ended = fixture
+            .events()
+            .await
+            .iter()
+            .any(|e| e["kind"] == "session_deleted" && e["session"] == upstream.as_str());
+        if ended {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the upstream session {upstream} outlived the client's session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn admin_changes_reach_every_replica_and_open_sessions_hear_about_them() {
     let fixture = Fixture::start(&[]);
     let cluster = Cluster::start(3, "").await;

@@ -408,12 +408,28 @@ impl Sessions {
         session: &Arc<ClientSession>,
         registry: &Registry,
     ) -> Result<(), store::Error> {
-        self.health
+        let ended = self
+            .health
             .within_budget(self.store.end_session(&session.id_hash))
             .await?;
         self.forget(&session.id_hash);
-        for (connection, upstream_session) in session.upstream_sessions() {
-            if let Some(upstream) = registry.upstream(&connection) {
+        // The upstream sessions another replica opened for it are in the record only;
+        // each is ended once, and only at the URL it lives at.
+        let mut held: Vec<(String, UpstreamSession)> = ended
+            .map(|r| r.upstreams.into_iter().collect())
+            .unwrap_or_default();
+        for (connection, local) in session.upstream_sessions() {
+            if !held
+                .iter()
+                .any(|(c, h)| *c == connection && h.id == local.id)
+            {
+                held.push((connection, local));
+            }
+        }
+        for (connection, upstream_session) in held {
+            if let Some(upstream) = registry.upstream(&connection)
+                && upstream_session.url == upstream.http_url()
+            {
                 upstream.close_session(upstream_session);
             }
         }

@@ -286,12 +286,12 @@ impl Store for MemoryStore {
         Ok(self.lock().sessions.get(id_hash).map(|(s, _)| s.clone()))
     }
 
-    async fn end_session(&self, id_hash: &IdHash) -> Result<bool> {
-        let existed = self.lock().sessions.remove(id_hash).is_some();
-        if existed {
+    async fn end_session(&self, id_hash: &IdHash) -> Result<Option<SessionRecord>> {
+        let ended = self.lock().sessions.remove(id_hash).map(|(s, _)| s);
+        if ended.is_some() {
             self.emit(StoreEvent::SessionEnded { id_hash: *id_hash });
         }
-        Ok(existed)
+        Ok(ended)
     }
 
     async fn set_upstream_session(

@@ -557,8 +557,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, session: &SessionRecord) -> Result<()>;
     /// A live (not ended) session.
     async fn get_session(&self, id_hash: &IdHash) -> Result<Option<SessionRecord>>;
-    /// Ends a session everywhere; whether it was live.
-    async fn end_session(&self, id_hash: &IdHash) -> Result<bool>;
+    /// Ends a session everywhere; what it held, if it was live.
+    async fn end_session(&self, id_hash: &IdHash) -> Result<Option<SessionRecord>>;
     /// Records the upstream session for `(session, connection)` unless one was recorded
     /// for the same revision meanwhile; returns the one that is recorded now.
     async fn set_upstream_session(

@@ -319,7 +319,7 @@ impl Store for PgStore {
         sessions::get(&self.pool, id_hash).await
     }
 
-    async fn end_session(&self, id_hash: &IdHash) -> Result<bool> {
+    async fn end_session(&self, id_hash: &IdHash) -> Result<Option<SessionRecord>> {
         sessions::end(&self.pool, id_hash).await
     }
 

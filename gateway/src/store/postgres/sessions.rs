@@ -95,18 +95,25 @@ pub(super) async fn get(pool: &PgPool, id_hash: &IdHash) -> Result<Option<Sessio
     row.map(to_record).transpose()
 }
 
-pub(super) async fn end(pool: &PgPool, id_hash: &IdHash) -> Result<bool> {
+/// Ends a session; what it held (its upstream sessions, which this replica may not
+/// know of) comes back.
+pub(super) async fn end(pool: &PgPool, id_hash: &IdHash) -> Result<Option<SessionRecord>> {
     let mut tx = pool.begin().await?;
-    let done = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
-        .bind(&id_hash.as_bytes()[..])
-        .execute(&mut *tx)
-        .await?;
-    let existed = done.rows_affected() > 0;
-    if existed {
+    let row: Option<Row> = sqlx::query_as(
+        "DELETE FROM sessions WHERE id_hash = $1
+         RETURNING id_hash, subject, endpoint, protocol_version, client_info::text AS client_info,
+                   client_capabilities::text AS client_capabilities, upstreams, log_level,
+                   resource_subscriptions",
+    )
+    .bind(&id_hash.as_bytes()[..])
+    .fetch_optional(&mut *tx)
+    .await?;
+    let ended = row.map(to_record).transpose()?;
+    if ended.is_some() {
         notify_ended(&mut tx, id_hash).await?;
     }
     tx.commit().await?;
-    Ok(existed)
+    Ok(ended)
 }
 
 async fn notify_ended(tx: &mut sqlx::PgConnection, id_hash: &IdHash) -> Result<()> {
