@@ -217,6 +217,58 @@ async fn a_legacy_subscription_to_a_2026_07_28_upstream_reaches_the_stream_on_an
     assert!(late.is_none(), "an update after unsubscribing: {late:?}");
 }
 
+/// A legacy upstream restarts and forgets the client's upstream session; the next
+/// call (through the replica without the GET stream) opens a new one, which is
+/// subscribed again, and the replica holding the GET stream follows the new one.
+#[tokio::test]
+async fn resource_updates_reach_the_stream_again_after_the_upstream_restarts() {
+    let mut fixture = Fixture::start(&[]);
+    let cluster = two_replicas(&fixture).await;
+    let client = McpClient::connect(&cluster.replicas[0].mcp_url()).await;
+    let mut stream = client.listen().await;
+    let mut elsewhere = McpClient::new(&cluster.replicas[1].mcp_url());
+    elsewhere.session = client.session.clone();
+    let reply = elsewhere
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
+    assert_eq!(reply.result(), &json!({}), "{reply:?}");
+    let is_update = |m: &Value| m["method"] == UPDATED && m["params"]["uri"] == WATCHED;
+    let heard = async |stream: &mut tokio::sync::mpsc::UnboundedReceiver<Value>| {
+        // The follower may still be opening its upstream stream: touch until heard.
+        for _ in 0..20 {
+            touch(&cluster.lb.mcp_url(), "fx__touch_resource", WATCHED).await;
+            if next_matching(stream, Duration::from_millis(500), is_update)
+                .await
+                .is_some()
+            {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(heard(&mut stream).await, "no update before the restart");
+
+    fixture.kill();
+    fixture.restart();
+    // The client's next call finds its upstream session gone and gets a new one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = elsewhere.call("fx__echo", json!({"text": "back?"})).await;
+        if r.response().get("result").is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "calls never recovered: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        heard(&mut stream).await,
+        "no update after the upstream restarted"
+    );
+}
+
 /// A bridged subscription is kept with the session: a replica that was not running
 /// when the client subscribed (here, restarted since) relays the updates to a GET
 /// stream the client opens there.

@@ -76,6 +76,9 @@ pub async fn follow_new(front: &Arc<Front>, session: &Arc<ClientSession>, connec
     if upstream.is_shared() {
         return;
     }
+    // The session that was announced is in the store; this replica's copy may be the
+    // one it replaced (the upstream forgot that one after a restart).
+    session.forget_local_upstream_session(connection).await;
     let Ok(upstream_session) = front.sessions.upstream_session(session, &upstream).await else {
         return;
     };
@@ -89,7 +92,10 @@ pub async fn follow_new(front: &Arc<Front>, session: &Arc<ClientSession>, connec
     ));
 }
 
-/// Relays an upstream session's own stream to the client's GET stream.
+/// Relays an upstream session's own stream to the client's GET stream. A stream the
+/// upstream (or a proxy's idle timeout) ends is opened again while the session lives;
+/// one the upstream refuses (the session is gone) is left: the next upstream session
+/// is followed when it is opened.
 async fn follow_upstream(
     front: Arc<Front>,
     session: Arc<ClientSession>,
@@ -97,14 +103,57 @@ async fn follow_upstream(
     upstream_session: UpstreamSession,
     stop: CancellationToken,
 ) {
-    let mut stream = match upstream.listen(&upstream_session).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::debug!(connection = %upstream.name(), %error, "no upstream stream");
-            return;
+    let mut wait = RELISTEN_AFTER;
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => return,
+            s = upstream.listen(&upstream_session) => s,
+        };
+        let stream = match stream {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::debug!(connection = %upstream.name(), %error, "no upstream stream");
+                return;
+            }
+        };
+        let opened = tokio::time::Instant::now();
+        relay_upstream(
+            &front,
+            &session,
+            &upstream,
+            &upstream_session,
+            stream,
+            &stop,
+        )
+        .await;
+        // A stream that lasted is opened again soon; one that ends at once, less and
+        // less often.
+        if opened.elapsed() >= RELISTEN_STEADY {
+            wait = RELISTEN_AFTER;
         }
-    };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(RELISTEN_STEADY);
+    }
+}
+
+/// How long after an upstream ended its stream it is opened again, at first.
+const RELISTEN_AFTER: Duration = Duration::from_secs(1);
+/// The longest wait, and how long a stream must have lasted to reset it.
+const RELISTEN_STEADY: Duration = Duration::from_secs(30);
+
+/// Relays one upstream stream until it ends or `stop`.
+async fn relay_upstream(
+    front: &Front,
+    session: &Arc<ClientSession>,
+    upstream: &Arc<Upstream>,
+    upstream_session: &UpstreamSession,
+    mut stream: crate::upstream::streamable::EventStream,
+    stop: &CancellationToken,
+) {
     loop {
         let next = tokio::select! {
             () = stop.cancelled() => return,
@@ -129,9 +178,9 @@ async fn follow_upstream(
             Kind::Request => {
                 let id = msg.id.map(Id::from_raw).unwrap_or_else(|| Id::string(""));
                 if let Some((rewritten, _)) = front.relay.register(
-                    &session,
-                    &upstream,
-                    &upstream_session,
+                    session,
+                    upstream,
+                    upstream_session,
                     id,
                     &bytes,
                     &tracing::Span::none(),

@@ -247,6 +247,13 @@ impl ClientSession {
             .collect()
     }
 
+    /// Forgets this replica's copy of the upstream session to `connection`, so that the
+    /// next use reads the one recorded in the store (another replica replaced it).
+    pub async fn forget_local_upstream_session(&self, connection: &str) {
+        let slot = self.slot(connection);
+        *slot.lock().await = None;
+    }
+
     fn slot(&self, connection: &str) -> Arc<tokio::sync::Mutex<Option<UpstreamSession>>> {
         let mut upstreams = lock(&self.upstreams);
         // Looked up before the name is copied: every call after a session's first finds it.
