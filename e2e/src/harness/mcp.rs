@@ -180,6 +180,16 @@ impl McpClient {
 
     /// Opens the GET stream; messages arrive on the returned channel.
     pub async fn listen(&self) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+        self.listen_closable().await.0
+    }
+
+    /// Opens the GET stream; aborting the returned task closes it.
+    pub async fn listen_closable(
+        &self,
+    ) -> (
+        tokio::sync::mpsc::UnboundedReceiver<Value>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let mut req = self
             .http
             .get(&self.url)
@@ -196,7 +206,7 @@ impl McpClient {
             .unwrap_or_else(|e| panic!("GET {}: {e}", self.url));
         assert_eq!(resp.status(), 200, "GET stream refused");
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut events = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
             while let Some(Ok(event)) = events.next().await {
                 if let Some(data) = event.data
@@ -207,7 +217,7 @@ impl McpClient {
                 }
             }
         });
-        rx
+        (rx, task)
     }
 
     /// Ends the session (DELETE); returns the status.

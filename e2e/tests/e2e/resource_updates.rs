@@ -269,6 +269,41 @@ async fn resource_updates_reach_the_stream_again_after_the_upstream_restarts() {
     );
 }
 
+/// A client that opens a new GET stream before its old one is closed keeps hearing
+/// its bridged subscriptions on the new one once the old one closes.
+#[tokio::test]
+async fn bridged_updates_move_to_the_newest_get_stream() {
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let cluster = two_replicas(&fixture).await;
+    let mut client = McpClient::connect(&cluster.replicas[0].mcp_url()).await;
+    let (_first, first_task) = client.listen_closable().await;
+    let reply = client
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
+    assert_eq!(reply.result(), &json!({}), "{reply:?}");
+    wait_event(&fixture, "the upstream listen stream", |e| {
+        e["kind"] == "listen" && e["resourceSubscriptions"] == json!([WATCHED])
+    })
+    .await;
+    let mut second = client.listen().await;
+    first_task.abort();
+    // Long enough for the gateway to see the first stream closed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let is_update = |m: &Value| m["method"] == UPDATED && m["params"]["uri"] == WATCHED;
+    let mut heard = false;
+    for _ in 0..20 {
+        touch(&cluster.lb.mcp_url(), "fx__touch_resource", WATCHED).await;
+        if next_matching(&mut second, Duration::from_millis(500), is_update)
+            .await
+            .is_some()
+        {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "the newest stream never heard the update");
+}
+
 /// A bridged subscription is kept with the session: a replica that was not running
 /// when the client subscribed (here, restarted since) relays the updates to a GET
 /// stream the client opens there.

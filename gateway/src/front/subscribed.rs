@@ -173,8 +173,17 @@ fn apply(front: &Front, session: IdHash, resource: ResourceSubscription, subscri
     }
 }
 
-/// Relays every subscription of `session` to its GET stream (just opened here).
+/// Relays every subscription of `session` to its GET stream (just opened here). The
+/// newest stream takes the relays over: those of an older one (a client that
+/// reconnected before the old stream was seen closed) would end with it.
 pub fn follow(front: &Front, session: &Arc<ClientSession>) {
+    lock(&front.listeners.watches.sessions.relaying).retain(|(id, _), stop| {
+        if *id == session.id_hash {
+            stop.cancel();
+            return false;
+        }
+        true
+    });
     for resource in session.resource_subscriptions() {
         start(front, session, resource);
     }
