@@ -176,6 +176,45 @@ async fn next_matching(
     .flatten()
 }
 
+/// A session whose GET stream is on replica 1, subscribed to [`WATCHED`] through
+/// replica 2: the client, its stream, and the client on replica 2.
+async fn subscribed_through_the_other_replica(
+    cluster: &Cluster,
+) -> (
+    McpClient,
+    tokio::sync::mpsc::UnboundedReceiver<Value>,
+    McpClient,
+) {
+    let client = McpClient::connect(&cluster.replicas[0].mcp_url()).await;
+    let stream = client.listen().await;
+    let mut elsewhere = McpClient::new(&cluster.replicas[1].mcp_url());
+    elsewhere.session = client.session.clone();
+    let reply = elsewhere
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
+    assert_eq!(reply.result(), &json!({}), "{reply:?}");
+    (client, stream, elsewhere)
+}
+
+/// Whether `stream` hears an update of [`WATCHED`], touched until it does (a follower
+/// may still be opening its upstream stream) for at most about 10 s.
+async fn hears_an_update(
+    cluster: &Cluster,
+    stream: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+) -> bool {
+    let is_update = |m: &Value| m["method"] == UPDATED && m["params"]["uri"] == WATCHED;
+    for _ in 0..20 {
+        touch(&cluster.lb.mcp_url(), "fx__touch_resource", WATCHED).await;
+        if next_matching(stream, Duration::from_millis(500), is_update)
+            .await
+            .is_some()
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// A legacy client's `resources/subscribe` to an upstream that speaks only
 /// 2026-07-28 (which has no such method), sent through the replica that does not hold
 /// the client's GET stream: the update reaches the stream; `resources/unsubscribe`
@@ -184,14 +223,7 @@ async fn next_matching(
 async fn a_legacy_subscription_to_a_2026_07_28_upstream_reaches_the_stream_on_another_replica() {
     let fixture = Fixture::start(&["--era", "modern"]);
     let cluster = two_replicas(&fixture).await;
-    let client = McpClient::connect(&cluster.replicas[0].mcp_url()).await;
-    let mut stream = client.listen().await;
-    let mut elsewhere = McpClient::new(&cluster.replicas[1].mcp_url());
-    elsewhere.session = client.session.clone();
-    let reply = elsewhere
-        .request("resources/subscribe", json!({"uri": WATCHED}))
-        .await;
-    assert_eq!(reply.result(), &json!({}), "{reply:?}");
+    let (_client, mut stream, mut elsewhere) = subscribed_through_the_other_replica(&cluster).await;
     wait_event(&fixture, "the upstream listen stream", |e| {
         e["kind"] == "listen" && e["resourceSubscriptions"] == json!([WATCHED])
     })
@@ -224,29 +256,11 @@ async fn a_legacy_subscription_to_a_2026_07_28_upstream_reaches_the_stream_on_an
 async fn resource_updates_reach_the_stream_again_after_the_upstream_restarts() {
     let mut fixture = Fixture::start(&[]);
     let cluster = two_replicas(&fixture).await;
-    let client = McpClient::connect(&cluster.replicas[0].mcp_url()).await;
-    let mut stream = client.listen().await;
-    let mut elsewhere = McpClient::new(&cluster.replicas[1].mcp_url());
-    elsewhere.session = client.session.clone();
-    let reply = elsewhere
-        .request("resources/subscribe", json!({"uri": WATCHED}))
-        .await;
-    assert_eq!(reply.result(), &json!({}), "{reply:?}");
-    let is_update = |m: &Value| m["method"] == UPDATED && m["params"]["uri"] == WATCHED;
-    let heard = async |stream: &mut tokio::sync::mpsc::UnboundedReceiver<Value>| {
-        // The follower may still be opening its upstream stream: touch until heard.
-        for _ in 0..20 {
-            touch(&cluster.lb.mcp_url(), "fx__touch_resource", WATCHED).await;
-            if next_matching(stream, Duration::from_millis(500), is_update)
-                .await
-                .is_some()
-            {
-                return true;
-            }
-        }
-        false
-    };
-    assert!(heard(&mut stream).await, "no update before the restart");
+    let (_client, mut stream, mut elsewhere) = subscribed_through_the_other_replica(&cluster).await;
+    assert!(
+        hears_an_update(&cluster, &mut stream).await,
+        "no update before the restart"
+    );
 
     fixture.kill();
     fixture.restart();
@@ -264,7 +278,7 @@ async fn resource_updates_reach_the_stream_again_after_the_upstream_restarts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        heard(&mut stream).await,
+        hears_an_update(&cluster, &mut stream).await,
         "no update after the upstream restarted"
     );
 }
@@ -289,19 +303,10 @@ async fn bridged_updates_move_to_the_newest_get_stream() {
     first_task.abort();
     // Long enough for the gateway to see the first stream closed.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let is_update = |m: &Value| m["method"] == UPDATED && m["params"]["uri"] == WATCHED;
-    let mut heard = false;
-    for _ in 0..20 {
-        touch(&cluster.lb.mcp_url(), "fx__touch_resource", WATCHED).await;
-        if next_matching(&mut second, Duration::from_millis(500), is_update)
-            .await
-            .is_some()
-        {
-            heard = true;
-            break;
-        }
-    }
-    assert!(heard, "the newest stream never heard the update");
+    assert!(
+        hears_an_update(&cluster, &mut second).await,
+        "the newest stream never heard the update"
+    );
 }
 
 /// A bridged subscription is kept with the session: a replica that was not running
