@@ -186,18 +186,23 @@ async fn routed(
             let name = params
                 .get_str("name")
                 .ok_or_else(|| Error::InvalidParams("params.name is required".into()))?;
-            let unknown = |name: String| {
-                let error = Error::UnknownName {
-                    kind,
-                    name: name.clone(),
-                };
-                record::refused(front, info, Some(session), method, Some(name), &error);
-                error.reply_in(Some(id), session.is_modern())
-            };
             let item = if method == "tools/call" {
                 policy::Kind::Tool
             } else {
                 policy::Kind::Prompt
+            };
+            // Unknown, or hidden (answered alike); a name of a connection not yet
+            // discovered is not known to be unknown.
+            let unknown = |name: String| {
+                let error = match undiscovered(front, endpoint, info, item, &name) {
+                    Some(connection) => Error::NotDiscovered(connection),
+                    None => Error::UnknownName {
+                        kind,
+                        name: name.clone(),
+                    },
+                };
+                record::refused(front, info, Some(session), method, Some(name), &error);
+                error.reply_in(Some(id), session.is_modern())
             };
             let unlisted;
             let route = match routes.get(&name) {
@@ -207,14 +212,7 @@ async fn routed(
                         unlisted = route;
                         &unlisted
                     }
-                    _ => {
-                        if let Some(connection) = undiscovered(front, endpoint, info, item, &name) {
-                            let error = Error::NotDiscovered(connection);
-                            record::refused(front, info, Some(session), method, Some(name), &error);
-                            return Ok(error.reply_in(Some(id), session.is_modern()));
-                        }
-                        return Ok(unknown(name));
-                    }
+                    _ => return Ok(unknown(name)),
                 },
             };
             // The tool as listed, for conditions on its annotations (only looked up
@@ -249,14 +247,7 @@ async fn routed(
             {
                 Permit::Go => {}
                 // Hidden: exactly what an unknown name gets.
-                Permit::Hidden => {
-                    if let Some(connection) = undiscovered(front, endpoint, info, item, &name) {
-                        let error = Error::NotDiscovered(connection);
-                        record::refused(front, info, Some(session), method, Some(name), &error);
-                        return Ok(error.reply_in(Some(id), session.is_modern()));
-                    }
-                    return Ok(unknown(name));
-                }
+                Permit::Hidden => return Ok(unknown(name)),
                 Permit::Refused(error) => {
                     record::refused(front, info, Some(session), method, Some(name), &error);
                     return Ok(error.reply_in(Some(id), session.is_modern()));
@@ -273,8 +264,35 @@ async fn routed(
             let uri = view(msg)?
                 .get_str("uri")
                 .ok_or_else(|| Error::InvalidParams("params.uri is required".into()))?;
-            let Some(upstream) = route_uri(endpoint, &uri) else {
-                // Unsubscribing from a URI no longer served still ends its record.
+            let facts = policy::Facts {
+                args: None,
+                client_address: info.remote_addr.as_deref(),
+                tool: None,
+            };
+            let routed = match route_uri(endpoint, &uri) {
+                Some(upstream) => {
+                    match permit(
+                        front,
+                        info,
+                        upstream.name(),
+                        policy::Kind::Resource,
+                        &uri,
+                        &facts,
+                    )
+                    .await
+                    {
+                        Permit::Go => Some(upstream),
+                        Permit::Hidden => None,
+                        Permit::Refused(error) => {
+                            record::refused(front, info, Some(session), method, Some(uri), &error);
+                            return Ok(error.reply_in(Some(id), session.is_modern()));
+                        }
+                    }
+                }
+                None => None,
+            };
+            // Unknown, or hidden (answered alike): unsubscribing still ends its record.
+            let Some(upstream) = routed else {
                 if method == "resources/unsubscribe" {
                     subscribed::forget(front, session, &uri).await;
                 }
@@ -283,37 +301,6 @@ async fn routed(
                     None => Error::ResourceNotFound(uri),
                 });
             };
-            let facts = policy::Facts {
-                args: None,
-                client_address: info.remote_addr.as_deref(),
-                tool: None,
-            };
-            match permit(
-                front,
-                info,
-                upstream.name(),
-                policy::Kind::Resource,
-                &uri,
-                &facts,
-            )
-            .await
-            {
-                Permit::Go => {}
-                // Hidden: exactly what an unknown URI gets.
-                Permit::Hidden => {
-                    if method == "resources/unsubscribe" {
-                        subscribed::forget(front, session, &uri).await;
-                    }
-                    return Err(match pending_owner(front, endpoint, info, &uri) {
-                        Some(connection) => Error::NotDiscovered(connection),
-                        None => Error::ResourceNotFound(uri),
-                    });
-                }
-                Permit::Refused(error) => {
-                    record::refused(front, info, Some(session), method, Some(uri), &error);
-                    return Ok(error.reply_in(Some(id), session.is_modern()));
-                }
-            }
             if method != "resources/read" {
                 let subscribe = method == "resources/subscribe";
                 if subscribed::bridged(session, &upstream) {

@@ -42,17 +42,13 @@ impl Entry {
         }
     }
 
-    /// The new revision cannot serve: requests go to it (and fail with its error) rather
-    /// than to a configuration that was replaced; the previous one finishes its calls.
+    /// The new revision takes over (it is ready, or cannot serve: requests then go to
+    /// it and fail with its error rather than to a configuration that was replaced);
+    /// the previous one finishes its calls.
     pub fn retire_previous(&mut self) {
         if let Some((previous, stop)) = self.previous.take() {
             stop_after_calls(previous, stop);
         }
-    }
-
-    /// The new revision is ready: it takes over, and the previous one finishes its calls.
-    pub fn hand_over(&mut self) {
-        self.retire_previous();
     }
 
     /// Stops every upstream of this entry (the connection was deleted, or its new

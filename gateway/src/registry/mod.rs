@@ -430,7 +430,7 @@ impl Registry {
                             {
                                 // The new revision is ready: it takes over, and
                                 // the old one finishes what it was asked.
-                                e.hand_over();
+                                e.retire_previous();
                                 (e.upstream.clone(), e.written_at.take())
                             }
                             Some(e) => (e.upstream.clone(), None),
