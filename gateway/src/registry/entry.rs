@@ -89,10 +89,7 @@ impl Entry {
 /// before the view changed can still reach it, so it is stopped after its call timeout
 /// (at most a minute) rather than under them.
 fn stop_after_calls(upstream: Arc<Upstream>, stop: CancellationToken) {
-    let grace = upstream
-        .config()
-        .call_timeout
-        .min(std::time::Duration::from_secs(60));
+    let grace = upstream.drain_grace();
     drop(upstream);
     tokio::spawn(async move {
         tokio::select! {

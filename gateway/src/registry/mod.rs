@@ -47,7 +47,6 @@ pub struct Registry {
     changes: broadcast::Sender<Arc<Changes>>,
     reports: mpsc::UnboundedSender<Report>,
     status_tx: mpsc::UnboundedSender<ConnectionStatus>,
-    synced: AtomicBool,
     /// When the first load finished, and whether every connection it loaded has since
     /// been dialled once (or [`FIRST_DIALS_WAIT`] passed): readiness.
     synced_at: std::sync::OnceLock<std::time::Instant>,
@@ -85,7 +84,6 @@ impl Registry {
             changes: broadcast::channel(256).0,
             reports,
             status_tx,
-            synced: AtomicBool::new(false),
             synced_at: std::sync::OnceLock::new(),
             settled: AtomicBool::new(false),
 
@@ -112,7 +110,7 @@ impl Registry {
 
     /// Whether the first full load from the store finished (readiness).
     pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
+        self.synced_at.get().is_some()
     }
 
     /// Whether each connection of the first load has been dialled once, so that its
@@ -161,7 +159,6 @@ impl Registry {
     async fn follow_store(self: Arc<Self>, mut events: broadcast::Receiver<StoreEvent>) {
         self.resync().await;
         let _ = self.synced_at.set(std::time::Instant::now());
-        self.synced.store(true, Ordering::Release);
         loop {
             let event = tokio::select! {
                 () = self.shutdown.cancelled() => break,

@@ -343,6 +343,14 @@ impl Upstream {
         });
     }
 
+    /// How long calls already routed here may still run: their call timeout, at most a
+    /// minute. What is replaced (a revision, an upstream session) lives that long.
+    pub fn drain_grace(&self) -> std::time::Duration {
+        self.config
+            .call_timeout
+            .min(std::time::Duration::from_secs(60))
+    }
+
     /// Ends `session` (one of an earlier revision of this connection, at this URL) once
     /// the calls it may still carry are done: they were routed before the change and
     /// end within their call timeout (at most a minute is waited).
@@ -350,10 +358,7 @@ impl Upstream {
         if session.id.is_none() || self.is_shared() {
             return;
         }
-        let grace = self
-            .config()
-            .call_timeout
-            .min(std::time::Duration::from_secs(60));
+        let grace = self.drain_grace();
         let me = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
