@@ -512,3 +512,181 @@ async fn a_listen_request_for_a_resource_the_caller_may_not_see_is_refused() {
         "{ack}"
     );
 }
+
+/// How a client hears of [`WATCHED`] in [`a_policy_that_hides_a_subscribed_resource_stops_its_updates`].
+#[derive(Clone, Copy, Debug)]
+enum Hearing {
+    /// A legacy client's `resources/subscribe`, relayed from a legacy upstream's stream.
+    Subscribed,
+    /// The same at a 2026-07-28-only upstream: Hawser watches the resource itself.
+    Bridged,
+    /// A 2026-07-28 client's `subscriptions/listen`.
+    Listening,
+}
+
+/// Writes policy `watchers` for `fx`: alice may call every tool and see the
+/// resources matching `resources`.
+async fn alice_sees(cluster: &Cluster, resources: &str) {
+    use hawser_e2e::harness::cluster::ADMIN_TOKEN;
+    let policy = json!({"targetRefs": [{"name": "fx"}], "rules": [
+        {"subjects": ["alice"], "tools": ["*"]},
+        {"subjects": ["alice"], "resources": [resources]},
+    ]});
+    let put = hawser_e2e::harness::http()
+        .put(format!(
+            "{}/api/v1/policies/watchers",
+            cluster.replicas[0].base
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&policy)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(put.status().is_success(), "{}", put.status());
+}
+
+/// Waits until reading [`WATCHED`] as alice succeeds (`true`) or is answered as
+/// unknown (`false`): the policy written last has reached the replica.
+async fn alice_reads(url: &str, readable: bool) {
+    let mut client = McpClient::connect_as(url, "a-token").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = client
+            .request("resources/read", json!({"uri": WATCHED}))
+            .await;
+        let read = reply.response().get("result").is_some();
+        if read == readable {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reading {WATCHED} never became {readable}: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether `stream` hears an update of [`WATCHED`] within `tries` touches by alice,
+/// half a second apart.
+async fn alice_hears(
+    url: &str,
+    stream: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+    tries: usize,
+) -> bool {
+    let is_update = |m: &Value| m["method"] == UPDATED && m["params"]["uri"] == WATCHED;
+    let mut client = McpClient::connect_as(url, "a-token").await;
+    for _ in 0..tries {
+        let reply = client.call("touch_resource", json!({"uri": WATCHED})).await;
+        assert!(
+            text(reply.result()).starts_with("updated"),
+            "touch: {reply:?}"
+        );
+        if next_matching(stream, Duration::from_millis(500), is_update)
+            .await
+            .is_some()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// A resource subscribed to while the caller could see it, then hidden from it by a
+/// policy: its updates stop reaching the caller on every way of hearing them, and
+/// resume once the policy shows it again.
+async fn a_policy_that_hides_a_subscribed_resource_stops_its_updates(hearing: Hearing) {
+    let fixture = match hearing {
+        Hearing::Subscribed => Fixture::start(&[]),
+        Hearing::Bridged | Hearing::Listening => Fixture::start(&["--era", "modern"]),
+    };
+    let config = format!(
+        "clientAuth:\n  tokens:\n    - {{subject: alice, token: a-token}}\nconnections:\n  - name: fx\n    url: {}\n",
+        fixture.mcp_url()
+    );
+    let cluster = Cluster::start(1, &config).await;
+    alice_sees(&cluster, "test://*").await;
+    // The per-connection endpoint: tools by their upstream names.
+    let url = format!("{}/mcp/fx", cluster.replicas[0].base);
+    alice_reads(&url, true).await;
+
+    let mut stream = match hearing {
+        Hearing::Subscribed | Hearing::Bridged => {
+            let mut client = McpClient::connect_as(&url, "a-token").await;
+            let stream = client.listen().await;
+            let reply = client
+                .request("resources/subscribe", json!({"uri": WATCHED}))
+                .await;
+            assert_eq!(reply.result(), &json!({}), "{reply:?}");
+            // The client lives as long as the stream it listens on.
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let mut stream = stream;
+            tokio::spawn(async move {
+                let _client = client;
+                while let Some(message) = stream.recv().await {
+                    if tx.send(message).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx
+        }
+        Hearing::Listening => {
+            let mut events = listen(
+                &url,
+                Some("a-token"),
+                json!({"resourceSubscriptions": [WATCHED]}),
+            )
+            .await;
+            let ack = next_message(&mut events, Duration::from_secs(10)).await;
+            assert_eq!(
+                ack["params"]["notifications"]["resourceSubscriptions"],
+                json!([WATCHED]),
+                "{ack}"
+            );
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                while let Some(message) =
+                    try_next_message(&mut events, Duration::from_secs(3600)).await
+                {
+                    if tx.send(message).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx
+        }
+    };
+    assert!(
+        alice_hears(&url, &mut stream, 20).await,
+        "{hearing:?}: no update while alice may see the resource"
+    );
+
+    alice_sees(&cluster, "test://other-*").await;
+    alice_reads(&url, false).await;
+    assert!(
+        !alice_hears(&url, &mut stream, 4).await,
+        "{hearing:?}: an update of a resource the policy hides from alice"
+    );
+
+    alice_sees(&cluster, "test://*").await;
+    alice_reads(&url, true).await;
+    assert!(
+        alice_hears(&url, &mut stream, 20).await,
+        "{hearing:?}: no update once the resource is shown again"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_that_hides_a_subscribed_resource_stops_its_updates_from_a_legacy_upstream() {
+    a_policy_that_hides_a_subscribed_resource_stops_its_updates(Hearing::Subscribed).await;
+}
+
+#[tokio::test]
+async fn a_policy_that_hides_a_subscribed_resource_stops_its_bridged_updates() {
+    a_policy_that_hides_a_subscribed_resource_stops_its_updates(Hearing::Bridged).await;
+}
+
+#[tokio::test]
+async fn a_policy_that_hides_a_resource_stops_its_updates_on_a_listen_stream() {
+    a_policy_that_hides_a_subscribed_resource_stops_its_updates(Hearing::Listening).await;
+}

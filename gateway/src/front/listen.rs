@@ -12,19 +12,22 @@ use tokio_util::sync::CancellationToken;
 use super::reply::{self, Reply};
 use super::session::ClientSession;
 use super::state::Front;
+use crate::identity::Identity;
 use crate::jsonrpc::{Id, Kind, Message};
 use crate::sse;
 use crate::store::UpstreamSession;
 use crate::upstream::Upstream;
 
+const UPDATED: &str = "notifications/resources/updated";
+
 /// Interval of keep-alive comments on idle streams.
 const KEEPALIVE: Duration = Duration::from_secs(20);
 
-/// Opens a GET stream for `session`.
-pub fn open(front: &Arc<Front>, session: &Arc<ClientSession>) -> Reply {
+/// Opens a GET stream for `session`, on behalf of `caller`.
+pub fn open(front: &Arc<Front>, session: &Arc<ClientSession>, caller: Arc<Identity>) -> Reply {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let stop = session.ended.child_token();
-    session.add_stream(tx, stop.clone());
+    session.add_stream(tx, stop.clone(), caller);
     // Resources subscribed at 2026-07-28 upstreams are watched where the stream is.
     super::subscribed::follow(front, session);
 
@@ -172,6 +175,16 @@ async fn relay_upstream(
         match msg.kind() {
             // Hawser's own discovery follows list changes and announces them itself.
             Kind::Notification if msg.method().ends_with("/list_changed") => {}
+            // Of a resource the stream's caller may no longer see: not relayed.
+            Kind::Notification
+                if msg.method() == UPDATED
+                    && !msg
+                        .members()
+                        .ok()
+                        .and_then(|p| p.get_str("uri"))
+                        .is_some_and(|uri| {
+                            session.may_hear(&front.policy, upstream.name(), &uri)
+                        }) => {}
             Kind::Notification => {
                 session.push(sse::event(&bytes));
             }

@@ -171,10 +171,15 @@ async fn get_mcp(
             return Err(Error::MethodNotAllowed("GET"));
         }
         admission::check_stream_accept(&headers)?;
-        admission::live_session(&front, &endpoint, &identity, &headers).await
+        let session = admission::live_session(&front, &endpoint, &identity, &headers).await?;
+        Ok((session, identity))
     };
     let (reply, session, outcome) = match opened.await {
-        Ok(session) => (listen::open(&front, &session), Some(session), "ok"),
+        Ok((session, identity)) => (
+            listen::open(&front, &session, identity),
+            Some(session),
+            "ok",
+        ),
         Err(error) => {
             let outcome = error.metric_label();
             (error.reply(None), None, outcome)

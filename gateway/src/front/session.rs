@@ -17,6 +17,7 @@ use crate::crypto::IdHash;
 use crate::endpoint::Endpoint;
 use crate::identity::Identity;
 use crate::jsonrpc::Id;
+use crate::policy::{self, Policies};
 use crate::registry::Registry;
 use crate::revision::{self, Envelope, Era};
 use crate::store::{
@@ -47,6 +48,8 @@ pub struct ClientSession {
     /// Local GET streams (SSE frames); server-initiated messages go to the newest.
     streams: Mutex<Vec<mpsc::Sender<Bytes>>>,
     stream_stop: Mutex<Option<CancellationToken>>,
+    /// Who opened the newest GET stream: what it hears of is what that caller may see.
+    stream_caller: Mutex<Option<Arc<Identity>>>,
 
     /// Requests in flight on this replica, by client id, for cancellation.
     inflight: Mutex<HashMap<Id, CancellationToken>>,
@@ -94,7 +97,7 @@ impl ClientSession {
             subscriptions: Mutex::new(record.resource_subscriptions.clone()),
             streams: Mutex::new(Vec::new()),
             stream_stop: Mutex::new(None),
-
+            stream_caller: Mutex::new(None),
             inflight: Mutex::new(HashMap::new()),
             ended: CancellationToken::new(),
             used: AtomicBool::new(true),
@@ -124,6 +127,7 @@ impl ClientSession {
             subscriptions: Mutex::new(BTreeSet::new()),
             streams: Mutex::new(Vec::new()),
             stream_stop: Mutex::new(None),
+            stream_caller: Mutex::new(None),
             inflight: Mutex::new(HashMap::new()),
             ended: CancellationToken::new(),
             used: AtomicBool::new(false),
@@ -186,12 +190,27 @@ impl ClientSession {
         }
     }
 
-    /// Adds a GET stream; `stop` fires when it closes.
-    pub fn add_stream(&self, tx: mpsc::Sender<Bytes>, stop: CancellationToken) {
+    /// Adds a GET stream `caller` opened; `stop` fires when it closes.
+    pub fn add_stream(
+        &self,
+        tx: mpsc::Sender<Bytes>,
+        stop: CancellationToken,
+        caller: Arc<Identity>,
+    ) {
         let mut streams = lock(&self.streams);
         streams.retain(|s| !s.is_closed());
         streams.push(tx);
         *lock(&self.stream_stop) = Some(stop);
+        *lock(&self.stream_caller) = Some(caller);
+    }
+
+    /// Whether an update of resource `uri` at `connection` may reach the GET stream:
+    /// its caller must still see the resource (a policy may have hidden it since the
+    /// subscription was made).
+    pub fn may_hear(&self, policy: &Policies, connection: &str, uri: &str) -> bool {
+        lock(&self.stream_caller)
+            .as_ref()
+            .is_some_and(|caller| policy.visible(caller, connection, policy::Kind::Resource, uri))
     }
 
     /// Fires when the newest GET stream closes.

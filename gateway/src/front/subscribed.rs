@@ -204,6 +204,7 @@ fn start(front: &Front, session: &Arc<ClientSession>, resource: ResourceSubscrip
     }
     let registry = front.registry.clone();
     let listeners = front.listeners.clone();
+    let policy = front.policy.clone();
     let session = session.clone();
     tokio::spawn(async move {
         let ResourceSubscription { connection, uri } = resource;
@@ -244,7 +245,10 @@ fn start(front: &Front, session: &Arc<ClientSession>, resource: ResourceSubscrip
                 () = stop.cancelled() => return,
                 update = updates.recv() => match update {
                     Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        session.push(note.clone());
+                        // Of a resource the stream's caller may no longer see: not relayed.
+                        if session.may_hear(&policy, &connection, &uri) {
+                            session.push(note.clone());
+                        }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },

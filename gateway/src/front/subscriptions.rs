@@ -135,7 +135,7 @@ pub async fn open(
                 WatchError::Upstream(e) => Error::upstream(upstream.name(), e),
                 e => Error::InvalidParams(format!("cannot subscribe to {uri:?}: {e}")),
             })?;
-        watches.push((uri.clone(), watch));
+        watches.push((uri.clone(), upstream.name().to_owned(), watch));
     }
     let followed = task_status::accept(front, endpoint, identity, modern, requested.task_ids)?;
     // The tasks are asked about as this request's client would ask.
@@ -160,16 +160,28 @@ pub async fn open(
         id.json(),
         Some(&ack_members),
     );
+    let caller = Arc::new(identity.clone());
     let (tx, rx) = front.listeners.add(
         endpoint,
         accepted,
         id.json(),
-        Arc::new(identity.clone()),
+        caller.clone(),
         &front.registry.view(),
         &front.policy,
     );
-    for (uri, watch) in watches {
-        tokio::spawn(relay_updates(watch, tx.clone(), id.json().to_owned(), uri));
+    for (uri, connection, watch) in watches {
+        let hears = Hears {
+            policy: front.policy.clone(),
+            caller: caller.clone(),
+            connection,
+        };
+        tokio::spawn(relay_updates(
+            watch,
+            tx.clone(),
+            id.json().to_owned(),
+            uri,
+            hears,
+        ));
     }
     if let Some(session) = session {
         for task in followed {
@@ -251,9 +263,24 @@ fn resource_upstream(
     }
 }
 
+/// Who a listen stream's resource updates are for, to ask the policies again at each
+/// one: a policy may hide the resource from the caller after the stream opened.
+struct Hears {
+    policy: Arc<policy::Policies>,
+    caller: Arc<Identity>,
+    connection: String,
+}
+
 /// Sends `notifications/resources/updated` for `uri` on a listen stream each time the
-/// watch fires, until the stream ends (the watch is let go then).
-async fn relay_updates(watch: Arc<Watch>, tx: mpsc::Sender<Bytes>, id: String, uri: String) {
+/// watch fires while its caller may see the resource, until the stream ends (the
+/// watch is let go then).
+async fn relay_updates(
+    watch: Arc<Watch>,
+    tx: mpsc::Sender<Bytes>,
+    id: String,
+    uri: String,
+    hears: Hears,
+) {
     let uri_member = format!(r#""uri":{}"#, jsonrpc::raw_string(&uri).get());
     let frame = sse::event(&tagged(
         "notifications/resources/updated",
@@ -266,6 +293,10 @@ async fn relay_updates(watch: Arc<Watch>, tx: mpsc::Sender<Bytes>, id: String, u
             () = tx.closed() => return,
             update = updates.recv() => match update {
                 Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let Hears { policy, caller, connection } = &hears;
+                    if !policy.visible(caller, connection, policy::Kind::Resource, &uri) {
+                        continue;
+                    }
                     if tx.send(frame.clone()).await.is_err() {
                         return;
                     }
