@@ -9,7 +9,7 @@ use hawser_e2e::harness::mcp::{McpClient, text};
 use hawser_e2e::harness::stack::Fixture;
 use serde_json::{Value, json};
 
-use super::eras::{listen, next_message, try_next_message};
+use super::eras::{listen, listen_request, next_message, try_next_message};
 
 const WATCHED: &str = "test://watched-resource";
 const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
@@ -689,4 +689,107 @@ async fn a_policy_that_hides_a_subscribed_resource_stops_its_bridged_updates() {
 #[tokio::test]
 async fn a_policy_that_hides_a_resource_stops_its_updates_on_a_listen_stream() {
     a_policy_that_hides_a_subscribed_resource_stops_its_updates(Hearing::Listening).await;
+}
+
+/// One caller cannot take every resource watch of a replica: past its share (256
+/// handles) its listen requests are refused with a clear error, another caller still
+/// subscribes, and a stream it closes gives its room back.
+#[tokio::test]
+async fn one_caller_cannot_take_every_resource_watch_of_a_replica() {
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let config = format!(
+        "clientAuth:\n  tokens:\n    - {{subject: alice, token: a-token}}\n    - {{subject: mallory, token: m-token}}\nconnections:\n  - name: fx\n    url: {}\n",
+        fixture.mcp_url()
+    );
+    let cluster = Cluster::start(1, &config).await;
+    let url = format!("{}/mcp/fx", cluster.replicas[0].base);
+    alice_reads(&url, true).await;
+    // Sorted, as the acknowledgement lists them.
+    let uris = |stream: usize| -> Vec<String> {
+        let mut uris: Vec<String> = (0..64)
+            .map(|i| format!("test://mallory/{stream}/{i}"))
+            .collect();
+        uris.sort();
+        uris
+    };
+    let mut held = Vec::new();
+    for stream in 0..4 {
+        let mut events = listen(
+            &url,
+            Some("m-token"),
+            json!({"resourceSubscriptions": uris(stream)}),
+        )
+        .await;
+        let ack = next_message(&mut events, Duration::from_secs(30)).await;
+        assert_eq!(
+            ack["params"]["notifications"]["resourceSubscriptions"],
+            json!(uris(stream)),
+            "{ack}"
+        );
+        held.push(events);
+    }
+    let refused = |response: reqwest::Response| async move {
+        // Invalid params: 400 for a 2026-07-28 client.
+        assert_eq!(response.status(), 400);
+        response
+            .json::<Value>()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let answer = refused(
+        listen_request(
+            &url,
+            Some("m-token"),
+            json!({"resourceSubscriptions": [WATCHED]}),
+            json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already holds 256 resource subscriptions")),
+        "{answer}"
+    );
+
+    let mut alice = listen(
+        &url,
+        Some("a-token"),
+        json!({"resourceSubscriptions": [WATCHED]}),
+    )
+    .await;
+    let ack = next_message(&mut alice, Duration::from_secs(10)).await;
+    assert_eq!(
+        ack["params"]["notifications"]["resourceSubscriptions"],
+        json!([WATCHED]),
+        "{ack}"
+    );
+
+    // Closing a stream gives its handles back (once the gateway sees it closed).
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = listen_request(
+            &url,
+            Some("m-token"),
+            json!({"resourceSubscriptions": [WATCHED]}),
+            json!({}),
+        )
+        .await;
+        let is_stream = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if is_stream {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mallory never got her room back: {}",
+            refused(response).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -21,7 +21,7 @@ use super::request::RequestInfo;
 use super::session::ClientSession;
 use super::state::Front;
 use super::task_status;
-use super::watch::{Watch, WatchError};
+use super::watch::{Held, WatchError};
 use super::wire::Modern;
 use crate::endpoint::Endpoint;
 use crate::identity::Identity;
@@ -275,7 +275,7 @@ struct Hears {
 /// watch fires while its caller may see the resource, until the stream ends (the
 /// watch is let go then).
 async fn relay_updates(
-    watch: Arc<Watch>,
+    watch: Held,
     tx: mpsc::Sender<Bytes>,
     id: String,
     uri: String,

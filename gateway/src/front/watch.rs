@@ -25,6 +25,10 @@ use crate::upstream::{ClientInit, Upstream, UpstreamError};
 
 /// Watches one replica holds at most (each is an upstream session or stream).
 const MAX_WATCHES: usize = 1024;
+/// Handles on watches one caller (subject) holds at most on one replica: one per
+/// resource of each listen stream and per bridged subscription relayed here. A
+/// quarter of [`MAX_WATCHES`], so that one caller cannot take them all.
+pub(super) const MAX_PER_CALLER: usize = MAX_WATCHES / 4;
 /// Longest wait before re-establishing a watch whose upstream stream ended.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -40,6 +44,8 @@ pub enum WatchError {
     },
     #[error("this replica already watches {MAX_WATCHES} resources")]
     TooMany,
+    #[error("this caller already holds {MAX_PER_CALLER} resource subscriptions on this replica")]
+    TooManyForCaller,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
 }
@@ -71,10 +77,61 @@ impl Drop for Watch {
     }
 }
 
+/// A caller's handle on a watch, counted against its share while it is held.
+pub struct Held {
+    watch: Arc<Watch>,
+    _seat: Seat,
+}
+
+impl Held {
+    /// Fires once per update of the resource.
+    pub fn updates(&self) -> broadcast::Receiver<()> {
+        self.watch.updates()
+    }
+}
+
+/// Handles held, by subject.
+type Seats = Arc<Mutex<HashMap<String, usize>>>;
+
+/// One handle of a subject's share; given back when dropped.
+struct Seat {
+    seats: Seats,
+    subject: String,
+}
+
+impl Seat {
+    fn take(seats: &Seats, subject: &str) -> Result<Self, WatchError> {
+        let mut held = seats.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(subject.to_owned()).or_default();
+        if *n >= MAX_PER_CALLER {
+            return Err(WatchError::TooManyForCaller);
+        }
+        *n += 1;
+        Ok(Self {
+            seats: seats.clone(),
+            subject: subject.to_owned(),
+        })
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut held = self.seats.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.subject) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.subject);
+            }
+        }
+    }
+}
+
 /// The watches of this replica.
 #[derive(Default)]
 pub struct Watches {
     open: Mutex<HashMap<Key, Weak<Watch>>>,
+    /// How many handles each caller holds.
+    seats: Seats,
     /// Legacy sessions' subscriptions bridged to 2026-07-28 upstreams.
     pub(super) sessions: super::bridged::Subscribed,
 }
@@ -84,9 +141,21 @@ impl Watches {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A handle on the watch of `uri` at `upstream` for `subject`, established first
+    /// A handle for `subject` on the watch of `uri` at `upstream`, established first
     /// when this replica has none (so that a refusal reaches the client asking).
     pub async fn watch(
+        &self,
+        registry: &Arc<Registry>,
+        upstream: &Arc<Upstream>,
+        subject: &str,
+        uri: &str,
+    ) -> Result<Held, WatchError> {
+        let seat = Seat::take(&self.seats, subject)?;
+        let watch = self.shared(registry, upstream, subject, uri).await?;
+        Ok(Held { watch, _seat: seat })
+    }
+
+    async fn shared(
         &self,
         registry: &Arc<Registry>,
         upstream: &Arc<Upstream>,
@@ -330,6 +399,27 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_caller_holds_at_most_its_share_of_watches() {
+        let seats = Seats::default();
+        let mut mallory: Vec<Seat> = (0..MAX_PER_CALLER)
+            .map(|_| Seat::take(&seats, "mallory").unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        assert!(matches!(
+            Seat::take(&seats, "mallory"),
+            Err(WatchError::TooManyForCaller)
+        ));
+        // Others are not held back by her.
+        let alice = Seat::take(&seats, "alice");
+        assert!(alice.is_ok());
+        // A handle let go makes room again, and nothing is left once all are.
+        mallory.pop();
+        assert!(Seat::take(&seats, "mallory").is_ok());
+        mallory.clear();
+        drop(alice);
+        assert!(seats.lock().unwrap_or_else(|p| p.into_inner()).is_empty());
+    }
 
     #[test]
     fn updates_are_matched_by_uri() {
