@@ -770,3 +770,61 @@ async fn admin_routes_name_plain_and_namespaced_connections() {
         );
     }
 }
+
+/// A log level set through a connection's own endpoint (passed on as it is) is kept
+/// with the session too: the upstream session a new revision opens is told it.
+#[tokio::test]
+async fn a_log_level_set_on_a_connection_endpoint_reaches_the_next_upstream_session() {
+    const ADMIN: &str = "connection-endpoint-level-admin-token";
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(&format!("adminToken: {ADMIN}\n"), &[]);
+    gateway.wait_ready().await;
+    let spec = |call: &str| json!({"url": fixture.mcp_url(), "timeouts": {"call": call}});
+    put_connection(&gateway, ADMIN, "fx", spec("3s")).await;
+    McpClient::connect(&gateway.mcp_url())
+        .await
+        .wait_for_tool("fx__whoami")
+        .await;
+    let mut client = McpClient::connect(&format!("{}/mcp/fx", gateway.base)).await;
+    let session_of = |r: &hawser_e2e::harness::mcp::Reply| {
+        serde_json::from_str::<serde_json::Value>(&text(r.result())).unwrap_or_default()["session"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let first = session_of(&client.call("whoami", json!({})).await);
+    assert!(!first.is_empty());
+    let reply = client
+        .request("logging/setLevel", json!({"level": "critical"}))
+        .await;
+    assert_eq!(reply.result(), &json!({}), "{reply:?}");
+
+    put_connection(&gateway, ADMIN, "fx", spec("4s")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let second = loop {
+        let reply = client.call("whoami", json!({})).await;
+        let session = session_of(&reply);
+        if !session.is_empty() && session != first {
+            break session;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new upstream session: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let told = fixture.events().await.iter().any(|e| {
+            e["kind"] == "set_level" && e["session"] == second.as_str() && e["level"] == "critical"
+        });
+        if told {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new upstream session {second} was never told the level"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

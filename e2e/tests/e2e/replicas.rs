@@ -277,3 +277,81 @@ async fn killing_a_replica_under_load_loses_no_session_and_no_call() {
     assert!(total > 50, "too few calls completed: {total}");
     eprintln!("{total} calls completed, {retried} retried after the kill");
 }
+
+/// The upstream session `reply` (of the fixture's `whoami`) was served in.
+fn upstream_session_of(reply: &hawser_e2e::harness::mcp::Reply) -> String {
+    serde_json::from_str::<serde_json::Value>(&text(reply.result())).unwrap_or_default()["session"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Waits until the fixture saw `logging/setLevel` with `level` in upstream session
+/// `session`.
+async fn wait_set_level(fixture: &Fixture, session: &str, level: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen =
+            fixture.events().await.iter().any(|e| {
+                e["kind"] == "set_level" && e["session"] == session && e["level"] == level
+            });
+        if seen {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "upstream session {session} was never told level {level}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A log level set through one replica reaches the upstream session another replica
+/// opens later for the same client (here after the connection changed), although
+/// that replica had loaded the session before the level was set.
+#[tokio::test]
+async fn a_log_level_set_through_one_replica_reaches_upstream_sessions_another_opens() {
+    let fixture = Fixture::start(&[]);
+    let cluster = Cluster::start(2, "").await;
+    let put = |call: &'static str| {
+        cluster.put_connection(
+            0,
+            "fx",
+            json!({"url": fixture.mcp_url(), "timeouts": {"call": call}}),
+        )
+    };
+    assert_eq!(put("3s").await, 201);
+    cluster
+        .wait_all("fx loaded", Duration::from_secs(20), |names| {
+            names.iter().any(|n| n == "fx__whoami")
+        })
+        .await;
+    let mut on_b = McpClient::connect(&cluster.replicas[1].mcp_url()).await;
+    let first = upstream_session_of(&on_b.call("fx__whoami", json!({})).await);
+    assert!(!first.is_empty());
+
+    let mut on_a = McpClient::new(&cluster.replicas[0].mcp_url());
+    on_a.session = on_b.session.clone();
+    let reply = on_a
+        .request("logging/setLevel", json!({"level": "error"}))
+        .await;
+    assert_eq!(reply.result(), &json!({}), "{reply:?}");
+    wait_set_level(&fixture, &first, "error").await;
+
+    // A new revision: replica 2 opens the client's next upstream session.
+    assert_eq!(put("4s").await, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let second = loop {
+        let reply = on_b.call("fx__whoami", json!({})).await;
+        let session = upstream_session_of(&reply);
+        if !session.is_empty() && session != first {
+            break session;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new upstream session: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    wait_set_level(&fixture, &second, "error").await;
+}

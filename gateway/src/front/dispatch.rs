@@ -323,6 +323,19 @@ async fn routed(
         "logging/setLevel" if session.endpoint.is_aggregated() => {
             set_level(front, session, msg, id).await
         }
+        // A connection's endpoint passes it on as it is (the upstream answers), and
+        // keeps a level it may renew on a later upstream session.
+        "logging/setLevel" if !session.is_modern() => {
+            let upstream = endpoint
+                .upstream
+                .clone()
+                .ok_or(Error::ConnectionUnavailable)?;
+            let reply = to.send(&upstream, msg.params, None).await;
+            if let Ok(level) = level_of(msg) {
+                keep_level(front, session, &level).await;
+            }
+            Ok(reply)
+        }
         "tasks/list" if session.endpoint.is_aggregated() => {
             let reply = tasks::list(front, session, info.caller.as_deref(), id).await?;
             record::answered(front, info, method, "ok");
@@ -601,6 +614,35 @@ async fn set_level(
     msg: &Message<'_>,
     id: &Id,
 ) -> Result<Reply> {
+    let level = level_of(msg)?;
+    keep_level(front, session, &level).await;
+    let body = msg.params.map(|p| p.get().to_owned());
+    for (connection, slot) in session.upstream_slots() {
+        if let Some(upstream) = front.registry.upstream(&connection) {
+            let body = body.clone();
+            tokio::spawn(async move {
+                // A slot being filled (a new upstream session, told the level kept
+                // before) is waited for: the level may have changed meanwhile.
+                let Some(upstream_session) = slot.lock().await.clone() else {
+                    return;
+                };
+                let timeout = upstream.config().call_timeout;
+                let _ = upstream
+                    .request(
+                        &upstream_session,
+                        "logging/setLevel",
+                        body.as_deref(),
+                        timeout,
+                    )
+                    .await;
+            });
+        }
+    }
+    Ok(reply::json(jsonrpc::result(id.json(), "{}")))
+}
+
+/// The level a `logging/setLevel` asks for, if it is one MCP defines.
+fn level_of(msg: &Message<'_>) -> Result<String> {
     const LEVELS: &[&str] = &[
         "debug",
         "info",
@@ -619,32 +661,23 @@ async fn set_level(
     if !LEVELS.contains(&level.as_str()) {
         return Err(Error::InvalidParams(format!("unknown log level {level:?}")));
     }
+    Ok(level)
+}
+
+/// Keeps a legacy client's log level with its session, so that an upstream session
+/// opened for it later (on any replica) is told it too.
+async fn keep_level(front: &Front, session: &ClientSession, level: &str) {
     if let Ok(mut l) = session.log_level.lock() {
-        *l = Some(level.clone());
+        *l = Some(level.to_owned());
     }
-    let _ = front
+    if let Err(error) = front
         .sessions
         .store()
-        .set_log_level(&session.id_hash, &level)
-        .await;
-    let body = msg.params.map(|p| p.get().to_owned());
-    for (connection, upstream_session) in session.upstream_sessions() {
-        if let Some(upstream) = front.registry.upstream(&connection) {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let timeout = upstream.config().call_timeout;
-                let _ = upstream
-                    .request(
-                        &upstream_session,
-                        "logging/setLevel",
-                        body.as_deref(),
-                        timeout,
-                    )
-                    .await;
-            });
-        }
+        .set_log_level(&session.id_hash, level)
+        .await
+    {
+        tracing::warn!(session = %session.handle, %error, "cannot keep the log level with the session");
     }
-    Ok(reply::json(jsonrpc::result(id.json(), "{}")))
 }
 
 /// Handles a notification from the client.

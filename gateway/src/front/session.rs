@@ -255,14 +255,20 @@ impl ClientSession {
 
     /// Upstream sessions known to this replica.
     pub fn upstream_sessions(&self) -> Vec<(String, UpstreamSession)> {
-        let slots: Vec<(String, Arc<tokio::sync::Mutex<Option<UpstreamSession>>>)> =
-            lock(&self.upstreams)
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-        slots
+        self.upstream_slots()
             .into_iter()
             .filter_map(|(k, v)| v.try_lock().ok().and_then(|g| g.clone()).map(|s| (k, s)))
+            .collect()
+    }
+
+    /// The slot of each connection's upstream session on this replica (empty while
+    /// none is open, locked while one is being opened).
+    pub fn upstream_slots(
+        &self,
+    ) -> Vec<(String, Arc<tokio::sync::Mutex<Option<UpstreamSession>>>)> {
+        lock(&self.upstreams)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
 
@@ -581,7 +587,7 @@ impl Sessions {
             // The store is away: serve the call with an upstream session of this
             // replica's own, unrecorded (another replica may open a second one).
             tracing::warn!(session = %session.handle, connection = %upstream.name(), "store unreachable: upstream session not shared with other replicas");
-            replay(session, upstream, &fresh).await;
+            replay(session, upstream, &fresh, None).await;
             *guard = Some(fresh.clone());
             return Ok(fresh);
         }
@@ -597,7 +603,7 @@ impl Sessions {
             Ok(winner) => winner,
             Err(error) => {
                 tracing::warn!(session = %session.handle, connection = %upstream.name(), %error, "cannot record the upstream session; using it unshared");
-                replay(session, upstream, &fresh).await;
+                replay(session, upstream, &fresh, recorded.ok().flatten().as_ref()).await;
                 *guard = Some(fresh.clone());
                 return Ok(fresh);
             }
@@ -605,7 +611,7 @@ impl Sessions {
         if winner != fresh {
             upstream.close_session(fresh);
         } else {
-            replay(session, upstream, &winner).await;
+            replay(session, upstream, &winner, recorded.ok().flatten().as_ref()).await;
             // Ours replaced the old revision's session: end that one, if it lives at
             // the URL this revision uses (after a URL change it is another server's).
             if let Some(old) = superseded
@@ -669,10 +675,31 @@ impl Sessions {
 /// of the upstream before: its log level and its subscriptions to this connection's
 /// resources. Done before the session is handed out (at most [`REPLAY_FOR`]), so that
 /// a request of the client's does not overtake it.
-async fn replay(session: &ClientSession, upstream: &Arc<Upstream>, fresh: &UpstreamSession) {
-    let level = lock(&session.log_level).clone();
-    let uris: Vec<String> = session
-        .resource_subscriptions()
+async fn replay(
+    session: &ClientSession,
+    upstream: &Arc<Upstream>,
+    fresh: &UpstreamSession,
+    record: Option<&SessionRecord>,
+) {
+    // The record was just read: what the client asked through other replicas since
+    // this one loaded the session is in it.
+    let (level, subscriptions) = match record {
+        Some(record) => {
+            let mut local = lock(&session.log_level);
+            if record.log_level.is_some() {
+                local.clone_from(&record.log_level);
+            }
+            (
+                local.clone(),
+                record.resource_subscriptions.iter().cloned().collect(),
+            )
+        }
+        None => (
+            lock(&session.log_level).clone(),
+            session.resource_subscriptions(),
+        ),
+    };
+    let uris: Vec<String> = subscriptions
         .into_iter()
         .filter(|r| r.connection == upstream.name())
         .map(|r| r.uri)
