@@ -195,6 +195,10 @@ pub async fn forward(
                     timeout,
                     record: Some(record),
                     span,
+                    hears: super::stream::Hears {
+                        policy: front.policy.clone(),
+                        caller: info.caller.clone(),
+                    },
                 };
                 return Box::pin(stream::respond(
                     ctx,

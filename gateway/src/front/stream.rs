@@ -22,7 +22,9 @@ use super::relay::Relay;
 use super::reply::{self, Reply};
 use super::session::{ClientSession, Inflight};
 use crate::audit::Outcome;
-use crate::jsonrpc::{self, Id};
+use crate::identity::Identity;
+use crate::jsonrpc::{self, Id, Message};
+use crate::policy::Policies;
 use crate::revision::{Envelope, Era};
 use crate::sse;
 use crate::store::UpstreamSession;
@@ -51,6 +53,35 @@ pub struct CallContext {
     /// The upstream call's client span (`Span::none()` when not traced): the parent
     /// of the waits for the client's answers.
     pub span: tracing::Span,
+    pub hears: Hears,
+}
+
+/// Who the call is for, to ask the policies about a resource update the upstream
+/// sends along its answer: a resource hidden from the caller is not heard of.
+pub struct Hears {
+    pub policy: Arc<Policies>,
+    pub caller: Option<Arc<Identity>>,
+}
+
+impl Hears {
+    /// Whether the caller may hear `notification`: not an update of a resource it
+    /// cannot see, or of none named.
+    fn update(&self, connection: &str, notification: &[u8]) -> bool {
+        let Ok(msg) = Message::parse(notification) else {
+            return true;
+        };
+        if msg.method() != "notifications/resources/updated" {
+            return true;
+        }
+        let uri = msg.members().ok().and_then(|p| p.get_str("uri"));
+        match (&self.caller, uri) {
+            (Some(caller), Some(uri)) => {
+                self.policy
+                    .visible(caller, connection, crate::policy::Kind::Resource, &uri)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Most `input_required` rounds one call may take (a server that keeps asking, or
@@ -160,6 +191,11 @@ impl Relaying {
                 Step::Last(bytes)
             }
             Ok(Some(Ok(Inbound::Notification(bytes)))) => {
+                if find_bytes!(&bytes, b"notifications/resources/updated").is_some()
+                    && !self.ctx.hears.update(self.ctx.upstream.name(), &bytes)
+                {
+                    return Step::Skip;
+                }
                 let bytes = self.expose_tasks(bytes);
                 if find_bytes!(&bytes, b"notifications/progress").is_none() {
                     return Step::Frame(bytes);
@@ -528,5 +564,59 @@ mod tests {
         assert_eq!(out["params"]["progress"], 2);
         assert_eq!(out["params"]["total"], 5);
         assert_eq!(out["method"], "notifications/progress");
+    }
+
+    /// An update of a resource a policy hides from the caller is not relayed along an
+    /// answer; other notifications, and updates it may see, are.
+    #[tokio::test]
+    async fn resource_updates_along_an_answer_follow_the_policies() {
+        use crate::identity::AuthMethod;
+        use crate::store::{MemoryStore, Store as _};
+        let store = Arc::new(MemoryStore::new());
+        let spec: hawser_crds::McpPolicySpec = serde_json::from_value(serde_json::json!({
+            "targetRefs": [{"name": "fx"}],
+            "rules": [{"subjects": ["alice"], "resources": ["test://shown"]}],
+        }))
+        .unwrap();
+        store
+            .put_policy(
+                "p",
+                &spec,
+                crate::config::Source::Api,
+                &["fx".to_owned()],
+                None,
+            )
+            .await
+            .unwrap();
+        let policy = Policies::new(store, false, crate::metrics::Metrics::new());
+        policy.load().await.unwrap();
+        let alice = Arc::new(Identity {
+            subject: "alice".into(),
+            method: AuthMethod::StaticToken,
+            groups: Vec::new(),
+            scopes: Vec::new(),
+            token: None,
+            claims: None,
+        });
+        let hears = Hears {
+            policy,
+            caller: Some(alice),
+        };
+        let updated = |uri: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{{"uri":"{uri}"}}}}"#
+            )
+        };
+        assert!(hears.update("fx", updated("test://shown").as_bytes()));
+        assert!(!hears.update("fx", updated("test://hidden").as_bytes()));
+        // A connection no policy governs shows everything.
+        assert!(hears.update("other", updated("test://hidden").as_bytes()));
+        let log = br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"notifications/resources/updated test://hidden"}}"#;
+        assert!(hears.update("fx", log));
+        let nobody = Hears {
+            policy: hears.policy.clone(),
+            caller: None,
+        };
+        assert!(!nobody.update("fx", updated("test://shown").as_bytes()));
     }
 }
