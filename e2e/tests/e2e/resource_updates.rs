@@ -692,8 +692,8 @@ async fn a_policy_that_hides_a_resource_stops_its_updates_on_a_listen_stream() {
 }
 
 /// One caller cannot take every resource watch of a replica: past its share (256
-/// handles) its listen requests are refused with a clear error, another caller still
-/// subscribes, and a stream it closes gives its room back.
+/// distinct resources) its listen requests are refused with a clear error, another
+/// caller still subscribes, and a stream it closes gives its room back.
 #[tokio::test]
 async fn one_caller_cannot_take_every_resource_watch_of_a_replica() {
     let fixture = Fixture::start(&["--era", "modern"]);
@@ -750,7 +750,7 @@ async fn one_caller_cannot_take_every_resource_watch_of_a_replica() {
     assert!(
         answer["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("already holds 256 resource subscriptions")),
+            .is_some_and(|m| m.contains("already subscribes to 256 resources on this replica")),
         "{answer}"
     );
 

@@ -324,17 +324,20 @@ async fn routed(
             set_level(front, session, msg, id).await
         }
         // A connection's endpoint passes it on as it is (the upstream answers), and
-        // keeps a level it may renew on a later upstream session.
+        // keeps a level the upstream takes, to renew on a later upstream session
+        // (first: one opened meanwhile is told it).
         "logging/setLevel" if !session.is_modern() => {
             let upstream = endpoint
                 .upstream
                 .clone()
                 .ok_or(Error::ConnectionUnavailable)?;
-            let reply = to.send(&upstream, msg.params, None).await;
-            if let Ok(level) = level_of(msg) {
+            let logs = upstream
+                .catalog()
+                .is_some_and(|c| c.capabilities.logging.is_some());
+            if logs && let Ok(level) = level_of(msg) {
                 keep_level(front, session, &level).await;
             }
-            Ok(reply)
+            Ok(to.send(&upstream, msg.params, None).await)
         }
         "tasks/list" if session.endpoint.is_aggregated() => {
             let reply = tasks::list(front, session, info.caller.as_deref(), id).await?;
@@ -665,17 +668,9 @@ fn level_of(msg: &Message<'_>) -> Result<String> {
 }
 
 /// Keeps a legacy client's log level with its session, so that an upstream session
-/// opened for it later (on any replica) is told it too.
+/// opened for it later (on any replica) is told it.
 async fn keep_level(front: &Front, session: &ClientSession, level: &str) {
-    if let Ok(mut l) = session.log_level.lock() {
-        *l = Some(level.to_owned());
-    }
-    if let Err(error) = front
-        .sessions
-        .store()
-        .set_log_level(&session.id_hash, level)
-        .await
-    {
+    if let Err(error) = front.sessions.set_log_level(session, level).await {
         tracing::warn!(session = %session.handle, %error, "cannot keep the log level with the session");
     }
 }

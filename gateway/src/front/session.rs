@@ -204,6 +204,11 @@ impl ClientSession {
         *lock(&self.stream_caller) = Some(caller);
     }
 
+    /// Who opened the newest GET stream, if one was opened here.
+    pub fn stream_caller(&self) -> Option<Arc<Identity>> {
+        lock(&self.stream_caller).clone()
+    }
+
     /// Whether an update of resource `uri` at `connection` may reach the GET stream:
     /// its caller must still see the resource (a policy may have hidden it since the
     /// subscription was made).
@@ -492,6 +497,19 @@ impl Sessions {
         Ok(room)
     }
 
+    /// Keeps `level` as the log level of `session`, here and in the store, so that an
+    /// upstream session opened for it later (on any replica) is told it.
+    pub async fn set_log_level(
+        &self,
+        session: &ClientSession,
+        level: &str,
+    ) -> Result<(), store::Error> {
+        *lock(&session.log_level) = Some(level.to_owned());
+        self.health
+            .within_budget(self.store.set_log_level(&session.id_hash, level))
+            .await
+    }
+
     /// Drops a session from this replica (it ended elsewhere).
     pub fn forget(&self, id_hash: &IdHash) {
         if let Some(s) = self.write_cache().remove(id_hash) {
@@ -684,16 +702,15 @@ async fn replay(
     // The record was just read: what the client asked through other replicas since
     // this one loaded the session is in it.
     let (level, subscriptions) = match record {
-        Some(record) => {
-            let mut local = lock(&session.log_level);
-            if record.log_level.is_some() {
-                local.clone_from(&record.log_level);
-            }
-            (
-                local.clone(),
-                record.resource_subscriptions.iter().cloned().collect(),
-            )
-        }
+        // (The local level is left as it is: it may have been set here since the
+        // record was read, and a level set meanwhile is sent to this session after.)
+        Some(record) => (
+            record
+                .log_level
+                .clone()
+                .or_else(|| lock(&session.log_level).clone()),
+            record.resource_subscriptions.iter().cloned().collect(),
+        ),
         None => (
             lock(&session.log_level).clone(),
             session.resource_subscriptions(),

@@ -205,6 +205,10 @@ fn start(front: &Front, session: &Arc<ClientSession>, resource: ResourceSubscrip
     let registry = front.registry.clone();
     let listeners = front.listeners.clone();
     let policy = front.policy.clone();
+    // Anonymous callers (client authentication off) are all one: not counted.
+    let counted = session
+        .stream_caller()
+        .is_some_and(|c| c.method != crate::identity::AuthMethod::None);
     let session = session.clone();
     tokio::spawn(async move {
         let ResourceSubscription { connection, uri } = resource;
@@ -219,7 +223,7 @@ fn start(front: &Front, session: &Arc<ClientSession>, resource: ResourceSubscrip
         };
         let watch = tokio::select! {
             () = stop.cancelled() => return,
-            w = listeners.watches.watch(&registry, &upstream, &session.subject, &uri) => w,
+            w = listeners.watches.watch(&registry, &upstream, &session.subject, &uri, counted) => w,
         };
         let watch = match watch {
             Ok(w) => w,

@@ -24,7 +24,7 @@ use super::task_status;
 use super::watch::{Held, WatchError};
 use super::wire::Modern;
 use crate::endpoint::Endpoint;
-use crate::identity::Identity;
+use crate::identity::{AuthMethod, Identity};
 use crate::jsonrpc::{self, Id, Message};
 use crate::policy;
 use crate::revision::meta;
@@ -129,7 +129,13 @@ pub async fn open(
         let watch = front
             .listeners
             .watches
-            .watch(&front.registry, &upstream, &identity.subject, uri)
+            .watch(
+                &front.registry,
+                &upstream,
+                &identity.subject,
+                uri,
+                identity.method != AuthMethod::None,
+            )
             .await
             .map_err(|e| match e {
                 WatchError::Upstream(e) => Error::upstream(upstream.name(), e),

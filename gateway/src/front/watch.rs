@@ -44,7 +44,7 @@ pub enum WatchError {
     },
     #[error("this replica already watches {MAX_WATCHES} resources")]
     TooMany,
-    #[error("this caller already holds {MAX_PER_CALLER} resource subscriptions on this replica")]
+    #[error("this caller already subscribes to {MAX_PER_CALLER} resources on this replica")]
     TooManyForCaller,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -80,7 +80,7 @@ impl Drop for Watch {
 /// A caller's handle on a watch, counted against its share while it is held.
 pub struct Held {
     watch: Arc<Watch>,
-    _seat: Seat,
+    _seat: Option<Seat>,
 }
 
 impl Held {
@@ -90,26 +90,33 @@ impl Held {
     }
 }
 
-/// Handles held, by subject.
-type Seats = Arc<Mutex<HashMap<String, usize>>>;
+/// The watches each caller holds handles on, by subject, with how many handles.
+type Seats = Arc<Mutex<HashMap<String, HashMap<Key, usize>>>>;
 
-/// One handle of a subject's share; given back when dropped.
+/// One handle of a caller on a watch; given back when dropped.
 struct Seat {
     seats: Seats,
     subject: String,
+    key: Key,
 }
 
 impl Seat {
-    fn take(seats: &Seats, subject: &str) -> Result<Self, WatchError> {
+    /// A handle for `subject` on the watch `key`: refused when that would be more
+    /// than [`MAX_PER_CALLER`] distinct watches (more handles on one it holds are not).
+    fn take(seats: &Seats, subject: &str, key: &Key) -> Result<Self, WatchError> {
         let mut held = seats.lock().unwrap_or_else(|p| p.into_inner());
-        let n = held.entry(subject.to_owned()).or_default();
-        if *n >= MAX_PER_CALLER {
+        let watches = held.entry(subject.to_owned()).or_default();
+        if !watches.contains_key(key) && watches.len() >= MAX_PER_CALLER {
+            if watches.is_empty() {
+                held.remove(subject);
+            }
             return Err(WatchError::TooManyForCaller);
         }
-        *n += 1;
+        *watches.entry(key.clone()).or_default() += 1;
         Ok(Self {
             seats: seats.clone(),
             subject: subject.to_owned(),
+            key: key.clone(),
         })
     }
 }
@@ -117,11 +124,17 @@ impl Seat {
 impl Drop for Seat {
     fn drop(&mut self) {
         let mut held = self.seats.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = held.get_mut(&self.subject) {
+        let Some(watches) = held.get_mut(&self.subject) else {
+            return;
+        };
+        if let Some(n) = watches.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                held.remove(&self.subject);
+                watches.remove(&self.key);
             }
+        }
+        if watches.is_empty() {
+            held.remove(&self.subject);
         }
     }
 }
@@ -143,15 +156,25 @@ impl Watches {
 
     /// A handle for `subject` on the watch of `uri` at `upstream`, established first
     /// when this replica has none (so that a refusal reaches the client asking).
+    /// `counted`: the handle counts against the caller's share ([`MAX_PER_CALLER`]);
+    /// not for anonymous callers (client authentication off), who are all one.
     pub async fn watch(
         &self,
         registry: &Arc<Registry>,
         upstream: &Arc<Upstream>,
         subject: &str,
         uri: &str,
+        counted: bool,
     ) -> Result<Held, WatchError> {
-        let seat = Seat::take(&self.seats, subject)?;
-        let watch = self.shared(registry, upstream, subject, uri).await?;
+        let key = Key {
+            connection: upstream.name().to_owned(),
+            owner: upstream.per_user_tokens().then(|| subject.to_owned()),
+            uri: uri.to_owned(),
+        };
+        let seat = counted
+            .then(|| Seat::take(&self.seats, subject, &key))
+            .transpose()?;
+        let watch = self.shared(registry, upstream, key).await?;
         Ok(Held { watch, _seat: seat })
     }
 
@@ -159,14 +182,8 @@ impl Watches {
         &self,
         registry: &Arc<Registry>,
         upstream: &Arc<Upstream>,
-        subject: &str,
-        uri: &str,
+        key: Key,
     ) -> Result<Arc<Watch>, WatchError> {
-        let key = Key {
-            connection: upstream.name().to_owned(),
-            owner: upstream.per_user_tokens().then(|| subject.to_owned()),
-            uri: uri.to_owned(),
-        };
         {
             let mut open = self.lock();
             if let Some(watch) = open.get(&key).and_then(Weak::upgrade) {
@@ -402,20 +419,32 @@ mod tests {
 
     #[test]
     fn one_caller_holds_at_most_its_share_of_watches() {
+        let key = |uri: String| Key {
+            connection: "fx".into(),
+            owner: None,
+            uri,
+        };
         let seats = Seats::default();
+        let take = |subject: &str, uri: String| Seat::take(&seats, subject, &key(uri));
         let mut mallory: Vec<Seat> = (0..MAX_PER_CALLER)
-            .map(|_| Seat::take(&seats, "mallory").unwrap_or_else(|e| panic!("{e}")))
+            .map(|i| take("mallory", format!("test://{i}")).unwrap_or_else(|e| panic!("{e}")))
             .collect();
         assert!(matches!(
-            Seat::take(&seats, "mallory"),
+            take("mallory", "test://more".into()),
             Err(WatchError::TooManyForCaller)
         ));
-        // Others are not held back by her.
-        let alice = Seat::take(&seats, "alice");
+        // More handles on a watch she holds cost nothing (many clients of one
+        // service account, a stream opened again).
+        let again: Vec<Seat> = (0..10)
+            .map(|_| take("mallory", "test://0".into()).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        // Others are not held back by her, even on the same resources.
+        let alice = take("alice", "test://more".into());
         assert!(alice.is_ok());
-        // A handle let go makes room again, and nothing is left once all are.
+        // A watch let go makes room again, and nothing is left once all are.
         mallory.pop();
-        assert!(Seat::take(&seats, "mallory").is_ok());
+        assert!(take("mallory", "test://more".into()).is_ok());
+        drop(again);
         mallory.clear();
         drop(alice);
         assert!(seats.lock().unwrap_or_else(|p| p.into_inner()).is_empty());
