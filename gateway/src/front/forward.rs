@@ -57,6 +57,7 @@ pub async fn forward(
             target: target.as_deref(),
             params,
             id,
+            caller: info.caller.clone(),
         };
         front.sessions.pool.touch(upstream.name(), &session.subject);
         // Boxed, like the other large awaits below: a future holds every future it

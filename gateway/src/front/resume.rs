@@ -22,6 +22,8 @@ pub struct Retry<'a> {
     pub target: Option<&'a str>,
     pub params: Option<&'a RawValue>,
     pub id: Id,
+    /// The retry's caller: what the rest of the call relays is judged for it.
+    pub caller: Option<Arc<crate::identity::Identity>>,
 }
 
 /// Resumes the parked call a retry's `state` names.
@@ -33,6 +35,7 @@ pub async fn resume(bridge: &Bridge, retry: Retry<'_>, state: &str) -> Reply {
         target,
         params,
         id,
+        caller,
     } = retry;
     let refuse = |why: String| Error::InvalidParams(why).reply_in(Some(&id), true);
     let parked = match bridge.take(state, &session.subject, method, upstream.name(), target) {
@@ -72,6 +75,6 @@ pub async fn resume(bridge: &Bridge, retry: Retry<'_>, state: &str) -> Reply {
         .and_then(|m| RawParams::parse(Some(&m)).ok())
         .and_then(|m| m.0.get("progressToken").map(ToOwned::to_owned));
     let inflight = session.track(id.clone());
-    relaying.adopt(session.clone(), id, inflight, progress_token);
+    relaying.adopt(session.clone(), id, inflight, progress_token, caller);
     stream::resume(*relaying).await
 }

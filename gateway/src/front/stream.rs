@@ -406,13 +406,14 @@ impl Relaying {
     }
 
     /// Takes the call over for the retry of a parked call: the new request's id,
-    /// session (capabilities) and cancellation.
+    /// session (capabilities), cancellation and caller.
     pub(super) fn adopt(
         &mut self,
         session: Arc<ClientSession>,
         client_id: Id,
         inflight: Inflight,
         progress_token: Option<Box<RawValue>>,
+        caller: Option<Arc<Identity>>,
     ) {
         if let Some(call) = self.call.as_mut() {
             call.set_client_id(Some(client_id.json().to_owned()));
@@ -421,6 +422,7 @@ impl Relaying {
         self.ctx.session = session;
         self.ctx.client_id = client_id;
         self.ctx.inflight = inflight;
+        self.ctx.hears.caller = caller;
     }
 
     fn finish(&mut self) {

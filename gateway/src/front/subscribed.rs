@@ -208,7 +208,7 @@ fn start(front: &Front, session: &Arc<ClientSession>, resource: ResourceSubscrip
     // Anonymous callers (client authentication off) are all one: not counted.
     let counted = session
         .stream_caller()
-        .is_some_and(|c| c.method != crate::identity::AuthMethod::None);
+        .is_none_or(|c| c.method != crate::identity::AuthMethod::None);
     let session = session.clone();
     tokio::spawn(async move {
         let ResourceSubscription { connection, uri } = resource;

@@ -107,9 +107,6 @@ impl Seat {
         let mut held = seats.lock().unwrap_or_else(|p| p.into_inner());
         let watches = held.entry(subject.to_owned()).or_default();
         if !watches.contains_key(key) && watches.len() >= MAX_PER_CALLER {
-            if watches.is_empty() {
-                held.remove(subject);
-            }
             return Err(WatchError::TooManyForCaller);
         }
         *watches.entry(key.clone()).or_default() += 1;
