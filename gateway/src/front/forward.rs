@@ -196,7 +196,7 @@ pub async fn forward(
                     timeout,
                     record: Some(record),
                     span,
-                    hears: super::stream::Hears {
+                    hears: super::session::Hears {
                         policy: front.policy.clone(),
                         caller: info.caller.clone(),
                     },

@@ -12,13 +12,12 @@ use tokio_util::sync::CancellationToken;
 use super::reply::{self, Reply};
 use super::session::ClientSession;
 use super::state::Front;
+use super::watch::UPDATED;
 use crate::identity::Identity;
 use crate::jsonrpc::{Id, Kind, Message};
 use crate::sse;
 use crate::store::UpstreamSession;
 use crate::upstream::Upstream;
-
-const UPDATED: &str = "notifications/resources/updated";
 
 /// Interval of keep-alive comments on idle streams.
 const KEEPALIVE: Duration = Duration::from_secs(20);
@@ -178,13 +177,7 @@ async fn relay_upstream(
             // Of a resource the stream's caller may no longer see: not relayed.
             Kind::Notification
                 if msg.method() == UPDATED
-                    && !msg
-                        .members()
-                        .ok()
-                        .and_then(|p| p.get_str("uri"))
-                        .is_some_and(|uri| {
-                            session.may_hear(&front.policy, upstream.name(), &uri)
-                        }) => {}
+                    && !session.hears(&front.policy).update(upstream.name(), &bytes) => {}
             Kind::Notification => {
                 session.push(sse::event(&bytes));
             }

@@ -12,11 +12,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::Pool;
+use super::watch::UPDATED;
 use super::wire::Modern;
 use crate::crypto::IdHash;
 use crate::endpoint::Endpoint;
 use crate::identity::Identity;
-use crate::jsonrpc::Id;
+use crate::jsonrpc::{Id, Message};
 use crate::policy::{self, Policies};
 use crate::registry::Registry;
 use crate::revision::{self, Envelope, Era};
@@ -29,6 +30,37 @@ use crate::upstream::{ClientInit, Upstream, UpstreamError};
 fn new_id() -> String {
     let bytes: [u8; 32] = rand::random();
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Whom resource updates are relayed to, to ask the policies at each one: an update
+/// of a resource hidden from the caller (since it subscribed) is not heard of.
+pub struct Hears {
+    pub policy: Arc<Policies>,
+    pub caller: Option<Arc<Identity>>,
+}
+
+impl Hears {
+    /// Whether the caller may hear of resource `uri` at `connection`.
+    pub fn resource(&self, connection: &str, uri: &str) -> bool {
+        self.caller.as_ref().is_some_and(|caller| {
+            self.policy
+                .visible(caller, connection, policy::Kind::Resource, uri)
+        })
+    }
+
+    /// Whether the caller may hear `notification` from `connection`: not an update of
+    /// a resource it cannot see, or of none named.
+    pub fn update(&self, connection: &str, notification: &[u8]) -> bool {
+        let Ok(msg) = Message::parse(notification) else {
+            return true;
+        };
+        msg.method() != UPDATED
+            || msg
+                .members()
+                .ok()
+                .and_then(|p| p.get_str("uri"))
+                .is_some_and(|uri| self.resource(connection, &uri))
+    }
 }
 
 /// One client session as this replica holds it.
@@ -209,13 +241,13 @@ impl ClientSession {
         lock(&self.stream_caller).clone()
     }
 
-    /// Whether an update of resource `uri` at `connection` may reach the GET stream:
-    /// its caller must still see the resource (a policy may have hidden it since the
-    /// subscription was made).
-    pub fn may_hear(&self, policy: &Policies, connection: &str, uri: &str) -> bool {
-        lock(&self.stream_caller)
-            .as_ref()
-            .is_some_and(|caller| policy.visible(caller, connection, policy::Kind::Resource, uri))
+    /// What the newest GET stream may hear of: what its caller may see (a policy may
+    /// have hidden a resource since it was subscribed to).
+    pub fn hears(&self, policy: &Arc<Policies>) -> Hears {
+        Hears {
+            policy: policy.clone(),
+            caller: self.stream_caller(),
+        }
     }
 
     /// Fires when the newest GET stream closes.

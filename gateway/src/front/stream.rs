@@ -20,11 +20,10 @@ use super::inputs::{self, InputRequired};
 use super::record::CallRecord;
 use super::relay::Relay;
 use super::reply::{self, Reply};
-use super::session::{ClientSession, Inflight};
+use super::session::{ClientSession, Hears, Inflight};
 use crate::audit::Outcome;
 use crate::identity::Identity;
-use crate::jsonrpc::{self, Id, Message};
-use crate::policy::Policies;
+use crate::jsonrpc::{self, Id};
 use crate::revision::{Envelope, Era};
 use crate::sse;
 use crate::store::UpstreamSession;
@@ -53,35 +52,9 @@ pub struct CallContext {
     /// The upstream call's client span (`Span::none()` when not traced): the parent
     /// of the waits for the client's answers.
     pub span: tracing::Span,
+    /// Who the call is for: a resource update sent along the answer is relayed only
+    /// if the caller may see the resource.
     pub hears: Hears,
-}
-
-/// Who the call is for, to ask the policies about a resource update the upstream
-/// sends along its answer: a resource hidden from the caller is not heard of.
-pub struct Hears {
-    pub policy: Arc<Policies>,
-    pub caller: Option<Arc<Identity>>,
-}
-
-impl Hears {
-    /// Whether the caller may hear `notification`: not an update of a resource it
-    /// cannot see, or of none named.
-    fn update(&self, connection: &str, notification: &[u8]) -> bool {
-        let Ok(msg) = Message::parse(notification) else {
-            return true;
-        };
-        if msg.method() != "notifications/resources/updated" {
-            return true;
-        }
-        let uri = msg.members().ok().and_then(|p| p.get_str("uri"));
-        match (&self.caller, uri) {
-            (Some(caller), Some(uri)) => {
-                self.policy
-                    .visible(caller, connection, crate::policy::Kind::Resource, &uri)
-            }
-            _ => false,
-        }
-    }
 }
 
 /// Most `input_required` rounds one call may take (a server that keeps asking, or
@@ -573,6 +546,7 @@ mod tests {
     #[tokio::test]
     async fn resource_updates_along_an_answer_follow_the_policies() {
         use crate::identity::AuthMethod;
+        use crate::policy::Policies;
         use crate::store::{MemoryStore, Store as _};
         let store = Arc::new(MemoryStore::new());
         let spec: hawser_crds::McpPolicySpec = serde_json::from_value(serde_json::json!({

@@ -250,7 +250,7 @@ fn start(front: &Front, session: &Arc<ClientSession>, resource: ResourceSubscrip
                 update = updates.recv() => match update {
                     Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         // Of a resource the stream's caller may no longer see: not relayed.
-                        if session.may_hear(&policy, &connection, &uri) {
+                        if session.hears(&policy).resource(&connection, &uri) {
                             session.push(note.clone());
                         }
                     }

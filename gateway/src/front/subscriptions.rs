@@ -18,7 +18,7 @@ use super::error::{Error, Result};
 use super::listeners::{Filter, tagged};
 use super::reply::{self, Reply};
 use super::request::RequestInfo;
-use super::session::ClientSession;
+use super::session::{ClientSession, Hears};
 use super::state::Front;
 use super::task_status;
 use super::watch::{Held, WatchError};
@@ -178,14 +178,13 @@ pub async fn open(
     for (uri, connection, watch) in watches {
         let hears = Hears {
             policy: front.policy.clone(),
-            caller: caller.clone(),
-            connection,
+            caller: Some(caller.clone()),
         };
         tokio::spawn(relay_updates(
             watch,
             tx.clone(),
             id.json().to_owned(),
-            uri,
+            (connection, uri),
             hears,
         ));
     }
@@ -269,14 +268,6 @@ fn resource_upstream(
     }
 }
 
-/// Who a listen stream's resource updates are for, to ask the policies again at each
-/// one: a policy may hide the resource from the caller after the stream opened.
-struct Hears {
-    policy: Arc<policy::Policies>,
-    caller: Arc<Identity>,
-    connection: String,
-}
-
 /// Sends `notifications/resources/updated` for `uri` on a listen stream each time the
 /// watch fires while its caller may see the resource, until the stream ends (the
 /// watch is let go then).
@@ -284,7 +275,7 @@ async fn relay_updates(
     watch: Held,
     tx: mpsc::Sender<Bytes>,
     id: String,
-    uri: String,
+    (connection, uri): (String, String),
     hears: Hears,
 ) {
     let uri_member = format!(r#""uri":{}"#, jsonrpc::raw_string(&uri).get());
@@ -299,8 +290,7 @@ async fn relay_updates(
             () = tx.closed() => return,
             update = updates.recv() => match update {
                 Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let Hears { policy, caller, connection } = &hears;
-                    if !policy.visible(caller, connection, policy::Kind::Resource, &uri) {
+                    if !hears.resource(&connection, &uri) {
                         continue;
                     }
                     if tx.send(frame.clone()).await.is_err() {

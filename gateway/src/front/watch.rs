@@ -32,7 +32,8 @@ pub(super) const MAX_PER_CALLER: usize = MAX_WATCHES / 4;
 /// Longest wait before re-establishing a watch whose upstream stream ended.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-const UPDATED: &str = "notifications/resources/updated";
+/// The notification of a resource's update.
+pub(super) const UPDATED: &str = "notifications/resources/updated";
 
 /// Why a resource cannot be watched.
 #[derive(Debug, thiserror::Error)]
