@@ -214,6 +214,18 @@ impl Cluster {
         r.status().as_u16()
     }
 
+    /// PUT /api/v1/policies/{name} on replica `i`; the status.
+    pub async fn put_policy(&self, i: usize, name: &str, spec: serde_json::Value) -> u16 {
+        let r = http()
+            .put(format!("{}/api/v1/policies/{name}", self.replicas[i].base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&spec)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("admin PUT: {e}"));
+        r.status().as_u16()
+    }
+
     /// DELETE /api/v1/connections/{name} on replica `i`.
     pub async fn delete_connection(&self, i: usize, name: &str) -> u16 {
         http()

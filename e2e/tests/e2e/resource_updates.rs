@@ -430,7 +430,6 @@ async fn the_python_sdk_hears_resource_updates_in_both_eras_across_three_replica
 /// an unknown one; the caller it is shown to gets the subscription.
 #[tokio::test]
 async fn a_listen_request_for_a_resource_the_caller_may_not_see_is_refused() {
-    use hawser_e2e::harness::cluster::ADMIN_TOKEN;
     let fixture = Fixture::start(&[]);
     let config = format!(
         "clientAuth:\n  tokens:\n    - {{subject: alice, token: a-token}}\n    - {{subject: carol, token: c-token}}\nconnections:\n  - name: fx\n    url: {}\n",
@@ -440,17 +439,7 @@ async fn a_listen_request_for_a_resource_the_caller_may_not_see_is_refused() {
     let policy = json!({"targetRefs": [{"name": "fx"}], "rules": [
         {"subjects": ["alice"], "resources": ["test://*"]},
     ]});
-    let put = hawser_e2e::harness::http()
-        .put(format!(
-            "{}/api/v1/policies/watchers",
-            cluster.replicas[0].base
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&policy)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(put.status().as_u16(), 201);
+    assert_eq!(cluster.put_policy(0, "watchers", policy).await, 201);
     let url = cluster.replicas[0].mcp_url();
     let ask = |token: &'static str| {
         let url = url.clone();
@@ -521,22 +510,12 @@ enum Hearing {
 /// Writes policy `watchers` for `fx`: alice may call every tool and see the
 /// resources matching `resources`.
 async fn alice_sees(cluster: &Cluster, resources: &str) {
-    use hawser_e2e::harness::cluster::ADMIN_TOKEN;
     let policy = json!({"targetRefs": [{"name": "fx"}], "rules": [
         {"subjects": ["alice"], "tools": ["*"]},
         {"subjects": ["alice"], "resources": [resources]},
     ]});
-    let put = hawser_e2e::harness::http()
-        .put(format!(
-            "{}/api/v1/policies/watchers",
-            cluster.replicas[0].base
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&policy)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(put.status().is_success(), "{}", put.status());
+    let status = cluster.put_policy(0, "watchers", policy).await;
+    assert!(status == 200 || status == 201, "{status}");
 }
 
 /// Waits until reading [`WATCHED`] as alice succeeds (`true`) or is answered as
