@@ -111,15 +111,22 @@ impl<'a> Message<'a> {
     /// The params' members (absent params are an empty object), read once however
     /// many parts of the gateway look at them: the 2026-07-28 header checks, the
     /// envelope, routing.
+    /// Params that name a member twice are refused: which of the two a check reads and
+    /// which one the upstream acts on could differ (a policy checking one tool name
+    /// while the upstream runs the other).
     pub fn members(&self) -> Result<&ParamsView<'a>, ParseError> {
-        match self
-            .members
-            .get_or_init(|| ParamsView::parse(self.params).ok())
-        {
+        match self.members.get_or_init(|| {
+            ParamsView::parse(self.params)
+                .ok()
+                .filter(|v| v.repeated().is_none())
+        }) {
             Some(view) => Ok(view),
             None => Err(ParseError::invalid(match ParamsView::parse(self.params) {
                 Err(e) => e.message,
-                Ok(_) => "params must be an object".to_owned(),
+                Ok(view) => match view.repeated() {
+                    Some(key) => format!("params has the member {key:?} more than once"),
+                    None => "params must be an object".to_owned(),
+                },
             })),
         }
     }
@@ -442,6 +449,23 @@ impl<'a> ParamsView<'a> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
+    /// A member name the object holds more than once, if any.
+    pub fn repeated(&self) -> Option<&str> {
+        let members = &self.0;
+        if members.len() <= 16 {
+            return members
+                .iter()
+                .enumerate()
+                .find(|(i, (k, _))| members[..*i].iter().any(|(seen, _)| seen == k))
+                .map(|(_, (k, _))| k.as_ref());
+        }
+        let mut seen = std::collections::HashSet::with_capacity(members.len());
+        members
+            .iter()
+            .find(|(k, _)| !seen.insert(k.as_ref()))
+            .map(|(k, _)| k.as_ref())
+    }
+
     /// Reads a string member.
     pub fn get_str(&self, key: &str) -> Option<String> {
         self.get(key)
@@ -450,20 +474,30 @@ impl<'a> ParamsView<'a> {
 
     /// The object again, with `key` set to `value` (replaced in place, or appended).
     pub fn with(&self, key: &str, value: &RawValue) -> Box<RawValue> {
-        let mut found = false;
-        let members = self.0.iter().map(|(k, v)| {
-            if k == key {
-                found = true;
-                (k.as_ref(), value)
-            } else {
-                (k.as_ref(), *v)
+        self.with_all(&[(key, value)])
+    }
+
+    /// The object again, with each member of `set` set (replaced in place, or
+    /// appended in `set`'s order).
+    pub fn with_all(&self, set: &[(&str, &RawValue)]) -> Box<RawValue> {
+        let value = |key: &str| set.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        let mut members: Vec<(&str, &RawValue)> = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_ref(), value(k).unwrap_or(*v)))
+            .collect();
+        for &(key, v) in set {
+            if self.get(key).is_none() {
+                members.push((key, v));
             }
-        });
-        let mut members: Vec<(&str, &RawValue)> = members.collect();
-        if !found {
-            members.push((key, value));
         }
         object(members)
+    }
+
+    /// Whether the object holds `key` exactly once, with this very text.
+    pub fn holds_once(&self, key: &str, text: &str) -> bool {
+        let mut found = self.0.iter().filter(|(k, _)| k == key);
+        matches!((found.next(), found.next()), (Some((_, v)), None) if v.get() == text)
     }
 
     /// The object again, keeping the members `keep` says yes to.

@@ -360,6 +360,10 @@ fn json_rows(c: &Ctx) -> Vec<Row> {
         "method a number" => c.post(&[], PING.replace("\"ping\"", "5")), 400, Code(-32600);
         "tools/call params an array" => c.post(&[], with_params("tools/call", "[1]")), 200, Code(-32602);
         "a duplicate id member" => c.post(&[], PING.replace("\"id\":1", "\"id\":1,\"id\":2")), 400, Code(-32600);
+        "a tool name twice in params" => c.post(&[], with_params("tools/call", r#"{"name":"fx__echo","name":"fx__whoami","arguments":{}}"#)),
+            200, Code(-32602), Has("more than once");
+        "arguments twice in params" => c.post(&[], with_params("tools/call", r#"{"name":"fx__echo","arguments":{"text":"a"},"arguments":{"text":"b"}}"#)),
+            200, Code(-32602), Has(r#"\"arguments\" more than once"#);
         "two messages in one body" => c.post(&[], format!("{PING}{PING}")), 400, Code(-32700);
         "2 MiB body over maxRequestBytes" => c.post(&[], big), 413, Code(-32600);
     }
@@ -396,6 +400,15 @@ fn header_rows(c: &Ctx) -> Vec<Row> {
             400, Code(-32020), Has("does not match");
         "tools/call whose Mcp-Name disagrees" => c.post(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "fx__other")], MODERN_CALL),
             400, Code(-32020), Has("Mcp-Name");
+        "two Mcp-Name headers" => c.post(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "fx__echo"), ("Mcp-Name", "fx__whoami")], MODERN_CALL),
+            400, Code(-32600), Has("Mcp-Name");
+        "two Mcp-Method headers" => c.post(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Method", "tools/list"), ("Mcp-Name", "fx__echo")], MODERN_CALL),
+            400, Code(-32600), Has("Mcp-Method");
+        "a 2026-07-28 tool name twice" => c.post(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "fx__echo")],
+            MODERN_CALL.replace(r#""name":"fx__echo""#, r#""name":"fx__echo","name":"fx__whoami""#)), 400, Code(-32602), Has("more than once");
+        "a 2026-07-28 clientInfo over 4 KiB" => c.post(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "fx__echo")],
+            MODERN_CALL.replace(r#""io.modelcontextprotocol/clientCapabilities":{}"#, &format!(r#""io.modelcontextprotocol/clientCapabilities":{{}},"io.modelcontextprotocol/clientInfo":{{"name":"{}","version":"1"}}"#, "n".repeat(5000)))),
+            400, Code(-32602), Has("larger than 4096 bytes");
         "2026-07-28 without _meta" => c.post(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/list")], r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#),
             400, Code(-32602), Has("_meta");
         "2026-07-28 body with a 2025 header" => c.post(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/list")], MODERN_LIST.replace("2026-07-28", "2025-11-25")),

@@ -34,13 +34,15 @@ pub fn endpoint_of(path: &str) -> Result<Endpoint> {
 
 /// Headers a request may carry once: with two, which one a check read and which one
 /// a later step (or a proxy) reads could differ.
-const SINGLE: [(header::HeaderName, &str); 6] = [
+const SINGLE: [(header::HeaderName, &str); 8] = [
     (header::HOST, "Host"),
     (header::ORIGIN, "Origin"),
     (header::AUTHORIZATION, "Authorization"),
     (header::CONTENT_TYPE, "Content-Type"),
     (MCP_SESSION_ID, "Mcp-Session-Id"),
     (crate::headers::MCP_PROTOCOL_VERSION, "MCP-Protocol-Version"),
+    (crate::headers::MCP_METHOD, "Mcp-Method"),
+    (crate::headers::MCP_NAME, "Mcp-Name"),
 ];
 
 /// Rejects requests that repeat a header that must be single, or whose `Host` or

@@ -68,29 +68,40 @@ impl Params {
         })?;
         let params: Self = serde_json::from_str(params.get())
             .map_err(|e| Error::InvalidParams(format!("invalid initialize params: {e}")))?;
-        for (field, value, max) in [
-            ("capabilities", &params.capabilities, MAX_CAPABILITIES_BYTES),
-            ("clientInfo", &params.client_info, MAX_CLIENT_INFO_BYTES),
-        ] {
-            let Some(value) = value else { continue };
-            if !value.get().trim_start().starts_with('{') {
-                return Err(Error::InvalidParams(format!(
-                    "params.{field} must be an object"
-                )));
-            }
-            if value.get().len() > max {
-                return Err(Error::InvalidParams(format!(
-                    "params.{field} is larger than {max} bytes"
-                )));
-            }
-            if jsonrpc::depth(value.get()) > MAX_DEPTH {
-                return Err(Error::InvalidParams(format!(
-                    "params.{field} nests deeper than {MAX_DEPTH} levels"
-                )));
-            }
-        }
+        bounded(
+            "params.capabilities",
+            params.capabilities.as_deref(),
+            MAX_CAPABILITIES_BYTES,
+        )?;
+        bounded(
+            "params.clientInfo",
+            params.client_info.as_deref(),
+            MAX_CLIENT_INFO_BYTES,
+        )?;
         Ok(params)
     }
+}
+
+/// What a client declares about itself (`field`: capabilities, client info), kept
+/// with its session or pooled upstream session: an object of at most `max` bytes,
+/// nested at most [`MAX_DEPTH`] levels. The same bounds hold for `initialize` and for
+/// a 2026-07-28 request's envelope.
+pub fn bounded(field: &str, value: Option<&RawValue>, max: usize) -> Result<()> {
+    let Some(value) = value else { return Ok(()) };
+    if !value.get().trim_start().starts_with('{') {
+        return Err(Error::InvalidParams(format!("{field} must be an object")));
+    }
+    if value.get().len() > max {
+        return Err(Error::InvalidParams(format!(
+            "{field} is larger than {max} bytes"
+        )));
+    }
+    if jsonrpc::depth(value.get()) > MAX_DEPTH {
+        return Err(Error::InvalidParams(format!(
+            "{field} nests deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(())
 }
 
 async fn initialize(

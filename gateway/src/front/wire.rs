@@ -96,10 +96,8 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
         }
         Some(_) => {}
     }
-    let envelope = msg
-        .members()
-        .ok()
-        .and_then(Envelope::of)
+    let members = msg.members().map_err(|e| Error::InvalidParams(e.message))?;
+    let envelope = Envelope::of(members)
         .ok_or_else(|| Error::MetaInvalid("params._meta is required in 2026-07-28".into()))?;
     let Some(body_version) = envelope.protocol_version.as_deref() else {
         return Err(Error::MetaInvalid(format!(
@@ -112,6 +110,21 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
             "params._meta[{:?}] is required (an object; {{}} declares none)",
             revision::meta::CLIENT_CAPABILITIES
         )));
+    }
+    // Kept with the pooled upstream session it opens, as `initialize`'s are.
+    for (key, value, max) in [
+        (
+            revision::meta::CLIENT_CAPABILITIES,
+            &envelope.capabilities,
+            super::initialize::MAX_CAPABILITIES_BYTES,
+        ),
+        (
+            revision::meta::CLIENT_INFO,
+            &envelope.client_info,
+            super::initialize::MAX_CLIENT_INFO_BYTES,
+        ),
+    ] {
+        super::initialize::bounded(&format!("params._meta[{key:?}]"), value.as_deref(), max)?;
     }
     if body_version != revision::MODERN {
         return Err(Error::HeaderMismatch(format!(
