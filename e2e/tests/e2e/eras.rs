@@ -273,3 +273,61 @@ async fn a_listen_stream_on_one_replica_hears_a_change_made_through_another() {
         "unrequested notifications: {heard:?}"
     );
 }
+
+/// The progress notifications (token, total) on a 2026-07-28 call's answer stream.
+async fn progress_of(url: String, steps: u64) -> Vec<(serde_json::Value, f64)> {
+    let body = hawser_e2e::harness::http()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "progress")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "progress", "arguments": {"steps": steps, "step_ms": 100},
+            "_meta": {"progressToken": "mine",
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}}}}),
+        )
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(body.contains(&format!("completed {steps} steps")), "{body}");
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d.trim()).ok())
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| {
+            let total = m["params"]["total"].as_f64().unwrap_or_default();
+            (m["params"]["progressToken"].clone(), total)
+        })
+        .collect()
+}
+
+/// Two 2026-07-28 calls of one caller to a legacy upstream share its pooled upstream
+/// session; both may carry the same progress token (two processes of one service
+/// account cannot agree on theirs), and each still hears its own progress, under its
+/// own token.
+#[tokio::test]
+async fn calls_sharing_a_pooled_upstream_session_each_hear_their_own_progress() {
+    let fixture = Fixture::start(&[]);
+    let gateway = Gateway::start(&config("fx", &fixture), &[]);
+    gateway.wait_ready().await;
+    let url = format!("{}/mcp/fx", gateway.base);
+    // The pooled session opened first, so that both calls find it.
+    assert_eq!(progress_of(url.clone(), 1).await.len(), 1);
+    let (three, six) = tokio::join!(progress_of(url.clone(), 3), progress_of(url, 6));
+    for (heard, steps) in [(three, 3.0), (six, 6.0)] {
+        assert_eq!(heard.len(), steps as usize, "{heard:?}");
+        assert!(
+            heard
+                .iter()
+                .all(|(token, total)| token == "mine" && *total == steps),
+            "another call's progress, or another token: {heard:?}"
+        );
+    }
+}

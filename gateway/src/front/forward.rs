@@ -128,12 +128,25 @@ pub async fn forward(
     // knows from the session, and refuses a request that says otherwise.
     let upstream_era = upstream.era_for(session.era());
     let envelope = (upstream_era == Era::Modern).then(|| session.envelope());
+    // Whether `_meta` holds more than the envelope (a progress token, say).
+    let others = session.modern.as_ref().is_none_or(|e| e.meta_others);
     let stripped = match (session.is_modern(), upstream_era, params) {
-        (true, Era::Legacy, Some(p)) => {
-            let others = session.modern.as_ref().is_none_or(|e| e.meta_others);
-            crate::upstream::era::without_envelope(p, members, others)
+        (true, Era::Legacy, Some(p)) => crate::upstream::era::without_envelope(p, members, others),
+        _ => None,
+    };
+    // A 2026-07-28 client's calls to a legacy upstream share the caller's pooled
+    // upstream session, where progress tokens must be unique; two calls may well
+    // carry the same one (two processes of one service account). The upstream gets
+    // one of Hawser's, and progress goes back under the client's.
+    let owned = match (&stripped, session.is_modern(), upstream_era) {
+        (Some(p), true, Era::Legacy) if others => {
+            crate::upstream::era::own_progress_token(p, &crate::crypto::random_hex::<12>())
         }
         _ => None,
+    };
+    let (stripped, progress_token) = match owned {
+        Some((p, theirs)) => (Some(p), Some(theirs)),
+        None => (stripped, None),
     };
     let params = stripped.as_deref().or(params);
     let mut upstream_headers = info.upstream_headers(&span);
@@ -196,6 +209,7 @@ pub async fn forward(
                     timeout,
                     record: Some(record),
                     span,
+                    progress_token: progress_token.clone(),
                     hears: super::session::Hears {
                         policy: front.policy.clone(),
                         caller: info.caller.clone(),

@@ -55,6 +55,9 @@ pub struct CallContext {
     /// Who the call is for: a resource update sent along the answer is relayed only
     /// if the caller may see the resource.
     pub hears: Hears,
+    /// The client's progress token, when the upstream was sent one of Hawser's own
+    /// instead (a pooled upstream session): progress is reported under the client's.
+    pub progress_token: Option<Box<RawValue>>,
 }
 
 /// Most `input_required` rounds one call may take (a server that keeps asking, or
@@ -424,6 +427,7 @@ pub async fn respond(ctx: CallContext, mut call: Call, mirror: bool) -> Reply {
     if ctx.session.is_modern() && ctx.upstream.era_for(Era::Modern) == Era::Legacy {
         call.completes();
     }
+    let progress_token = ctx.progress_token.clone().map(Some);
     let state = Relaying {
         ctx,
         call: Some(call),
@@ -431,7 +435,7 @@ pub async fn respond(ctx: CallContext, mut call: Call, mirror: bool) -> Reply {
         outcome: Outcome::default(),
         asking: None,
         rounds: 0,
-        progress_token: None,
+        progress_token,
     };
     relay(state, stream_anyway).await
 }

@@ -3,6 +3,8 @@
 //! for a 2026-07-28 upstream — the `_meta` envelope, and the headers that mirror the
 //! body (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`).
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::ServerCapabilities;
 use serde_json::Value;
@@ -11,7 +13,7 @@ use serde_json::value::RawValue;
 use super::streamable::{Reply, SessionRef};
 use super::{Upstream, UpstreamError, hawser_info};
 use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PARAM_PREFIX};
-use crate::jsonrpc::{self, Message, ParamsView, RawParams};
+use crate::jsonrpc::{self, Message, ParamsView};
 use crate::revision::{self, Envelope, encode_header_value};
 
 /// What Hawser can relay to its clients, declared to upstreams so that they offer
@@ -34,32 +36,62 @@ pub fn hawser_envelope() -> Envelope {
 /// `params` with the envelope's members set in `params._meta` (other `_meta` members,
 /// such as `progressToken`, kept).
 pub fn with_envelope(params: Option<&RawValue>, envelope: &Envelope) -> Box<RawValue> {
-    with_meta(params, Some(envelope), &[])
+    with_meta(params, Some(envelope), &[]).into_owned()
 }
 
 /// `params` with the envelope's members (if any) and the string members `extra`
 /// (the trace context, SEP-414's `traceparent` and `tracestate`) set in
-/// `params._meta`; other `_meta` members kept.
-pub fn with_meta(
-    params: Option<&RawValue>,
+/// `params._meta`; other `_meta` members kept. A 2026-07-28 client's request already
+/// carries its envelope: when `_meta` holds each member once with the same text,
+/// `params` go as they are, not written again.
+pub fn with_meta<'a>(
+    params: Option<&'a RawValue>,
     envelope: Option<&Envelope>,
     extra: &[(&str, &str)],
-) -> Box<RawValue> {
-    let mut params = RawParams::parse(params).unwrap_or_default();
-    let mut meta = RawParams::parse(params.0.get("_meta")).unwrap_or_default();
-    if let Some(envelope) = envelope {
-        let members = format!("{{{}}}", envelope.members());
-        if let Ok(RawParams(set)) = serde_json::from_str::<RawParams>(&members) {
-            for (k, v) in set.0 {
-                meta.0.set(&k, v);
-            }
+) -> Cow<'a, RawValue> {
+    let mut set: Vec<(&str, Cow<'_, RawValue>)> = Vec::with_capacity(4 + extra.len());
+    if let Some(e) = envelope {
+        let version = e.protocol_version.as_deref().unwrap_or(revision::MODERN);
+        set.push((
+            revision::meta::PROTOCOL_VERSION,
+            Cow::Owned(jsonrpc::raw_string(version)),
+        ));
+        let capabilities = match e.capabilities.as_deref() {
+            Some(c) => Cow::Borrowed(c),
+            None => Cow::Owned(jsonrpc::raw_or_null("{}".to_owned())),
+        };
+        set.push((revision::meta::CLIENT_CAPABILITIES, capabilities));
+        if let Some(info) = e.client_info.as_deref() {
+            set.push((revision::meta::CLIENT_INFO, Cow::Borrowed(info)));
+        }
+        if let Some(level) = &e.log_level {
+            set.push((
+                revision::meta::LOG_LEVEL,
+                Cow::Owned(jsonrpc::raw_string(level)),
+            ));
         }
     }
     for (k, v) in extra {
-        meta.0.set(k, jsonrpc::raw_string(v));
+        set.push((k, Cow::Owned(jsonrpc::raw_string(v))));
     }
-    params.0.set("_meta", meta.to_raw());
-    params.to_raw()
+    // Params that are not an object become one, as do a `_meta` that is not.
+    let members = params
+        .and_then(|p| ParamsView::of(p).ok())
+        .unwrap_or_default();
+    let once = members.0.iter().filter(|(k, _)| k == "_meta").count() == 1;
+    let meta = members
+        .get("_meta")
+        .and_then(|m| ParamsView::of(m).ok())
+        .unwrap_or_default();
+    if let Some(params) = params
+        && once
+        && set.iter().all(|(k, v)| meta.holds_once(k, v.get()))
+    {
+        return Cow::Borrowed(params);
+    }
+    let set: Vec<(&str, &RawValue)> = set.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+    let meta = meta.with_all(&set);
+    Cow::Owned(members.with("_meta", &meta))
 }
 
 /// The trace context of an upstream request's headers, as `_meta` members.
@@ -97,6 +129,17 @@ pub fn without_envelope(
         }
     }
     Some(members.only(|k| k != "_meta"))
+}
+
+/// `params` with `_meta.progressToken` replaced by `ours`, and the token it replaced:
+/// `None` when the params ask for no progress. For an upstream session that carries
+/// the requests of many clients' calls, where their own tokens could repeat.
+pub fn own_progress_token(params: &RawValue, ours: &str) -> Option<(Box<RawValue>, Box<RawValue>)> {
+    let members = ParamsView::of(params).ok()?;
+    let meta = ParamsView::of(members.get("_meta")?).ok()?;
+    let theirs = meta.get("progressToken")?;
+    let meta = meta.with("progressToken", &jsonrpc::raw_string(ours));
+    Some((members.with("_meta", &meta), theirs.to_owned()))
 }
 
 /// A tool argument an upstream wants mirrored in an `Mcp-Param-{name}` header.
@@ -164,10 +207,9 @@ fn is_tchar(b: u8) -> bool {
 
 /// The header text of the argument at `path` (`None` when absent or `null`).
 pub fn param_value(arguments: Option<&RawValue>, path: &[String]) -> Option<String> {
-    let mut current: Box<RawValue> = arguments?.to_owned();
+    let mut current = arguments?;
     for key in path {
-        let members = RawParams::parse(Some(&current)).ok()?;
-        current = members.0.get(key)?.to_owned();
+        current = ParamsView::of(current).ok()?.get(key)?;
     }
     match serde_json::from_str::<Value>(current.get()).ok()? {
         Value::String(s) => Some(s),
@@ -198,12 +240,12 @@ pub fn request_headers(
         _ => None,
     };
     if let Some(member) = member {
-        let members = RawParams::parse(params).unwrap_or_default();
-        if let Some(name) = members.0.get_str(member) {
+        let members = ParamsView::parse(params).unwrap_or_default();
+        if let Some(name) = members.get_str(member) {
             set(&mut headers, MCP_NAME, &name);
         }
         if !annotated.is_empty() {
-            let arguments = members.0.get("arguments");
+            let arguments = members.get("arguments");
             for h in annotated {
                 let (Some(value), Ok(name)) = (
                     param_value(arguments, &h.path),
@@ -355,6 +397,49 @@ mod tests {
             json!({})
         );
         assert_eq!(out["name"], "echo");
+    }
+
+    #[test]
+    fn a_clients_own_envelope_goes_upstream_as_the_client_wrote_it() {
+        // As a 2026-07-28 client sends it: spacing, member order and a number's
+        // spelling of its own.
+        let text = r#"{"name":"echo", "arguments":{"n":1.50},"_meta":{"progressToken":7,
+            "io.modelcontextprotocol/protocolVersion":"2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities":{"sampling":{}},
+            "io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}}}"#;
+        let params = jsonrpc::raw_or_null(text.into());
+        let read = ParamsView::of(&params).unwrap();
+        let envelope = Envelope::of(&read).unwrap();
+        let out = with_meta(Some(&params), Some(&envelope), &[]);
+        assert_eq!(out.get(), text, "the client's params, unchanged");
+
+        // What `_meta` says otherwise is set: another version, a member twice, or a
+        // trace context to add.
+        let other = Envelope {
+            protocol_version: Some("2026-08-01".into()),
+            ..envelope.clone()
+        };
+        let out: Value =
+            serde_json::from_str(with_meta(Some(&params), Some(&other), &[]).get()).unwrap();
+        assert_eq!(out["_meta"][revision::meta::PROTOCOL_VERSION], "2026-08-01");
+        assert_eq!(out["_meta"]["progressToken"], 7);
+        assert_eq!(out["arguments"]["n"], 1.5);
+        let twice = jsonrpc::raw_or_null(
+            r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}"#.into(),
+        );
+        let envelope = Envelope::of(&ParamsView::of(&twice).unwrap()).unwrap();
+        let out = with_meta(Some(&twice), Some(&envelope), &[]);
+        // The version Hawser read (the last) in place of each: the upstream cannot
+        // read another.
+        assert!(!out.get().contains("2026-07-28"), "{}", out.get());
+        let ours = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let envelope = Envelope::of(&read).unwrap();
+        let out: Value = serde_json::from_str(
+            with_meta(Some(&params), Some(&envelope), &[("traceparent", ours)]).get(),
+        )
+        .unwrap();
+        assert_eq!(out["_meta"]["traceparent"], ours);
+        assert_eq!(out["_meta"][revision::meta::CLIENT_INFO]["name"], "c");
     }
 
     #[test]

@@ -460,9 +460,9 @@ impl Upstream {
         if catalog.param_headers.is_empty() {
             return Vec::new();
         }
-        jsonrpc::RawParams::parse(Some(params))
+        jsonrpc::ParamsView::of(params)
             .ok()
-            .and_then(|p| p.0.get_str("name"))
+            .and_then(|p| p.get_str("name"))
             .and_then(|name| catalog.param_headers.get(&name).cloned())
             .unwrap_or_default()
     }
