@@ -45,7 +45,14 @@ async def consent(link):
         check(found, f"no consent form on the page: {page.text[:500]}")
         action = urllib.parse.urljoin(link, found.group(1))
         sealed = found.group(2).replace("&amp;", "&")
-        started = await browser.post(action, data={"link": sealed})
+        token = re.search(r'name="form" value="([0-9a-f]+)"', page.text)
+        check(token, f"no form token on the consent page: {page.text[:500]}")
+        # The page's own button: its form token, and the cookie the page set (the
+        # client keeps it). Without them the gateway refuses.
+        async with httpx.AsyncClient(follow_redirects=False, timeout=10) as elsewhere:
+            bare = await elsewhere.post(action, data={"link": sealed})
+        check(bare.status_code == 403, f"the link posted from elsewhere answered {bare.status_code}")
+        started = await browser.post(action, data={"link": sealed, "form": token.group(1)})
         check(started.status_code == 303, f"the consent button answered {started.status_code}: {started.text[:300]}")
         cookie = started.headers.get("set-cookie", "").split(";")[0]
         check(cookie.startswith("hawser_consent="), f"no consent cookie: {started.headers}")
@@ -57,7 +64,7 @@ async def consent(link):
         done = await browser.get(callback, headers={"cookie": cookie})
         check(done.status_code == 200 and "Account connected" in done.text, f"callback answered {done.status_code}: {done.text[:300]}")
         # The link opens one flow only.
-        again = await browser.post(action, data={"link": sealed})
+        again = await browser.post(action, data={"link": sealed, "form": token.group(1)})
         check(again.status_code == 410, f"a used link answered {again.status_code}")
 
 

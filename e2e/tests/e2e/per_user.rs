@@ -68,27 +68,8 @@ async fn consent_in_browser(link: &str, login: &str) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let sealed = url::Url::parse(link)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .query_pairs()
-        .find(|(k, _)| k == "link")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("no link parameter in {link}"));
-    let action = link.split('?').next().unwrap_or_default();
-    let started = browser
-        .post(action)
-        .form(&[("link", sealed.as_str())])
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let started = press_continue(&browser, link, true).await;
     assert_eq!(started.status(), 303, "{:?}", started.text().await);
-    let header = |r: &reqwest::Response, name: &str| {
-        r.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
     let cookie = header(&started, "set-cookie");
     let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
     let authorize = format!(
@@ -114,6 +95,58 @@ async fn consent_in_browser(link: &str, login: &str) {
     let page = done.text().await.unwrap_or_default();
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Account connected"), "{page}");
+}
+
+/// A response header's value (empty when absent).
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Opens consent `link` as a browser and presses the page's Continue button: the
+/// form's token, with the cookie the page set. `refusals`: first checks that the same
+/// POST without the cookie, or without the token (a page of another site submitting
+/// the link), is refused.
+async fn press_continue(
+    browser: &reqwest::Client,
+    link: &str,
+    refusals: bool,
+) -> reqwest::Response {
+    let sealed = url::Url::parse(link)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .query_pairs()
+        .find(|(k, _)| k == "link")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no link parameter in {link}"));
+    let action = link.split('?').next().unwrap_or_default();
+    let shown = browser
+        .get(link)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cookie = header(&shown, "set-cookie");
+    let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
+    let page = shown.text().await.unwrap_or_default();
+    let token = field(&page, "form");
+    let post = |cookie: &str, form: &str| {
+        browser
+            .post(action)
+            .header("cookie", cookie)
+            .form(&[("link", sealed.as_str()), ("form", form)])
+            .send()
+    };
+    if refusals {
+        for (cookie, form) in [("", token.as_str()), (cookie.as_str(), "")] {
+            let refused = post(cookie, form).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(refused.status(), 403, "{:?}", refused.text().await);
+        }
+    }
+    post(&cookie, &token)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn urlencoding(s: &str) -> String {
@@ -229,18 +262,7 @@ async fn each_user_consents_from_their_client_and_acts_upstream_as_themselves() 
     consent_in_browser(&link, "carol@upstream").await;
     assert_eq!(upstream_sub(&mut carol).await, Ok("carol@upstream".into()));
     // Her link is spent: a second use is refused.
-    let sealed = url::Url::parse(&link)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .query_pairs()
-        .find(|(k, _)| k == "link")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    let again = http()
-        .post(link.split('?').next().unwrap_or_default())
-        .form(&[("link", sealed.as_str())])
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = press_continue(&http(), &link, false).await;
     assert_eq!(again.status(), 410);
 
     // Alice disconnects: revoked at the provider, and her next call asks again, on

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -123,10 +123,33 @@ impl IntoResponse for Refusal {
 #[derive(Deserialize)]
 pub struct LinkParam {
     link: Option<String>,
+    /// The page's form token (POST): the value of [`FORM_COOKIE`].
+    form: Option<String>,
+}
+
+/// The cookie the consent page sets, whose value its form carries back: a POST
+/// without both, or with two different values, was not sent by the page's own
+/// button in this browser (a page of another site submitting the link; the cookie is
+/// `SameSite=Lax`, so a cross-site POST does not carry it).
+const FORM_COOKIE: &str = "hawser_consent_form";
+
+/// This browser's form token: the one its cookie already holds (so that pages open
+/// in several tabs all work), or a new one.
+fn form_token(headers: &HeaderMap) -> (String, bool) {
+    match crate::headers::cookie_value(headers, FORM_COOKIE)
+        .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        Some(held) => (held.to_owned(), false),
+        None => (crate::crypto::random_hex::<16>(), true),
+    }
 }
 
 /// `GET /oauth/consent?link=…`: says what connecting means and offers to go on.
-pub async fn show(State(oauth): State<Arc<OAuth>>, Query(q): Query<LinkParam>) -> Response {
+pub async fn show(
+    State(oauth): State<Arc<OAuth>>,
+    headers: HeaderMap,
+    Query(q): Query<LinkParam>,
+) -> Response {
     let Some(sealed) = q.link.filter(|l| !l.is_empty()) else {
         return page(
             StatusCode::BAD_REQUEST,
@@ -141,6 +164,7 @@ pub async fn show(State(oauth): State<Arc<OAuth>>, Query(q): Query<LinkParam>) -
     if oauth.consent_needs_sign_in() {
         return to_console(&sealed);
     }
+    let (token, new) = form_token(&headers);
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\"><title>Connect {c} · Hawser</title>\
@@ -150,17 +174,27 @@ pub async fn show(State(oauth): State<Arc<OAuth>>, Query(q): Query<LinkParam>) -
          <p>Hawser will act as you on connection <strong>{c}</strong>, with the account you sign in \
          with at its authorization server. Only continue if you asked for this from your own client.</p>\
          <form method=\"post\" action=\"consent\"><input type=\"hidden\" name=\"link\" value=\"{l}\">\
+         <input type=\"hidden\" name=\"form\" value=\"{f}\">\
          <button type=\"submit\">Continue</button></form></body></html>",
         c = escape(&link.connection),
         l = escape(&sealed),
+        f = token,
     );
-    no_store((StatusCode::OK, axum::response::Html(body)).into_response())
+    let mut response = (StatusCode::OK, axum::response::Html(body)).into_response();
+    if new && let Ok(cookie) = HeaderValue::from_str(&oauth.cookie(FORM_COOKIE, &token, LINK_TTL)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    no_store(response)
 }
 
 /// `POST /oauth/consent`: claims the link and sends the browser to the authorization
 /// server, with a cookie the callback checks. Where people sign in to the console,
 /// the console's consent page does this instead, once it knows who is there.
-pub async fn start(State(oauth): State<Arc<OAuth>>, Form(form): Form<LinkParam>) -> Response {
+pub async fn start(
+    State(oauth): State<Arc<OAuth>>,
+    headers: HeaderMap,
+    Form(form): Form<LinkParam>,
+) -> Response {
     let Some(sealed) = form.link.filter(|l| !l.is_empty()) else {
         return page(
             StatusCode::BAD_REQUEST,
@@ -170,6 +204,15 @@ pub async fn start(State(oauth): State<Arc<OAuth>>, Form(form): Form<LinkParam>)
     };
     if oauth.consent_needs_sign_in() {
         return to_console(&sealed);
+    }
+    let held = crate::headers::cookie_value(&headers, FORM_COOKIE);
+    if form.form.is_none_or(|sent| Some(sent.as_str()) != held) {
+        tracing::warn!("consent form sent without this browser's consent page (another site?)");
+        return no_store(page(
+            StatusCode::FORBIDDEN,
+            "Open the link first",
+            "This request did not come from the consent page's own button. Open the link from your client, read the page, and press Continue there.",
+        ));
     }
     proceed(&oauth, &sealed).await
 }

@@ -312,7 +312,8 @@ async fn exchange(oauth: &OAuth, pending: &PkceState, code: String) -> Result<()
     tokens.store_grant(row).await.map_err(|e| e.to_string())
 }
 
-/// A small page saying what happened; it runs nothing and cannot be framed.
+/// A small page saying what happened; it runs nothing, cannot be framed and is not
+/// cached.
 pub(crate) fn page(status: StatusCode, title: &str, message: &str) -> Response {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} · Hawser</title>\
@@ -322,9 +323,15 @@ pub(crate) fn page(status: StatusCode, title: &str, message: &str) -> Response {
         m = escape(message)
     );
     let mut response = (status, Html(body)).into_response();
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         axum::http::header::CONTENT_SECURITY_POLICY,
         axum::http::HeaderValue::from_static(PAGE_CSP),
+    );
+    // The outcome of one flow, for one browser: never kept by a cache.
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
     );
     response
 }
