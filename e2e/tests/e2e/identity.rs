@@ -541,6 +541,63 @@ async fn a_session_is_its_callers_and_survives_the_token_expiring() {
     );
 }
 
+/// Guessing the admin token on `/api/v1` is counted and throttled like guessing a
+/// token on `/mcp` or at the console's sign-in: after the allowance every answer is
+/// 429, the right token's too, so the answers tell a guesser nothing.
+#[tokio::test]
+async fn wrong_admin_tokens_on_the_admin_api_are_counted_and_throttled() {
+    let gateway = Gateway::start(
+        "http: {maxAuthFailuresPerMinute: 4}\nclientAuth:\n  tokens:\n    - {subject: alice, token: a-token}\nconnections: []\n",
+        &[("HAWSER_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
+    let get = |path: &'static str, token: &'static str| {
+        let url = format!("{}{path}", gateway.base);
+        async move {
+            http()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    let failures = || async {
+        let metrics = http()
+            .get(format!("{}/metrics", gateway.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("hawser_auth_failures_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert_eq!(get("/api/v1/connections", ADMIN_TOKEN).await.status(), 200);
+    let before = failures().await;
+    for _ in 0..3 {
+        assert_eq!(get("/api/v1/connections", "guess").await.status(), 401);
+    }
+    // A caller's own routes count too.
+    assert_eq!(get("/api/v1/me/connections", "guess").await.status(), 401);
+    assert_eq!(failures().await - before, 4.0, "each failure counted");
+    let refused = get("/api/v1/connections", "guess").await;
+    assert_eq!(refused.status(), 429);
+    assert!(
+        refused.headers().contains_key("retry-after"),
+        "{:?}",
+        refused.headers()
+    );
+    assert_eq!(
+        get("/api/v1/connections", ADMIN_TOKEN).await.status(),
+        429,
+        "the right token from an address over its allowance gets the same answer"
+    );
+}
+
 #[tokio::test]
 async fn an_address_that_keeps_failing_gets_429_and_valid_callers_from_it_do_not() {
     let fixture = Fixture::start(&[]);

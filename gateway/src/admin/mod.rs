@@ -128,6 +128,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectionName {
     }
 }
 
+/// Why a 401 of the admin API was given, for `hawser_auth_failures_total` (a response
+/// extension; without it, `invalid`).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthFailure(pub &'static str);
+
 pub(crate) fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Error> {
     let expected = admin.token.ok_or(Error::Disabled)?;
     let presented = crate::headers::bearer(headers).unwrap_or_default();

@@ -45,6 +45,9 @@ async fn caller(admin: &Admin, headers: &HeaderMap) -> Result<String, Response> 
                 axum::http::header::WWW_AUTHENTICATE,
                 rejection.challenge.clone(),
             );
+            response
+                .extensions_mut()
+                .insert(super::AuthFailure(rejection.reason()));
             Err(response)
         }
     }

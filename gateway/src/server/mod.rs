@@ -338,11 +338,64 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state.clone());
+    let admin = crate::admin::router(state.admin.clone()).layer(
+        axum::middleware::from_fn_with_state(state.front.clone(), guard_admin_api),
+    );
     front::router(state.front.clone())
-        .merge(crate::admin::router(state.admin.clone()))
+        .merge(admin)
         .merge(crate::oauth::router(state.oauth.clone()))
         .merge(crate::console::router(state.console.clone()))
         .merge(ops)
+}
+
+/// Failed authentication on the admin API (`/api/v1`, the admin token or, on
+/// `/api/v1/me`, a caller's credentials): counted in `hawser_auth_failures_total` and
+/// against the client address's allowance (`http.maxAuthFailuresPerMinute`), shared
+/// with `/mcp` and the console's sign-in. An address over it gets 429 with
+/// `Retry-After` whatever it sends, as at the console's sign-in: answering a right
+/// guess would make guessing free.
+async fn guard_admin_api(
+    State(front): State<Arc<Front>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let address =
+        front::request::client_address(request.headers(), peer, &front.security.trusted_proxies)
+            .unwrap_or_default();
+    if let Some(wait) = front.auth_failures.waiting(&address) {
+        return too_many_failures(wait);
+    }
+    let response = next.run(request).await;
+    if response.status() != StatusCode::UNAUTHORIZED {
+        return response;
+    }
+    let reason = response
+        .extensions()
+        .get::<crate::admin::AuthFailure>()
+        .map_or("invalid", |f| f.0);
+    front.metrics.auth_failure(reason);
+    match front.auth_failures.failed(&address) {
+        Some(wait) => too_many_failures(wait),
+        None => response,
+    }
+}
+
+/// 429 for an address over its allowance of failed authentications.
+fn too_many_failures(wait: std::time::Duration) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let seconds = wait.as_secs().max(1);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(axum::http::header::RETRY_AFTER, seconds.to_string())],
+        axum::Json(serde_json::json!({
+            "error": format!("too many failed authentications from this address; retry in {seconds} s")
+        })),
+    )
+        .into_response()
 }
 
 /// OpenMetrics (with exemplars) for scrapers that accept it, Prometheus text for the
