@@ -104,7 +104,7 @@ pub async fn show(
             dt { "Revision" } dd { (conn.revision) }
             dt { "Protocol" } dd { (era(upstream.as_deref())) }
             @if let Ok(spec) = &conn.spec {
-                dt { "Upstream" } dd { code { (spec.url.as_deref().unwrap_or("stdio")) } }
+                dt { "Upstream" } dd { code { (spec.url.as_deref().map_or_else(|| "stdio".to_owned(), shown_url)) } }
             }
             dt { "Authorization" } dd { (authorization_cell(&authorization, &session, &name)) }
         }
@@ -160,6 +160,27 @@ pub async fn show(
         &format!("Connection {name}"),
         content,
     ))
+}
+
+/// A connection's URL as the console shows it: a password in it and the values of its
+/// query (where some servers take an API key) masked. Secrets belong in `auth` or
+/// `headers`, from a Secret; a URL is shown to everyone who may see the connection.
+fn shown_url(url: &str) -> String {
+    const MASK: &str = "***";
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return MASK.to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some(MASK));
+    }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        parsed
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(names.iter().map(|k| (k, MASK)));
+    }
+    parsed.into()
 }
 
 fn authorization_cell(a: &Authorization, session: &Session, name: &str) -> Markup {
@@ -256,4 +277,22 @@ pub async fn authorize(
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn a_url_is_shown_without_its_password_or_query_values() {
+        assert_eq!(
+            shown_url("http://user:supersecret@10.0.0.5:8080/mcp?api_key=k&region=eu"),
+            "http://user:***@10.0.0.5:8080/mcp?api_key=***&region=***"
+        );
+        assert_eq!(
+            shown_url("https://mcp.example.com/mcp"),
+            "https://mcp.example.com/mcp"
+        );
+        assert_eq!(shown_url("not a url with a secret"), "***");
+    }
 }
