@@ -492,6 +492,8 @@ fn admin_rows() -> Vec<Row> {
     let put = |name: &str, rest: &str| admin("PUT", name, &[], &spec(rest));
     rows! {
         "PUT without Content-Type" => admin("PUT", "newc", &[("Content-Type", "")], &spec("")), 415, NotRpc, Has("Content-Type");
+        "a policy PUT as text/plain" => request("PUT", "/api/v1/policies/p1", &[("Content-Type", "text/plain"), ("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+            r#"{"rules":[{"tools":["*"]}]}"#), 415, NotRpc, Has("Content-Type");
         "PUT timeouts.call 99999999999999d" => put("newc", r#","timeouts":{"call":"99999999999999d"}"#), 400, NotRpc,
             Field("timeouts.call");
         "PUT timeouts.call overflowing" => put("newc", r#","timeouts":{"call":"999999999999999999d"}"#), 400, NotRpc,

@@ -67,7 +67,7 @@ pub(super) async fn create(
 ) -> Result<Response, Error> {
     authorize(&admin, &headers)?;
     let keys = keys(&admin)?;
-    let body = read_body(body).await?;
+    let body = read_body(&headers, body).await?;
     let new: NewKey = serde_json::from_slice(&body).map_err(|e| Error::Invalid {
         field: "body".into(),
         message: e.to_string(),

@@ -212,7 +212,17 @@ async fn put(
 const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Reads a body after the caller is known to be allowed to send one.
-pub(crate) async fn read_body(body: Body) -> Result<Bytes, Error> {
+/// A write's JSON body: `Content-Type: application/json` (415 otherwise, on every
+/// route that takes one), at most [`MAX_BODY_BYTES`].
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Error> {
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(Error::UnsupportedMediaType);
+    }
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|e| {
@@ -242,18 +252,10 @@ async fn write(
     body: Body,
 ) -> Result<Response, Error> {
     authorize(admin, headers)?;
-    let json = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(Error::UnsupportedMediaType);
-    }
     if name.contains('/') {
         return Err(Error::NamespacedName(name.to_owned()));
     }
-    let body = read_body(body).await?;
+    let body = read_body(headers, body).await?;
     let mut de = serde_json::Deserializer::from_slice(&body);
     let spec: McpConnectionSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();

@@ -85,7 +85,7 @@ pub(super) async fn put(
         field: "name".into(),
         message: e.to_string(),
     })?;
-    let body = read_body(body).await?;
+    let body = read_body(&headers, body).await?;
     let mut spec: McpPolicySpec = serde_json::from_slice(&body).map_err(|e| Error::Invalid {
         field: "body".into(),
         message: e.to_string(),
