@@ -104,7 +104,7 @@ pub struct Message<'a> {
     pub result: Option<&'a RawValue>,
     pub error: Option<&'a RawValue>,
     /// The params' members, read on first use (see [`Message::members`]).
-    members: std::sync::OnceLock<Option<ParamsView<'a>>>,
+    members: std::sync::OnceLock<Result<ParamsView<'a>, ParseError>>,
 }
 
 impl<'a> Message<'a> {
@@ -115,20 +115,18 @@ impl<'a> Message<'a> {
     /// which one the upstream acts on could differ (a policy checking one tool name
     /// while the upstream runs the other).
     pub fn members(&self) -> Result<&ParamsView<'a>, ParseError> {
-        match self.members.get_or_init(|| {
-            ParamsView::parse(self.params)
-                .ok()
-                .filter(|v| v.repeated().is_none())
-        }) {
-            Some(view) => Ok(view),
-            None => Err(ParseError::invalid(match ParamsView::parse(self.params) {
-                Err(e) => e.message,
-                Ok(view) => match view.repeated() {
-                    Some(key) => format!("params has the member {key:?} more than once"),
-                    None => "params must be an object".to_owned(),
-                },
-            })),
-        }
+        self.members
+            .get_or_init(|| {
+                let view = ParamsView::parse(self.params)?;
+                match view.repeated() {
+                    Some(key) => Err(ParseError::invalid(format!(
+                        "params has the member {key:?} more than once"
+                    ))),
+                    None => Ok(view),
+                }
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Parses one message; batches (arrays) are rejected, MCP removed them.

@@ -362,6 +362,10 @@ fn json_rows(c: &Ctx) -> Vec<Row> {
         "a duplicate id member" => c.post(&[], PING.replace("\"id\":1", "\"id\":1,\"id\":2")), 400, Code(-32600);
         "a tool name twice in params" => c.post(&[], with_params("tools/call", r#"{"name":"fx__echo","name":"fx__whoami","arguments":{}}"#)),
             200, Code(-32602), Has("more than once");
+        "completion ref twice" => c.post(&[], with_params("completion/complete", r#"{"ref":{"type":"ref/prompt","name":"fx__greet"},"ref":{"type":"ref/prompt","name":"fx__other"},"argument":{"name":"a","value":"b"}}"#)),
+            200, Code(-32602), Has("more than once");
+        "completion ref name twice" => c.post(&[], with_params("completion/complete", r#"{"ref":{"type":"ref/prompt","name":"fx__greet","name":"fx__other"},"argument":{"name":"a","value":"b"}}"#)),
+            200, Code(-32602), Has("params.ref has the member");
         "arguments twice in params" => c.post(&[], with_params("tools/call", r#"{"name":"fx__echo","arguments":{"text":"a"},"arguments":{"text":"b"}}"#)),
             200, Code(-32602), Has(r#"\"arguments\" more than once"#);
         "two messages in one body" => c.post(&[], format!("{PING}{PING}")), 400, Code(-32700);

@@ -168,6 +168,11 @@ async fn routed(
     info: &RequestInfo,
 ) -> Result<Reply> {
     let method = msg.method();
+    // Params that name a member twice are refused whatever the method (see
+    // `Message::members`), even those passed on as they are.
+    if msg.params.is_some_and(|p| p.get().starts_with('{')) {
+        view(msg)?;
+    }
     let to = Routing {
         front,
         session,
@@ -563,6 +568,17 @@ async fn complete(
     let Ok(mut reference) = RawParams::parse(params.0.get("ref")) else {
         return Err(Error::InvalidParams("params.ref must be an object".into()));
     };
+    // What is checked (the prompt's name, the URI) must be what the upstream reads.
+    if let Some(name) = params
+        .0
+        .get("ref")
+        .and_then(|r| ParamsView::of(r).ok())
+        .and_then(|r| r.repeated().map(str::to_owned))
+    {
+        return Err(Error::InvalidParams(format!(
+            "params.ref has the member {name:?} more than once"
+        )));
+    }
     match reference.0.get_str("type").as_deref() {
         Some("ref/prompt") => {
             let name = reference.0.get_str("name").unwrap_or_default();
