@@ -85,13 +85,59 @@ pub fn with_meta<'a>(
         .unwrap_or_default();
     if let Some(params) = params
         && once
-        && set.iter().all(|(k, v)| meta.holds_once(k, v.get()))
+        && let Some(dressed) = added(params, members.get("_meta"), &meta, &set)
     {
-        return Cow::Borrowed(params);
+        return dressed;
     }
     let set: Vec<(&str, &RawValue)> = set.iter().map(|(k, v)| (*k, v.as_ref())).collect();
     let meta = meta.with_all(&set);
     Cow::Owned(members.with("_meta", &meta))
+}
+
+/// The usual case of [`with_meta`], without writing the params again: `_meta` holds
+/// each member of `set` once with the same text, or not at all (a 2026-07-28 client's
+/// envelope is there already; the trace context is not). The missing members are put
+/// in at the start of `_meta`, the rest of the text kept as it is. `None` when a member
+/// is there with another value, or twice.
+fn added<'a>(
+    params: &'a RawValue,
+    raw_meta: Option<&RawValue>,
+    meta: &ParamsView<'_>,
+    set: &[(&str, Cow<'_, RawValue>)],
+) -> Option<Cow<'a, RawValue>> {
+    let mut missing = Vec::new();
+    for (k, v) in set {
+        match meta.0.iter().filter(|(m, _)| m == k).count() {
+            0 => missing.push((*k, v.get())),
+            1 if meta.holds_once(k, v.get()) => {}
+            _ => return None,
+        }
+    }
+    if missing.is_empty() {
+        return Some(Cow::Borrowed(params));
+    }
+    let text = params.get();
+    let raw_meta = raw_meta?.get();
+    // Where `_meta`'s object starts in the params' text (it is borrowed from it).
+    let start = (raw_meta.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    if !text.get(start..)?.starts_with('{') {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + 160);
+    out.push_str(&text[..=start]);
+    for (i, (k, v)) in missing.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(jsonrpc::raw_string(k).get());
+        out.push(':');
+        out.push_str(v);
+    }
+    if !meta.0.is_empty() {
+        out.push(',');
+    }
+    out.push_str(&text[start + 1..]);
+    RawValue::from_string(out).ok().map(Cow::Owned)
 }
 
 /// The trace context of an upstream request's headers, as `_meta` members.
@@ -207,9 +253,12 @@ fn is_tchar(b: u8) -> bool {
 
 /// The header text of the argument at `path` (`None` when absent or `null`).
 pub fn param_value(arguments: Option<&RawValue>, path: &[String]) -> Option<String> {
+    // A member given twice: the last, as the upstream's parser (and a policy
+    // condition on the arguments) reads it.
     let mut current = arguments?;
     for key in path {
-        current = ParamsView::of(current).ok()?.get(key)?;
+        let members = ParamsView::of(current).ok()?;
+        current = members.0.iter().rev().find(|(k, _)| k == key)?.1;
     }
     match serde_json::from_str::<Value>(current.get()).ok()? {
         Value::String(s) => Some(s),
@@ -432,14 +481,47 @@ mod tests {
         // The version Hawser read (the last) in place of each: the upstream cannot
         // read another.
         assert!(!out.get().contains("2026-07-28"), "{}", out.get());
+        // A trace context of the client's own, twice: ours replaces both.
+        let traced = jsonrpc::raw_or_null(
+            r#"{"_meta":{"traceparent":"00-1111","traceparent":"00-2222"}}"#.into(),
+        );
+        let out = with_meta(Some(&traced), None, &[("traceparent", "00-3333")]);
+        assert!(
+            !out.get().contains("00-1111") && !out.get().contains("00-2222"),
+            "{}",
+            out.get()
+        );
         let ours = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         let envelope = Envelope::of(&read).unwrap();
-        let out: Value = serde_json::from_str(
-            with_meta(Some(&params), Some(&envelope), &[("traceparent", ours)]).get(),
-        )
-        .unwrap();
+        let dressed = with_meta(Some(&params), Some(&envelope), &[("traceparent", ours)]);
+        // Added to what the client wrote, which is kept as it was.
+        assert!(
+            dressed.get().contains(r#""arguments":{"n":1.50}"#),
+            "{}",
+            dressed.get()
+        );
+        let out: Value = serde_json::from_str(dressed.get()).unwrap();
         assert_eq!(out["_meta"]["traceparent"], ours);
+        assert_eq!(out["_meta"]["progressToken"], 7);
         assert_eq!(out["_meta"][revision::meta::CLIENT_INFO]["name"], "c");
+        // An empty `_meta`, and one with spaces inside, take the members too.
+        for text in [
+            r#"{"name":"e","_meta":{}}"#,
+            r#"{"name":"e","_meta":{ "a" : 1 }}"#,
+        ] {
+            let params = jsonrpc::raw_or_null(text.into());
+            let out: Value = serde_json::from_str(
+                with_meta(
+                    Some(&params),
+                    Some(&hawser_envelope()),
+                    &[("traceparent", ours)],
+                )
+                .get(),
+            )
+            .unwrap();
+            assert_eq!(out["_meta"]["traceparent"], ours, "{text}");
+            assert_eq!(out["_meta"][revision::meta::PROTOCOL_VERSION], "2026-07-28");
+        }
     }
 
     #[test]
