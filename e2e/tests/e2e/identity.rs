@@ -541,9 +541,10 @@ async fn a_session_is_its_callers_and_survives_the_token_expiring() {
     );
 }
 
-/// Guessing the admin token on `/api/v1` is counted and throttled like guessing a
-/// token on `/mcp` or at the console's sign-in: after the allowance every answer is
-/// 429, the right token's too, so the answers tell a guesser nothing.
+/// Guessing the admin token on `/api/v1` is counted and throttled like guessing it at
+/// the console's sign-in: after the allowance every answer is 429, the right token's
+/// too, so the answers tell a guesser nothing. Callers' own routes are throttled as
+/// `/mcp` is, and never refuse valid credentials.
 #[tokio::test]
 async fn wrong_admin_tokens_on_the_admin_api_are_counted_and_throttled() {
     let gateway = Gateway::start(
@@ -578,12 +579,13 @@ async fn wrong_admin_tokens_on_the_admin_api_are_counted_and_throttled() {
     };
     assert_eq!(get("/api/v1/connections", ADMIN_TOKEN).await.status(), 200);
     let before = failures().await;
-    for _ in 0..3 {
+    for _ in 0..4 {
         assert_eq!(get("/api/v1/connections", "guess").await.status(), 401);
     }
-    // A caller's own routes count too.
+    // A caller's own routes count too, against the address's allowance on `/mcp`,
+    // not the admin token's.
     assert_eq!(get("/api/v1/me/connections", "guess").await.status(), 401);
-    assert_eq!(failures().await - before, 4.0, "each failure counted");
+    assert_eq!(failures().await - before, 5.0, "each failure counted");
     let refused = get("/api/v1/connections", "guess").await;
     assert_eq!(refused.status(), 429);
     assert!(
@@ -596,6 +598,8 @@ async fn wrong_admin_tokens_on_the_admin_api_are_counted_and_throttled() {
         429,
         "the right token from an address over its allowance gets the same answer"
     );
+    // Callers from the address are not locked out of their own routes.
+    assert_eq!(get("/api/v1/me/connections", "a-token").await.status(), 200);
 }
 
 #[tokio::test]

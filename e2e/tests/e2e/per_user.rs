@@ -143,6 +143,17 @@ async fn press_continue(
             let refused = post(cookie, form).await.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(refused.status(), 403, "{:?}", refused.text().await);
         }
+        // Both right, from a page the browser says is another site's (one that could
+        // plant the cookie, such as a sibling subdomain).
+        let refused = browser
+            .post(action)
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", "same-site")
+            .form(&[("link", sealed.as_str()), ("form", token.as_str())])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(refused.status(), 403, "{:?}", refused.text().await);
     }
     post(&cookie, &token)
         .await

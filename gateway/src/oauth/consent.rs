@@ -135,12 +135,28 @@ const FORM_COOKIE: &str = "hawser_consent_form";
 
 /// This browser's form token: the one its cookie already holds (so that pages open
 /// in several tabs all work), or a new one.
-fn form_token(headers: &HeaderMap) -> (String, bool) {
+fn form_token(headers: &HeaderMap) -> String {
     match crate::headers::cookie_value(headers, FORM_COOKIE)
         .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
     {
-        Some(held) => (held.to_owned(), false),
-        None => (crate::crypto::random_hex::<16>(), true),
+        Some(held) => held.to_owned(),
+        None => crate::crypto::random_hex::<16>(),
+    }
+}
+
+/// Whether a browser says the form was sent from the gateway's own page: its
+/// `Sec-Fetch-Site` (`same-origin`), or without one its `Origin` (the public URL's).
+/// A site that can set cookies for the gateway's host (a sibling subdomain, or anyone
+/// on a plain-http path) could choose the form token; these headers it cannot forge
+/// in a visitor's browser. Clients that send neither are judged by the token alone.
+fn from_the_page(headers: &HeaderMap, public: Option<&Url>) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return site == "same-origin";
+    }
+    match (text("origin"), public) {
+        (Some(origin), Some(public)) => origin == public.origin().ascii_serialization(),
+        _ => true,
     }
 }
 
@@ -164,7 +180,7 @@ pub async fn show(
     if oauth.consent_needs_sign_in() {
         return to_console(&sealed);
     }
-    let (token, new) = form_token(&headers);
+    let token = form_token(&headers);
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\"><title>Connect {c} · Hawser</title>\
@@ -181,7 +197,8 @@ pub async fn show(
         f = token,
     );
     let mut response = (StatusCode::OK, axum::response::Html(body)).into_response();
-    if new && let Ok(cookie) = HeaderValue::from_str(&oauth.cookie(FORM_COOKIE, &token, LINK_TTL)) {
+    // Set again when reused, so that it lives as long as this page's link.
+    if let Ok(cookie) = HeaderValue::from_str(&oauth.cookie(FORM_COOKIE, &token, LINK_TTL)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     no_store(response)
@@ -206,7 +223,9 @@ pub async fn start(
         return to_console(&sealed);
     }
     let held = crate::headers::cookie_value(&headers, FORM_COOKIE);
-    if form.form.is_none_or(|sent| Some(sent.as_str()) != held) {
+    if form.form.is_none_or(|sent| Some(sent.as_str()) != held)
+        || !from_the_page(&headers, oauth.public_url.as_ref())
+    {
         tracing::warn!("consent form sent without this browser's consent page (another site?)");
         return no_store(page(
             StatusCode::FORBIDDEN,

@@ -38,6 +38,9 @@ pub struct AppState {
     pub oauth: Arc<OAuth>,
     pub metrics: Arc<Metrics>,
     pub replica: String,
+    /// Wrong admin tokens on the admin API, per client address (as the console's
+    /// sign-in form keeps its own).
+    pub admin_failures: front::throttle::FailureThrottle,
 }
 
 /// Opens the store the settings ask for: Postgres (migrated) in shared mode, memory
@@ -328,6 +331,9 @@ pub async fn build(
         oauth,
         metrics,
         replica: settings.replica_id.clone(),
+        admin_failures: front::throttle::FailureThrottle::new(
+            settings.http.max_auth_failures_per_minute,
+        ),
     }))
 }
 
@@ -339,7 +345,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state.clone());
     let admin = crate::admin::router(state.admin.clone()).layer(
-        axum::middleware::from_fn_with_state(state.front.clone(), guard_admin_api),
+        axum::middleware::from_fn_with_state(state.clone(), guard_admin_api),
     );
     front::router(state.front.clone())
         .merge(admin)
@@ -348,17 +354,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(ops)
 }
 
-/// Failed authentication on the admin API (`/api/v1`, the admin token or, on
-/// `/api/v1/me`, a caller's credentials): counted in `hawser_auth_failures_total` and
-/// against the client address's allowance (`http.maxAuthFailuresPerMinute`), shared
-/// with `/mcp` and the console's sign-in. An address over it gets 429 with
-/// `Retry-After` whatever it sends, as at the console's sign-in: answering a right
-/// guess would make guessing free.
+/// Failed authentication on the admin API, counted in `hawser_auth_failures_total`
+/// and per client address (`http.maxAuthFailuresPerMinute`). Wrong admin tokens have
+/// an allowance of their own, as at the console's sign-in form: an address over it
+/// gets 429 with `Retry-After` whatever it sends, the right token included, since
+/// answering a right guess would make guessing free. A caller's own routes
+/// (`/api/v1/me`) take the caller's credentials as `/mcp` does, and count against the
+/// address's `/mcp` allowance as they would there: valid credentials are never refused.
 async fn guard_admin_api(
-    State(front): State<Arc<Front>>,
+    State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let front = &state.front;
     let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -366,7 +374,13 @@ async fn guard_admin_api(
     let address =
         front::request::client_address(request.headers(), peer, &front.security.trusted_proxies)
             .unwrap_or_default();
-    if let Some(wait) = front.auth_failures.waiting(&address) {
+    let own = request.uri().path().starts_with("/api/v1/me/");
+    let throttle = if own {
+        &front.auth_failures
+    } else {
+        &state.admin_failures
+    };
+    if !own && let Some(wait) = throttle.waiting(&address) {
         return too_many_failures(wait);
     }
     let response = next.run(request).await;
@@ -378,7 +392,7 @@ async fn guard_admin_api(
         .get::<crate::admin::AuthFailure>()
         .map_or("invalid", |f| f.0);
     front.metrics.auth_failure(reason);
-    match front.auth_failures.failed(&address) {
+    match throttle.failed(&address) {
         Some(wait) => too_many_failures(wait),
         None => response,
     }

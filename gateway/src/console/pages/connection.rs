@@ -173,13 +173,19 @@ fn shown_url(url: &str) -> String {
     if parsed.password().is_some() {
         let _ = parsed.set_password(Some(MASK));
     }
-    if parsed.query().is_some() {
-        let names: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        parsed
-            .query_pairs_mut()
-            .clear()
-            .extend_pairs(names.iter().map(|k| (k, MASK)));
+    // Each item's name when it has a value (the value masked), else the whole item
+    // masked: `?sk-live-…` is a secret with no name.
+    if let Some(query) = parsed.query() {
+        let shown: Vec<String> = query
+            .split('&')
+            .map(|item| match item.split_once('=') {
+                Some((name, _)) => format!("{name}={MASK}"),
+                None => MASK.to_owned(),
+            })
+            .collect();
+        parsed.set_query(Some(&shown.join("&")));
     }
+    parsed.set_fragment(parsed.fragment().map(|_| MASK));
     parsed.into()
 }
 
@@ -292,6 +298,10 @@ mod tests {
         assert_eq!(
             shown_url("https://mcp.example.com/mcp"),
             "https://mcp.example.com/mcp"
+        );
+        assert_eq!(
+            shown_url("https://mcp.example.com/mcp?sk-live-abc#tok"),
+            "https://mcp.example.com/mcp?***#***"
         );
         assert_eq!(shown_url("not a url with a secret"), "***");
     }
