@@ -86,17 +86,20 @@ impl Params {
 /// with its session or pooled upstream session: an object of at most `max` bytes,
 /// nested at most [`MAX_DEPTH`] levels. The same bounds hold for `initialize` and for
 /// a 2026-07-28 request's envelope.
-pub fn bounded(field: &str, value: Option<&RawValue>, max: usize) -> Result<()> {
+pub fn bounded(field: impl std::fmt::Display, value: Option<&RawValue>, max: usize) -> Result<()> {
     let Some(value) = value else { return Ok(()) };
-    if !value.get().trim_start().starts_with('{') {
+    let text = value.get();
+    if !text.trim_start().starts_with('{') {
         return Err(Error::InvalidParams(format!("{field} must be an object")));
     }
-    if value.get().len() > max {
+    if text.len() > max {
         return Err(Error::InvalidParams(format!(
             "{field} is larger than {max} bytes"
         )));
     }
-    if jsonrpc::depth(value.get()) > MAX_DEPTH {
+    // No deeper than it has brackets (a 2026-07-28 request's are checked every time).
+    let brackets = text.bytes().filter(|b| matches!(b, b'{' | b'[')).count();
+    if brackets > MAX_DEPTH && jsonrpc::depth(text) > MAX_DEPTH {
         return Err(Error::InvalidParams(format!(
             "{field} nests deeper than {MAX_DEPTH} levels"
         )));

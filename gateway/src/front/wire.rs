@@ -124,7 +124,7 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
             super::initialize::MAX_CLIENT_INFO_BYTES,
         ),
     ] {
-        super::initialize::bounded(&format!("params._meta[{key:?}]"), value.as_deref(), max)?;
+        super::initialize::bounded(MetaField(key), value.as_deref(), max)?;
     }
     if body_version != revision::MODERN {
         return Err(Error::HeaderMismatch(format!(
@@ -144,6 +144,15 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
     }
     let declared = Declared::of(envelope.capabilities.as_deref());
     Ok(Modern { envelope, declared })
+}
+
+/// A member of `params._meta`, as an error names it (written only for an error).
+struct MetaField(&'static str);
+
+impl std::fmt::Display for MetaField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "params._meta[{:?}]", self.0)
+    }
 }
 
 /// `Mcp-Name` must be present and equal `params.{member}` (when the body has it).
