@@ -167,6 +167,16 @@ impl Gateway {
         gateway
     }
 
+    /// The text of `/metrics` (empty if it cannot be read).
+    pub async fn metrics(&self) -> String {
+        let scraped = super::http()
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        scraped.text().await.unwrap_or_default()
+    }
+
     /// Waits until `/readyz` answers 200: the connections are loaded and dialled once
     /// (their tools served, or their error known), or 10 s have passed.
     pub async fn wait_ready(&self) {

@@ -443,14 +443,7 @@ async fn a_nul_in_a_call_or_in_client_info_neither_stops_the_audit_log_nor_fails
             .any(|r| r["params"]["arguments"]["text"] == "a\\u0000b"),
         "{escaped:#?}"
     );
-    let metrics = http()
-        .get(format!("{}/metrics", gateway.base))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = gateway.metrics().await;
     assert!(
         metrics.contains("hawser_audit_events_escaped_total 2"),
         "{metrics}"

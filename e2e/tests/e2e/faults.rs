@@ -455,14 +455,7 @@ async fn without_postgres_a_rate_limit_holds_locally_and_says_so() {
         "calls waited for the store: {took:?}"
     );
     assert!(codes.iter().all(|c| *c == json!(-32013)), "{codes:?}");
-    let metrics = http()
-        .get(format!("{}/metrics", gateway.base))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = gateway.metrics().await;
     assert!(
         metrics.contains("hawser_rate_limit_fallback 1"),
         "the fallback is visible"

@@ -563,15 +563,9 @@ async fn wrong_admin_tokens_on_the_admin_api_are_counted_and_throttled() {
         }
     };
     let failures = || async {
-        let metrics = http()
-            .get(format!("{}/metrics", gateway.base))
-            .send()
+        gateway
+            .metrics()
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .text()
-            .await
-            .unwrap_or_default();
-        metrics
             .lines()
             .filter(|l| l.starts_with("hawser_auth_failures_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -639,14 +633,7 @@ async fn an_address_that_keeps_failing_gets_429_and_valid_callers_from_it_do_not
     assert!((1..=60).contains(&wait), "Retry-After {wait}");
     // A caller with valid credentials from the same address is not refused.
     assert_eq!(post("a-token").await.status(), 200);
-    let metrics = http()
-        .get(format!("{}/metrics", gateway.base))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = gateway.metrics().await;
     assert!(
         metrics
             .lines()
