@@ -9,6 +9,7 @@ use super::error::{Error, Result};
 use super::reply::{self, Reply};
 use super::state::Front;
 use super::version;
+use super::wire::{MAX_CAPABILITIES_BYTES, MAX_CLIENT_INFO_BYTES, bounded};
 use crate::endpoint::Endpoint;
 use crate::headers::MCP_SESSION_ID;
 use crate::identity::Identity;
@@ -39,13 +40,6 @@ pub async fn sessionless(
     };
     Some(reply.unwrap_or_else(|e| e.reply(Some(&id))))
 }
-
-/// Most a session keeps of a client's `capabilities` (JSON text) …
-pub const MAX_CAPABILITIES_BYTES: usize = 16 * 1024;
-/// … and of its `clientInfo`.
-pub const MAX_CLIENT_INFO_BYTES: usize = 4 * 1024;
-/// Deepest nesting accepted in either.
-pub const MAX_DEPTH: usize = 8;
 
 /// What an `initialize` asks for. Capabilities and client info stay the client's JSON
 /// text: a session keeps them as they came, bounded, instead of decoding them.
@@ -80,31 +74,6 @@ impl Params {
         )?;
         Ok(params)
     }
-}
-
-/// What a client declares about itself (`field`: capabilities, client info), kept
-/// with its session or pooled upstream session: an object of at most `max` bytes,
-/// nested at most [`MAX_DEPTH`] levels. The same bounds hold for `initialize` and for
-/// a 2026-07-28 request's envelope.
-pub fn bounded(field: impl std::fmt::Display, value: Option<&RawValue>, max: usize) -> Result<()> {
-    let Some(value) = value else { return Ok(()) };
-    let text = value.get();
-    if !text.trim_start().starts_with('{') {
-        return Err(Error::InvalidParams(format!("{field} must be an object")));
-    }
-    if text.len() > max {
-        return Err(Error::InvalidParams(format!(
-            "{field} is larger than {max} bytes"
-        )));
-    }
-    // No deeper than it has brackets (a 2026-07-28 request's are checked every time).
-    let brackets = text.bytes().filter(|b| matches!(b, b'{' | b'[')).count();
-    if brackets > MAX_DEPTH && jsonrpc::depth(text) > MAX_DEPTH {
-        return Err(Error::InvalidParams(format!(
-            "{field} nests deeper than {MAX_DEPTH} levels"
-        )));
-    }
-    Ok(())
 }
 
 async fn initialize(

@@ -4,6 +4,7 @@
 //! rest of the pipeline (routing, policy, limits, audit) reads the typed result.
 
 use axum::http::HeaderMap;
+use serde_json::value::RawValue;
 
 use super::error::{Error, Result};
 use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
@@ -116,15 +117,15 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
         (
             revision::meta::CLIENT_CAPABILITIES,
             &envelope.capabilities,
-            super::initialize::MAX_CAPABILITIES_BYTES,
+            MAX_CAPABILITIES_BYTES,
         ),
         (
             revision::meta::CLIENT_INFO,
             &envelope.client_info,
-            super::initialize::MAX_CLIENT_INFO_BYTES,
+            MAX_CLIENT_INFO_BYTES,
         ),
     ] {
-        super::initialize::bounded(MetaField(key), value.as_deref(), max)?;
+        bounded(MetaField(key), value.as_deref(), max)?;
     }
     if body_version != revision::MODERN {
         return Err(Error::HeaderMismatch(format!(
@@ -144,6 +145,38 @@ fn modern_request(headers: &HeaderMap, msg: &Message<'_>) -> Result<Modern> {
     }
     let declared = Declared::of(envelope.capabilities.as_deref());
     Ok(Modern { envelope, declared })
+}
+
+/// Most a session keeps of a client's `capabilities` (JSON text) …
+pub const MAX_CAPABILITIES_BYTES: usize = 16 * 1024;
+/// … and of its `clientInfo`.
+pub const MAX_CLIENT_INFO_BYTES: usize = 4 * 1024;
+/// Deepest nesting accepted in either.
+pub const MAX_DEPTH: usize = 8;
+
+/// What a client declares about itself (`field`: capabilities, client info), kept
+/// with its session or pooled upstream session: an object of at most `max` bytes,
+/// nested at most [`MAX_DEPTH`] levels. The same bounds hold for `initialize` and for
+/// a 2026-07-28 request's envelope.
+pub fn bounded(field: impl std::fmt::Display, value: Option<&RawValue>, max: usize) -> Result<()> {
+    let Some(value) = value else { return Ok(()) };
+    let text = value.get();
+    if !text.trim_start().starts_with('{') {
+        return Err(Error::InvalidParams(format!("{field} must be an object")));
+    }
+    if text.len() > max {
+        return Err(Error::InvalidParams(format!(
+            "{field} is larger than {max} bytes"
+        )));
+    }
+    // No deeper than it has brackets (a 2026-07-28 request's are checked every time).
+    let brackets = text.bytes().filter(|b| matches!(b, b'{' | b'[')).count();
+    if brackets > MAX_DEPTH && crate::jsonrpc::depth(text) > MAX_DEPTH {
+        return Err(Error::InvalidParams(format!(
+            "{field} nests deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(())
 }
 
 /// A member of `params._meta`, as an error names it (written only for an error).
