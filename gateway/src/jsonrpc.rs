@@ -492,12 +492,6 @@ impl<'a> ParamsView<'a> {
         object(members)
     }
 
-    /// Whether the object holds `key` exactly once, with this very text.
-    pub fn holds_once(&self, key: &str, text: &str) -> bool {
-        let mut found = self.0.iter().filter(|(k, _)| k == key);
-        matches!((found.next(), found.next()), (Some((_, v)), None) if v.get() == text)
-    }
-
     /// The object again, keeping the members `keep` says yes to.
     pub fn only(&self, keep: impl Fn(&str) -> bool) -> Box<RawValue> {
         object(

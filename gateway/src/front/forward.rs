@@ -138,14 +138,12 @@ pub async fn forward(
     // upstream session, where progress tokens must be unique; two calls may well
     // carry the same one (two processes of one service account). The upstream gets
     // one of Hawser's, and progress goes back under the client's.
-    let owned = match (&stripped, session.is_modern(), upstream_era) {
-        (Some(p), true, Era::Legacy) if others => {
-            crate::upstream::era::own_progress_token(p, &crate::crypto::random_hex::<12>())
-        }
-        _ => None,
-    };
-    let (stripped, progress_token) = match owned {
-        Some((p, theirs)) => (Some(p), Some(theirs)),
+    let (stripped, progress_token) = match stripped
+        .as_deref()
+        .filter(|_| others)
+        .and_then(crate::upstream::era::own_progress_token)
+    {
+        Some((ours, theirs)) => (Some(ours), Some(theirs)),
         None => (stripped, None),
     };
     let params = stripped.as_deref().or(params);

@@ -107,9 +107,10 @@ fn added<'a>(
 ) -> Option<Cow<'a, RawValue>> {
     let mut missing = Vec::new();
     for (k, v) in set {
-        match meta.0.iter().filter(|(m, _)| m == k).count() {
-            0 => missing.push((*k, v.get())),
-            1 if meta.holds_once(k, v.get()) => {}
+        let mut copies = meta.0.iter().filter(|(m, _)| m == k);
+        match (copies.next(), copies.next()) {
+            (None, _) => missing.push((*k, v.get())),
+            (Some((_, held)), None) if held.get() == v.get() => {}
             _ => return None,
         }
     }
@@ -177,14 +178,16 @@ pub fn without_envelope(
     Some(members.only(|k| k != "_meta"))
 }
 
-/// `params` with `_meta.progressToken` replaced by `ours`, and the token it replaced:
-/// `None` when the params ask for no progress. For an upstream session that carries
-/// the requests of many clients' calls, where their own tokens could repeat.
-pub fn own_progress_token(params: &RawValue, ours: &str) -> Option<(Box<RawValue>, Box<RawValue>)> {
+/// `params` with `_meta.progressToken` replaced by one of Hawser's, unique to the
+/// call, and the token it replaced; `None` when the params ask for no progress. For an
+/// upstream session that carries the requests of many clients' calls, where their own
+/// tokens could repeat.
+pub fn own_progress_token(params: &RawValue) -> Option<(Box<RawValue>, Box<RawValue>)> {
     let members = ParamsView::of(params).ok()?;
     let meta = ParamsView::of(members.get("_meta")?).ok()?;
     let theirs = meta.get("progressToken")?;
-    let meta = meta.with("progressToken", &jsonrpc::raw_string(ours));
+    let ours = jsonrpc::raw_string(&crate::crypto::random_hex::<12>());
+    let meta = meta.with("progressToken", &ours);
     Some((members.with("_meta", &meta), theirs.to_owned()))
 }
 
