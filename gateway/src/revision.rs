@@ -123,31 +123,23 @@ impl Envelope {
         Some(envelope)
     }
 
-    /// The `_meta` members of this envelope (JSON text, without braces).
-    pub fn members(&self) -> String {
-        let mut out = String::with_capacity(160);
-        let mut push = |key: &str, value: &str| {
-            if !out.is_empty() {
-                out.push(',');
-            }
-            out.push_str(crate::jsonrpc::raw_string(key).get());
-            out.push(':');
-            out.push_str(value);
-        };
+    /// The `_meta` members of this envelope, as name and JSON value (the version
+    /// defaults to this revision's, capabilities to none).
+    pub fn members(&self) -> Vec<(&'static str, Cow<'_, RawValue>)> {
+        let text = |s: &str| Cow::Owned(crate::jsonrpc::raw_string(s));
         let version = self.protocol_version.as_deref().unwrap_or(MODERN);
-        push(
-            meta::PROTOCOL_VERSION,
-            crate::jsonrpc::raw_string(version).get(),
-        );
-        push(
-            meta::CLIENT_CAPABILITIES,
-            self.capabilities.as_deref().map_or("{}", RawValue::get),
-        );
-        if let Some(info) = &self.client_info {
-            push(meta::CLIENT_INFO, info.get());
+        let capabilities = match self.capabilities.as_deref() {
+            Some(c) => Cow::Borrowed(c),
+            None => Cow::Owned(crate::jsonrpc::raw_or_null("{}".to_owned())),
+        };
+        let mut out = Vec::with_capacity(4);
+        out.push((meta::PROTOCOL_VERSION, text(version)));
+        out.push((meta::CLIENT_CAPABILITIES, capabilities));
+        if let Some(info) = self.client_info.as_deref() {
+            out.push((meta::CLIENT_INFO, Cow::Borrowed(info)));
         }
         if let Some(level) = &self.log_level {
-            push(meta::LOG_LEVEL, crate::jsonrpc::raw_string(level).get());
+            out.push((meta::LOG_LEVEL, text(level)));
         }
         out
     }
@@ -226,8 +218,11 @@ mod tests {
             e.capabilities.as_deref().map(RawValue::get),
             Some(r#"{"elicitation":{}}"#)
         );
-        let meta: serde_json::Value =
-            serde_json::from_str(&format!("{{{}}}", e.members())).unwrap();
+        let meta: serde_json::Map<String, serde_json::Value> = e
+            .members()
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::from_str(v.get()).unwrap()))
+            .collect();
         assert_eq!(meta[meta::PROTOCOL_VERSION], "2026-07-28");
         assert_eq!(
             meta[meta::CLIENT_CAPABILITIES]["elicitation"],

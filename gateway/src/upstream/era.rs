@@ -42,35 +42,15 @@ pub fn with_envelope(params: Option<&RawValue>, envelope: &Envelope) -> Box<RawV
 /// `params` with the envelope's members (if any) and the string members `extra`
 /// (the trace context, SEP-414's `traceparent` and `tracestate`) set in
 /// `params._meta`; other `_meta` members kept. A 2026-07-28 client's request already
-/// carries its envelope: when `_meta` holds each member once with the same text,
-/// `params` go as they are, not written again.
+/// carries its envelope: members `_meta` holds once with the same text stay as they
+/// are, and the rest of the text is not written again (see [`added`]).
 pub fn with_meta<'a>(
     params: Option<&'a RawValue>,
     envelope: Option<&Envelope>,
     extra: &[(&str, &str)],
 ) -> Cow<'a, RawValue> {
-    let mut set: Vec<(&str, Cow<'_, RawValue>)> = Vec::with_capacity(4 + extra.len());
-    if let Some(e) = envelope {
-        let version = e.protocol_version.as_deref().unwrap_or(revision::MODERN);
-        set.push((
-            revision::meta::PROTOCOL_VERSION,
-            Cow::Owned(jsonrpc::raw_string(version)),
-        ));
-        let capabilities = match e.capabilities.as_deref() {
-            Some(c) => Cow::Borrowed(c),
-            None => Cow::Owned(jsonrpc::raw_or_null("{}".to_owned())),
-        };
-        set.push((revision::meta::CLIENT_CAPABILITIES, capabilities));
-        if let Some(info) = e.client_info.as_deref() {
-            set.push((revision::meta::CLIENT_INFO, Cow::Borrowed(info)));
-        }
-        if let Some(level) = &e.log_level {
-            set.push((
-                revision::meta::LOG_LEVEL,
-                Cow::Owned(jsonrpc::raw_string(level)),
-            ));
-        }
-    }
+    let mut set: Vec<(&str, Cow<'_, RawValue>)> =
+        envelope.map(Envelope::members).unwrap_or_default();
     for (k, v) in extra {
         set.push((k, Cow::Owned(jsonrpc::raw_string(v))));
     }
