@@ -45,6 +45,9 @@ pub struct ParseError {
     /// Not JSON at all (JSON-RPC's parse error), rather than JSON that is not a valid
     /// request (invalid request).
     pub syntax: bool,
+    /// The request's id, when it could be read although the request is invalid: the
+    /// error answers it (JSON-RPC answers `null` only when the id cannot be read).
+    pub id: Option<Id>,
 }
 
 impl ParseError {
@@ -52,6 +55,7 @@ impl ParseError {
         Self {
             message: message.into(),
             syntax: false,
+            id: None,
         }
     }
 
@@ -140,6 +144,7 @@ impl<'a> Message<'a> {
                 return Err(ParseError {
                     message: format!("invalid JSON: {e}"),
                     syntax: true,
+                    id: None,
                 });
             }
             return Err(ParseError::invalid(
@@ -149,6 +154,7 @@ impl<'a> Message<'a> {
         let env: Envelope<'a> = serde_json::from_slice(input).map_err(|e| ParseError {
             message: format!("invalid JSON-RPC message: {e}"),
             syntax: e.is_syntax() || e.is_eof(),
+            id: None,
         })?;
         if env.jsonrpc.as_deref() != Some("2.0") {
             return Err(ParseError::invalid(
@@ -170,7 +176,13 @@ impl<'a> Message<'a> {
                 Some(b'{' | b'[')
             )
         {
-            return Err(ParseError::invalid("params must be an object or an array"));
+            return Err(ParseError {
+                id: msg
+                    .id
+                    .filter(|id| msg.method.is_some() && is_valid_id(id))
+                    .map(Id::from_raw),
+                ..ParseError::invalid("params must be an object or an array")
+            });
         }
         if msg.method.is_none() && msg.result.is_none() && msg.error.is_none() {
             return Err(ParseError::invalid(

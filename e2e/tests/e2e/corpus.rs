@@ -484,7 +484,7 @@ fn initialize_rows(c: &Ctx) -> Vec<Row> {
         "capabilities of 17 KB" => init(&big), 200, Code(-32602);
         "clientInfo with a NUL" => init(nul), 200, Success, Header("mcp-session-id", "");
         "params an array" => init("[1]"), 200, Code(-32602);
-        "params a string" => init(r#""x""#), 400, Code(-32600);
+        "params a string, answered under its id" => init(r#""x""#), 400, Code(-32600), Holds(|a| a.json()["id"] == 1);
         "initialize as a notification" => mcp("/mcp", None, &[], INIT.replace(r#""id":1,"#, "")), 400, Code(-32600);
         "initialize with id null" => mcp("/mcp", None, &[], INIT.replace(r#""id":1"#, r#""id":null"#)), 400, Code(-32600);
         "initialize in a live session" => c.post(&[], INIT), 200, Code(-32600);
@@ -548,7 +548,7 @@ fn found_defect_rows(c: &Ctx) -> Vec<Row> {
         // JSON-RPC 2.0 §5.1: invalid JSON is -32700 (the batch check answered -32600 first).
         "10k unclosed [ is a parse error" => c.post(&[], "[".repeat(10_000)), 400, Code(-32700);
         // JSON-RPC 2.0 §4.2: params MUST be an array or an object (a string was served).
-        "params a string is an invalid request" => c.post(&[], with_params("tools/list", "\"x\"")), 400, Code(-32600);
+        "params a string is an invalid request" => c.post(&[], with_params("tools/list", "\"x\"")), 400, Code(-32600), Holds(|a| a.json()["id"] == 1);
         // MCP lifecycle: initialize carries protocolVersion, capabilities and clientInfo.
         "initialize without params is refused" => mcp("/mcp", None, &[], no_params), 200, Code(-32602);
         // RFC 9112 §3.2: a request without Host is a 400, not a 403.

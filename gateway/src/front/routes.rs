@@ -106,7 +106,10 @@ async fn handle_post(
     info.request_bytes = body.len();
     let msg = match Message::parse(&body) {
         Ok(m) => m,
-        Err(e) => return Error::Parse(e).reply(None),
+        Err(e) => {
+            let id = e.id.clone();
+            return Error::Parse(e).reply(id.as_ref());
+        }
     };
     info.begin_trace(&msg, &endpoint.to_string());
     match wire::classify(&headers, &msg) {
