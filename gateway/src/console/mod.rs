@@ -21,7 +21,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 use crate::admin::Admin;
 use crate::config::ConsoleSettings;
@@ -160,6 +160,12 @@ pub fn router(console: Arc<Console>) -> Router {
         )
         .route("/ui/apikeys/revoke", post(pages::apikeys::revoke))
         .route("/ui/policies", get(pages::policies::show))
+        // Any other address under /ui/ is the console's too: its 404 carries the
+        // console's headers like every other page.
+        .route(
+            "/ui/{*rest}",
+            any(|| async { error::Error::NotFound("page".to_owned()) }),
+        )
         .layer(axum::middleware::map_response(protect))
         .with_state(console)
 }

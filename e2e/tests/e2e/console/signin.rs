@@ -96,3 +96,44 @@ async fn wrong_admin_tokens_from_one_address_are_throttled() {
         "wrong admin tokens are counted in hawser_auth_failures_total{{reason=\"invalid\"}}"
     );
 }
+
+#[tokio::test]
+async fn every_console_answer_forbids_framing_and_storing_even_a_404() {
+    let gw = Gateway::start("connections: []\n", &[("HAWSER_ADMIN_TOKEN", ADMIN_TOKEN)]);
+    gw.wait_ready().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (path, status) in [
+        ("/ui/signin", 200),
+        ("/ui/", 303),
+        ("/ui/no-such-page", 404),
+        ("/ui/audit/x/y", 404),
+    ] {
+        let r = client
+            .get(format!("{}{path}", gw.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let h = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(
+            h("content-security-policy").contains("frame-ancestors 'none'"),
+            "{path}: no CSP"
+        );
+        assert_eq!(h("x-frame-options"), "DENY", "{path}");
+        assert_eq!(h("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(h("cache-control"), "no-store", "{path}");
+        if status == 404 {
+            let body = r.text().await.unwrap_or_default();
+            assert!(body.contains("page not found"), "{path}: {body}");
+        }
+    }
+}
