@@ -52,7 +52,7 @@ async def main():
         async def on_progress(progress, total, message):
             seen.append((time.monotonic(), progress))
 
-        result = await client.call_tool(tool("progress"), {"steps": 3, "step_ms": 300}, progress_callback=on_progress)
+        result = await client.call_tool(tool("progress"), {"steps": 3, "step_ms": 500}, progress_callback=on_progress)
         finished = time.monotonic()
         check(text_of(result) == "completed 3 steps", f"progress returned {text_of(result)!r}")
         check([p for _, p in seen] == [1, 2, 3], f"progress values {[p for _, p in seen]}")
