@@ -141,6 +141,75 @@ async fn conditions_on_arguments_decide_calls_but_not_lists() {
 }
 
 #[tokio::test]
+async fn arguments_naming_a_member_twice_fail_closed_whichever_value_an_upstream_runs() {
+    let p = policies(
+        &[(
+            "ops",
+            json!({"targetRefs": [{"name": "ops"}], "rules": [
+                {"tools": ["deploy"]},
+                {"tools": ["deploy"], "effect": "deny", "when": "args.env == 'prod'"},
+                {"tools": ["plan"], "when": "args.spec.env != 'prod'"},
+                {"tools": ["each"], "when": "args.repos.all(r, r.startsWith('team-a/'))"},
+            ]}),
+            &["ops"],
+        )],
+        false,
+    )
+    .await;
+    let carol = caller("carol", &[]);
+    let call = |tool: &str, text: &str| {
+        let a = RawValue::from_string(text.to_owned()).unwrap();
+        p.check_call(
+            &carol,
+            "ops",
+            Kind::Tool,
+            tool,
+            &Facts {
+                args: Some(&a),
+                client_address: None,
+                tool: None,
+            },
+        )
+    };
+    assert!(matches!(
+        call("deploy", r#"{"env":"dev"}"#),
+        Decision::Allow(_)
+    ));
+    assert!(matches!(
+        call("deploy", r#"{"env":"prod"}"#),
+        Decision::Denied(_)
+    ));
+    // An upstream that keeps the first value would deploy to prod: refused, in
+    // either order, and one level down too.
+    for text in [
+        r#"{"env":"prod","env":"dev"}"#,
+        r#"{"env":"dev","env":"prod"}"#,
+    ] {
+        assert!(
+            matches!(call("deploy", text), Decision::Denied(_)),
+            "{text}"
+        );
+    }
+    assert!(matches!(
+        call("plan", r#"{"spec":{"env":"dev"}}"#),
+        Decision::Allow(_)
+    ));
+    assert!(matches!(
+        call("plan", r#"{"spec":{"env":"prod","env":"dev"}}"#),
+        Decision::Denied(_)
+    ));
+    // Conditions may use CEL's macros over lists.
+    assert!(matches!(
+        call("each", r#"{"repos":["team-a/x","team-a/y"]}"#),
+        Decision::Allow(_)
+    ));
+    assert!(matches!(
+        call("each", r#"{"repos":["team-a/x","team-b/y"]}"#),
+        Decision::Denied(_)
+    ));
+}
+
+#[tokio::test]
 async fn lists_show_each_caller_what_they_may_use() {
     let p = policies(
         &[(
@@ -176,6 +245,22 @@ fn broken_conditions_and_targets_are_refused_with_the_field() {
     assert!(e.starts_with("rules[1].when: invalid CEL"), "{e}");
     let e = bad(json!({"targetRefs": [{"name": "a"}], "rules": [{"when": "arg.env == 'x'"}]}));
     assert!(e.contains("unknown variable \"arg\""), "{e}");
+    // A macro's variable is known inside it only.
+    let e = bad(
+        json!({"targetRefs": [{"name": "a"}], "rules": [{"when": "args.xs.all(x, x > 0) && x == 1"}]}),
+    );
+    assert!(e.contains("unknown variable \"x\""), "{e}");
+    for when in [
+        "caller.groups.exists(g, g.startsWith('team-'))",
+        "args.xs.map(x, x * 2).filter(y, y > 2).size() == 1",
+        "args.xs.exists_one(x, x == 1) && has(args.xs)",
+    ] {
+        let spec = json!({"targetRefs": [{"name": "a"}], "rules": [{"when": when}]});
+        assert!(
+            check(&serde_json::from_value(spec).unwrap()).is_ok(),
+            "{when}"
+        );
+    }
     let e = bad(json!({"targetRefs": [{}], "rules": []}));
     assert!(e.starts_with("targetRefs[0]"), "{e}");
     let e = bad(json!({"targetRefs": [{"name": "a"}], "rules": [{"tools": ["[a"]}]}));
