@@ -2,7 +2,11 @@
 //! variables checked, so evaluating a rule costs a few glob matches and, for a
 //! condition, one CEL evaluation.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
+
+use cel::IdedExpr;
+use cel::common::ast::{EntryExpr, Expr, IdedEntryExpr};
 
 use hawser_crds::{Effect, LimitKey, McpPolicySpec, PolicyRule};
 
@@ -121,17 +125,70 @@ pub fn condition(source: &str, field: &str) -> Result<Condition, PolicyError> {
         let what = first.map_or_else(|| e.to_string(), |p| p.msg.clone());
         error(field, format!("invalid CEL{at}: {what}"))
     })?;
-    let references = program.references();
-    for variable in references.variables() {
-        if !VARIABLES.contains(&variable) {
-            return Err(error(
-                field,
-                format!("unknown variable {variable:?} (known: caller, tool, args, request)"),
-            ));
-        }
+    let mut free = std::collections::BTreeSet::new();
+    free_variables(program.expression(), &mut Vec::new(), &mut free);
+    if let Some(variable) = free.iter().find(|v| !VARIABLES.contains(v)) {
+        return Err(error(
+            field,
+            format!("unknown variable {variable:?} (known: caller, tool, args, request)"),
+        ));
     }
-    let reads = VARIABLES.map(|v| references.has_variable(v));
+    let reads = VARIABLES.map(|v| free.contains(v));
     Ok(Condition { program, reads })
+}
+
+/// The variables `e` reads from the context: its identifiers, less those a macro's
+/// comprehension binds where it binds them (`r` in `args.repos.all(r, r != '')`).
+fn free_variables<'e>(e: &'e IdedExpr, bound: &mut Vec<&'e str>, free: &mut BTreeSet<&'e str>) {
+    let entries =
+        |entries: &'e [IdedEntryExpr], bound: &mut Vec<&'e str>, free: &mut BTreeSet<&'e str>| {
+            for entry in entries {
+                match &entry.expr {
+                    EntryExpr::StructField(f) => free_variables(&f.value, bound, free),
+                    EntryExpr::MapEntry(m) => {
+                        free_variables(&m.key, bound, free);
+                        free_variables(&m.value, bound, free);
+                    }
+                }
+            }
+        };
+    match &e.expr {
+        // Names starting with `@` are the macros' own accumulators.
+        Expr::Ident(name) => {
+            if !name.starts_with('@') && !bound.contains(&name.as_str()) {
+                free.insert(name);
+            }
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                free_variables(target, bound, free);
+            }
+            for arg in &call.args {
+                free_variables(arg, bound, free);
+            }
+        }
+        Expr::Comprehension(c) => {
+            free_variables(&c.iter_range, bound, free);
+            free_variables(&c.accu_init, bound, free);
+            let outer = bound.len();
+            bound.push(&c.iter_var);
+            bound.extend(c.iter_var2.as_deref());
+            bound.push(&c.accu_var);
+            for inner in [&c.loop_cond, &c.loop_step, &c.result] {
+                free_variables(inner, bound, free);
+            }
+            bound.truncate(outer);
+        }
+        Expr::List(list) => {
+            for element in &list.elements {
+                free_variables(element, bound, free);
+            }
+        }
+        Expr::Map(map) => entries(&map.entries, bound, free),
+        Expr::Struct(st) => entries(&st.entries, bound, free),
+        Expr::Select(select) => free_variables(&select.operand, bound, free),
+        Expr::Literal(_) | Expr::Unspecified => {}
+    }
 }
 
 fn rule(r: &PolicyRule, field: &str) -> Result<Rule, PolicyError> {
