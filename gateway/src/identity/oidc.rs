@@ -326,6 +326,11 @@ impl Oidc {
     }
 
     fn identity(&self, claims: Map<String, Value>, token: &str) -> Result<Verified, Reason> {
+        // RFC 7519 §4.1.5: `nbf` is a NumericDate. The validation above checks only a
+        // number; a token with any other `nbf` would pass unchecked.
+        if claims.get("nbf").is_some_and(|nbf| !nbf.is_number()) {
+            return Err(Reason::Malformed);
+        }
         let iss = claims
             .get("iss")
             .and_then(Value::as_str)

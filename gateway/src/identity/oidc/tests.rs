@@ -223,6 +223,11 @@ async fn bad_tokens_are_refused_for_the_right_reason() {
         ),
         (with(json!({"exp": now - 120})), Reason::Expired),
         (with(json!({"nbf": now + 600})), Reason::NotYetValid),
+        (
+            with(json!({"nbf": (now + 600).to_string()})),
+            Reason::Malformed,
+        ),
+        (with(json!({"nbf": [now + 600]})), Reason::Malformed),
         (with(json!({"iss": "https://evil.example"})), Reason::Issuer),
         (with(json!({"sub": null})), Reason::NoSubject),
         (with(json!({"exp": null})), Reason::Malformed),
