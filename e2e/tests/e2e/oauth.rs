@@ -49,6 +49,28 @@ fn oauth_spec(fixture: &Fixture, grant: &str) -> serde_json::Value {
 /// Starts the flow on replica 1 and completes it like a browser would; the redirect
 /// URI points at replica 2.
 async fn authorize(cluster: &Cluster, name: &str) {
+    let (browser, callback) = redirected(cluster, name).await;
+    let page = browser
+        .get(&callback)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = page.status();
+    let html = page.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Connection authorized"), "{html}");
+    // The state is single-use.
+    let again = browser
+        .get(&callback)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.status(), 400);
+}
+
+/// Starts the flow on replica 1 and follows the authorization server's redirect: the
+/// "browser" and the callback URL it was sent to (on replica 2).
+async fn redirected(cluster: &Cluster, name: &str) -> (reqwest::Client, String) {
     let started = http()
         .post(format!(
             "{}/api/v1/connections/{name}/oauth/start",
@@ -90,22 +112,65 @@ async fn authorize(cluster: &Cluster, name: &str) {
         callback.starts_with(&cluster.replicas[1].base),
         "callback must land on replica 2: {callback}"
     );
-    let page = browser
-        .get(&callback)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = page.status();
-    let html = page.text().await.unwrap_or_default();
-    assert_eq!(status, 200, "{html}");
-    assert!(html.contains("Connection authorized"), "{html}");
-    // The state is single-use.
-    let again = browser
-        .get(&callback)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(again.status(), 400);
+    (browser, callback)
+}
+
+/// RFC 9207: the provider promises `iss` in its responses; a response naming another
+/// issuer (a mix-up), or none, is refused and its code never exchanged.
+async fn mixed_up_responses_are_refused(cluster: &Cluster, mock: &MockOAuth, name: &str) {
+    for iss in [Some("https://evil.example"), None] {
+        let (browser, callback) = redirected(cluster, name).await;
+        let mut url = reqwest::Url::parse(&callback).unwrap_or_else(|e| panic!("{e}"));
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "iss")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        assert!(
+            callback.contains(&format!(
+                "iss={}",
+                url::form_urlencoded::byte_serialize(mock.issuer().as_bytes()).collect::<String>()
+            )),
+            "the provider sends iss: {callback}"
+        );
+        {
+            let mut query = url.query_pairs_mut();
+            query.clear().extend_pairs(&pairs);
+            if let Some(iss) = iss {
+                query.append_pair("iss", iss);
+            }
+        }
+        let codes_before = codes_exchanged(mock);
+        let page = browser
+            .get(url.as_str())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = page.status();
+        let html = page.text().await.unwrap_or_default();
+        assert_eq!(status, 400, "iss {iss:?}: {html}");
+        assert!(html.contains("Authorization refused"), "{html}");
+        assert!(
+            html.contains(if iss.is_some() {
+                "names issuer https://evil.example"
+            } else {
+                "lacks the iss parameter"
+            }),
+            "{html}"
+        );
+        assert_eq!(
+            codes_exchanged(mock),
+            codes_before,
+            "a mixed-up code was sent"
+        );
+    }
+}
+
+fn codes_exchanged(mock: &MockOAuth) -> usize {
+    mock.token_log()
+        .iter()
+        .filter(|e| e.grant_type.as_deref() == Some("authorization_code"))
+        .count()
 }
 
 /// Joins load workers that each return (calls that succeeded, what went wrong).
@@ -224,6 +289,7 @@ async fn authorization_code_across_replicas_sealed_at_rest_and_surviving_restart
         "{html}"
     );
 
+    mixed_up_responses_are_refused(&cluster, &s.mock, "secure").await;
     authorize(&cluster, "secure").await;
     cluster
         .wait_all("authorized", Duration::from_secs(20), |n| {

@@ -17,6 +17,28 @@ pub struct Endpoints {
     pub revocation: Option<Url>,
     /// RFC 8707 resource indicator sent with every request.
     pub resource: String,
+    /// The authorization server's issuer, when discovered: an authorization response
+    /// naming another (RFC 9207 `iss`) came from another server (a mix-up).
+    pub issuer: Option<String>,
+    /// The server says its authorization responses carry `iss` (RFC 9207): one
+    /// without it is refused.
+    pub issuer_in_responses: bool,
+}
+
+impl Endpoints {
+    /// Whether an authorization response naming `iss` (or none) may come from this
+    /// authorization server (RFC 9207 §2.4); the reason when not.
+    pub fn check_response_issuer(&self, iss: Option<&str>) -> Result<(), String> {
+        match (iss, &self.issuer) {
+            (Some(named), Some(issuer)) if !same_identifier(named, issuer) => Err(format!(
+                "the authorization response names issuer {named}, not this connection's authorization server {issuer}"
+            )),
+            (None, Some(issuer)) if self.issuer_in_responses => Err(format!(
+                "the authorization response lacks the iss parameter that {issuer} promises (RFC 9207)"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn fail(message: impl Into<String>) -> UpstreamError {
@@ -87,6 +109,8 @@ struct ServerMetadata {
     revocation_endpoint: Option<String>,
     #[serde(default)]
     code_challenge_methods_supported: Vec<String>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
@@ -254,12 +278,54 @@ pub async fn discover(
         token,
         revocation,
         resource,
+        issuer: meta.issuer,
+        issuer_in_responses: meta.authorization_response_iss_parameter_supported,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorization_responses_from_another_issuer_are_refused() {
+        let endpoints = |issuer: Option<&str>, promised: bool| Endpoints {
+            authorization: None,
+            token: Url::parse("https://as.example/token").unwrap(),
+            revocation: None,
+            resource: "https://mcp.example".into(),
+            issuer: issuer.map(str::to_owned),
+            issuer_in_responses: promised,
+        };
+        let discovered = endpoints(Some("https://as.example"), true);
+        assert!(
+            discovered
+                .check_response_issuer(Some("https://as.example/"))
+                .is_ok()
+        );
+        let e = discovered
+            .check_response_issuer(Some("https://evil.example"))
+            .unwrap_err();
+        assert!(e.contains("names issuer https://evil.example"), "{e}");
+        let e = discovered.check_response_issuer(None).unwrap_err();
+        assert!(e.contains("lacks the iss parameter"), "{e}");
+        // A server that does not promise `iss` may leave it out, not name another.
+        let quiet = endpoints(Some("https://as.example"), false);
+        assert!(quiet.check_response_issuer(None).is_ok());
+        assert!(
+            quiet
+                .check_response_issuer(Some("https://evil.example"))
+                .is_err()
+        );
+        // Endpoints given by hand: nothing to compare with.
+        let given = endpoints(None, false);
+        assert!(
+            given
+                .check_response_issuer(Some("https://any.example"))
+                .is_ok()
+        );
+        assert!(given.check_response_issuer(None).is_ok());
+    }
 
     #[test]
     fn reads_resource_metadata_from_challenges() {

@@ -144,6 +144,8 @@ pub struct Callback {
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    /// RFC 9207: the authorization server that sent the response.
+    iss: Option<String>,
 }
 
 /// `<public URL>/oauth/callback`, keeping a path the public URL has (a gateway served
@@ -243,6 +245,15 @@ pub async fn callback(
             "The redirect carries no code.",
         );
     };
+    // RFC 9207: a response from another authorization server (a mix-up) never has
+    // its code sent to this one's token endpoint.
+    if let Err(message) = response_issuer(&oauth, &pending, q.iss.as_deref()).await {
+        tracing::warn!(connection = %connection, error = %message, "authorization response refused");
+        if per_user {
+            oauth.audit_consent(&connection, &pending.subject, "refused", Some(&message));
+        }
+        return page(StatusCode::BAD_REQUEST, "Authorization refused", &message);
+    }
     match exchange(&oauth, &pending, code).await {
         Ok(()) if per_user => {
             tracing::info!(connection = %connection, "per-user consent completed");
@@ -289,6 +300,22 @@ pub async fn callback(
                 &format!("Exchanging the code for connection {connection} failed: {message}"),
             )
         }
+    }
+}
+
+/// Whether the authorization response's `iss` fits the connection's authorization
+/// server. Endpoints that cannot be had now are left to the exchange to report.
+async fn response_issuer(
+    oauth: &OAuth,
+    pending: &PkceState,
+    iss: Option<&str>,
+) -> Result<(), String> {
+    let Ok(tokens) = oauth.tokens_for(&pending.connection).await else {
+        return Ok(());
+    };
+    match tokens.endpoints().await {
+        Ok(endpoints) => endpoints.check_response_issuer(iss),
+        Err(_) => Ok(()),
     }
 }
 

@@ -141,6 +141,9 @@ impl ConnectionTokens {
                 authorization: authorization.as_deref().and_then(|a| Url::parse(a).ok()),
                 revocation: None,
                 resource: resource.unwrap_or_else(|| self.upstream.to_string()),
+                // Endpoints given by hand name no issuer to check responses against.
+                issuer: None,
+                issuer_in_responses: false,
             },
             (None, _) => {
                 discovery::discover(&self.http, &self.upstream, resource.as_deref()).await?
