@@ -68,7 +68,9 @@ async fn consent_in_browser(link: &str, login: &str) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let started = press_continue(&browser, link, true).await;
+    // The page names the caller the link was made for (`carol` for `carol@upstream`).
+    let subject = login.split('@').next();
+    let started = press_continue(&browser, link, true, subject).await;
     assert_eq!(started.status(), 303, "{:?}", started.text().await);
     let cookie = header(&started, "set-cookie");
     let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
@@ -109,11 +111,12 @@ fn header(r: &reqwest::Response, name: &str) -> String {
 /// Opens consent `link` as a browser and presses the page's Continue button: the
 /// form's token, with the cookie the page set. `refusals`: first checks that the same
 /// POST without the cookie, or without the token (a page of another site submitting
-/// the link), is refused.
+/// the link), is refused. `subject`: the caller the page must name.
 async fn press_continue(
     browser: &reqwest::Client,
     link: &str,
     refusals: bool,
+    subject: Option<&str>,
 ) -> reqwest::Response {
     let sealed = url::Url::parse(link)
         .unwrap_or_else(|e| panic!("{e}"))
@@ -130,6 +133,12 @@ async fn press_continue(
     let cookie = header(&shown, "set-cookie");
     let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
     let page = shown.text().await.unwrap_or_default();
+    if let Some(subject) = subject {
+        assert!(
+            page.contains(&format!("for its caller <strong>{subject}</strong>")),
+            "{page}"
+        );
+    }
     let token = field(&page, "form");
     let post = |cookie: &str, form: &str| {
         browser
@@ -273,7 +282,7 @@ async fn each_user_consents_from_their_client_and_acts_upstream_as_themselves() 
     consent_in_browser(&link, "carol@upstream").await;
     assert_eq!(upstream_sub(&mut carol).await, Ok("carol@upstream".into()));
     // Her link is spent: a second use is refused.
-    let again = press_continue(&http(), &link, false).await;
+    let again = press_continue(&http(), &link, false, None).await;
     assert_eq!(again.status(), 410);
 
     // Alice disconnects: revoked at the provider, and her next call asks again, on
