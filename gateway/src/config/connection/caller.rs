@@ -180,6 +180,23 @@ pub fn resolve(
             })
         }
     };
+    // A header the identity mode sets would be sent with the mode's value, not the
+    // client's: listing it too is a contradiction, refused rather than half honoured.
+    let set: &[&HeaderName] = match &mode {
+        CallerMode::None => &[],
+        CallerMode::Headers { subject, groups } => &[subject, groups],
+        CallerMode::Jwt { header, .. } => &[header],
+        CallerMode::Exchange(exchange) => &[&exchange.header],
+    };
+    if let Some(i) = names.iter().position(|n| set.contains(&n)) {
+        return Err(SpecError::new(
+            format!("forwardHeaders[{i}]"),
+            format!(
+                "{} is set by identity.mode for the caller; it cannot also be forwarded from the client",
+                names[i]
+            ),
+        ));
+    }
     Ok(CallerPolicy {
         forward: names,
         mode,

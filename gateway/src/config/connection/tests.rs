@@ -170,3 +170,29 @@ fn a_body_name_must_match_the_path() {
     let err = resolve_api("a", serde_json::json!({"name": "b", "url": "http://x"})).unwrap_err();
     assert_eq!(err.field, "name");
 }
+
+#[test]
+fn a_header_the_identity_mode_sets_cannot_also_be_forwarded() {
+    let with = |identity: serde_json::Value, forward: &[&str]| {
+        resolve_api(
+            "x",
+            serde_json::json!({"url": "https://mcp.example.com/mcp", "identity": identity,
+                               "forwardHeaders": forward}),
+        )
+    };
+    let e = with(
+        serde_json::json!({"mode": "headers"}),
+        &["X-Tenant-Id", "X-Forwarded-User"],
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "forwardHeaders[1]");
+    assert!(e.message.contains("set by identity.mode"), "{e}");
+    let e = with(
+        serde_json::json!({"mode": "jwt", "header": "X-Caller"}),
+        &["x-caller"],
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "forwardHeaders[0]");
+    assert!(with(serde_json::json!({"mode": "headers"}), &["X-Tenant-Id"]).is_ok());
+    assert!(with(serde_json::json!({"mode": "none"}), &["X-Forwarded-User"]).is_ok());
+}
