@@ -109,8 +109,10 @@ struct ServerMetadata {
     revocation_endpoint: Option<String>,
     #[serde(default)]
     code_challenge_methods_supported: Vec<String>,
+    /// Read leniently: a server writing it oddly (`null`, `"true"`) is not refused
+    /// for it, and promises nothing.
     #[serde(default)]
-    authorization_response_iss_parameter_supported: bool,
+    authorization_response_iss_parameter_supported: Option<serde_json::Value>,
 }
 
 pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
@@ -279,7 +281,11 @@ pub async fn discover(
         revocation,
         resource,
         issuer: meta.issuer,
-        issuer_in_responses: meta.authorization_response_iss_parameter_supported,
+        issuer_in_responses: meta
+            .authorization_response_iss_parameter_supported
+            .as_ref()
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
     })
 }
 

@@ -17,7 +17,8 @@ use oauth2::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::tokens;
+use super::discovery::Endpoints;
+use super::tokens::{self, ConnectionTokens};
 use super::{Error, OAuth};
 use crate::clock::Timestamp;
 use crate::crypto::{IdHash, Secret};
@@ -216,6 +217,40 @@ pub async fn callback(
             "This sign-in was started in another browser. Open the link from your client again, in one browser.",
         );
     }
+    // The connection's authorization server, looked up once: the response is checked
+    // against it and its code sent to it, never a second lookup that could differ.
+    let resolved = match oauth.tokens_for(&connection).await {
+        Ok(tokens) => match tokens.endpoints().await {
+            Ok(endpoints) => Ok((tokens, endpoints)),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => Err(e.public_message()),
+    };
+    let (tokens, endpoints) = match resolved {
+        Ok(found) => found,
+        Err(message) => {
+            tracing::warn!(connection = %connection, error = %message, "OAuth callback: no authorization server");
+            if per_user {
+                oauth.audit_consent(&connection, &pending.subject, "refused", Some(&message));
+            }
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "Authorization failed",
+                &format!(
+                    "Completing the authorization of connection {connection} failed: {message}"
+                ),
+            );
+        }
+    };
+    // RFC 9207: a response from another authorization server (a mix-up), error
+    // responses included, is refused; its code never reaches this one's token endpoint.
+    if let Err(message) = endpoints.check_response_issuer(q.iss.as_deref()) {
+        tracing::warn!(connection = %connection, error = %message, "authorization response refused");
+        if per_user {
+            oauth.audit_consent(&connection, &pending.subject, "refused", Some(&message));
+        }
+        return page(StatusCode::BAD_REQUEST, "Authorization refused", &message);
+    }
     if let Some(error) = q.error {
         let detail = q
             .error_description
@@ -245,16 +280,7 @@ pub async fn callback(
             "The redirect carries no code.",
         );
     };
-    // RFC 9207: a response from another authorization server (a mix-up) never has
-    // its code sent to this one's token endpoint.
-    if let Err(message) = response_issuer(&oauth, &pending, q.iss.as_deref()).await {
-        tracing::warn!(connection = %connection, error = %message, "authorization response refused");
-        if per_user {
-            oauth.audit_consent(&connection, &pending.subject, "refused", Some(&message));
-        }
-        return page(StatusCode::BAD_REQUEST, "Authorization refused", &message);
-    }
-    match exchange(&oauth, &pending, code).await {
+    match exchange(&oauth, &pending, &tokens, &endpoints, code).await {
         Ok(()) if per_user => {
             tracing::info!(connection = %connection, "per-user consent completed");
             oauth.audit_consent(&connection, &pending.subject, "completed", None);
@@ -303,30 +329,15 @@ pub async fn callback(
     }
 }
 
-/// Whether the authorization response's `iss` fits the connection's authorization
-/// server. Endpoints that cannot be had now are left to the exchange to report.
-async fn response_issuer(
+async fn exchange(
     oauth: &OAuth,
     pending: &PkceState,
-    iss: Option<&str>,
+    tokens: &ConnectionTokens,
+    endpoints: &Endpoints,
+    code: String,
 ) -> Result<(), String> {
-    let Ok(tokens) = oauth.tokens_for(&pending.connection).await else {
-        return Ok(());
-    };
-    match tokens.endpoints().await {
-        Ok(endpoints) => endpoints.check_response_issuer(iss),
-        Err(_) => Ok(()),
-    }
-}
-
-async fn exchange(oauth: &OAuth, pending: &PkceState, code: String) -> Result<(), String> {
-    let tokens = oauth
-        .tokens_for(&pending.connection)
-        .await
-        .map_err(|e| e.public_message())?;
-    let endpoints = tokens.endpoints().await.map_err(|e| e.to_string())?;
     let redirect = RedirectUrl::new(pending.redirect_uri.clone()).map_err(|e| e.to_string())?;
-    let client = tokens.token_client(&endpoints).set_redirect_uri(redirect);
+    let client = tokens.token_client(endpoints).set_redirect_uri(redirect);
     let adapter = super::http::adapter(oauth.http.clone());
     let response = client
         .exchange_code(AuthorizationCode::new(code))
