@@ -219,6 +219,32 @@ fn is_valid_id(id: &RawValue) -> bool {
         || (text.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !text.is_empty())
 }
 
+/// A member name as a server matching names without regard to case reads it: Go's
+/// `encoding/json` does (`ſ` and the Kelvin sign matching `s` and `k` too), so an
+/// object naming `name` and `Name` may be read by Hawser as one value and by such an
+/// upstream as the other.
+pub fn folded(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.is_ascii() {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return name.to_ascii_lowercase().into();
+        }
+        return name.into();
+    }
+    name.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| if c == '\u{17f}' { 's' } else { c })
+        .collect::<String>()
+        .into()
+}
+
+/// Whether two member names are one to a server that ignores case ([`folded`]).
+pub fn same_name(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    folded(a) == folded(b)
+}
+
 /// A request id kept as its JSON text (`7`, `"abc"`): compared and echoed exactly.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Id(Box<str>);
@@ -459,20 +485,21 @@ impl<'a> ParamsView<'a> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
-    /// A member name the object holds more than once, if any.
+    /// A member name the object holds more than once, if any, names that differ only
+    /// in case counting as one (see [`folded`]).
     pub fn repeated(&self) -> Option<&str> {
         let members = &self.0;
         if members.len() <= 16 {
             return members
                 .iter()
                 .enumerate()
-                .find(|(i, (k, _))| members[..*i].iter().any(|(seen, _)| seen == k))
+                .find(|(i, (k, _))| members[..*i].iter().any(|(seen, _)| same_name(seen, k)))
                 .map(|(_, (k, _))| k.as_ref());
         }
         let mut seen = std::collections::HashSet::with_capacity(members.len());
         members
             .iter()
-            .find(|(k, _)| !seen.insert(k.as_ref()))
+            .find(|(k, _)| !seen.insert(folded(k)))
             .map(|(k, _)| k.as_ref())
     }
 

@@ -366,6 +366,10 @@ fn json_rows(c: &Ctx) -> Vec<Row> {
             200, Code(-32602), Has("more than once");
         "completion ref name twice" => c.post(&[], with_params("completion/complete", r#"{"ref":{"type":"ref/prompt","name":"fx__greet","name":"fx__other"},"argument":{"name":"a","value":"b"}}"#)),
             200, Code(-32602), Has("params.ref has the member");
+        "a tool name twice, once as Name" => c.post(&[], with_params("tools/call", r#"{"name":"fx__echo","Name":"fx__whoami","arguments":{}}"#)),
+            200, Code(-32602), Has(r#"\"Name\" more than once"#);
+        "a tool name twice, once with the long s" => c.post(&[], with_params("tools/call", r#"{"name":"fx__echo","arguments":{},"argument\u017f":{"text":"x"}}"#)),
+            200, Code(-32602), Has("more than once");
         "arguments twice in params" => c.post(&[], with_params("tools/call", r#"{"name":"fx__echo","arguments":{"text":"a"},"arguments":{"text":"b"}}"#)),
             200, Code(-32602), Has(r#"\"arguments\" more than once"#);
         "two messages in one body" => c.post(&[], format!("{PING}{PING}")), 400, Code(-32700);

@@ -178,3 +178,16 @@ fn params_view_reads_members_in_place_and_rewrites_one() {
         assert!(ParamsView::parse(Some(&raw)).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn names_differing_only_in_case_are_one_member() {
+    assert!(same_name("name", "Name"));
+    assert!(same_name("arguments", "ARGUMENTS"));
+    assert!(same_name("arguments", "argument\u{17f}"), "the long s");
+    assert!(same_name("task", "tas\u{212a}"), "the Kelvin sign");
+    assert!(!same_name("name", "names"));
+    assert!(!same_name("uri", "url"));
+    let raw = RawValue::from_string(r#"{"name":"a","arguments":{},"NAME":"b"}"#.into()).unwrap();
+    let view = ParamsView::parse(Some(&raw)).unwrap();
+    assert_eq!(view.repeated(), Some("NAME"));
+}

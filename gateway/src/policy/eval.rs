@@ -1,8 +1,7 @@
 //! Evaluating rules' CEL conditions for one call. Each variable is converted at most
 //! once per call, and only when a condition reads it.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -21,6 +20,8 @@ pub struct Scope<'a> {
     context: Option<cel::Context<'static, 'static>>,
     /// Which of `caller`, `tool`, `args`, `request` the context holds.
     added: [bool; 4],
+    /// Which could not be converted: not tried again for the next condition.
+    failed: [bool; 4],
 }
 
 impl<'a> Scope<'a> {
@@ -37,6 +38,7 @@ impl<'a> Scope<'a> {
             facts,
             context: None,
             added: [false; 4],
+            failed: [false; 4],
         }
     }
 
@@ -91,7 +93,9 @@ impl<'a> Scope<'a> {
             .unwrap_or_else(|| cel::Context::with_env(Arc::clone(&ENV)));
         for (i, name) in super::compile::VARIABLES.iter().enumerate() {
             if condition.reads[i] && !self.added[i] {
-                let Some(value) = self.value(i) else {
+                let value = if self.failed[i] { None } else { self.value(i) };
+                let Some(value) = value else {
+                    self.failed[i] = true;
                     self.context = Some(context);
                     return None;
                 };
@@ -168,20 +172,18 @@ impl<'de> Visitor<'de> for CelVisitor {
     /// A repeated member is an error: a condition would read one of its values and
     /// an upstream may run with the other (parsers differ on which one wins), so a
     /// condition on such arguments cannot be evaluated, and fails closed.
+    /// Names that differ only in case count as one ([`crate::jsonrpc::folded`]): some
+    /// servers read them so.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cel, A::Error> {
         let mut members = HashMap::with_capacity(map.size_hint().unwrap_or(0));
+        let mut names = HashSet::with_capacity(map.size_hint().unwrap_or(0));
         while let Some((key, Cel(value))) = map.next_entry::<String, Cel>()? {
-            match members.entry(cel::objects::Key::String(Arc::new(key))) {
-                Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-                Entry::Occupied(slot) => {
-                    return Err(serde::de::Error::custom(format!(
-                        "the member {} more than once",
-                        slot.key()
-                    )));
-                }
+            if !names.insert(crate::jsonrpc::folded(&key).into_owned()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the member {key:?} more than once"
+                )));
             }
+            members.insert(cel::objects::Key::String(Arc::new(key)), value);
         }
         Ok(Cel(cel::Value::Map(cel::objects::Map {
             map: Arc::new(members),

@@ -181,9 +181,14 @@ async fn arguments_naming_a_member_twice_fail_closed_whichever_value_an_upstream
     ));
     // An upstream that keeps the first value would deploy to prod: refused, in
     // either order, and one level down too.
+    // Names differing only in case are one to some upstreams (Go's encoding/json,
+    // the Kelvin sign for k included).
     for text in [
         r#"{"env":"prod","env":"dev"}"#,
         r#"{"env":"dev","env":"prod"}"#,
+        r#"{"env":"dev","ENV":"prod"}"#,
+        r#"{"env":"dev","Env":"prod"}"#,
+        r#"{"env":"dev","tas\u212a":1,"task":2}"#,
     ] {
         assert!(
             matches!(call("deploy", text), Decision::Denied(_)),
