@@ -326,10 +326,18 @@ impl Oidc {
     }
 
     fn identity(&self, claims: Map<String, Value>, token: &str) -> Result<Verified, Reason> {
-        // RFC 7519 §4.1.5: `nbf` is a NumericDate. The validation above checks only a
-        // number; a token with any other `nbf` would pass unchecked.
-        if claims.get("nbf").is_some_and(|nbf| !nbf.is_number()) {
-            return Err(Reason::Malformed);
+        // RFC 7519 §4.1.5: `nbf` is a NumericDate. The validation above checks only one
+        // it can read as an unsigned integer; any other (a string, `1e30`) is checked
+        // here, or refused.
+        if let Some(nbf) = claims.get("nbf") {
+            let Some(nbf) = nbf.as_f64().filter(|n| n.is_finite()) else {
+                return Err(Reason::Malformed);
+            };
+            #[allow(clippy::cast_precision_loss)]
+            let latest = (now_secs() + self.settings.clock_skew.as_secs()) as f64;
+            if nbf > latest {
+                return Err(Reason::NotYetValid);
+            }
         }
         let iss = claims
             .get("iss")

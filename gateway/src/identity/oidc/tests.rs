@@ -228,6 +228,11 @@ async fn bad_tokens_are_refused_for_the_right_reason() {
             Reason::Malformed,
         ),
         (with(json!({"nbf": [now + 600]})), Reason::Malformed),
+        (with(json!({"nbf": 1e30})), Reason::NotYetValid),
+        (
+            with(json!({"nbf": (now + 600) as f64 + 0.5})),
+            Reason::NotYetValid,
+        ),
         (with(json!({"iss": "https://evil.example"})), Reason::Issuer),
         (with(json!({"sub": null})), Reason::NoSubject),
         (with(json!({"exp": null})), Reason::Malformed),
