@@ -135,7 +135,9 @@ async fn press_continue(
     let page = shown.text().await.unwrap_or_default();
     if let Some(subject) = subject {
         assert!(
-            page.contains(&format!("for its caller <strong>{subject}</strong>")),
+            page.contains(&format!(
+                "for its caller <strong><bdi>{subject}</bdi></strong>"
+            )),
             "{page}"
         );
     }
@@ -399,10 +401,23 @@ async fn many_users_refresh_exactly_once_each_and_never_use_each_others_tokens()
     let elapsed = started.elapsed().as_secs_f64();
     assert!(
         failures.is_empty(),
-        "{} of {} calls failed or carried another token, first: {}",
+        "{} of {} calls failed or carried another token, first: {}\nprovider: {:?}\nreplicas: {:#?}",
         failures.len(),
         calls + failures.len() as u32,
-        failures[0]
+        failures[0],
+        s.mock
+            .token_log()
+            .iter()
+            .filter(|e| e.outcome != "ok")
+            .take(5)
+            .collect::<Vec<_>>(),
+        cluster
+            .replicas
+            .iter()
+            .flat_map(|r| r.child.lines())
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(20)
+            .collect::<Vec<_>>()
     );
     assert!(calls > 400, "too few calls: {calls}");
 

@@ -27,8 +27,8 @@ const BATCH: usize = 1000;
 /// How long a batch waits for more events before it is written. PostgreSQL spends
 /// a few hundred microseconds on each `COPY` besides its rows; at 5,000 events a
 /// second this makes batches of about 1,000, which pay that once per 1,000 rows.
-/// Each event is in the spool before its answer leaves: the wait only delays when it
-/// shows in the store.
+/// In shared mode each event is in the spool before its answer leaves, so the wait
+/// only delays when it shows in the store.
 const GATHER: Duration = Duration::from_millis(200);
 /// How often the spool is flushed to disk (the batched fsync) and its mark of what
 /// the store has is written. A process that dies loses nothing either way (what it

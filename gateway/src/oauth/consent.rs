@@ -187,9 +187,9 @@ pub async fn show(
          <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}}\
          button{{font-size:1em;padding:.5em 1em}}</style></head><body>\
          <h1>Connect {c}</h1>\
-         <p>Hawser will act as you on connection <strong>{c}</strong> for its caller <strong>{s}</strong>, \
+         <p>Hawser will act as you on connection <strong>{c}</strong> for its caller <strong><bdi>{s}</bdi></strong>, \
          with the account you sign in with at its authorization server. Only continue if you are \
-         {s} and asked for this from your own client.</p>\
+         <bdi>{s}</bdi> and asked for this from your own client.</p>\
          <form method=\"post\" action=\"consent\"><input type=\"hidden\" name=\"link\" value=\"{l}\">\
          <input type=\"hidden\" name=\"form\" value=\"{f}\">\
          <button type=\"submit\">Continue</button></form></body></html>",
