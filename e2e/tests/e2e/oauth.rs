@@ -50,22 +50,25 @@ fn oauth_spec(fixture: &Fixture, grant: &str) -> serde_json::Value {
 /// URI points at replica 2.
 async fn authorize(cluster: &Cluster, name: &str) {
     let (browser, callback) = redirected(cluster, name).await;
-    let page = browser
-        .get(&callback)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = page.status();
-    let html = page.text().await.unwrap_or_default();
+    let (status, html) = fetch(&browser, &callback).await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("Connection authorized"), "{html}");
     // The state is single-use.
-    let again = browser
-        .get(&callback)
+    let (again, _) = fetch(&browser, &callback).await;
+    assert_eq!(again, 400);
+}
+
+/// A GET of `url` in `browser`: its status and page.
+async fn fetch(browser: &reqwest::Client, url: &str) -> (u16, String) {
+    let page = browser
+        .get(url)
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(again.status(), 400);
+    (
+        page.status().as_u16(),
+        page.text().await.unwrap_or_default(),
+    )
 }
 
 /// Starts the flow on replica 1 and follows the authorization server's redirect: the
@@ -141,13 +144,7 @@ async fn mixed_up_responses_are_refused(cluster: &Cluster, mock: &MockOAuth, nam
             }
         }
         let codes_before = codes_exchanged(mock);
-        let page = browser
-            .get(url.as_str())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let status = page.status();
-        let html = page.text().await.unwrap_or_default();
+        let (status, html) = fetch(&browser, url.as_str()).await;
         assert_eq!(status, 400, "iss {iss:?}: {html}");
         assert!(html.contains("Authorization refused"), "{html}");
         assert!(

@@ -200,6 +200,13 @@ pub async fn callback(
     };
     let connection = pending.connection.clone();
     let per_user = !pending.subject.is_empty();
+    // A refusal after the state was taken: a consent's is audited (`why`), then shown.
+    let refused = |why: &str, status: StatusCode, title: &str, shown: &str| {
+        if per_user {
+            oauth.audit_consent(&connection, &pending.subject, "refused", Some(why));
+        }
+        page(status, title, shown)
+    };
     // A flow a consent link started is completed by the browser that opened the link.
     if let Some(browser) = pending.browser
         && crate::headers::cookie_value(&headers, CONSENT_COOKIE).map(IdHash::of) != Some(browser)
@@ -219,21 +226,20 @@ pub async fn callback(
     }
     // The connection's authorization server, looked up once: the response is checked
     // against it and its code sent to it, never a second lookup that could differ.
-    let resolved = match oauth.tokens_for(&connection).await {
-        Ok(tokens) => match tokens.endpoints().await {
-            Ok(endpoints) => Ok((tokens, endpoints)),
-            Err(e) => Err(e.to_string()),
-        },
-        Err(e) => Err(e.public_message()),
+    let resolved = async {
+        let tokens = oauth
+            .tokens_for(&connection)
+            .await
+            .map_err(|e| e.public_message())?;
+        let endpoints = tokens.endpoints().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((tokens, endpoints))
     };
-    let (tokens, endpoints) = match resolved {
+    let (tokens, endpoints) = match resolved.await {
         Ok(found) => found,
         Err(message) => {
             tracing::warn!(connection = %connection, error = %message, "OAuth callback: no authorization server");
-            if per_user {
-                oauth.audit_consent(&connection, &pending.subject, "refused", Some(&message));
-            }
-            return page(
+            return refused(
+                &message,
                 StatusCode::BAD_GATEWAY,
                 "Authorization failed",
                 &format!(
@@ -246,10 +252,12 @@ pub async fn callback(
     // responses included, is refused; its code never reaches this one's token endpoint.
     if let Err(message) = endpoints.check_response_issuer(q.iss.as_deref()) {
         tracing::warn!(connection = %connection, error = %message, "authorization response refused");
-        if per_user {
-            oauth.audit_consent(&connection, &pending.subject, "refused", Some(&message));
-        }
-        return page(StatusCode::BAD_REQUEST, "Authorization refused", &message);
+        return refused(
+            &message,
+            StatusCode::BAD_REQUEST,
+            "Authorization refused",
+            &message,
+        );
     }
     if let Some(error) = q.error {
         let detail = q
@@ -257,15 +265,8 @@ pub async fn callback(
             .map(|d| format!(": {d}"))
             .unwrap_or_default();
         tracing::warn!(connection = %connection, %error, "authorization server refused the authorization");
-        if per_user {
-            oauth.audit_consent(
-                &connection,
-                &pending.subject,
-                "refused",
-                Some(&format!("{error}{detail}")),
-            );
-        }
-        return page(
+        return refused(
+            &format!("{error}{detail}"),
             StatusCode::BAD_REQUEST,
             "Authorization refused",
             &format!(
@@ -317,10 +318,8 @@ pub async fn callback(
         }
         Err(message) => {
             tracing::warn!(connection = %connection, error = %message, "OAuth code exchange failed");
-            if per_user {
-                oauth.audit_consent(&connection, &pending.subject, "refused", Some(&message));
-            }
-            page(
+            refused(
+                &message,
                 StatusCode::BAD_GATEWAY,
                 "Authorization failed",
                 &format!("Exchanging the code for connection {connection} failed: {message}"),

@@ -125,7 +125,7 @@ pub fn condition(source: &str, field: &str) -> Result<Condition, PolicyError> {
         let what = first.map_or_else(|| e.to_string(), |p| p.msg.clone());
         error(field, format!("invalid CEL{at}: {what}"))
     })?;
-    let mut free = std::collections::BTreeSet::new();
+    let mut free = BTreeSet::new();
     free_variables(program.expression(), &mut Vec::new(), &mut free);
     if let Some(variable) = free.iter().find(|v| !VARIABLES.contains(v)) {
         return Err(error(
