@@ -10,6 +10,18 @@ use serde_json::{Value, json};
 
 /// A 2026-07-28 request declaring the tasks extension; the response message.
 async fn modern(url: &str, id: u64, method: &str, name: Option<&str>, params: Value) -> Value {
+    modern_as(None, url, id, method, name, params).await
+}
+
+/// [`modern`] with the caller's bearer token.
+async fn modern_as(
+    token: Option<&str>,
+    url: &str,
+    id: u64,
+    method: &str,
+    name: Option<&str>,
+    params: Value,
+) -> Value {
     let mut params = params;
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -26,6 +38,9 @@ async fn modern(url: &str, id: u64, method: &str, name: Option<&str>, params: Va
         .json(&body);
     if let Some(name) = name {
         request = request.header("mcp-name", name);
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
     }
     let response = request
         .send()
@@ -164,6 +179,152 @@ async fn tasks_on_the_aggregated_endpoint_are_named_and_routed_like_tools() {
         )
         .await;
         assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    }
+}
+
+/// With client authentication on, a task is its caller's: the id a caller is shown is
+/// bound to them (on a connection's endpoint and on the aggregated one), any replica
+/// takes it back from them, and another caller who presents it, or the upstream's own
+/// id, is told the task is unknown, and nothing reaches the upstream.
+#[tokio::test]
+async fn a_task_is_its_callers_only() {
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let cluster = Cluster::start(
+        2,
+        "clientAuth:\n  type: bearer\n  tokens:\n    - {subject: alice, token: alice-task-token}\n    - {subject: bob, token: bob-task-token}\n",
+    )
+    .await;
+    let put = cluster
+        .put_connection(0, "fx", json!({"url": fixture.mcp_url()}))
+        .await;
+    assert_eq!(put, 201);
+    let (alice, bob) = (Some("alice-task-token"), Some("bob-task-token"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for replica in &cluster.replicas {
+        loop {
+            let listed =
+                modern_as(alice, &replica.mcp_url(), 1, "tools/list", None, json!({})).await;
+            if listed.to_string().contains("fx__background") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fx not loaded: {listed}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let scoped = |i: usize| format!("{}/fx", cluster.replicas[i].mcp_url());
+    let aggregated = |i: usize| cluster.replicas[i].mcp_url();
+
+    for (made_at, taken_at, tool, prefix) in [
+        (scoped(0), scoped(1), "background", ""),
+        (aggregated(0), aggregated(1), "fx__background", "fx__"),
+    ] {
+        let created = modern_as(
+            alice,
+            &made_at,
+            1,
+            "tools/call",
+            Some(tool),
+            json!({"name": tool, "arguments": {"ms": 60000}}),
+        )
+        .await;
+        let task = created["result"]["taskId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no task: {created}"))
+            .to_owned();
+        let events = fixture.events().await;
+        let own = events
+            .iter()
+            .rev()
+            .find(|e| e["kind"] == "task_created")
+            .and_then(|e| e["taskId"].as_str())
+            .unwrap_or_else(|| panic!("the upstream made no task"))
+            .to_owned();
+        // Shown bound to alice, not as the upstream named it.
+        assert!(task.starts_with(prefix), "{task}");
+        assert!(task.ends_with(&format!(".{own}")), "{task} for {own}");
+        assert_ne!(task, format!("{prefix}{own}"));
+
+        // Alice, through the other replica: her task.
+        let state = modern_as(
+            alice,
+            &taken_at,
+            2,
+            "tasks/get",
+            Some(&task),
+            json!({"taskId": task}),
+        )
+        .await;
+        assert_eq!(state["result"]["taskId"], task.as_str(), "{state}");
+        assert_eq!(state["result"]["status"], "working", "{state}");
+
+        // Bob, with alice's name for it or the upstream's own: unknown, and the
+        // upstream hears nothing of it.
+        let own_name = format!("{prefix}{own}");
+        for (method, name) in [
+            ("tasks/get", &task),
+            ("tasks/cancel", &task),
+            ("tasks/get", &own_name),
+            ("tasks/cancel", &own_name),
+        ] {
+            let refused = modern_as(
+                bob,
+                &taken_at,
+                3,
+                method,
+                Some(name),
+                json!({"taskId": name}),
+            )
+            .await;
+            assert_eq!(
+                refused["error"]["code"], -32602,
+                "bob {method} {name}: {refused}"
+            );
+            // Alice too cannot name it by the upstream's id.
+            if name == &own_name {
+                let refused = modern_as(
+                    alice,
+                    &taken_at,
+                    4,
+                    method,
+                    Some(name),
+                    json!({"taskId": name}),
+                )
+                .await;
+                assert_eq!(
+                    refused["error"]["code"], -32602,
+                    "alice {method} {name}: {refused}"
+                );
+            }
+        }
+        let events = fixture.events().await;
+        assert!(
+            !events
+                .iter()
+                .any(|e| e["kind"] == "task_cancel" && e["taskId"] == own.as_str()),
+            "a refused cancel reached the upstream"
+        );
+
+        // Alice cancels her task.
+        let cancelled = modern_as(
+            alice,
+            &taken_at,
+            5,
+            "tasks/cancel",
+            Some(&task),
+            json!({"taskId": task}),
+        )
+        .await;
+        assert!(cancelled.get("result").is_some(), "{cancelled}");
+        let events = fixture.events().await;
+        assert!(
+            events
+                .iter()
+                .any(|e| e["kind"] == "task_cancel" && e["taskId"] == own.as_str()),
+            "alice's cancel never reached the upstream"
+        );
     }
 }
 

@@ -10,6 +10,7 @@
 //! column fails to unseal instead of being accepted.
 
 mod digest;
+mod tag;
 
 use std::fmt;
 
@@ -19,6 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 pub use digest::{IdHash, constant_time_eq, hex};
+pub use tag::{TAG_LEN, Tagger};
 
 /// `N` random bytes as hex: unguessable identifiers and one-time values.
 pub fn random_hex<const N: usize>() -> String {
@@ -73,6 +75,7 @@ pub enum CryptoError {
 #[derive(Clone)]
 pub struct Keyring {
     keys: Vec<(String, Aes256Gcm)>,
+    tagger: Tagger,
 }
 
 impl fmt::Debug for Keyring {
@@ -86,6 +89,7 @@ impl Keyring {
     /// Parses `kid:base64-32-bytes[,kid:base64-32-bytes…]`.
     pub fn parse(spec: &str) -> Result<Self, CryptoError> {
         let mut keys: Vec<(String, Aes256Gcm)> = Vec::new();
+        let mut raw: Vec<Vec<u8>> = Vec::new();
         for (i, entry) in spec.split(',').map(str::trim).enumerate() {
             let n = i + 1;
             let (kid, b64) = entry
@@ -115,8 +119,10 @@ impl Keyring {
                 )));
             }
             keys.push((kid.to_owned(), cipher));
+            raw.push(bytes);
         }
-        Ok(Self { keys })
+        let tagger = Tagger::derive(raw.iter().map(Vec::as_slice));
+        Ok(Self { keys, tagger })
     }
 
     /// A keyring of one random key, for a process that was given none: what it seals
@@ -127,6 +133,7 @@ impl Keyring {
             .unwrap_or_else(|_| unreachable!("a 32-byte key is an AES-256 key"));
         Self {
             keys: vec![("ephemeral".to_owned(), cipher)],
+            tagger: Tagger::derive([&key[..]]),
         }
     }
 
@@ -142,6 +149,11 @@ impl Keyring {
             suffix[2]
         );
         format!("{kid}:{}", B64.encode(key))
+    }
+
+    /// Tags made with keys derived from these (see [`Tagger`]).
+    pub fn tagger(&self) -> &Tagger {
+        &self.tagger
     }
 
     /// Id of the key new values are sealed with.

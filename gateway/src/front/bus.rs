@@ -27,7 +27,11 @@ pub async fn cancel_elsewhere(front: &Front, session: &ClientSession, id: &Id) {
 /// Delivers a client's answer to a server→client request: to the upstream waiting
 /// here, or to the replica its gateway id names.
 pub async fn deliver_answer(front: &Front, session: &ClientSession, msg: &Message<'_>) {
-    match front.relay.deliver(session.id_hash, msg).await {
+    match front
+        .relay
+        .deliver(session.id_hash, msg, front.task_tagger())
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             if !deliver_elsewhere(front, session, msg).await {
@@ -73,7 +77,11 @@ pub async fn receive(front: &Arc<Front>, message: BusMessage) {
             let Ok(msg) = Message::parse(message.as_bytes()) else {
                 return;
             };
-            match front.relay.deliver(session, &msg).await {
+            match front
+                .relay
+                .deliver(session, &msg, front.task_tagger())
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => tracing::debug!("forwarded answer matches no pending request here"),
                 Err(error) => {

@@ -138,11 +138,15 @@ impl Routing<'_, '_> {
         params: Option<&RawValue>,
         target: Option<String>,
     ) -> Reply {
-        // On the aggregated endpoint a task the request relates to is named as the
-        // client knows it, prefixed; the upstream knows it by its own id.
-        let renamed = params
-            .filter(|_| self.session.endpoint.is_aggregated())
-            .and_then(|p| super::task_ids::own_request(p, &upstream.config().prefix));
+        // A task the request relates to is named as the client knows it; the upstream
+        // knows it by its own id.
+        let names = super::task_ids::Names::new(
+            self.front.task_tagger(),
+            self.session.endpoint.is_aggregated(),
+            upstream,
+            &self.session.subject,
+        );
+        let renamed = params.and_then(|p| super::task_ids::own_request(p, &names));
         let params = renamed.as_deref().or(params);
         // The client's own params were read for routing; forwarding reuses that.
         let own = params.is_some_and(|p| self.msg.params.is_some_and(|o| std::ptr::eq(p, o)));
@@ -349,13 +353,39 @@ async fn routed(
             record::answered(front, info, method, "ok");
             Ok(reply)
         }
-        m if session.endpoint.is_aggregated() && tasks::METHODS.contains(&m) => {
-            let (upstream, params, task) = tasks::route(&front.registry.view(), msg.params)?;
+        // Task names are checked wherever they are not the upstream's own.
+        m if tasks::METHODS.contains(&m)
+            && (session.endpoint.is_aggregated() || front.task_tagger().is_some()) =>
+        {
+            let here = if session.endpoint.is_aggregated() {
+                None
+            } else {
+                Some(
+                    endpoint
+                        .upstream
+                        .clone()
+                        .ok_or(Error::ConnectionUnavailable)?,
+                )
+            };
+            let view = front.registry.view();
+            let (upstream, params, task) =
+                tasks::route(front, &view, here.as_ref(), &session.subject, msg.params)?;
             // A connection the caller may see nothing of has no task of theirs.
             if !tasks::may_see(front, info.caller.as_deref(), &upstream) {
                 return Err(Error::InvalidParams(format!("unknown task {task:?}")));
             }
             Ok(to.send(&upstream, Some(&params), Some(task)).await)
+        }
+        // An upstream session shared by every client lists every client's tasks; with
+        // task names bound to callers, not one of them is this caller's to name.
+        "tasks/list"
+            if front.task_tagger().is_some()
+                && endpoint.upstream.as_ref().is_some_and(|u| u.is_shared()) =>
+        {
+            Err(Error::MethodNotFound {
+                method: "tasks/list".into(),
+                hint: Some("this connection's upstream session is shared by every client"),
+            })
         }
         _ if session.endpoint.is_aggregated() => Err(Error::MethodNotFound {
             method: method.to_owned(),

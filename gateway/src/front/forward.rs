@@ -208,6 +208,7 @@ pub async fn forward(
                     record: Some(record),
                     span,
                     progress_token: progress_token.clone(),
+                    tasks: front.task_tagger().cloned(),
                     hears: super::session::Hears {
                         policy: front.policy.clone(),
                         caller: info.caller.clone(),

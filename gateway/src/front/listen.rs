@@ -162,9 +162,14 @@ async fn relay_upstream(
             m = stream.next_message() => m,
         };
         let Some(Ok(bytes)) = next else { return };
-        // On the aggregated endpoint a task is named like a tool.
-        let bytes = if session.endpoint.is_aggregated() {
-            super::task_ids::expose_message(bytes, &upstream.config().prefix)
+        let names = super::task_ids::Names::new(
+            front.task_tagger(),
+            session.endpoint.is_aggregated(),
+            upstream,
+            &session.subject,
+        );
+        let bytes = if names.rename() {
+            super::task_ids::expose_message(bytes, &names)
         } else {
             bytes
         };

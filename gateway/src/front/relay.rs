@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::session::ClientSession;
 use crate::crypto::IdHash;
+use crate::crypto::Tagger;
 use crate::jsonrpc::{self, Id, Message};
 use crate::store::UpstreamSession;
 use crate::upstream::{Upstream, UpstreamError};
@@ -22,9 +23,11 @@ pub enum Waiter {
         upstream: Arc<Upstream>,
         upstream_session: UpstreamSession,
         upstream_id: Id,
-        /// The request reached the client on the aggregated endpoint, where task ids
-        /// carry the connection's prefix.
+        /// How the client was shown the upstream's task ids: on the aggregated
+        /// endpoint (prefixed), bound to the client's subject (when callers
+        /// authenticate).
         aggregated: bool,
+        subject: String,
     },
     /// Hawser itself: a 2026-07-28 upstream's input request, asked of a legacy client
     /// as an ordinary request; the answer (the whole response) goes to the call.
@@ -97,6 +100,7 @@ impl Relay {
                 upstream_session: upstream_session.clone(),
                 upstream_id,
                 aggregated: client.endpoint.is_aggregated(),
+                subject: client.subject.clone(),
             },
             crate::telemetry::span::client_answer(call, msg.method()),
         );
@@ -159,12 +163,14 @@ impl Relay {
         }
     }
 
-    /// Delivers a client's answer held on this replica to the waiting upstream.
-    /// `Ok(false)` when nothing waits for it here.
+    /// Delivers a client's answer held on this replica to the waiting upstream, the
+    /// task it names as the upstream knows it (`tasks` binds task ids to callers, when
+    /// they authenticate). `Ok(false)` when nothing waits for it here.
     pub async fn deliver(
         &self,
         session: IdHash,
         answer: &Message<'_>,
+        tasks: Option<&Tagger>,
     ) -> Result<bool, UpstreamError> {
         let Some(id) = answer.id.map(Id::from_raw) else {
             return Ok(false);
@@ -191,16 +197,10 @@ impl Relay {
                 upstream_session,
                 upstream_id,
                 aggregated,
+                subject,
             } => {
-                let reply = if aggregated {
-                    super::task_ids::own_answer(
-                        answer,
-                        upstream_id.json(),
-                        &upstream.config().prefix,
-                    )
-                } else {
-                    answer.with_id(upstream_id.json())
-                };
+                let names = super::task_ids::Names::new(tasks, aggregated, &upstream, &subject);
+                let reply = super::task_ids::own_answer(answer, upstream_id.json(), &names);
                 upstream.send(&upstream_session, reply).await?;
             }
             Waiter::Local(tx) => {

@@ -50,3 +50,11 @@ pub struct Front {
     /// re-open them on another replica) so that shutdown waits only for calls.
     pub draining: CancellationToken,
 }
+
+impl Front {
+    /// What binds task ids to their callers, when callers authenticate (see
+    /// [`super::task_ids::Names`]); `None` when everyone is `anonymous`.
+    pub fn task_tagger(&self) -> Option<&crate::crypto::Tagger> {
+        (!self.identity.is_open()).then(|| self.keyring.tagger())
+    }
+}

@@ -58,6 +58,9 @@ pub struct CallContext {
     /// The client's progress token, when the upstream was sent one of Hawser's own
     /// instead (a pooled upstream session): progress is reported under the client's.
     pub progress_token: Option<Box<RawValue>>,
+    /// Binds the task ids the caller is shown to the caller (when callers
+    /// authenticate; see [`super::task_ids::Names`]).
+    pub tasks: Option<crate::crypto::Tagger>,
 }
 
 /// Most `input_required` rounds one call may take (a server that keeps asking, or
@@ -151,15 +154,9 @@ impl Relaying {
                 {
                     return self.ask(input);
                 }
-                // On the aggregated endpoint a task is named like a tool.
-                let bytes = if self.ctx.session.endpoint.is_aggregated()
-                    && super::task_ids::may_name_tasks(&self.ctx.method)
-                {
-                    super::task_ids::expose(
-                        bytes,
-                        &self.ctx.method,
-                        &self.ctx.upstream.config().prefix,
-                    )
+                let names = self.task_names();
+                let bytes = if names.rename() && super::task_ids::may_name_tasks(&self.ctx.method) {
+                    super::task_ids::expose(bytes, &self.ctx.method, &names)
                 } else {
                     bytes
                 };
@@ -191,11 +188,21 @@ impl Relaying {
         }
     }
 
-    /// An upstream's message with its task ids named as the client knows them (on the
-    /// aggregated endpoint, prefixed like tools).
+    /// How the caller knows this upstream's tasks.
+    fn task_names(&self) -> super::task_ids::Names<'_> {
+        super::task_ids::Names::new(
+            self.ctx.tasks.as_ref(),
+            self.ctx.session.endpoint.is_aggregated(),
+            &self.ctx.upstream,
+            &self.ctx.session.subject,
+        )
+    }
+
+    /// An upstream's message with its task ids named as the client knows them.
     fn expose_tasks(&self, bytes: Bytes) -> Bytes {
-        if self.ctx.session.endpoint.is_aggregated() {
-            super::task_ids::expose_message(bytes, &self.ctx.upstream.config().prefix)
+        let names = self.task_names();
+        if names.rename() {
+            super::task_ids::expose_message(bytes, &names)
         } else {
             bytes
         }

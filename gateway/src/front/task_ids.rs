@@ -1,13 +1,132 @@
-//! Task ids in messages on the aggregated endpoint, where a task is named like a tool
-//! (`<prefix>__<upstream's task id>`): the rewrites of what upstreams send towards
-//! clients and of clients' answers back. Pure functions of the bytes; routing task
-//! requests is [`super::tasks`].
+//! Task ids in messages, as [`Names`] names them towards a caller: the rewrites of
+//! what upstreams send towards clients and of clients' requests and answers back.
+//! Pure functions of the bytes; routing task requests is [`super::tasks`].
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use crate::config::PREFIX_SEPARATOR;
+use crate::crypto::{TAG_LEN, Tagger};
 use crate::jsonrpc::{self, Message, RawParams, raw_string};
+use crate::upstream::Upstream;
+
+/// How task ids are named towards one caller. When callers authenticate, the
+/// upstream's own id is bound to the caller and the connection by a tag
+/// (`<tag>.<own>`), checked on every request that names a task: another caller who
+/// learns the id is told the task is unknown, as MCP asks of a receiver with an
+/// authorization context. On the aggregated endpoint a task is named like a tool,
+/// `<prefix>__` first. With neither (a connection's endpoint, no client
+/// authentication) ids pass as the upstream makes them.
+#[derive(Clone, Copy)]
+pub struct Names<'a> {
+    prefix: Option<&'a str>,
+    owner: Option<Owner<'a>>,
+}
+
+#[derive(Clone, Copy)]
+struct Owner<'a> {
+    tagger: &'a Tagger,
+    connection: &'a str,
+    subject: &'a str,
+}
+
+impl Owner<'_> {
+    fn tag(&self, own: &str) -> String {
+        self.tagger.tag(&self.parts(own))
+    }
+
+    fn parts<'p>(&'p self, own: &'p str) -> [&'p [u8]; 3] {
+        [
+            self.connection.as_bytes(),
+            self.subject.as_bytes(),
+            own.as_bytes(),
+        ]
+    }
+}
+
+impl<'a> Names<'a> {
+    /// Task ids of `upstream` towards `subject`: prefixed on the aggregated endpoint,
+    /// bound to the subject when there is a `tagger` (callers authenticate).
+    pub fn new(
+        tagger: Option<&'a Tagger>,
+        aggregated: bool,
+        upstream: &'a Upstream,
+        subject: &'a str,
+    ) -> Self {
+        Self {
+            prefix: aggregated.then(|| upstream.config().prefix.as_str()),
+            owner: tagger.map(|tagger| Owner {
+                tagger,
+                connection: upstream.name(),
+                subject,
+            }),
+        }
+    }
+
+    /// Ids prefixed with `prefix` only (no caller binding).
+    #[cfg(test)]
+    pub fn prefixed(prefix: &'a str) -> Self {
+        Self {
+            prefix: Some(prefix),
+            owner: None,
+        }
+    }
+
+    /// Ids of connection `connection` bound to `subject` (prefixed when `prefix`).
+    #[cfg(test)]
+    pub fn bound(
+        tagger: &'a Tagger,
+        prefix: Option<&'a str>,
+        connection: &'a str,
+        subject: &'a str,
+    ) -> Self {
+        Self {
+            prefix,
+            owner: Some(Owner {
+                tagger,
+                connection,
+                subject,
+            }),
+        }
+    }
+
+    /// Whether ids are named otherwise than the upstream names them.
+    pub fn rename(&self) -> bool {
+        self.prefix.is_some() || self.owner.is_some()
+    }
+
+    /// The name the caller knows the upstream's task `own` by.
+    pub fn exposed(&self, own: &str) -> String {
+        let mut out = String::with_capacity(own.len() + TAG_LEN + 24);
+        if let Some(prefix) = self.prefix {
+            out.push_str(prefix);
+            out.push_str(PREFIX_SEPARATOR);
+        }
+        if let Some(owner) = &self.owner {
+            out.push_str(&owner.tag(own));
+            out.push('.');
+        }
+        out.push_str(own);
+        out
+    }
+
+    /// The upstream's own id of a task the caller names `exposed`; `None` unless it
+    /// was named so for this caller and connection.
+    pub fn own<'e>(&self, exposed: &'e str) -> Option<&'e str> {
+        let rest = match self.prefix {
+            Some(prefix) => exposed
+                .strip_prefix(prefix)?
+                .strip_prefix(PREFIX_SEPARATOR)?,
+            None => exposed,
+        };
+        let Some(owner) = &self.owner else {
+            return Some(rest);
+        };
+        let tag = rest.get(..TAG_LEN)?;
+        let own = rest.get(TAG_LEN..)?.strip_prefix('.')?;
+        owner.tagger.check(tag, &owner.parts(own)).then_some(own)
+    }
+}
 
 /// The `_meta` member that ties a message to the task it belongs to.
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
@@ -20,10 +139,10 @@ pub fn may_name_tasks(method: &str) -> bool {
     method == "tools/call" || method.starts_with("tasks/")
 }
 
-/// The response to `method` with the task ids it names prefixed with `prefix`: a
+/// The response to `method` with the task ids it names as `names` names them: a
 /// created task (2026-07-28 `resultType: "task"`, 2025-11-25 `task`), a task's state,
 /// a list of tasks. Anything else is returned as it came.
-pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
+pub fn expose(bytes: Bytes, method: &str, names: &Names<'_>) -> Bytes {
     if find_bytes!(&bytes, b"\"taskId\"").is_none() {
         return bytes;
     }
@@ -42,7 +161,7 @@ pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
         if (created || method != "tools/call")
             && let Some(own) = result.0.get_str("taskId")
         {
-            result.0.set("taskId", prefixed(prefix, &own));
+            result.0.set("taskId", raw_string(&names.exposed(&own)));
             changed = true;
         }
         let members: &[&str] = if method == "tools/call" {
@@ -63,7 +182,7 @@ pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
             };
             let mut renamed = false;
             for item in items {
-                renamed |= prefix_task(item, prefix);
+                renamed |= name_task(item, names);
             }
             if renamed {
                 result
@@ -72,7 +191,7 @@ pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
                 changed = true;
             }
         }
-        changed |= expose_related(&mut result.0, prefix);
+        changed |= expose_related(&mut result.0, names);
         if !changed {
             return bytes;
         }
@@ -80,12 +199,11 @@ pub fn expose(bytes: Bytes, method: &str, prefix: &str) -> Bytes {
     }
 }
 
-/// An upstream's notification or request, relayed on the aggregated endpoint, with
-/// the task ids it names prefixed like [`expose`] does: a status notification's
-/// `params.taskId`, and the task any message names in
-/// `params._meta["io.modelcontextprotocol/related-task"]`. Anything else is returned
-/// as it came.
-pub fn expose_message(bytes: Bytes, prefix: &str) -> Bytes {
+/// An upstream's notification or request, relayed to the caller, with the task ids
+/// it names as [`expose`] names them: a status notification's `params.taskId`, and
+/// the task any message names in `params._meta["io.modelcontextprotocol/related-task"]`.
+/// Anything else is returned as it came.
+pub fn expose_message(bytes: Bytes, names: &Names<'_>) -> Bytes {
     if find_bytes!(&bytes, b"\"taskId\"").is_none() {
         return bytes;
     }
@@ -102,10 +220,10 @@ pub fn expose_message(bytes: Bytes, prefix: &str) -> Bytes {
     if STATUS_NOTIFICATIONS.contains(&msg.method())
         && let Some(own) = params.0.get_str("taskId")
     {
-        params.0.set("taskId", prefixed(prefix, &own));
+        params.0.set("taskId", raw_string(&names.exposed(&own)));
         changed = true;
     }
-    changed |= expose_related(&mut params.0, prefix);
+    changed |= expose_related(&mut params.0, names);
     if !changed {
         return bytes;
     }
@@ -116,31 +234,32 @@ pub fn expose_message(bytes: Bytes, prefix: &str) -> Bytes {
     }
 }
 
-/// A client's answer to an upstream's request, relayed from the aggregated endpoint,
-/// with the task it names in `result._meta["io.modelcontextprotocol/related-task"]`
-/// given back the upstream's own id (the client saw it prefixed by
-/// [`expose_message`]). `id` is the upstream's id for the answer (JSON text). A task
-/// id without the prefix is left as it is.
-pub fn own_answer(answer: &Message<'_>, id: &str, prefix: &str) -> Bytes {
+/// A client's answer to an upstream's request, with the task it names in
+/// `result._meta["io.modelcontextprotocol/related-task"]` given back the upstream's
+/// own id (the client saw it named by [`expose_message`]). `id` is the upstream's id
+/// for the answer (JSON text). A task id not named so for this caller is left as it
+/// is.
+pub fn own_answer(answer: &Message<'_>, id: &str, names: &Names<'_>) -> Bytes {
     let renamed = answer
         .result
-        .and_then(|result| own_related(result, prefix))
+        .filter(|_| names.rename())
+        .and_then(|result| own_related(result, names))
         .map(|result| jsonrpc::result(id, result.get()));
     renamed.unwrap_or_else(|| answer.with_id(id))
 }
 
-/// A client's request params on the aggregated endpoint, routed to the connection of
-/// `prefix`, with the task it names in `_meta["io.modelcontextprotocol/related-task"]`
-/// given back the upstream's own id, when it carries that connection's prefix (a task
-/// the client knows from this connection). `None`: nothing to change (no related
-/// task, or one named otherwise, such as the client's own).
-pub fn own_request(params: &RawValue, prefix: &str) -> Option<Box<RawValue>> {
-    own_related(params, prefix)
+/// A client's request params, routed to a connection, with the task it names in
+/// `_meta["io.modelcontextprotocol/related-task"]` given back the upstream's own id,
+/// when it is named as `names` names this connection's tasks to this caller. `None`:
+/// nothing to change (no related task, or one named otherwise, such as the client's
+/// own).
+pub fn own_request(params: &RawValue, names: &Names<'_>) -> Option<Box<RawValue>> {
+    names.rename().then(|| own_related(params, names)).flatten()
 }
 
-/// `object` with `_meta`'s related task id stripped of `<prefix>__`; `None` when it
-/// has no related task with that prefix.
-fn own_related(object: &RawValue, prefix: &str) -> Option<Box<RawValue>> {
+/// `object` with `_meta`'s related task id given back the upstream's own id; `None`
+/// when it has no related task named as `names` names them.
+fn own_related(object: &RawValue, names: &Names<'_>) -> Option<Box<RawValue>> {
     if !object.get().contains(RELATED_TASK) {
         return None;
     }
@@ -148,32 +267,25 @@ fn own_related(object: &RawValue, prefix: &str) -> Option<Box<RawValue>> {
     let mut meta = RawParams::parse(object.0.get("_meta")).ok()?;
     let mut related = RawParams::parse(meta.0.get(RELATED_TASK)).ok()?;
     let exposed = related.0.get_str("taskId")?;
-    let own = exposed
-        .strip_prefix(prefix)?
-        .strip_prefix(PREFIX_SEPARATOR)?;
+    let own = names.own(&exposed)?;
     related.0.set("taskId", raw_string(own));
     meta.0.set(RELATED_TASK, related.to_raw());
     object.0.set("_meta", meta.to_raw());
     Some(object.to_raw())
 }
 
-/// Prefixes a task object's `taskId`; whether it had one.
-pub fn prefix_task(task: &mut serde_json::Value, prefix: &str) -> bool {
+/// Names a task object's `taskId` as `names` does; whether it had one.
+pub fn name_task(task: &mut serde_json::Value, names: &Names<'_>) -> bool {
     let Some(own) = task.get("taskId").and_then(|t| t.as_str()) else {
         return false;
     };
-    task["taskId"] = serde_json::Value::String(format!("{prefix}{PREFIX_SEPARATOR}{own}"));
+    task["taskId"] = serde_json::Value::String(names.exposed(own));
     true
 }
 
-/// `<prefix>__<own>` as a JSON string.
-fn prefixed(prefix: &str, own: &str) -> Box<RawValue> {
-    raw_string(&format!("{prefix}{PREFIX_SEPARATOR}{own}"))
-}
-
-/// Prefixes the task id in `_meta["io.modelcontextprotocol/related-task"]` of an
-/// object's members; whether there was one.
-fn expose_related(members: &mut jsonrpc::members::Members, prefix: &str) -> bool {
+/// Names the task id in `_meta["io.modelcontextprotocol/related-task"]` of an
+/// object's members as `names` does; whether there was one.
+fn expose_related(members: &mut jsonrpc::members::Members, names: &Names<'_>) -> bool {
     let Some(Ok(mut meta)) = members.get("_meta").map(|m| RawParams::parse(Some(m))) else {
         return false;
     };
@@ -183,7 +295,7 @@ fn expose_related(members: &mut jsonrpc::members::Members, prefix: &str) -> bool
     let Some(own) = related.0.get_str("taskId") else {
         return false;
     };
-    related.0.set("taskId", prefixed(prefix, &own));
+    related.0.set("taskId", raw_string(&names.exposed(&own)));
     meta.0.set(RELATED_TASK, related.to_raw());
     members.set("_meta", meta.to_raw());
     true
@@ -203,7 +315,7 @@ mod tests {
         let created = Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"task","taskId":"t-1","status":"working"}}"#,
         );
-        let out = expose(created, "tools/call", "fx");
+        let out = expose(created, "tools/call", &Names::prefixed("fx"));
         assert_eq!(result_of(&out)["taskId"], "fx__t-1");
         assert_eq!(result_of(&out)["status"], "working");
 
@@ -211,7 +323,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":"a","result":{"task":{"taskId":"t-2","status":"working"}}}"#,
         );
         assert_eq!(
-            result_of(&expose(legacy, "tools/call", "fx"))["task"]["taskId"],
+            result_of(&expose(legacy, "tools/call", &Names::prefixed("fx")))["task"]["taskId"],
             "fx__t-2"
         );
 
@@ -219,14 +331,14 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":8,"result":{"resultType":"complete","taskId":"t-1","status":"completed"}}"#,
         );
         assert_eq!(
-            result_of(&expose(state, "tasks/get", "fx"))["taskId"],
+            result_of(&expose(state, "tasks/get", &Names::prefixed("fx")))["taskId"],
             "fx__t-1"
         );
 
         let list = Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":9,"result":{"tasks":[{"taskId":"a"},{"taskId":"b"}]}}"#,
         );
-        let out = result_of(&expose(list, "tasks/list", "fx"));
+        let out = result_of(&expose(list, "tasks/list", &Names::prefixed("fx")));
         assert_eq!(out["tasks"][1]["taskId"], "fx__b");
     }
 
@@ -235,7 +347,7 @@ mod tests {
         let plain = Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"x"}],"taskId":"not mine"}}"#,
         );
-        let out = expose(plain.clone(), "tools/call", "fx");
+        let out = expose(plain.clone(), "tools/call", &Names::prefixed("fx"));
         assert_eq!(out, plain);
     }
 
@@ -249,7 +361,7 @@ mod tests {
             let note = format!(
                 r#"{{"jsonrpc":"2.0","method":"{method}","params":{{"taskId":"t-1","status":"completed","result":{{"content":[]}}}}}}"#
             );
-            let out = json(&expose_message(Bytes::from(note), "fx"));
+            let out = json(&expose_message(Bytes::from(note), &Names::prefixed("fx")));
             assert_eq!(out["params"]["taskId"], "fx__t-1", "{method}");
             assert_eq!(out["params"]["status"], "completed");
             assert_eq!(out["method"], method);
@@ -260,7 +372,7 @@ mod tests {
         let progress = Bytes::from_static(
             br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":3,"progress":1,"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-2"},"other":1}}}"#,
         );
-        let out = json(&expose_message(progress, "fx"));
+        let out = json(&expose_message(progress, &Names::prefixed("fx")));
         assert_eq!(
             out["params"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
             "fx__t-2"
@@ -271,7 +383,7 @@ mod tests {
         let ask = Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":"u-9","method":"elicitation/create","params":{"message":"name?","_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-3"}}}}"#,
         );
-        let out = json(&expose_message(ask, "fx"));
+        let out = json(&expose_message(ask, &Names::prefixed("fx")));
         assert_eq!(out["id"], "u-9");
         assert_eq!(out["method"], "elicitation/create");
         assert_eq!(
@@ -283,7 +395,7 @@ mod tests {
         let result = Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":4,"result":{"content":[],"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-4"}}}}"#,
         );
-        let out = result_of(&expose(result, "tasks/result", "fx"));
+        let out = result_of(&expose(result, "tasks/result", &Names::prefixed("fx")));
         assert_eq!(
             out["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
             "fx__t-4"
@@ -294,7 +406,7 @@ mod tests {
     fn a_clients_answer_names_the_task_as_the_upstream_knows_it() {
         let answer = br#"{"jsonrpc":"2.0","id":"hw-r1-7","result":{"action":"accept","content":{"taskId":"fx__mine"},"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"fx__t-1"}}}}"#;
         let msg = Message::parse(answer).unwrap();
-        let relayed = json(&super::own_answer(&msg, "42", "fx"));
+        let relayed = json(&super::own_answer(&msg, "42", &Names::prefixed("fx")));
         assert_eq!(relayed["id"], 42);
         assert_eq!(
             relayed["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
@@ -315,7 +427,7 @@ mod tests {
             let msg = Message::parse(answer).unwrap();
             let mut expected = json(answer);
             expected["id"] = serde_json::json!(42);
-            assert_eq!(json(&super::own_answer(&msg, "42", prefix)), expected);
+            assert_eq!(json(&super::own_answer(&msg, "42", &Names::prefixed(prefix))), expected);
         }
     }
 
@@ -325,7 +437,7 @@ mod tests {
         let params = raw(
             r#"{"name":"echo","arguments":{"taskId":"fx__data"},"_meta":{"progressToken":3,"io.modelcontextprotocol/related-task":{"taskId":"fx__t-1"}}}"#,
         );
-        let own = super::own_request(&params, "fx").expect("renamed");
+        let own = super::own_request(&params, &Names::prefixed("fx")).expect("renamed");
         let own: serde_json::Value = serde_json::from_str(own.get()).unwrap();
         assert_eq!(
             own["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
@@ -359,10 +471,83 @@ mod tests {
             (r#"{"name":"echo"}"#, "fx"),
         ] {
             assert!(
-                super::own_request(&raw(params), prefix).is_none(),
+                super::own_request(&raw(params), &Names::prefixed(prefix)).is_none(),
                 "{params}"
             );
         }
+    }
+
+    #[test]
+    fn a_bound_name_is_its_callers_only() {
+        let keyring = crate::crypto::Keyring::ephemeral();
+        let tagger = keyring.tagger();
+        let alice = Names::bound(tagger, None, "fx", "alice");
+        let exposed = alice.exposed("t-1");
+        assert_ne!(exposed, "t-1");
+        assert!(exposed.ends_with(".t-1"), "{exposed}");
+        assert_eq!(alice.own(&exposed), Some("t-1"));
+        // Another caller, another connection, the upstream's own id, a forged or
+        // altered tag, another task under alice's tag: unknown.
+        let bob = Names::bound(tagger, None, "fx", "bob");
+        assert_eq!(bob.own(&exposed), None);
+        assert_eq!(
+            Names::bound(tagger, None, "gh", "alice").own(&exposed),
+            None
+        );
+        assert_eq!(alice.own("t-1"), None);
+        let tag = &exposed[..TAG_LEN];
+        assert_eq!(alice.own(&format!("{tag}.t-2")), None);
+        assert_eq!(alice.own(&format!("{}.t-1", "A".repeat(TAG_LEN))), None);
+        let mut flipped = exposed.clone().into_bytes();
+        flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+        assert_eq!(alice.own(&String::from_utf8(flipped).unwrap()), None);
+        assert_eq!(alice.own(""), None);
+        assert_eq!(alice.own("é"), None);
+        // Another deployment's keys.
+        let other = crate::crypto::Keyring::ephemeral();
+        assert_eq!(
+            Names::bound(other.tagger(), None, "fx", "alice").own(&exposed),
+            None
+        );
+
+        // On the aggregated endpoint: the prefix, then the same bound name.
+        let aggregated = Names::bound(tagger, Some("f"), "fx", "alice");
+        let there = aggregated.exposed("t-1");
+        assert_eq!(there, format!("f__{exposed}"));
+        assert_eq!(aggregated.own(&there), Some("t-1"));
+        assert_eq!(aggregated.own(&exposed), None);
+        assert_eq!(
+            Names::bound(tagger, Some("f"), "fx", "bob").own(&there),
+            None
+        );
+    }
+
+    #[test]
+    fn bound_names_are_given_and_taken_back_in_messages() {
+        let keyring = crate::crypto::Keyring::ephemeral();
+        let alice = Names::bound(keyring.tagger(), None, "fx", "alice");
+        let bob = Names::bound(keyring.tagger(), None, "fx", "bob");
+        let created = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"task","taskId":"t-1","status":"working"}}"#,
+        );
+        let named = result_of(&expose(created, "tools/call", &alice))["taskId"].clone();
+        assert_eq!(named, alice.exposed("t-1"));
+        let note = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"t-1","status":"completed"}}"#,
+        );
+        assert_eq!(
+            json(&expose_message(note, &alice))["params"]["taskId"],
+            named
+        );
+
+        let raw = |s: String| RawValue::from_string(s).unwrap();
+        let params = raw(format!(
+            r#"{{"_meta":{{"io.modelcontextprotocol/related-task":{{"taskId":{named}}}}}}}"#
+        ));
+        let own = super::own_request(&params, &alice).expect("alice's task");
+        assert!(own.get().contains(r#""taskId":"t-1""#), "{}", own.get());
+        // Bob presenting alice's name: passed on as it is, which names no task upstream.
+        assert!(super::own_request(&params, &bob).is_none());
     }
 
     #[test]
@@ -376,7 +561,7 @@ mod tests {
             br#"not json "taskId""#,
         ] {
             let bytes = Bytes::copy_from_slice(same);
-            assert_eq!(expose_message(bytes.clone(), "fx"), bytes);
+            assert_eq!(expose_message(bytes.clone(), &Names::prefixed("fx")), bytes);
         }
     }
 }

@@ -74,16 +74,12 @@ pub fn accept(
     }
     let view = front.registry.view();
     let followed = ids.into_iter().filter_map(|exposed| {
-        let (upstream, own) = match endpoint {
-            Endpoint::Aggregated => {
-                let (upstream, own) = tasks::owner(&view, &exposed)?;
-                (upstream, own.to_owned())
-            }
-            Endpoint::Connection(_) => {
-                let upstream = view.endpoint(endpoint)?.upstream.clone()?;
-                (upstream, exposed.clone())
-            }
+        let here = match endpoint {
+            Endpoint::Aggregated => None,
+            Endpoint::Connection(_) => Some(view.endpoint(endpoint)?.upstream.clone()?),
         };
+        let (upstream, own) =
+            tasks::owner(front, &view, here.as_ref(), &identity.subject, &exposed)?;
         tasks::may_see(front, Some(identity), &upstream).then_some(Followed {
             exposed,
             upstream,

@@ -1,10 +1,10 @@
-//! The tasks extension (`io.modelcontextprotocol/tasks`) on the aggregated endpoint.
-//! A task id is named like a tool there, `<prefix>__<upstream's task id>`: the
-//! answer that creates a task is rewritten so, and `tasks/get`, `tasks/update`,
-//! `tasks/cancel` (and 2025-11-25's `tasks/result`) go to the connection the prefix
-//! names, with the upstream's own id. On a connection's own endpoint tasks pass
-//! through unchanged, like every other method. How ids are rewritten in messages is
-//! [`super::task_ids`].
+//! The tasks extension (`io.modelcontextprotocol/tasks`) and 2025-11-25's tasks. A
+//! task id is named towards the caller as [`super::task_ids::Names`] says: bound to
+//! the caller when callers authenticate, and on the aggregated endpoint named like a
+//! tool, `<prefix>__…`. `tasks/get`, `tasks/update`, `tasks/cancel` (and 2025-11-25's
+//! `tasks/result`) go to the connection with the upstream's own id, once the name is
+//! checked; a name made for another caller is an unknown task. How ids are rewritten
+//! in messages is [`super::task_ids`].
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use super::error::{Error, Result};
 use super::reply::{self, Reply};
 use super::session::ClientSession;
 use super::state::Front;
+use super::task_ids::Names;
 use crate::config::PREFIX_SEPARATOR;
 use crate::identity::Identity;
 use crate::jsonrpc::{self, Id, RawParams, raw_string};
@@ -54,10 +55,14 @@ pub fn offered(view: &View) -> bool {
     })
 }
 
-/// A task request on the aggregated endpoint: the upstream its id's prefix names,
-/// the params with the upstream's own id, and that id.
+/// A task request: the upstream that has the task (on the aggregated endpoint, the
+/// one its prefix names; else `endpoint_upstream`), the params with the upstream's
+/// own id, and that id. A name not made for this caller is an unknown task.
 pub fn route(
+    front: &Front,
     view: &View,
+    endpoint_upstream: Option<&Arc<Upstream>>,
+    subject: &str,
     params: Option<&RawValue>,
 ) -> Result<(Arc<Upstream>, Box<RawValue>, String)> {
     let mut params = RawParams::parse(params).map_err(|e| Error::InvalidParams(e.message))?;
@@ -65,22 +70,40 @@ pub fn route(
         .0
         .get_str("taskId")
         .ok_or_else(|| Error::InvalidParams("params.taskId is required".into()))?;
-    let (upstream, own) = owner(view, &exposed)
+    let (upstream, own) = owner(front, view, endpoint_upstream, subject, &exposed)
         .ok_or_else(|| Error::InvalidParams(format!("unknown task {exposed:?}")))?;
-    params.0.set("taskId", raw_string(own));
-    Ok((upstream, params.to_raw(), own.to_owned()))
+    params.0.set("taskId", raw_string(&own));
+    Ok((upstream, params.to_raw(), own))
 }
 
-/// The upstream a task id on the aggregated endpoint names by its prefix, and the
-/// upstream's own id for it.
-pub fn owner<'e>(view: &View, exposed: &'e str) -> Option<(Arc<Upstream>, &'e str)> {
-    let (prefix, own) = exposed.split_once(PREFIX_SEPARATOR)?;
-    let upstream = view
-        .connections
-        .values()
-        .filter_map(|c| c.upstream.as_ref())
-        .find(|u| u.config().prefix == prefix)
-        .cloned()?;
+/// The upstream that has the task the caller names `exposed`, and the upstream's own
+/// id for it: on the aggregated endpoint (`endpoint_upstream` is `None`) the
+/// connection its prefix names. `None` when the name was not made for this caller.
+pub fn owner(
+    front: &Front,
+    view: &View,
+    endpoint_upstream: Option<&Arc<Upstream>>,
+    subject: &str,
+    exposed: &str,
+) -> Option<(Arc<Upstream>, String)> {
+    let upstream = match endpoint_upstream {
+        Some(upstream) => upstream.clone(),
+        None => {
+            let (prefix, _) = exposed.split_once(PREFIX_SEPARATOR)?;
+            view.connections
+                .values()
+                .filter_map(|c| c.upstream.as_ref())
+                .find(|u| u.config().prefix == prefix)
+                .cloned()?
+        }
+    };
+    let names = Names::new(
+        front.task_tagger(),
+        endpoint_upstream.is_none(),
+        &upstream,
+        subject,
+    );
+    let own = names.own(exposed)?.to_owned();
     Some((upstream, own))
 }
 
@@ -123,6 +146,7 @@ pub async fn list(
         (upstream, listed)
     });
     let mut merged = Vec::new();
+    let tagger = front.task_tagger();
     for (upstream, listed) in futures::future::join_all(asked).await {
         let tasks = match listed {
             Ok(tasks) => tasks,
@@ -131,9 +155,9 @@ pub async fn list(
                 continue;
             }
         };
-        let prefix = &upstream.config().prefix;
+        let names = Names::new(tagger, true, upstream, &session.subject);
         for mut task in tasks {
-            if super::task_ids::prefix_task(&mut task, prefix) {
+            if super::task_ids::name_task(&mut task, &names) {
                 merged.push(task);
             }
         }

@@ -198,6 +198,11 @@ impl Authenticator {
         }
     }
 
+    /// Whether client authentication is off (every caller is `anonymous`).
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
     /// The caller's identity towards upstreams.
     pub fn towards(&self) -> &upstream::Towards {
         &self.towards
