@@ -328,6 +328,105 @@ async fn a_task_is_its_callers_only() {
     }
 }
 
+/// The same in 2025-11-25 sessions on a connection's endpoint, and `tasks/list` shows
+/// a caller only a list that holds their tasks alone: from an upstream that knows who
+/// the caller is (here, told by headers), named as the calls that made them did. An
+/// upstream that sees every caller as one (a shared credential, or a stdio upstream
+/// every client shares) may list anyone's tasks: its `tasks/list` is refused.
+#[tokio::test]
+async fn in_sessions_tasks_are_listed_and_named_for_their_caller_only() {
+    use hawser_e2e::harness::mcp::McpClient;
+    use hawser_e2e::harness::stack::Gateway;
+    let shared = Fixture::start(&[]);
+    let told = Fixture::start(&[]);
+    let config = format!(
+        "clientAuth:\n  type: bearer\n  tokens:\n    - {{subject: alice, token: alice-task-token}}\n    - {{subject: bob, token: bob-task-token}}\nconnections:\n  - name: fx\n    url: {}\n  - name: told\n    url: {}\n    identity: {{mode: headers}}\n  - name: local\n    transport: stdio\n    command: {}\n    args: [\"--transport\", \"stdio\"]\n",
+        shared.mcp_url(),
+        told.mcp_url(),
+        hawser_e2e::harness::tools::binary("hawser-fixture").display()
+    );
+    let gateway = Gateway::start(&config, &[]);
+    gateway.wait_ready().await;
+    let open = |connection: &'static str, token: &'static str| {
+        let url = format!("{}/{connection}", gateway.mcp_url());
+        async move {
+            let mut client = McpClient::new(&url);
+            client.token = Some(token.to_owned());
+            let init = client
+                .request(
+                    "initialize",
+                    json!({
+                        "protocolVersion": "2025-11-25",
+                        "capabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+                        "clientInfo": {"name": "hawser-e2e", "version": "1"},
+                    }),
+                )
+                .await;
+            assert_eq!(init.status, 200, "{init:?}");
+            client.session = init.session.clone();
+            client.notify("notifications/initialized", json!({})).await;
+            client.wait_for_tool("background").await;
+            client
+        }
+    };
+    for connection in ["fx", "told"] {
+        let mut alice = open(connection, "alice-task-token").await;
+        let mut made = Vec::new();
+        for _ in 0..2 {
+            let reply = alice.call("background", json!({"ms": 10_000})).await;
+            let task = reply.result()["taskId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{connection}: no task: {reply:?}"))
+                .to_owned();
+            made.push(task);
+        }
+        let listed = alice.request("tasks/list", json!({})).await;
+        if connection == "fx" {
+            assert_eq!(listed.response()["error"]["code"], -32601, "{listed:?}");
+        } else {
+            let mut ids: Vec<String> = listed.result()["tasks"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{listed:?}"))
+                .iter()
+                .filter_map(|t| t["taskId"].as_str().map(str::to_owned))
+                .collect();
+            ids.sort();
+            made.sort();
+            assert_eq!(ids, made, "{listed:?}");
+        }
+        let task = &made[0];
+        let state = alice.request("tasks/get", json!({"taskId": task})).await;
+        assert_eq!(state.result()["taskId"], task.as_str(), "{state:?}");
+        // The upstream's own id is not a name alice was given.
+        let own = task
+            .rsplit_once('.')
+            .map(|(_, own)| own)
+            .unwrap_or_default();
+        let refused = alice.request("tasks/get", json!({"taskId": own})).await;
+        assert_eq!(refused.response()["error"]["code"], -32602, "{refused:?}");
+
+        let mut bob = open(connection, "bob-task-token").await;
+        for method in ["tasks/get", "tasks/result", "tasks/cancel"] {
+            let refused = bob.request(method, json!({"taskId": task})).await;
+            assert_eq!(
+                refused.response()["error"]["code"],
+                -32602,
+                "{connection} {method}: {refused:?}"
+            );
+        }
+        let state = alice.request("tasks/get", json!({"taskId": task})).await;
+        assert_eq!(
+            state.result()["status"],
+            "working",
+            "bob cancelled it: {state:?}"
+        );
+    }
+
+    let mut local = open("local", "alice-task-token").await;
+    let refused = local.request("tasks/list", json!({})).await;
+    assert_eq!(refused.response()["error"]["code"], -32601, "{refused:?}");
+}
+
 /// A 2025-11-25 session on the aggregated endpoint: tasks made by two connections'
 /// tools are listed together by `tasks/list`, each named by its connection (all of
 /// them, though one connection lists its tasks over two pages), and `tasks/get` in

@@ -376,15 +376,20 @@ async fn routed(
             }
             Ok(to.send(&upstream, Some(&params), Some(task)).await)
         }
-        // An upstream session shared by every client lists every client's tasks; with
-        // task names bound to callers, not one of them is this caller's to name.
+        // With task names bound to callers, a list that may hold other callers' tasks
+        // is not shown (an upstream that sees every caller as one lists them all).
         "tasks/list"
             if front.task_tagger().is_some()
-                && endpoint.upstream.as_ref().is_some_and(|u| u.is_shared()) =>
+                && endpoint
+                    .upstream
+                    .as_ref()
+                    .is_some_and(|u| !tasks::lists_callers_only(front, u)) =>
         {
             Err(Error::MethodNotFound {
                 method: "tasks/list".into(),
-                hint: Some("this connection's upstream session is shared by every client"),
+                hint: Some(
+                    "this connection's upstream does not know who the caller is, so its list may hold other callers' tasks",
+                ),
             })
         }
         _ if session.endpoint.is_aggregated() => Err(Error::MethodNotFound {

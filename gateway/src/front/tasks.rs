@@ -108,10 +108,9 @@ pub fn owner(
 }
 
 /// `tasks/list` (2025-11-25) on the aggregated endpoint, in a session: every page of
-/// each connection that lists tasks in its upstream sessions and that the caller may
-/// see, merged into one page, ids prefixed. A connection that fails is left out (logged).
-/// Connections without per-client upstream sessions (2026-07-28, stdio, legacy SSE)
-/// would list other clients' tasks: they are not asked.
+/// each connection that lists tasks in its upstream sessions, lists only the caller's
+/// ([`lists_callers_only`]) and that the caller may see, merged into one page, ids
+/// named for the caller. A connection that fails is left out (logged).
 pub async fn list(
     front: &Front,
     session: &Arc<ClientSession>,
@@ -130,7 +129,7 @@ pub async fn list(
         .values()
         .filter_map(|c| c.upstream.clone())
         .filter(|u| {
-            !u.is_shared()
+            lists_callers_only(front, u)
                 && u.era_for(Era::Legacy) == Era::Legacy
                 && lists_tasks(u)
                 && may_see(front, caller, u)
@@ -205,6 +204,22 @@ async fn every_page(
         "tasks/list has more than {MAX_TASK_PAGES} pages; the later ones are left out"
     );
     Ok(tasks)
+}
+
+/// Whether `upstream`'s `tasks/list` holds only the caller's tasks, as far as Hawser
+/// can tell: the upstream session must be the client's own (not shared by every
+/// client: 2026-07-28, stdio, legacy SSE), and when callers authenticate the upstream
+/// must know who the caller is (a token of their own, or their identity passed on),
+/// to bind tasks to them as MCP asks. Behind a shared credential every caller is one
+/// to the upstream, and its list may hold anyone's tasks.
+pub fn lists_callers_only(front: &Front, upstream: &Upstream) -> bool {
+    if upstream.is_shared() {
+        return false;
+    }
+    let config = upstream.config();
+    front.task_tagger().is_none()
+        || config.per_user_tokens()
+        || !matches!(config.caller.mode, crate::config::CallerMode::None)
 }
 
 /// Whether an upstream declared tasks: 2025-11-25 `capabilities.tasks.list`, or the
