@@ -307,6 +307,24 @@ async fn a_task_is_its_callers_only() {
             "a refused cancel reached the upstream"
         );
 
+        // A listen stream follows the task for alice, not for bob.
+        for (who, token, follows) in [("alice", alice, true), ("bob", bob, false)] {
+            let response = super::eras::listen_request(
+                &taken_at,
+                token,
+                json!({"taskIds": [task]}),
+                json!({"extensions": {"io.modelcontextprotocol/tasks": {}}}),
+            )
+            .await;
+            assert_eq!(response.status(), 200, "{who}");
+            let mut stream = sse_stream::SseStream::from_bytes_stream(response.bytes_stream());
+            let ack = super::eras::next_message(&mut stream, Duration::from_secs(10)).await;
+            let followed = ack["params"]["notifications"]["taskIds"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|id| id == task.as_str()));
+            assert_eq!(followed, follows, "{who}: {ack}");
+        }
+
         // Alice cancels her task.
         let cancelled = modern_as(
             alice,
