@@ -182,7 +182,14 @@ impl Relaying {
                 }
             }
             Ok(Some(Ok(Inbound::Request { id, bytes }))) => {
-                let bytes = self.expose_tasks(bytes);
+                // A connection every client shares hands its requests to the newest
+                // call, whoever made it: a task they name is not named for this caller.
+                let bytes = if self.ctx.upstream.is_shared() {
+                    let names = self.task_names().unbound();
+                    super::task_ids::expose_message(bytes, &names)
+                } else {
+                    self.expose_tasks(bytes)
+                };
                 self.server_request(id, bytes).await
             }
         }

@@ -90,6 +90,15 @@ impl<'a> Names<'a> {
         }
     }
 
+    /// The same names without the caller's binding: for a message whose task may not
+    /// be this caller's (the name it gets is none a task request accepts).
+    pub fn unbound(self) -> Self {
+        Self {
+            owner: None,
+            ..self
+        }
+    }
+
     /// Whether ids are named otherwise than the upstream names them.
     pub fn rename(&self) -> bool {
         self.prefix.is_some() || self.owner.is_some()
@@ -509,6 +518,10 @@ mod tests {
             Names::bound(other.tagger(), None, "fx", "alice").own(&exposed),
             None
         );
+
+        // Unbound (a message that may be someone else's): no name a request accepts.
+        assert_eq!(alice.unbound().exposed("t-1"), "t-1");
+        assert_eq!(alice.own(&alice.unbound().exposed("t-1")), None);
 
         // On the aggregated endpoint: the prefix, then the same bound name.
         let aggregated = Names::bound(tagger, Some("f"), "fx", "alice");
