@@ -23,12 +23,11 @@ async fn modern_as(
     params: Value,
 ) -> Value {
     let mut params = params;
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {
-            "extensions": {"io.modelcontextprotocol/tasks": {}},
-        },
-    });
+    let mut meta = params.get("_meta").cloned().unwrap_or_else(|| json!({}));
+    meta["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
+    meta["io.modelcontextprotocol/clientCapabilities"] =
+        json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    params["_meta"] = meta;
     let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
     let mut request = hawser_e2e::harness::http()
         .post(url)
@@ -299,12 +298,56 @@ async fn a_task_is_its_callers_only() {
                 );
             }
         }
+        // Nor does a method of the upstream's own that names it, on a connection's
+        // endpoint (on /mcp such a method is unknown), or a request that says it
+        // relates to it.
+        if prefix.is_empty() {
+            let refused = modern_as(
+                bob,
+                &taken_at,
+                6,
+                "tasks/delete",
+                None,
+                json!({"taskId": own_name}),
+            )
+            .await;
+            assert_eq!(
+                refused["error"]["code"], -32602,
+                "bob tasks/delete: {refused}"
+            );
+        }
+        let echo = if prefix.is_empty() {
+            "echo"
+        } else {
+            "fx__echo"
+        };
+        for related in [&task, &own_name, &own] {
+            let text = format!("bob relating to {related}");
+            let refused = modern_as(
+                bob,
+                &taken_at,
+                7,
+                "tools/call",
+                Some(echo),
+                json!({"name": echo, "arguments": {"text": text},
+                       "_meta": {"io.modelcontextprotocol/related-task": {"taskId": related}}}),
+            )
+            .await;
+            assert_eq!(refused["error"]["code"], -32602, "bob relating: {refused}");
+        }
         let events = fixture.events().await;
         assert!(
             !events
                 .iter()
                 .any(|e| e["kind"] == "task_cancel" && e["taskId"] == own.as_str()),
             "a refused cancel reached the upstream"
+        );
+        assert!(
+            !events.iter().any(|e| e["kind"] == "request"
+                && e["arguments"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("bob relating"))),
+            "a refused request reached the upstream"
         );
 
         // A listen stream follows the task for alice, not for bob.

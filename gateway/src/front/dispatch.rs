@@ -137,16 +137,24 @@ impl Routing<'_, '_> {
         upstream: &Arc<Upstream>,
         params: Option<&RawValue>,
         target: Option<String>,
-    ) -> Reply {
+    ) -> Result<Reply> {
         // A task the request relates to is named as the client knows it; the upstream
-        // knows it by its own id.
+        // knows it by its own id. One that is not this caller's is refused.
         let names = super::task_ids::Names::new(
             self.front.task_tagger(),
             self.session.endpoint.is_aggregated(),
             upstream,
             &self.session.subject,
         );
-        let renamed = params.and_then(|p| super::task_ids::own_request(p, &names));
+        let renamed = match params.map(|p| super::task_ids::own_request(p, &names)) {
+            Some(Err(unknown)) => {
+                return Err(Error::InvalidParams(format!(
+                    "unknown task {unknown:?} in _meta[\"io.modelcontextprotocol/related-task\"]"
+                )));
+            }
+            Some(Ok(renamed)) => renamed,
+            None => None,
+        };
         let params = renamed.as_deref().or(params);
         // The client's own params were read for routing; forwarding reuses that.
         let own = params.is_some_and(|p| self.msg.params.is_some_and(|o| std::ptr::eq(p, o)));
@@ -158,7 +166,7 @@ impl Routing<'_, '_> {
             id: self.id.clone(),
             target,
         };
-        forward(self.front, self.session, upstream, request, self.info).await
+        Ok(forward(self.front, self.session, upstream, request, self.info).await)
     }
 }
 
@@ -265,9 +273,8 @@ async fn routed(
             let renamed = (route.name != name)
                 .then(|| params.with("name", &jsonrpc::raw_string(&route.name)));
             let params = renamed.as_deref().or(msg.params);
-            Ok(to
-                .send(&route.upstream, params, Some(route.name.clone()))
-                .await)
+            to.send(&route.upstream, params, Some(route.name.clone()))
+                .await
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
             let uri = view(msg)?
@@ -321,12 +328,12 @@ async fn routed(
                 if !session.is_modern() {
                     // Recorded once it went upstream: an upstream session opened
                     // by this very request is not sent it twice.
-                    let reply = to.send(&upstream, msg.params, Some(uri.clone())).await;
+                    let reply = to.send(&upstream, msg.params, Some(uri.clone())).await?;
                     subscribed::remember(front, session, &upstream, &uri, subscribe).await;
                     return Ok(reply);
                 }
             }
-            Ok(to.send(&upstream, msg.params, Some(uri)).await)
+            to.send(&upstream, msg.params, Some(uri)).await
         }
         "completion/complete" => complete(&to, endpoint, msg).await,
         "logging/setLevel" if session.endpoint.is_aggregated() => {
@@ -346,7 +353,7 @@ async fn routed(
             if logs && let Ok(level) = level_of(msg) {
                 keep_level(front, session, &level).await;
             }
-            Ok(to.send(&upstream, msg.params, None).await)
+            to.send(&upstream, msg.params, None).await
         }
         "tasks/list" if session.endpoint.is_aggregated() => {
             let reply = tasks::list(front, session, info.caller.as_deref(), id).await?;
@@ -354,8 +361,11 @@ async fn routed(
             Ok(reply)
         }
         // Task names are checked wherever they are not the upstream's own.
-        m if tasks::METHODS.contains(&m)
-            && (session.endpoint.is_aggregated() || front.task_tagger().is_some()) =>
+        // (On `/mcp` only MCP's task requests; elsewhere, with names bound, any.)
+        m if tasks::is_task_request(
+            m,
+            !session.endpoint.is_aggregated() && front.task_tagger().is_some(),
+        ) && (session.endpoint.is_aggregated() || front.task_tagger().is_some()) =>
         {
             let here = if session.endpoint.is_aggregated() {
                 None
@@ -374,7 +384,7 @@ async fn routed(
             if !tasks::may_see(front, info.caller.as_deref(), &upstream) {
                 return Err(Error::InvalidParams(format!("unknown task {task:?}")));
             }
-            Ok(to.send(&upstream, Some(&params), Some(task)).await)
+            to.send(&upstream, Some(&params), Some(task)).await
         }
         // With task names bound to callers, a list that may hold other callers' tasks
         // is not shown (an upstream that sees every caller as one lists them all).
@@ -402,7 +412,7 @@ async fn routed(
                 .upstream
                 .clone()
                 .ok_or(Error::ConnectionUnavailable)?;
-            Ok(to.send(&upstream, msg.params, None).await)
+            to.send(&upstream, msg.params, None).await
         }
     }
 }
@@ -638,9 +648,8 @@ async fn complete(
             reference.0.set("name", raw_string(&route.name));
             params.0.set("ref", reference.to_raw());
             let params = params.to_raw();
-            Ok(to
-                .send(&route.upstream, Some(&params), Some(route.name.clone()))
-                .await)
+            to.send(&route.upstream, Some(&params), Some(route.name.clone()))
+                .await
         }
         Some("ref/resource") => {
             let uri = reference.0.get_str("uri").unwrap_or_default();
@@ -652,7 +661,7 @@ async fn complete(
                     None => Error::InvalidParams(format!("unknown resource {uri:?}")),
                 });
             };
-            Ok(to.send(&upstream, msg.params, Some(uri)).await)
+            to.send(&upstream, msg.params, Some(uri)).await
         }
         _ => Err(Error::InvalidParams(
             "params.ref.type must be ref/prompt or ref/resource".into(),

@@ -259,11 +259,34 @@ pub fn own_answer(answer: &Message<'_>, id: &str, names: &Names<'_>) -> Bytes {
 
 /// A client's request params, routed to a connection, with the task it names in
 /// `_meta["io.modelcontextprotocol/related-task"]` given back the upstream's own id,
-/// when it is named as `names` names this connection's tasks to this caller. `None`:
-/// nothing to change (no related task, or one named otherwise, such as the client's
-/// own).
-pub fn own_request(params: &RawValue, names: &Names<'_>) -> Option<Box<RawValue>> {
-    names.rename().then(|| own_related(params, names)).flatten()
+/// when it is named as `names` names this connection's tasks to this caller.
+/// `Ok(None)`: nothing to change (no related task; without a binding to the caller,
+/// also one named otherwise, such as the client's own). `Err` with the id as sent: a
+/// related task that is not this caller's, when task names are bound to callers (it
+/// may be the upstream's own id for another caller's task).
+pub fn own_request(params: &RawValue, names: &Names<'_>) -> Result<Option<Box<RawValue>>, String> {
+    if !names.rename() || !params.get().contains(RELATED_TASK) {
+        return Ok(None);
+    }
+    if let Some(renamed) = own_related(params, names) {
+        return Ok(Some(renamed));
+    }
+    match related_task(params) {
+        Some(id) if names.owner.is_some() => Err(id),
+        _ => Ok(None),
+    }
+}
+
+/// The `taskId` of `_meta["io.modelcontextprotocol/related-task"]`, as sent (JSON
+/// text unless a string); `None` without a related task.
+fn related_task(object: &RawValue) -> Option<String> {
+    let object = RawParams::parse(Some(object)).ok()?;
+    let meta = RawParams::parse(object.0.get("_meta")).ok()?;
+    let related = meta.0.get(RELATED_TASK)?;
+    let id = RawParams::parse(Some(related))
+        .ok()
+        .and_then(|r| r.0.get_str("taskId"));
+    Some(id.unwrap_or_else(|| related.get().to_owned()))
 }
 
 /// `object` with `_meta`'s related task id given back the upstream's own id; `None`
@@ -313,6 +336,11 @@ fn expose_related(members: &mut jsonrpc::members::Members, names: &Names<'_>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`own_request`]'s outcome, the params as text.
+    fn own_req(params: &RawValue, names: &Names<'_>) -> Result<Option<String>, String> {
+        super::own_request(params, names).map(|o| o.map(|r| r.get().to_owned()))
+    }
 
     fn result_of(bytes: &[u8]) -> serde_json::Value {
         let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
@@ -446,7 +474,10 @@ mod tests {
         let params = raw(
             r#"{"name":"echo","arguments":{"taskId":"fx__data"},"_meta":{"progressToken":3,"io.modelcontextprotocol/related-task":{"taskId":"fx__t-1"}}}"#,
         );
-        let own = super::own_request(&params, &Names::prefixed("fx")).expect("renamed");
+        let own = super::own_request(&params, &Names::prefixed("fx"))
+            .ok()
+            .flatten()
+            .expect("renamed");
         let own: serde_json::Value = serde_json::from_str(own.get()).unwrap();
         assert_eq!(
             own["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
@@ -479,8 +510,9 @@ mod tests {
             ),
             (r#"{"name":"echo"}"#, "fx"),
         ] {
-            assert!(
-                super::own_request(&raw(params), &Names::prefixed(prefix)).is_none(),
+            assert_eq!(
+                own_req(&raw(params), &Names::prefixed(prefix)),
+                Ok(None),
                 "{params}"
             );
         }
@@ -557,10 +589,24 @@ mod tests {
         let params = raw(format!(
             r#"{{"_meta":{{"io.modelcontextprotocol/related-task":{{"taskId":{named}}}}}}}"#
         ));
-        let own = super::own_request(&params, &alice).expect("alice's task");
+        let own = super::own_request(&params, &alice)
+            .ok()
+            .flatten()
+            .expect("alice's task");
         assert!(own.get().contains(r#""taskId":"t-1""#), "{}", own.get());
-        // Bob presenting alice's name: passed on as it is, which names no task upstream.
-        assert!(super::own_request(&params, &bob).is_none());
+        // Bob presenting alice's name, or anyone the upstream's own id: refused.
+        assert_eq!(
+            own_req(&params, &bob),
+            Err(named.as_str().unwrap_or_default().to_owned())
+        );
+        let bare =
+            raw(r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-1"}}}"#.into());
+        assert_eq!(own_req(&bare, &alice), Err("t-1".to_owned()));
+        let odd = raw(r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":7}}}"#.into());
+        assert!(super::own_request(&odd, &alice).is_err());
+        // No related task: nothing to do.
+        let plain = raw(r#"{"name":"echo","_meta":{"progressToken":1}}"#.into());
+        assert_eq!(own_req(&plain, &alice), Ok(None));
     }
 
     #[test]

@@ -26,6 +26,19 @@ use crate::view::View;
 /// Requests that name a task by `params.taskId`.
 pub const METHODS: [&str; 4] = ["tasks/get", "tasks/update", "tasks/cancel", "tasks/result"];
 
+/// Whether `method` names a task by `params.taskId` and is routed by it: the task
+/// requests of MCP, and, when task names are bound to callers (`bound`), any other
+/// `tasks/…` method (in any case) but `tasks/list`: an upstream's own task methods get
+/// no name unchecked.
+pub fn is_task_request(method: &str, bound: bool) -> bool {
+    METHODS.contains(&method)
+        || (bound
+            && method != "tasks/list"
+            && method
+                .get(..6)
+                .is_some_and(|p| p.eq_ignore_ascii_case("tasks/")))
+}
+
 /// The extension, as servers declare it under `capabilities.extensions`.
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
@@ -248,4 +261,31 @@ pub fn may_see(front: &Front, caller: Option<&Identity>, upstream: &Upstream) ->
             .policy
             .visible(caller, upstream.name(), policy::Kind::Tool, &t.key)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_task_request;
+
+    #[test]
+    fn with_bound_names_every_tasks_method_but_the_list_names_a_task() {
+        for method in ["tasks/get", "tasks/update", "tasks/cancel", "tasks/result"] {
+            assert!(is_task_request(method, false), "{method}");
+            assert!(is_task_request(method, true), "{method}");
+        }
+        for method in ["tasks/delete", "Tasks/get", "TASKS/subscribe"] {
+            assert!(!is_task_request(method, false), "{method}");
+            assert!(is_task_request(method, true), "{method}");
+        }
+        for method in [
+            "tasks/list",
+            "tools/call",
+            "tasks",
+            "task/get",
+            "",
+            "tasksé",
+        ] {
+            assert!(!is_task_request(method, true), "{method}");
+        }
+    }
 }
