@@ -368,6 +368,27 @@ async fn a_task_is_its_callers_only() {
                     .is_some_and(|t| t.starts_with("bob relating"))),
             "a refused request reached the upstream"
         );
+        // Alice's request that relates to her task reaches the upstream, naming it by
+        // the upstream's id.
+        let text = format!("alice relating through {taken_at}");
+        let related = modern_as(
+            alice,
+            &taken_at,
+            8,
+            "tools/call",
+            Some(echo),
+            json!({"name": echo, "arguments": {"text": text},
+                   "_meta": {"io.modelcontextprotocol/related-task": {"taskId": task}}}),
+        )
+        .await;
+        assert!(related["result"].get("content").is_some(), "{related}");
+        let events = fixture.events().await;
+        let seen = events
+            .iter()
+            .rev()
+            .find(|e| e["kind"] == "request" && e["arguments"]["text"] == text.as_str())
+            .unwrap_or_else(|| panic!("the upstream never saw alice's request"));
+        assert_eq!(seen["metaRelatedTask"]["taskId"], own.as_str(), "{seen}");
 
         // A listen stream follows the task for alice, not for bob.
         for (who, token, follows) in [("alice", alice, true), ("bob", bob, false)] {

@@ -25,8 +25,10 @@ pub enum Waiter {
         upstream_id: Id,
         /// How the client was shown the upstream's task ids: on the aggregated
         /// endpoint (prefixed), bound to the client's subject (when callers
-        /// authenticate).
+        /// authenticate, and the connection is not shared by every client: see
+        /// [`super::stream`]).
         aggregated: bool,
+        bound: bool,
         subject: String,
     },
     /// Hawser itself: a 2026-07-28 upstream's input request, asked of a legacy client
@@ -100,6 +102,7 @@ impl Relay {
                 upstream_session: upstream_session.clone(),
                 upstream_id,
                 aggregated: client.endpoint.is_aggregated(),
+                bound: !upstream.is_shared(),
                 subject: client.subject.clone(),
             },
             crate::telemetry::span::client_answer(call, msg.method()),
@@ -197,8 +200,10 @@ impl Relay {
                 upstream_session,
                 upstream_id,
                 aggregated,
+                bound,
                 subject,
             } => {
+                let tasks = tasks.filter(|_| bound);
                 let names = super::task_ids::Names::new(tasks, aggregated, &upstream, &subject);
                 let reply = super::task_ids::own_answer(answer, upstream_id.json(), &names);
                 upstream.send(&upstream_session, reply).await?;

@@ -186,7 +186,11 @@ impl Relaying {
                 // call, whoever made it: a task they name is not named for this caller.
                 let bytes = if self.ctx.upstream.is_shared() {
                     let names = self.task_names().unbound();
-                    super::task_ids::expose_message(bytes, &names)
+                    if names.rename() {
+                        super::task_ids::expose_message(bytes, &names)
+                    } else {
+                        bytes
+                    }
                 } else {
                     self.expose_tasks(bytes)
                 };

@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::config::PREFIX_SEPARATOR;
 use crate::crypto::{TAG_LEN, Tagger};
-use crate::jsonrpc::{self, Message, RawParams, raw_string};
+use crate::jsonrpc::{self, Message, ParamsView, RawParams, raw_string};
 use crate::upstream::Upstream;
 
 /// How task ids are named towards one caller. When callers authenticate, the
@@ -35,8 +35,9 @@ impl Owner<'_> {
         self.tagger.tag(&self.parts(own))
     }
 
-    fn parts<'p>(&'p self, own: &'p str) -> [&'p [u8]; 3] {
+    fn parts<'p>(&'p self, own: &'p str) -> [&'p [u8]; 4] {
         [
+            b"task",
             self.connection.as_bytes(),
             self.subject.as_bytes(),
             own.as_bytes(),
@@ -265,28 +266,73 @@ pub fn own_answer(answer: &Message<'_>, id: &str, names: &Names<'_>) -> Bytes {
 /// related task that is not this caller's, when task names are bound to callers (it
 /// may be the upstream's own id for another caller's task).
 pub fn own_request(params: &RawValue, names: &Names<'_>) -> Result<Option<Box<RawValue>>, String> {
+    if names.owner.is_some() {
+        return own_bound_request(params, names);
+    }
     if !names.rename() || !params.get().contains(RELATED_TASK) {
         return Ok(None);
     }
-    if let Some(renamed) = own_related(params, names) {
-        return Ok(Some(renamed));
-    }
-    match related_task(params) {
-        Some(id) if names.owner.is_some() => Err(id),
-        _ => Ok(None),
-    }
+    Ok(own_related(params, names))
 }
 
-/// The `taskId` of `_meta["io.modelcontextprotocol/related-task"]`, as sent (JSON
-/// text unless a string); `None` without a related task.
-fn related_task(object: &RawValue) -> Option<String> {
-    let object = RawParams::parse(Some(object)).ok()?;
-    let meta = RawParams::parse(object.0.get("_meta")).ok()?;
-    let related = meta.0.get(RELATED_TASK)?;
-    let id = RawParams::parse(Some(related))
-        .ok()
-        .and_then(|r| r.0.get_str("taskId"));
-    Some(id.unwrap_or_else(|| related.get().to_owned()))
+/// [`own_request`] with names bound to the caller. Members are read by their decoded
+/// names, as upstreams read them (an escaped `\/` or `\u…` in a name hides nothing),
+/// names differing only in case count as the same (some upstreams match them so), and
+/// `_meta`, the related task or its `taskId` given twice is refused: upstreams keep
+/// one or the other, so either must be the caller's.
+fn own_bound_request(
+    params: &RawValue,
+    names: &Names<'_>,
+) -> Result<Option<Box<RawValue>>, String> {
+    let text = params.get().as_bytes();
+    // A `_meta` member is written so, in any case, or with an escape.
+    if memchr::memchr(b'\\', text).is_none() && !contains_ascii_nocase(text, b"_meta") {
+        return Ok(None);
+    }
+    let Ok(view) = ParamsView::of(params) else {
+        return Ok(None);
+    };
+    let repeated = |view: &ParamsView<'_>, what: &str| match view.repeated() {
+        Some(name) => Err(format!("{what} names {name:?} more than once")),
+        None => Ok(()),
+    };
+    repeated(&view, "params")?;
+    let Some((meta_key, meta)) = member(&view, "_meta") else {
+        return Ok(None);
+    };
+    let Ok(meta_view) = ParamsView::of(meta) else {
+        return Ok(None);
+    };
+    repeated(&meta_view, "_meta")?;
+    let Some((related_key, related)) = member(&meta_view, RELATED_TASK) else {
+        return Ok(None);
+    };
+    let related_view = ParamsView::of(related).map_err(|_| related.get().to_owned())?;
+    repeated(&related_view, RELATED_TASK)?;
+    let (id_key, exposed) = member(&related_view, "taskId")
+        .and_then(|(k, v)| Some((k, serde_json::from_str::<String>(v.get()).ok()?)))
+        .ok_or_else(|| related.get().to_owned())?;
+    let own = names.own(&exposed).ok_or_else(|| exposed.clone())?;
+    let related = related_view.with(&id_key, &raw_string(own));
+    let meta = meta_view.with(&related_key, &related);
+    Ok(Some(view.with(&meta_key, &meta)))
+}
+
+/// The member of `view` named `name` (case aside, see [`jsonrpc::same_name`]): its
+/// name as given, and its value.
+fn member<'a>(view: &ParamsView<'a>, name: &str) -> Option<(String, &'a RawValue)> {
+    view.0
+        .iter()
+        .find(|(k, _)| jsonrpc::same_name(k, name))
+        .map(|(k, v)| (k.to_string(), *v))
+}
+
+/// Whether `text` holds `needle` (ASCII, starting with `_`) in any case.
+fn contains_ascii_nocase(text: &[u8], needle: &[u8]) -> bool {
+    memchr::memchr_iter(b'_', text).any(|i| {
+        text.get(i..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+    })
 }
 
 /// `object` with `_meta`'s related task id given back the upstream's own id; `None`
@@ -544,6 +590,12 @@ mod tests {
         assert_eq!(alice.own(&String::from_utf8(flipped).unwrap()), None);
         assert_eq!(alice.own(""), None);
         assert_eq!(alice.own("é"), None);
+        // A character across the tag's end.
+        assert_eq!(
+            alice.own(&format!("{}é.t-1", "a".repeat(TAG_LEN - 1))),
+            None
+        );
+        assert_eq!(alice.own(&format!("{}é.t-1", "a".repeat(TAG_LEN))), None);
         // Another deployment's keys.
         let other = crate::crypto::Keyring::ephemeral();
         assert_eq!(
@@ -607,6 +659,77 @@ mod tests {
         // No related task: nothing to do.
         let plain = raw(r#"{"name":"echo","_meta":{"progressToken":1}}"#.into());
         assert_eq!(own_req(&plain, &alice), Ok(None));
+        assert_eq!(own_req(&raw(r#"{"name":"echo"}"#.into()), &alice), Ok(None));
+    }
+
+    #[test]
+    fn a_bound_related_task_is_read_as_upstreams_read_it() {
+        let keyring = crate::crypto::Keyring::ephemeral();
+        let alice = Names::bound(keyring.tagger(), None, "fx", "alice");
+        let named = alice.exposed("t-1");
+        let raw = |s: String| RawValue::from_string(s).unwrap();
+        let taken = |params: String| {
+            let out = own_req(&raw(params.clone()), &alice)
+                .unwrap_or_else(|e| panic!("{params}: {e}"))
+                .unwrap_or_else(|| panic!("{params}: unchanged"));
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            (v, out)
+        };
+        // Escaped names and a name in another case still name the related task.
+        for params in [
+            format!(
+                r#"{{"_meta":{{"io.modelcontextprotocol\/related-task":{{"taskId":"{named}"}}}}}}"#
+            ),
+            format!(
+                r#"{{"\u005fmeta":{{"io.modelcontextprotocol/related-task":{{"task\u0049d":"{named}"}}}}}}"#
+            ),
+            format!(
+                r#"{{"_Meta":{{"io.modelcontextprotocol/related-task":{{"taskId":"{named}"}}}},"name":"echo"}}"#
+            ),
+        ] {
+            let (v, out) = taken(params);
+            assert!(out.contains(r#""t-1""#), "{out}");
+            assert!(!out.contains(&named), "{out}");
+            assert!(v.is_object(), "{out}");
+        }
+        // The same with the upstream's id, or another caller's name: refused.
+        for params in [
+            r#"{"_meta":{"io.modelcontextprotocol\/related-task":{"taskId":"t-1"}}}"#.to_owned(),
+            r#"{"\u005fmeta":{"io.modelcontextprotocol/related-task":{"taskId":"t-1"}}}"#
+                .to_owned(),
+            r#"{"_META":{"io.modelcontextprotocol/related-task":{"TaskId":"t-1"}}}"#.to_owned(),
+            r#"{"_meta":{"io.modelcontextprotocol/related-task":"t-1"}}"#.to_owned(),
+            r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":["t-1"]}}}"#.to_owned(),
+            r#"{"_meta":{"io.modelcontextprotocol/related-task":{}}}"#.to_owned(),
+        ] {
+            assert!(own_req(&raw(params.clone()), &alice).is_err(), "{params}");
+        }
+        // Given twice, each copy could be the one an upstream keeps: refused even when
+        // one of them is alice's.
+        for params in [
+            format!(
+                r#"{{"_meta":{{"io.modelcontextprotocol/related-task":{{"taskId":"{named}"}},"io.modelcontextprotocol/related-task":{{"taskId":"t-2"}}}}}}"#
+            ),
+            format!(
+                r#"{{"_meta":{{"io.modelcontextprotocol/related-task":{{"taskId":"{named}","taskId":"t-2"}}}}}}"#
+            ),
+            format!(
+                r#"{{"_meta":{{"io.modelcontextprotocol/related-task":{{"taskId":"{named}"}}}},"_meta":{{}}}}"#
+            ),
+            format!(
+                r#"{{"_meta":{{"io.modelcontextprotocol/related-task":{{"taskId":"{named}","taskid":"t-2"}}}}}}"#
+            ),
+        ] {
+            assert!(own_req(&raw(params.clone()), &alice).is_err(), "{params}");
+        }
+        // Escapes elsewhere change nothing.
+        assert_eq!(
+            own_req(
+                &raw(r#"{"name":"echo","arguments":{"text":"a\"b"}}"#.into()),
+                &alice
+            ),
+            Ok(None)
+        );
     }
 
     #[test]

@@ -220,8 +220,8 @@ async fn every_page(
 }
 
 /// Whether `upstream`'s `tasks/list` holds only the caller's tasks, as far as Hawser
-/// can tell: the upstream session must be the client's own (not shared by every
-/// client: 2026-07-28, stdio, legacy SSE), and when callers authenticate the upstream
+/// can tell: the upstream session must be the client's own (not one every client
+/// shares: stdio, legacy SSE), and when callers authenticate the upstream
 /// must know who the caller is (a token of their own, or their identity passed on),
 /// to bind tasks to them as MCP asks. Behind a shared credential every caller is one
 /// to the upstream, and its list may hold anyone's tasks.
