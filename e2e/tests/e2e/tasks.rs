@@ -506,6 +506,71 @@ async fn in_sessions_tasks_are_listed_and_named_for_their_caller_only() {
     assert_eq!(refused.response()["error"]["code"], -32601, "{refused:?}");
 }
 
+/// A 2025-11-25 client's task at a 2026-07-28 upstream, which has no `tasks/result`:
+/// Hawser waits for the task and answers its result, tied to the task, on the
+/// connection's endpoint and on `/mcp`; a cancelled task's `tasks/result` is an error.
+#[tokio::test]
+async fn tasks_result_waits_for_a_2026_upstreams_task() {
+    use hawser_e2e::harness::stack::Gateway;
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let gateway = Gateway::in_front_of(&fixture).await;
+    for (url, tool) in [
+        (format!("{}/fx", gateway.mcp_url()), "background"),
+        (gateway.mcp_url(), "fx__background"),
+    ] {
+        let mut client = session_with_tasks(&url, None).await;
+        client.wait_for_tool(tool).await;
+        let made = client.call(tool, json!({"ms": 600})).await;
+        let task = made.result()["taskId"]
+            .as_str()
+            .or_else(|| made.result()["task"]["taskId"].as_str())
+            .unwrap_or_else(|| panic!("no task: {made:?}"))
+            .to_owned();
+        let started = std::time::Instant::now();
+        let result = client
+            .request("tasks/result", json!({"taskId": task}))
+            .await;
+        assert_eq!(
+            result.result()["content"][0]["text"],
+            "background done after 600ms",
+            "{result:?}"
+        );
+        assert_eq!(
+            result.result()["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+            task.as_str(),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "answered before the task ended"
+        );
+
+        let long = client.call(tool, json!({"ms": 60_000})).await;
+        let long = long.result()["taskId"]
+            .as_str()
+            .or_else(|| long.result()["task"]["taskId"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let cancelled = client
+            .request("tasks/cancel", json!({"taskId": long}))
+            .await;
+        assert!(cancelled.response().get("error").is_none(), "{cancelled:?}");
+        let result = client
+            .request("tasks/result", json!({"taskId": long}))
+            .await;
+        assert!(
+            result.response()["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cancelled")),
+            "{result:?}"
+        );
+        let unknown = client
+            .request("tasks/result", json!({"taskId": format!("{task}x")}))
+            .await;
+        assert_eq!(unknown.response()["error"]["code"], -32602, "{unknown:?}");
+    }
+}
+
 /// A 2025-11-25 session on the aggregated endpoint: tasks made by two connections'
 /// tools are listed together by `tasks/list`, each named by its connection (all of
 /// them, though one connection lists its tasks over two pages), and `tasks/get` in

@@ -360,12 +360,15 @@ async fn routed(
             record::answered(front, info, method, "ok");
             Ok(reply)
         }
-        // Task names are checked wherever they are not the upstream's own.
+        // Task names are checked wherever they are not the upstream's own (and a
+        // legacy client's tasks/result may be answered here).
         // (On `/mcp` only MCP's task requests; elsewhere, with names bound, any.)
         m if tasks::is_task_request(
             m,
             !session.endpoint.is_aggregated() && front.task_tagger().is_some(),
-        ) && (session.endpoint.is_aggregated() || front.task_tagger().is_some()) =>
+        ) && (session.endpoint.is_aggregated()
+            || front.task_tagger().is_some()
+            || (m == "tasks/result" && !session.is_modern())) =>
         {
             let here = if session.endpoint.is_aggregated() {
                 None
@@ -377,12 +380,28 @@ async fn routed(
                         .ok_or(Error::ConnectionUnavailable)?,
                 )
             };
-            let view = front.registry.view();
-            let (upstream, params, task) =
-                tasks::route(front, &view, here.as_ref(), &session.subject, msg.params)?;
+            let (upstream, params, task) = tasks::route(
+                front,
+                &front.registry.view(),
+                here.as_ref(),
+                &session.subject,
+                msg.params,
+            )?;
             // A connection the caller may see nothing of has no task of theirs.
             if !tasks::may_see(front, info.caller.as_deref(), &upstream) {
                 return Err(Error::InvalidParams(format!("unknown task {task:?}")));
+            }
+            // 2026-07-28 has no tasks/result: Hawser waits for the task itself.
+            if m == "tasks/result"
+                && !session.is_modern()
+                && upstream.era_for(crate::revision::Era::Legacy) == crate::revision::Era::Modern
+            {
+                let exposed = view(msg)?.get_str("taskId").unwrap_or_default();
+                let answer =
+                    super::task_status::result(front, session, info, (exposed, upstream, task), id)
+                        .await?;
+                record::answered(front, info, method, "ok");
+                return Ok(reply::json(answer));
             }
             to.send(&upstream, Some(&params), Some(task)).await
         }

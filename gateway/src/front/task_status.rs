@@ -157,6 +157,108 @@ pub async fn follow(
     }
 }
 
+/// 2025-11-25's `tasks/result` for a task whose upstream speaks 2026-07-28, which has
+/// no such method: Hawser asks `tasks/get` on the client's behalf, after each poll
+/// interval the task gives, until the task ends (for at most the connection's call
+/// timeout), then answers as `tasks/result` would: the task's result tied to the task
+/// in `_meta`, or its error. A task that needs input cannot be answered so (2025-11-25
+/// has no way to give it): that is an error at once.
+pub async fn result(
+    front: &Front,
+    session: &Arc<ClientSession>,
+    info: &RequestInfo,
+    (exposed, upstream, own): (String, Arc<Upstream>, String),
+    id: &Id,
+) -> Result<Bytes> {
+    let task = Followed {
+        exposed,
+        upstream,
+        own,
+    };
+    let timeout = task.upstream.config().call_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    for n in 0u64.. {
+        let Some(state) = state_now(front, session, info, &task, n).await else {
+            return Err(Error::InvalidParams(format!(
+                "unknown task {:?}",
+                task.exposed
+            )));
+        };
+        if let Some(answer) = ended(&state, &task.exposed, id) {
+            return answer;
+        }
+        let (_, next, _) = notification_params(&state, &task.exposed);
+        if tokio::time::Instant::now() + next > deadline {
+            return Err(Error::upstream(
+                task.upstream.name(),
+                crate::upstream::UpstreamError::Timeout(timeout),
+            ));
+        }
+        tokio::time::sleep(next).await;
+    }
+    unreachable!("the loop returns")
+}
+
+/// What `tasks/result` answers for a task in `state` (a 2026-07-28 `tasks/get`
+/// result), when it has ended or needs input; `None` while it works.
+fn ended(state: &RawValue, exposed: &str, id: &Id) -> Option<Result<Bytes>> {
+    let Ok(task) = RawParams::parse(Some(state)) else {
+        return Some(Err(Error::InvalidParams(format!(
+            "the upstream's state of task {exposed:?} is not an object"
+        ))));
+    };
+    match task.0.get_str("status").as_deref() {
+        Some("completed") => {
+            let result = task.0.get("result").unwrap_or(RawValue::NULL);
+            let Ok(mut result) = RawParams::parse(Some(result)) else {
+                return Some(Err(Error::InvalidParams(format!(
+                    "the upstream's result of task {exposed:?} is not an object"
+                ))));
+            };
+            let mut meta = RawParams::parse(result.0.get("_meta")).unwrap_or_default();
+            let related =
+                jsonrpc::raw_or_null(format!(r#"{{"taskId":{}}}"#, raw_string(exposed).get()));
+            meta.0.set(RELATED_TASK, related);
+            result.0.set("_meta", meta.to_raw());
+            Some(Ok(jsonrpc::result(id.json(), result.to_raw().get())))
+        }
+        Some("failed") => {
+            let error = task
+                .0
+                .get("error")
+                .filter(|e| e.get().starts_with('{'))
+                .map(|e| e.get().to_owned())
+                .unwrap_or_else(|| {
+                    format!(
+                        r#"{{"code":-32603,"message":{}}}"#,
+                        raw_string(&format!("task {exposed} failed")).get()
+                    )
+                });
+            Some(Ok(jsonrpc::write(
+                Some(id.json()),
+                None,
+                None,
+                None,
+                Some(&error),
+            )))
+        }
+        Some("cancelled") => Some(Ok(jsonrpc::error(
+            Some(id.json()),
+            jsonrpc::code::INTERNAL_ERROR,
+            &format!("task {exposed} was cancelled"),
+            None,
+        ))),
+        Some("input_required") => Some(Err(Error::InvalidParams(format!(
+            "task {exposed:?} needs input, which a 2026-07-28 upstream asks in tasks/get \
+             and 2025-11-25's tasks/result cannot carry: ask tasks/get instead"
+        )))),
+        _ => None,
+    }
+}
+
+/// The `_meta` member that ties a message to the task it belongs to.
+const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
 /// The task's state, as `tasks/get` asked on the client's behalf answers it (`None`
 /// for an error or no answer). `n` numbers the request.
 async fn state_now(
