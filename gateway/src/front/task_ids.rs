@@ -284,9 +284,12 @@ fn own_bound_request(
     params: &RawValue,
     names: &Names<'_>,
 ) -> Result<Option<Box<RawValue>>, String> {
+    // The related task's member is named so in some case, or with an escape, or with a
+    // character that folds to ASCII (`ſ`, the Kelvin sign): without any of these the
+    // params name no related task, and are not read (2026-07-28 requests always carry
+    // `_meta`, for their envelope).
     let text = params.get().as_bytes();
-    // A `_meta` member is written so, in any case, or with an escape.
-    if memchr::memchr(b'\\', text).is_none() && !contains_ascii_nocase(text, b"_meta") {
+    if text.is_ascii() && memchr::memchr(b'\\', text).is_none() && !names_related_task(text) {
         return Ok(None);
     }
     let Ok(view) = ParamsView::of(params) else {
@@ -327,11 +330,14 @@ fn member<'a>(view: &ParamsView<'a>, name: &str) -> Option<(String, &'a RawValue
         .map(|(k, v)| (k.to_string(), *v))
 }
 
-/// Whether `text` holds `needle` (ASCII, starting with `_`) in any case.
-fn contains_ascii_nocase(text: &[u8], needle: &[u8]) -> bool {
-    memchr::memchr_iter(b'_', text).any(|i| {
-        text.get(i..i + needle.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+/// Whether `text` holds `related-task` in any case (found by its `-`).
+fn names_related_task(text: &[u8]) -> bool {
+    const NAME: &[u8] = b"related-task";
+    const DASH: usize = 7;
+    memchr::memchr_iter(b'-', text).any(|i| {
+        i.checked_sub(DASH)
+            .and_then(|start| text.get(start..start + NAME.len()))
+            .is_some_and(|w| w.eq_ignore_ascii_case(NAME))
     })
 }
 
@@ -698,6 +704,10 @@ mod tests {
             r#"{"\u005fmeta":{"io.modelcontextprotocol/related-task":{"taskId":"t-1"}}}"#
                 .to_owned(),
             r#"{"_META":{"io.modelcontextprotocol/related-task":{"TaskId":"t-1"}}}"#.to_owned(),
+            r#"{"_meta":{"IO.ModelContextProtocol/Related-Task":{"taskId":"t-1"}}}"#.to_owned(),
+            r#"{"_meta":{"io.modelcontextprotocol/related-taſk":{"taskId":"t-1"}}}"#.to_owned(),
+            r#"{"_meta":{"io.modelcontextprotocol/related-tas\u212a":{"taskId":"t-1"}}}"#
+                .to_owned(),
             r#"{"_meta":{"io.modelcontextprotocol/related-task":"t-1"}}"#.to_owned(),
             r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":["t-1"]}}}"#.to_owned(),
             r#"{"_meta":{"io.modelcontextprotocol/related-task":{}}}"#.to_owned(),
