@@ -571,6 +571,45 @@ async fn tasks_result_waits_for_a_2026_upstreams_task() {
     }
 }
 
+/// The wait of `tasks/result` at a 2026-07-28 upstream lasts the connection's call
+/// timeout, with a last look at its end: a task that ends between the last poll
+/// interval and the deadline is answered; one that outlasts it times out.
+#[tokio::test]
+async fn tasks_result_waits_until_the_call_timeout() {
+    use hawser_e2e::harness::stack::Gateway;
+    let fixture = Fixture::start(&["--era", "modern"]);
+    let config = format!(
+        "connections:\n  - name: fx\n    url: {}\n    timeouts: {{call: 2500ms}}\n",
+        fixture.mcp_url()
+    );
+    let gateway = Gateway::start(&config, &[]);
+    gateway.wait_ready().await;
+    let url = format!("{}/fx", gateway.mcp_url());
+    let mut client = session_with_tasks(&url, None).await;
+    client.wait_for_tool("background").await;
+    // The fixture asks to be polled every second: looks at 0, 1 and 2 s, then 2.5 s.
+    for (ms, answered) in [(2200, true), (4000, false)] {
+        let made = client.call("background", json!({"ms": ms})).await;
+        let task = made.result()["taskId"]
+            .as_str()
+            .or_else(|| made.result()["task"]["taskId"].as_str())
+            .unwrap_or_else(|| panic!("no task: {made:?}"))
+            .to_owned();
+        let result = client
+            .request("tasks/result", json!({"taskId": task}))
+            .await;
+        if answered {
+            assert_eq!(
+                result.result()["content"][0]["text"],
+                format!("background done after {ms}ms"),
+                "{result:?}"
+            );
+        } else {
+            assert_eq!(result.response()["error"]["code"], -32001, "{result:?}");
+        }
+    }
+}
+
 /// A 2025-11-25 session on the aggregated endpoint: tasks made by two connections'
 /// tools are listed together by `tasks/list`, each named by its connection (all of
 /// them, though one connection lists its tasks over two pages), and `tasks/get` in

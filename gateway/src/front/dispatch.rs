@@ -147,11 +147,7 @@ impl Routing<'_, '_> {
             &self.session.subject,
         );
         let renamed = match params.map(|p| super::task_ids::own_request(p, &names)) {
-            Some(Err(unknown)) => {
-                return Err(Error::InvalidParams(format!(
-                    "unknown task {unknown:?} in _meta[\"io.modelcontextprotocol/related-task\"]"
-                )));
-            }
+            Some(Err(refused)) => return Err(Error::InvalidParams(refused)),
             Some(Ok(renamed)) => renamed,
             None => None,
         };

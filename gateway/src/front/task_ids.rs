@@ -262,9 +262,10 @@ pub fn own_answer(answer: &Message<'_>, id: &str, names: &Names<'_>) -> Bytes {
 /// `_meta["io.modelcontextprotocol/related-task"]` given back the upstream's own id,
 /// when it is named as `names` names this connection's tasks to this caller.
 /// `Ok(None)`: nothing to change (no related task; without a binding to the caller,
-/// also one named otherwise, such as the client's own). `Err` with the id as sent: a
-/// related task that is not this caller's, when task names are bound to callers (it
-/// may be the upstream's own id for another caller's task).
+/// also one named otherwise, such as the client's own). `Err`, why the request is
+/// refused: when task names are bound to callers, a related task that is not this
+/// caller's (it may be the upstream's own id for another caller's task), or one
+/// given ambiguously.
 pub fn own_request(params: &RawValue, names: &Names<'_>) -> Result<Option<Box<RawValue>>, String> {
     if names.owner.is_some() {
         return own_bound_request(params, names);
@@ -296,7 +297,7 @@ fn own_bound_request(
         return Ok(None);
     };
     let repeated = |view: &ParamsView<'_>, what: &str| match view.repeated() {
-        Some(name) => Err(format!("{what} names {name:?} more than once")),
+        Some(name) => Err(format!("{what} has the member {name:?} more than once")),
         None => Ok(()),
     };
     repeated(&view, "params")?;
@@ -310,12 +311,13 @@ fn own_bound_request(
     let Some((related_key, related)) = member(&meta_view, RELATED_TASK) else {
         return Ok(None);
     };
-    let related_view = ParamsView::of(related).map_err(|_| related.get().to_owned())?;
+    let unknown = |id: &str| format!("unknown task {id:?} in _meta[\"{RELATED_TASK}\"]");
+    let related_view = ParamsView::of(related).map_err(|_| unknown(related.get()))?;
     repeated(&related_view, RELATED_TASK)?;
     let (id_key, exposed) = member(&related_view, "taskId")
         .and_then(|(k, v)| Some((k, serde_json::from_str::<String>(v.get()).ok()?)))
-        .ok_or_else(|| related.get().to_owned())?;
-    let own = names.own(&exposed).ok_or_else(|| exposed.clone())?;
+        .ok_or_else(|| unknown(related.get()))?;
+    let own = names.own(&exposed).ok_or_else(|| unknown(&exposed))?;
     let related = related_view.with(&id_key, &raw_string(own));
     let meta = meta_view.with(&related_key, &related);
     Ok(Some(view.with(&meta_key, &meta)))
@@ -653,13 +655,19 @@ mod tests {
             .expect("alice's task");
         assert!(own.get().contains(r#""taskId":"t-1""#), "{}", own.get());
         // Bob presenting alice's name, or anyone the upstream's own id: refused.
-        assert_eq!(
-            own_req(&params, &bob),
-            Err(named.as_str().unwrap_or_default().to_owned())
+        let refused = own_req(&params, &bob).expect_err("bob");
+        assert!(
+            refused.starts_with(&format!("unknown task {named}")),
+            "{refused}"
         );
         let bare =
             raw(r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-1"}}}"#.into());
-        assert_eq!(own_req(&bare, &alice), Err("t-1".to_owned()));
+        assert_eq!(
+            own_req(&bare, &alice),
+            Err(
+                r#"unknown task "t-1" in _meta["io.modelcontextprotocol/related-task"]"#.to_owned()
+            )
+        );
         let odd = raw(r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":7}}}"#.into());
         assert!(super::own_request(&odd, &alice).is_err());
         // No related task: nothing to do.

@@ -187,14 +187,16 @@ pub async fn result(
         if let Some(answer) = ended(&state, &task.exposed, id) {
             return answer;
         }
+        // Asked again after the task's interval, and once more at the deadline.
         let (_, next, _) = notification_params(&state, &task.exposed);
-        if tokio::time::Instant::now() + next > deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Err(Error::upstream(
                 task.upstream.name(),
                 crate::upstream::UpstreamError::Timeout(timeout),
             ));
         }
-        tokio::time::sleep(next).await;
+        tokio::time::sleep(next.min(deadline - now)).await;
     }
     unreachable!("the loop returns")
 }
