@@ -356,16 +356,7 @@ async fn routed(
             record::answered(front, info, method, "ok");
             Ok(reply)
         }
-        // Task names are checked wherever they are not the upstream's own (and a
-        // legacy client's tasks/result may be answered here).
-        // (On `/mcp` only MCP's task requests; elsewhere, with names bound, any.)
-        m if tasks::is_task_request(
-            m,
-            !session.endpoint.is_aggregated() && front.task_tagger().is_some(),
-        ) && (session.endpoint.is_aggregated()
-            || front.task_tagger().is_some()
-            || (m == "tasks/result" && !session.is_modern())) =>
-        {
+        m if routes_task(front, session, m) => {
             let here = if session.endpoint.is_aggregated() {
                 None
             } else {
@@ -430,6 +421,19 @@ async fn routed(
             to.send(&upstream, msg.params, None).await
         }
     }
+}
+
+/// Whether Hawser routes the task request `method` itself rather than passing it on
+/// as it is: on `/mcp`, MCP's task requests; on a connection's endpoint, when task
+/// names are bound to callers, any `tasks/…` but the list (their names are checked),
+/// and a legacy client's `tasks/result` (answered here for a 2026-07-28 upstream).
+fn routes_task(front: &Front, session: &ClientSession, method: &str) -> bool {
+    if session.endpoint.is_aggregated() {
+        return tasks::is_task_request(method, false);
+    }
+    let bound = front.task_tagger().is_some();
+    tasks::is_task_request(method, bound)
+        && (bound || (method == "tasks/result" && !session.is_modern()))
 }
 
 /// What the policies say about a call.
