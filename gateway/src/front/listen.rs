@@ -168,11 +168,7 @@ async fn relay_upstream(
             upstream,
             &session.subject,
         );
-        let bytes = if names.rename() {
-            super::task_ids::expose_message(bytes, &names)
-        } else {
-            bytes
-        };
+        let bytes = super::task_ids::expose_message(bytes, &names);
         let Ok(msg) = Message::parse(&bytes) else {
             continue;
         };

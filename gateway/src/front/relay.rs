@@ -28,7 +28,6 @@ pub enum Waiter {
         /// authenticate, and the connection is not shared by every client: see
         /// [`super::stream`]).
         aggregated: bool,
-        bound: bool,
         subject: String,
     },
     /// Hawser itself: a 2026-07-28 upstream's input request, asked of a legacy client
@@ -102,7 +101,6 @@ impl Relay {
                 upstream_session: upstream_session.clone(),
                 upstream_id,
                 aggregated: client.endpoint.is_aggregated(),
-                bound: !upstream.is_shared(),
                 subject: client.subject.clone(),
             },
             crate::telemetry::span::client_answer(call, msg.method()),
@@ -200,10 +198,9 @@ impl Relay {
                 upstream_session,
                 upstream_id,
                 aggregated,
-                bound,
                 subject,
             } => {
-                let tasks = tasks.filter(|_| bound);
+                let tasks = tasks.filter(|_| !upstream.is_shared());
                 let names = super::task_ids::Names::new(tasks, aggregated, &upstream, &subject);
                 let reply = super::task_ids::own_answer(answer, upstream_id.json(), &names);
                 upstream.send(&upstream_session, reply).await?;

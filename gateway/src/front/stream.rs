@@ -154,12 +154,7 @@ impl Relaying {
                 {
                     return self.ask(input);
                 }
-                let names = self.task_names();
-                let bytes = if names.rename() && super::task_ids::may_name_tasks(&self.ctx.method) {
-                    super::task_ids::expose(bytes, &self.ctx.method, &names)
-                } else {
-                    bytes
-                };
+                let bytes = super::task_ids::expose(bytes, &self.ctx.method, &self.task_names());
                 self.outcome.response = Some(bytes.clone());
                 Step::Last(bytes)
             }
@@ -184,16 +179,12 @@ impl Relaying {
             Ok(Some(Ok(Inbound::Request { id, bytes }))) => {
                 // A connection every client shares hands its requests to the newest
                 // call, whoever made it: a task they name is not named for this caller.
-                let bytes = if self.ctx.upstream.is_shared() {
-                    let names = self.task_names().unbound();
-                    if names.rename() {
-                        super::task_ids::expose_message(bytes, &names)
-                    } else {
-                        bytes
-                    }
+                let names = if self.ctx.upstream.is_shared() {
+                    self.task_names().unbound()
                 } else {
-                    self.expose_tasks(bytes)
+                    self.task_names()
                 };
+                let bytes = super::task_ids::expose_message(bytes, &names);
                 self.server_request(id, bytes).await
             }
         }
@@ -211,12 +202,7 @@ impl Relaying {
 
     /// An upstream's message with its task ids named as the client knows them.
     fn expose_tasks(&self, bytes: Bytes) -> Bytes {
-        let names = self.task_names();
-        if names.rename() {
-            super::task_ids::expose_message(bytes, &names)
-        } else {
-            bytes
-        }
+        super::task_ids::expose_message(bytes, &self.task_names())
     }
 
     /// Answers the upstream's request `id` with an error on the client's behalf.

@@ -139,21 +139,22 @@ impl<'a> Names<'a> {
 }
 
 /// The `_meta` member that ties a message to the task it belongs to.
-const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
 /// Task status notifications: 2026-07-28's extension and 2025-11-25.
 const STATUS_NOTIFICATIONS: [&str; 2] = ["notifications/tasks", "notifications/tasks/status"];
 
 /// Whether the answer to `method` may name tasks (rewritten by [`expose`]).
-pub fn may_name_tasks(method: &str) -> bool {
+fn may_name_tasks(method: &str) -> bool {
     method == "tools/call" || method.starts_with("tasks/")
 }
 
 /// The response to `method` with the task ids it names as `names` names them: a
 /// created task (2026-07-28 `resultType: "task"`, 2025-11-25 `task`), a task's state,
-/// a list of tasks. Anything else is returned as it came.
+/// a list of tasks, for a method that may name them ([`may_name_tasks`]). Anything
+/// else is returned as it came.
 pub fn expose(bytes: Bytes, method: &str, names: &Names<'_>) -> Bytes {
-    if find_bytes!(&bytes, b"\"taskId\"").is_none() {
+    if !names.rename() || !may_name_tasks(method) || find_bytes!(&bytes, b"\"taskId\"").is_none() {
         return bytes;
     }
     {
@@ -214,7 +215,7 @@ pub fn expose(bytes: Bytes, method: &str, names: &Names<'_>) -> Bytes {
 /// the task any message names in `params._meta["io.modelcontextprotocol/related-task"]`.
 /// Anything else is returned as it came.
 pub fn expose_message(bytes: Bytes, names: &Names<'_>) -> Bytes {
-    if find_bytes!(&bytes, b"\"taskId\"").is_none() {
+    if !names.rename() || find_bytes!(&bytes, b"\"taskId\"").is_none() {
         return bytes;
     }
     let Ok(msg) = Message::parse(&bytes) else {

@@ -20,6 +20,7 @@ use super::listeners::tagged;
 use super::request::RequestInfo;
 use super::session::ClientSession;
 use super::state::Front;
+use super::task_ids::RELATED_TASK;
 use super::tasks;
 use super::wire::Modern;
 use crate::endpoint::Endpoint;
@@ -177,7 +178,8 @@ pub async fn result(
     };
     let timeout = task.upstream.config().call_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
-    for n in 0u64.. {
+    let mut n = 0u64;
+    loop {
         let Some(state) = state_now(front, session, info, &task, n).await else {
             return Err(Error::InvalidParams(format!(
                 "unknown task {:?}",
@@ -197,8 +199,8 @@ pub async fn result(
             ));
         }
         tokio::time::sleep(next.min(deadline - now)).await;
+        n += 1;
     }
-    unreachable!("the loop returns")
 }
 
 /// What `tasks/result` answers for a task in `state` (a 2026-07-28 `tasks/get`
@@ -224,26 +226,17 @@ fn ended(state: &RawValue, exposed: &str, id: &Id) -> Option<Result<Bytes>> {
             result.0.set("_meta", meta.to_raw());
             Some(Ok(jsonrpc::result(id.json(), result.to_raw().get())))
         }
-        Some("failed") => {
-            let error = task
-                .0
-                .get("error")
-                .filter(|e| e.get().starts_with('{'))
-                .map(|e| e.get().to_owned())
-                .unwrap_or_else(|| {
-                    format!(
-                        r#"{{"code":-32603,"message":{}}}"#,
-                        raw_string(&format!("task {exposed} failed")).get()
-                    )
-                });
-            Some(Ok(jsonrpc::write(
-                Some(id.json()),
-                None,
-                None,
-                None,
-                Some(&error),
-            )))
-        }
+        Some("failed") => Some(Ok(
+            match task.0.get("error").filter(|e| e.get().starts_with('{')) {
+                Some(error) => jsonrpc::write(Some(id.json()), None, None, None, Some(error.get())),
+                None => jsonrpc::error(
+                    Some(id.json()),
+                    jsonrpc::code::INTERNAL_ERROR,
+                    &format!("task {exposed} failed"),
+                    None,
+                ),
+            },
+        )),
         Some("cancelled") => Some(Ok(jsonrpc::error(
             Some(id.json()),
             jsonrpc::code::INTERNAL_ERROR,
@@ -257,9 +250,6 @@ fn ended(state: &RawValue, exposed: &str, id: &Id) -> Option<Result<Bytes>> {
         _ => None,
     }
 }
-
-/// The `_meta` member that ties a message to the task it belongs to.
-const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
 /// The task's state, as `tasks/get` asked on the client's behalf answers it (`None`
 /// for an error or no answer). `n` numbers the request.
